@@ -1,0 +1,258 @@
+"""The Python API: fit a model, save it as a run directory, load it back, predict, evaluate."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from digitnet import artifacts as art
+from digitnet.data.datasets import Dataset, load_dataset
+from digitnet.errors import ConfigError, ModelFileError
+from digitnet.metrics import Evaluation, evaluate_arrays
+from digitnet.model import MLPSpec, Params, predict_logits, preprocess_stats
+from digitnet.train import Callback, EarlyStopping, TrainConfig, TrainState, fit_arrays
+
+FORMAT = "digitnet-run"
+FORMAT_VERSION = 1
+
+
+class Model:
+    """A trained MLP with its preprocessing: give it raw pixels, get classes back."""
+
+    def __init__(self, spec: MLPSpec, params: Params, stats: dict[str, np.ndarray],
+                 config: dict[str, Any] | None = None,
+                 history: list[dict[str, float]] | None = None):
+        self.spec, self.params, self.stats = spec, params, stats
+        self.config = config or {}
+        self.history = history or []
+
+    def __repr__(self) -> str:
+        return (f"Model({'-'.join(map(str, self.spec.sizes))}, {self.spec.activation}, "
+                f"{self.spec.num_params:,} params)")
+
+    def _inputs(self, x: Any) -> np.ndarray:
+        x = np.asarray(x)
+        if x.ndim == 0 or x.size == 0:
+            raise ConfigError(f"expected a batch of images, got an array of shape {x.shape}")
+        if x.size == self.spec.input_dim:  # one image
+            x = x.reshape(1, -1)
+        if x[0].size != self.spec.input_dim:
+            raise ConfigError(
+                f"each input must have {self.spec.input_dim} values "
+                f"(shape {self.spec.input_shape}), got shape {x.shape[1:]}"
+            )
+        if x.dtype.kind == "f" and not np.isfinite(x).all():
+            raise ConfigError("inputs contain NaN or infinite values")
+        return x.reshape(len(x), -1)
+
+    def logits(self, x: Any) -> np.ndarray:
+        return predict_logits(self.spec, self.params, self.stats, self._inputs(x))
+
+    def predict_proba(self, x: Any) -> np.ndarray:
+        """Class probabilities (N, classes) for raw images (N, H, W) or (N, H*W), or one image."""
+        z = self.logits(x)
+        z = np.exp(z - z.max(axis=1, keepdims=True))
+        return z / z.sum(axis=1, keepdims=True)
+
+    def predict(self, x: Any) -> np.ndarray:
+        """Predicted class labels (N,)."""
+        return self.logits(x).argmax(axis=1)
+
+    def evaluate(self, x: Any = None, y: Any = None) -> Evaluation:
+        """Loss, accuracy, confusion matrix and per-class scores; by default on the test split
+        of the dataset the model was trained on."""
+        if x is None:
+            ds = dataset_from_config(self.config)
+            x, y = ds.x_test, ds.y_test
+        return evaluate_arrays(self.spec, self.params, self.stats, self._inputs(x),
+                               np.asarray(y))
+
+    def summary(self) -> str:
+        return self.spec.summary()
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the run directory (config.json, weights.safetensors, history.csv)."""
+        path = Path(path)
+        art.write_tensors(path / art.WEIGHTS, self.tensors(), {"format": FORMAT})
+        art.write_history(path / art.HISTORY, self.history)
+        config = {"format": FORMAT, "format_version": FORMAT_VERSION, **self.config,
+                  "model": self.spec.to_dict()}
+        art.write_json(path / art.CONFIG, config)
+        return path
+
+    def tensors(self) -> dict[str, np.ndarray]:
+        return {**art.params_to_tensors(self.params),
+                **{f"preprocess.{k}": np.asarray(v) for k, v in self.stats.items()}}
+
+
+def load(path: str | os.PathLike) -> Model:
+    """Load a run directory written by `digitnet train` or `Model.save`."""
+    path = art.check_run_dir(Path(path))
+    config = art.read_json(path / art.CONFIG)
+    if config.get("format") != FORMAT:
+        raise ModelFileError(f"{path / art.CONFIG}: not a digitnet run config")
+    spec = spec_from_config(config, path)
+    tensors, _ = art.read_tensors(path / art.WEIGHTS)
+    params = art.tensors_to_params(tensors, spec.sizes, path / art.WEIGHTS)
+    stats = read_stats(tensors, spec, path / art.WEIGHTS)
+    return Model(spec, params, stats, config, art.read_history(path / art.HISTORY))
+
+
+def spec_from_config(config: dict[str, Any], path: Path) -> MLPSpec:
+    try:
+        return MLPSpec.from_dict(config["model"])
+    except (KeyError, TypeError) as exc:
+        raise ModelFileError(f"{path / art.CONFIG}: bad or missing model spec ({exc})") from None
+    except ConfigError as exc:
+        raise ModelFileError(f"{path / art.CONFIG}: {exc}") from None
+
+
+def read_stats(tensors: dict[str, np.ndarray], spec: MLPSpec, path: Path) -> dict[str, np.ndarray]:
+    stats = {}
+    for k in ("shift", "scale"):
+        v = tensors.get(f"preprocess.{k}")
+        if v is None or v.shape != (spec.input_dim,) or v.dtype != np.float32:
+            raise ModelFileError(f"{path}: missing or malformed tensor preprocess.{k}")
+        stats[k] = v
+    return stats
+
+
+def dataset_from_config(config: dict[str, Any]) -> Dataset:
+    ds = config.get("dataset") or {}
+    return load_dataset(ds.get("name", "mnist"), ds.get("path"))
+
+
+def versions() -> dict[str, str]:
+    import optax
+
+    from digitnet import __version__
+
+    return {"digitnet": __version__, "jax": jax.__version__, "optax": optax.__version__,
+            "numpy": np.__version__, "python": platform.python_version()}
+
+
+class Checkpoint(Callback):
+    """After every epoch: weights + optimizer state + history in one atomic file."""
+
+    def __init__(self, run_dir: Path, stats: dict[str, np.ndarray]):
+        self.run_dir, self.stats = run_dir, stats
+
+    def on_epoch_end(self, state: TrainState, logs: dict[str, float]) -> None:
+        save_checkpoint(self.run_dir, state, self.stats)
+        art.write_history(self.run_dir / art.HISTORY, state.history)
+
+
+def save_checkpoint(run_dir: Path, state: TrainState, stats: dict[str, np.ndarray]) -> None:
+    leaves = jax.tree.leaves(state.opt_state)
+    tensors = {**art.params_to_tensors(state.params, "params."),
+               **{f"opt.{i}": np.asarray(v) for i, v in enumerate(leaves)},
+               **{f"preprocess.{k}": v for k, v in stats.items()}}
+    meta = {"format": FORMAT, "epoch": str(state.epoch), "history": json.dumps(state.history)}
+    art.write_tensors(run_dir / art.CHECKPOINT, tensors, meta)
+
+
+def load_checkpoint(run_dir: Path, spec: MLPSpec, cfg: TrainConfig, n_train: int) -> TrainState:
+    """The training state saved after the last complete epoch. The optimizer state's structure
+    comes from a fresh `tx.init`, so nothing but arrays is read from disk."""
+    from digitnet.model import init_params
+    from digitnet.train import epoch_chunks, make_optimizer
+
+    path = run_dir / art.CHECKPOINT
+    tensors, meta = art.read_tensors(path)
+    params = art.tensors_to_params(tensors, spec.sizes, path, prefix="params.")
+    steps = sum(s for _, s, _ in epoch_chunks(n_train, cfg.batch_size, cfg.chunks_per_epoch))
+    tx = make_optimizer(cfg, steps * cfg.epochs)
+    leaves, treedef = jax.tree.flatten(tx.init(init_params(spec, jax.random.key(0))))
+    restored = []
+    for i, leaf in enumerate(leaves):
+        v = tensors.get(f"opt.{i}")
+        if v is None or v.shape != np.shape(leaf):
+            raise ModelFileError(f"{path}: optimizer state does not match this configuration")
+        restored.append(v)
+    try:
+        epoch, history = int(meta["epoch"]), json.loads(meta["history"])
+    except (KeyError, ValueError) as exc:
+        raise ModelFileError(f"{path}: bad checkpoint metadata ({exc})") from None
+    return TrainState(params=params, opt_state=jax.tree.unflatten(treedef, restored),
+                      epoch=epoch, history=history)
+
+
+def split_validation(ds: Dataset, cfg: TrainConfig):
+    """(x_train, y_train, validation or None) as the config asks."""
+    if cfg.validation == "none":
+        return ds.x_train, ds.y_train, None
+    if cfg.validation == "test":
+        return ds.x_train, ds.y_train, (ds.x_test, ds.y_test)
+    n_val = max(1, round(len(ds.y_train) * float(cfg.validation)))
+    order = np.random.default_rng(cfg.seed).permutation(len(ds.y_train))
+    tr, va = np.sort(order[:-n_val]), np.sort(order[-n_val:])
+    return ds.x_train[tr], ds.y_train[tr], (ds.x_train[va], ds.y_train[va])
+
+
+def fit(
+    spec: MLPSpec | None = None,
+    config: TrainConfig | None = None,
+    dataset: str | Dataset = "mnist",
+    *,
+    data_dir: str | os.PathLike | None = None,
+    out: str | os.PathLike | None = None,
+    resume: bool = False,
+    verbose: bool = True,
+    callbacks: list[Callback] | None = None,
+) -> Model:
+    """Train an MLP (by default the tutorial's 784-64-64-10 on MNIST) and return it.
+
+    With `out`, the run directory is written there: a checkpoint every epoch, then the final
+    model. `resume=True` continues from that directory's last checkpoint.
+    """
+    spec = spec or MLPSpec()
+    cfg = config or TrainConfig()
+    ds = dataset if isinstance(dataset, Dataset) else load_dataset(dataset, data_dir)
+    if ds.image_shape != spec.input_shape or ds.num_classes > spec.num_classes:
+        spec = MLPSpec(**{**spec.to_dict(), "input_shape": ds.image_shape,
+                          "num_classes": max(ds.num_classes, 2)})
+    x, y, val = split_validation(ds, cfg)
+    stats = preprocess_stats(spec, x)
+    cbs: list[Callback] = list(callbacks or [])
+    if cfg.patience:
+        cbs.append(EarlyStopping(cfg.patience))
+    if verbose:
+        from digitnet.progress import ProgressBar
+
+        cbs.append(ProgressBar())
+    config_doc: dict[str, Any] = {"train": cfg.to_dict(), "dataset": ds.describe()}
+    if data_dir is not None:
+        config_doc["dataset"]["path"] = str(Path(data_dir).resolve())
+    state = None
+    run_dir = Path(out) if out is not None else None
+    if run_dir is not None:
+        if resume and (run_dir / art.CHECKPOINT).exists():
+            state = load_checkpoint(run_dir, spec, cfg, len(x))
+        art.write_json(run_dir / art.CONFIG, {"format": FORMAT, "format_version": FORMAT_VERSION,
+                                              "status": "training", **config_doc,
+                                              "model": spec.to_dict(), "versions": versions()})
+        cbs.insert(0, Checkpoint(run_dir, stats))
+    t0 = time.perf_counter()
+    state = fit_arrays(spec, cfg, x, y, stats, val, state=state, callbacks=cbs)
+    train_seconds = time.perf_counter() - t0
+    params = jax.tree.map(np.asarray, state.params)
+    test = evaluate_arrays(spec, params, stats, ds.x_test, ds.y_test)
+    config_doc.update(
+        status="complete",
+        versions=versions(),
+        metrics={"test_loss": test.loss, "test_accuracy": test.accuracy,
+                 "epochs": state.epoch, "train_seconds": round(train_seconds, 3),
+                 **{k: v for k, v in (state.history[-1] if state.history else {}).items()
+                    if k not in ("epoch", "seconds")}},
+    )
+    model = Model(spec, params, stats, config_doc, state.history)
+    if run_dir is not None:
+        model.save(run_dir)
+    return model

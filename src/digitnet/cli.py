@@ -1,0 +1,239 @@
+"""The `digitnet` command: one sub-command per verb.
+
+Exit codes: 0 success, 2 bad usage or bad input (one line on stderr, no traceback), 1 a bug.
+Heavy modules (JAX, the engine) are imported inside each verb, so `digitnet --help` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from digitnet.errors import DigitnetError
+
+
+class UsageError(DigitnetError):
+    pass
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def add_train_options(p: argparse.ArgumentParser) -> None:
+    m = p.add_argument_group("model (defaults: the tutorial's 784-64-64-10 ReLU MLP)")
+    m.add_argument("--hidden", help="hidden layer sizes, e.g. 64,64")
+    m.add_argument("--activation", help="relu, sigmoid, tanh, gelu, elu, leaky_relu, selu")
+    m.add_argument("--dropout", help="one rate, or one per hidden layer: 0.5 or 0.2,0.5")
+    m.add_argument("--preprocess", help="center (x/255-0.5), unit (x/255), standardize")
+    t = p.add_argument_group("training (defaults: Adam 1e-3, 5 epochs, batch 32)")
+    t.add_argument("--optimizer", help="adam, adamw, sgd, rmsprop")
+    t.add_argument("--lr", type=float, help="learning rate")
+    t.add_argument("--momentum", type=float, help="SGD momentum")
+    t.add_argument("--nesterov", action="store_true", default=None, help="Nesterov momentum")
+    t.add_argument("--schedule", help="constant, cosine, onecycle")
+    t.add_argument("--weight-decay", type=float, help="L2 weight decay on kernels")
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--batch-size", type=int)
+    t.add_argument("--validation", help="test, none, or a held-out fraction of train (0.1)")
+    t.add_argument("--patience", type=int, help="early stopping patience (epochs); 0 = off")
+    t.add_argument("--seed", type=int)
+    d = p.add_argument_group("data and output")
+    d.add_argument("--dataset", help="dataset name (default mnist, embedded)")
+    d.add_argument("--data-dir", help="a folder holding the four standard IDX files")
+    d.add_argument("--config", help="a TOML file of options (command-line flags win)")
+    d.add_argument("--out", help="run directory (default runs/<dataset>-<time>)")
+    d.add_argument("--resume", action="store_true", help="continue the run in --out")
+    d.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from digitnet import __version__
+
+    p = Parser(prog="digitnet", description=__doc__.split("\n")[0].strip())
+    p.add_argument("--version", action="version", version=f"digitnet {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    sub.required = True
+
+    t = sub.add_parser("train", help="train an MLP (default: the tutorial's model on MNIST)")
+    add_train_options(t)
+
+    e = sub.add_parser("evaluate", help="loss, accuracy, confusion matrix, per-class scores")
+    e.add_argument("run", help="run directory")
+    e.add_argument("--json", action="store_true")
+
+    pr = sub.add_parser("predict", help="classify image files, IDX files or test images")
+    pr.add_argument("run", help="run directory")
+    pr.add_argument("files", nargs="*", help="images (PNG, JPEG, …) or IDX files")
+    pr.add_argument("--indices", help="test-set indices: 0:5, or 3,14,15")
+    pr.add_argument("--json", action="store_true")
+
+    s = sub.add_parser("summary", help="the model's layers and parameter counts")
+    s.add_argument("run", help="run directory")
+
+    ds = sub.add_parser("datasets", help="list, fetch or verify datasets")
+    ds_sub = ds.add_subparsers(dest="action", metavar="ACTION", parser_class=Parser)
+    ds_sub.required = True
+    ds_sub.add_parser("list", help="known datasets and where they are")
+    for action in ("fetch", "verify"):
+        a = ds_sub.add_parser(action, help=f"{action} a dataset's files")
+        a.add_argument("name")
+    return p
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from digitnet.api import fit
+    from digitnet.config import read_toml, split_options
+
+    options: dict[str, Any] = read_toml(args.config) if args.config else {}
+    if args.resume:
+        if not args.out:
+            raise UsageError("--resume needs --out DIR (the run to continue)")
+        from digitnet import artifacts as art
+
+        saved = art.read_json(Path(args.out) / art.CONFIG)
+        model = {k: v for k, v in saved.get("model", {}).items()
+                 if k not in ("input_shape", "num_classes")}
+        options = {**model, **saved.get("train", {}), **options}
+        ds = saved.get("dataset", {})
+        options.setdefault("dataset", ds.get("name"))
+        options.setdefault("data_dir", ds.get("path"))
+    flags = {k: v for k, v in vars(args).items()
+             if k not in ("command", "config", "resume", "quiet", "func") and v is not None}
+    spec, cfg, run = split_options({**options, **flags})
+    dataset = run.get("dataset", "mnist")
+    out = Path(run.get("out") or f"runs/{dataset}-{time.strftime('%Y%m%d-%H%M%S')}")
+    model = fit(spec, cfg, dataset, data_dir=run.get("data_dir"), out=out, resume=args.resume,
+                verbose=not args.quiet)
+    metrics = model.config["metrics"]
+    first = model.predict(model_test_images(model)[:5]).tolist()
+    print(f"test accuracy {metrics['test_accuracy']:.4f}  test loss {metrics['test_loss']:.4f}  "
+          f"({metrics['epochs']} epochs, {metrics['train_seconds']:.1f} s)")
+    print(f"first five test predictions {first}")
+    print(f"saved to {out}")
+    return 0
+
+
+def model_test_images(model) -> Any:
+    from digitnet.api import dataset_from_config
+
+    return dataset_from_config(model.config).x_test
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from digitnet.api import load
+
+    ev = load(args.run).evaluate()
+    print(json.dumps(ev.to_dict()) if args.json else ev.table())
+    return 0
+
+
+def parse_indices(text: str, n: int) -> list[int]:
+    try:
+        if ":" in text:
+            parts = [int(p) if p else None for p in text.split(":")]
+            if len(parts) > 3:
+                raise ValueError
+            return list(range(n))[slice(*parts)]
+        idx = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise UsageError(f"--indices expects START:STOP or a comma list, got {text!r}") from None
+    bad = [i for i in idx if not -n <= i < n]
+    if bad:
+        raise UsageError(f"--indices: {bad[0]} is out of range for {n} test images")
+    return idx
+
+
+def read_inputs(paths: list[str]) -> tuple[list[str], Any]:
+    """Names and images (N, 28, 28) from image files and IDX files."""
+    import numpy as np
+
+    from digitnet.data.idx import read_idx
+    from digitnet.data.images import load_digit
+
+    names, images = [], []
+    for path in paths:
+        if "idx" in Path(path).name or "ubyte" in Path(path).name:
+            arr = read_idx(path)
+            names += [f"{path}[{i}]" for i in range(len(arr))]
+            images += list(arr)
+        else:
+            names.append(path)
+            images.append(load_digit(path))
+    return names, np.stack(images) if images else np.zeros((0, 28, 28), np.uint8)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from digitnet.api import dataset_from_config, load
+
+    if not args.files and not args.indices:
+        raise UsageError("predict: give image/IDX files or --indices")
+    model = load(args.run)
+    names, x = read_inputs(args.files)
+    truth: list[int | None] = [None] * len(names)
+    if args.indices:
+        ds = dataset_from_config(model.config)
+        idx = parse_indices(args.indices, len(ds.y_test))
+        names += [f"test[{i}]" for i in idx]
+        truth += [int(ds.y_test[i]) for i in idx]
+        import numpy as np
+
+        x = np.concatenate([x.reshape(len(x), *ds.image_shape), ds.x_test[idx]])
+    probs = model.predict_proba(x)
+    labels = probs.argmax(axis=1)
+    if args.json:
+        print(json.dumps([
+            {"input": n, "label": int(lab), "probabilities": [round(float(p), 6) for p in row],
+             **({"true": t} if t is not None else {})}
+            for n, lab, row, t in zip(names, labels, probs, truth, strict=True)]))
+    else:
+        for n, lab, row, t in zip(names, labels, probs, truth, strict=True):
+            extra = f"  (true {t})" if t is not None else ""
+            print(f"{n}: {lab}  p={row[lab]:.4f}{extra}")
+    return 0
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    from digitnet.api import load
+
+    model = load(args.run)
+    print(model.summary())
+    metrics = model.config.get("metrics")
+    if metrics:
+        print(f"test accuracy {metrics['test_accuracy']:.4f} after {metrics['epochs']} epochs")
+    return 0
+
+
+def cmd_datasets(args: argparse.Namespace) -> int:
+    from digitnet.data import datasets
+
+    if args.action == "list":
+        for name in datasets.NAMES:
+            where = "embedded" if name == "mnist" else str(datasets.home() / name)
+            print(f"{name:<15} {where}")
+        return 0
+    ds = datasets.load_dataset(args.name)
+    print(f"{args.name}: {len(ds.y_train)} train + {len(ds.y_test)} test images "
+          f"{'×'.join(map(str, ds.image_shape))}, {ds.num_classes} classes; checksums OK")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
+            "summary": cmd_summary, "datasets": cmd_datasets}
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return COMMANDS[args.command](args)
+    except DigitnetError as exc:
+        print(f"digitnet: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("digitnet: interrupted", file=sys.stderr)
+        return 130

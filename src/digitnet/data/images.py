@@ -1,0 +1,89 @@
+"""A user's photo or drawing of one digit → a 28×28 uint8 image in MNIST form.
+
+MNIST's digits are white on black, their bounding box scaled to fit 20×20 keeping the aspect
+ratio, then placed in 28×28 so that their centre of mass is at the centre.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+
+from digitnet.errors import DataError
+
+MAX_PIXELS = 40_000_000  # larger images are refused before decoding (decompression bombs)
+
+
+def open_image(source: str | os.PathLike | bytes, name: str | None = None):
+    """Decode an image file (anything Pillow reads) with size limits; a clear error otherwise."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    name = name or (str(source) if not isinstance(source, bytes) else "<image>")
+    try:
+        fp = io.BytesIO(source) if isinstance(source, bytes) else open(Path(source), "rb")
+    except OSError as exc:
+        raise DataError(f"{name}: cannot read ({exc.strerror})") from None
+    with fp:
+        try:
+            img = Image.open(fp)
+            if img.width * img.height > MAX_PIXELS:
+                raise DataError(f"{name}: image is {img.width}×{img.height}, too large")
+            img.load()
+            return ImageOps.exif_transpose(img)
+        except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
+            raise DataError(f"{name}: not a readable image ({exc.__class__.__name__})") from None
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise DataError(f"{name}: corrupt image ({exc})") from None
+
+
+def to_grayscale(img) -> np.ndarray:
+    """Float array in [0, 255]; transparent areas composited on white (paper)."""
+    from PIL import Image
+
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(white, rgba)
+    return np.asarray(img.convert("L"), dtype=np.float64)
+
+
+def mnist_form(gray: np.ndarray, size: int = 28, box: int = 20) -> np.ndarray:
+    """Light ink on dark, cropped to the ink, fit to box×box, centred by mass in size×size."""
+    from PIL import Image
+
+    if gray.ndim != 2 or min(gray.shape) < 1:
+        raise DataError(f"expected a 2-D image, got shape {gray.shape}")
+    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    background = float(np.median(border))
+    ink = gray - background if background < 128 else background - gray
+    ink = np.clip(ink, 0, None)
+    peak = ink.max()
+    if peak < 16:  # nothing stands out from the background
+        raise DataError("no digit found: the image is blank or has no contrast")
+    ink = ink * (255.0 / peak)
+    rows, cols = np.nonzero(ink > 0.2 * 255)
+    crop = ink[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+    h, w = crop.shape
+    scale = box / max(h, w)
+    new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
+    small = Image.fromarray(crop.astype(np.float32), mode="F").resize(
+        (new_w, new_h), Image.Resampling.LANCZOS)
+    small = np.clip(np.asarray(small), 0, 255)
+    total = small.sum()
+    ys, xs = np.indices(small.shape)
+    cy, cx = (ys * small).sum() / total, (xs * small).sum() / total
+    top = int(round(size / 2 - cy - 0.5))
+    left = int(round(size / 2 - cx - 0.5))
+    top = min(max(top, 0), size - new_h)
+    left = min(max(left, 0), size - new_w)
+    out = np.zeros((size, size), np.float64)
+    out[top : top + new_h, left : left + new_w] = small
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def load_digit(source: str | os.PathLike | bytes, name: str | None = None) -> np.ndarray:
+    """Read an image file of one digit and return it in MNIST form (28×28 uint8)."""
+    return mnist_form(to_grayscale(open_image(source, name)))

@@ -1,0 +1,21 @@
+"""Errors a user can cause and fix. The CLI prints them on one line and exits with 2."""
+
+
+class DigitnetError(Exception):
+    """Bad input or usage: a message for the user, never a traceback."""
+
+
+class DataError(DigitnetError):
+    """A data file or dataset is missing, corrupt or inconsistent."""
+
+
+class ModelFileError(DigitnetError):
+    """A model file or run directory is missing, corrupt or not ours."""
+
+
+class ConfigError(DigitnetError):
+    """An option or configuration value is invalid."""
+
+
+class TrainingDiverged(DigitnetError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""

@@ -1,0 +1,79 @@
+"""Loss, accuracy, confusion matrix and per-class scores."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    """Per-example categorical cross-entropy of softmax(logits) against integer labels."""
+    logp = jax.nn.log_softmax(logits)
+    return -jnp.take_along_axis(logp, labels[:, None].astype(jnp.int32), axis=1)[:, 0]
+
+
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
+    """counts[i, j] = how many examples of class i were predicted as j."""
+    idx = np.asarray(y_true, np.int64) * num_classes + np.asarray(y_pred, np.int64)
+    return np.bincount(idx, minlength=num_classes**2).reshape(num_classes, num_classes)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    loss: float
+    accuracy: float
+    confusion: np.ndarray  # (classes, classes), rows true, columns predicted
+
+    @property
+    def precision(self) -> np.ndarray:
+        predicted = self.confusion.sum(axis=0)
+        return np.divide(np.diag(self.confusion), predicted, out=np.zeros(len(predicted)),
+                         where=predicted > 0)
+
+    @property
+    def recall(self) -> np.ndarray:
+        actual = self.confusion.sum(axis=1)
+        return np.divide(np.diag(self.confusion), actual, out=np.zeros(len(actual)),
+                         where=actual > 0)
+
+    @property
+    def f1(self) -> np.ndarray:
+        p, r = self.precision, self.recall
+        return np.divide(2 * p * r, p + r, out=np.zeros(len(p)), where=(p + r) > 0)
+
+    def to_dict(self) -> dict:
+        return {
+            "loss": self.loss,
+            "accuracy": self.accuracy,
+            "confusion_matrix": self.confusion.tolist(),
+            "per_class": [
+                {"class": c, "precision": float(p), "recall": float(r), "f1": float(f),
+                 "support": int(s)}
+                for c, (p, r, f, s) in enumerate(
+                    zip(self.precision, self.recall, self.f1, self.confusion.sum(axis=1),
+                        strict=True))
+            ],
+        }
+
+    def table(self) -> str:
+        lines = [f"loss {self.loss:.4f}   accuracy {self.accuracy:.4f}", "",
+                 "class  precision  recall     f1  support"]
+        for row in self.to_dict()["per_class"]:
+            lines.append(f"{row['class']:>5}  {row['precision']:>9.4f}  {row['recall']:>6.4f}"
+                         f"  {row['f1']:.4f}  {row['support']:>7}")
+        return "\n".join(lines)
+
+
+def evaluate_arrays(spec, params, stats, x: np.ndarray, y: np.ndarray) -> Evaluation:
+    """Loss, accuracy and confusion matrix of a model on raw inputs x and integer labels y."""
+    from digitnet.model import predict_logits
+
+    logits = predict_logits(spec, params, stats, x)
+    y = np.asarray(y)
+    loss = float(np.asarray(cross_entropy(jnp.asarray(logits), jnp.asarray(y))).mean())
+    pred = logits.argmax(-1)
+    return Evaluation(loss=loss, accuracy=float((pred == y).mean()),
+                      confusion=confusion_matrix(y, pred, spec.num_classes))

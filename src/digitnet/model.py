@@ -1,0 +1,185 @@
+"""The MLP: its spec, initial parameters and forward pass, as pure functions over a pytree.
+
+params = [{"kernel": (fan_in, fan_out), "bias": (fan_out,)}, ...], one dict per Dense layer,
+in Keras' layout so that Keras weight files map onto it one to one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache, partial
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from digitnet.errors import ConfigError
+
+Params = list[dict[str, jax.Array]]
+
+ACTIVATIONS = {
+    "relu": jax.nn.relu,
+    "sigmoid": jax.nn.sigmoid,
+    "tanh": jnp.tanh,
+    "gelu": partial(jax.nn.gelu, approximate=False),  # Keras' default
+    "elu": jax.nn.elu,
+    "leaky_relu": partial(jax.nn.leaky_relu, negative_slope=0.2),  # Keras 3's default slope
+    "selu": jax.nn.selu,
+    "linear": lambda x: x,
+}
+
+# How raw pixels become network inputs; part of the model, saved with it.
+#   center: x/255 - 0.5 (the tutorial)   unit: x/255   standardize: per-pixel (x-mean)/std
+#   none: the input is used as given (the Keras front end, where the user scales).
+PREPROCESS = ("center", "unit", "standardize", "none")
+
+
+@dataclass(frozen=True)
+class MLPSpec:
+    """Everything that fixes the network's shape and its input transform."""
+
+    input_shape: tuple[int, ...] = (28, 28)
+    hidden: tuple[int, ...] = (64, 64)
+    num_classes: int = 10
+    activation: str = "relu"
+    dropout: tuple[float, ...] = field(default=())  # after each hidden layer; () means none
+    preprocess: str = "center"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "input_shape", tuple(int(d) for d in self.input_shape))
+        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        drop = self.dropout
+        if isinstance(drop, int | float):
+            drop = (float(drop),) * len(self.hidden) if drop else ()
+        drop = tuple(float(d) for d in drop)
+        if drop and len(drop) != len(self.hidden):
+            raise ConfigError(
+                f"dropout needs one rate or one per hidden layer ({len(self.hidden)}), got {len(drop)}"
+            )
+        if any(not 0.0 <= d < 1.0 for d in drop):
+            raise ConfigError(f"dropout rates must be in [0, 1), got {list(drop)}")
+        object.__setattr__(self, "dropout", drop if any(drop) else ())
+        if self.activation not in ACTIVATIONS:
+            raise ConfigError(
+                f"unknown activation {self.activation!r}; choose from {', '.join(ACTIVATIONS)}"
+            )
+        if self.preprocess not in PREPROCESS:
+            raise ConfigError(
+                f"unknown preprocess {self.preprocess!r}; choose from {', '.join(PREPROCESS)}"
+            )
+        if any(h <= 0 for h in self.hidden) or self.num_classes < 2 or self.input_dim <= 0:
+            raise ConfigError("layer sizes must be positive and there must be at least 2 classes")
+
+    @property
+    def input_dim(self) -> int:
+        return math.prod(self.input_shape)
+
+    @property
+    def sizes(self) -> list[int]:
+        return [self.input_dim, *self.hidden, self.num_classes]
+
+    @property
+    def num_params(self) -> int:
+        return sum(a * b + b for a, b in zip(self.sizes[:-1], self.sizes[1:], strict=True))
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> MLPSpec:
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = set(d) - known
+        if unknown:
+            raise ConfigError(f"unknown model option(s): {', '.join(sorted(unknown))}")
+        return cls(**d)
+
+    def summary(self) -> str:
+        """A Keras-style table: layers, output shapes, parameter counts."""
+        rows = []
+        for i, (a, b) in enumerate(zip(self.sizes[:-1], self.sizes[1:], strict=True)):
+            last = i == len(self.hidden)
+            act = "softmax" if last else self.activation
+            rows.append((f"dense_{i} (Dense, {act})", f"(None, {b})", a * b + b))
+            if not last and self.dropout and self.dropout[i]:
+                rows.append((f"dropout_{i} (Dropout {self.dropout[i]:g})", f"(None, {b})", 0))
+        width = max(len(r[0]) for r in rows) + 2
+        line = "─" * (width + 30)
+        out = [f"Model: MLP, input {self.input_shape} → {self.input_dim}, preprocess {self.preprocess}",
+               line, f"{'Layer (type)':<{width}}{'Output Shape':<16}{'Param #':>14}", line]
+        out += [f"{name:<{width}}{shape:<16}{n:>14,}" for name, shape, n in rows]
+        out += [line, f"Total params: {self.num_params:,}", f"Trainable params: {self.num_params:,}"]
+        return "\n".join(out)
+
+
+def init_params(spec: MLPSpec, key: jax.Array) -> Params:
+    """Glorot-uniform kernels and zero biases, as Keras' Dense does by default."""
+    glorot = jax.nn.initializers.glorot_uniform()
+    keys = jax.random.split(key, len(spec.sizes) - 1)
+    return [
+        {"kernel": glorot(k, (a, b), jnp.float32), "bias": jnp.zeros((b,), jnp.float32)}
+        for k, a, b in zip(keys, spec.sizes[:-1], spec.sizes[1:], strict=True)
+    ]
+
+
+def preprocess_stats(spec: MLPSpec, x_train: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-pixel (shift, scale) with inputs = (x - shift) * scale, computed once from train data."""
+    d = spec.input_dim
+    if spec.preprocess == "center":
+        shift, scale = np.full(d, 127.5), np.full(d, 1 / 255)
+    elif spec.preprocess == "unit":
+        shift, scale = np.zeros(d), np.full(d, 1 / 255)
+    elif spec.preprocess == "none":
+        shift, scale = np.zeros(d), np.ones(d)
+    else:
+        flat = x_train.reshape(len(x_train), -1)
+        # Two passes in float64 on the host: exact, and only done once per training run.
+        shift = flat.mean(axis=0, dtype=np.float64)
+        std = np.sqrt(((flat - shift) ** 2).mean(axis=0))
+        scale = 1.0 / np.maximum(std, 1.0)  # constant pixels (MNIST's borders) stay at 0
+    return {"shift": shift.astype(np.float32), "scale": scale.astype(np.float32)}
+
+
+def forward(
+    params: Params,
+    stats: dict[str, jax.Array],
+    x: jax.Array,
+    spec: MLPSpec,
+    dropout_key: jax.Array | None = None,
+) -> jax.Array:
+    """Logits for a batch of raw inputs x (uint8 or float, any shape with N first)."""
+    h = (x.reshape(x.shape[0], -1).astype(jnp.float32) - stats["shift"]) * stats["scale"]
+    act = ACTIVATIONS[spec.activation]
+    for i, layer in enumerate(params[:-1]):
+        h = act(h @ layer["kernel"] + layer["bias"])
+        rate = spec.dropout[i] if spec.dropout else 0.0
+        if dropout_key is not None and rate > 0:
+            keep = jax.random.bernoulli(jax.random.fold_in(dropout_key, i), 1 - rate, h.shape)
+            h = jnp.where(keep, h / (1 - rate), 0.0)
+    return h @ params[-1]["kernel"] + params[-1]["bias"]
+
+
+@lru_cache(maxsize=32)
+def compiled_forward(spec: MLPSpec) -> Callable[..., jax.Array]:
+    """forward(params, stats, x) -> logits, jitted once per spec."""
+    return jax.jit(partial(forward, spec=spec))
+
+
+# Inference runs in slices of this many rows: one compiled shape covers any large input.
+SLICE = 10_000
+
+
+def predict_logits(spec: MLPSpec, params: Params, stats: dict, x: Any) -> np.ndarray:
+    """Logits for raw inputs x (N, ...) as a NumPy array."""
+    fn = compiled_forward(spec)
+    x = np.asarray(x) if not isinstance(x, jax.Array) else x
+    parts = [fn(params, stats, x[i : i + SLICE]) for i in range(0, len(x), SLICE)]
+    if not parts:
+        return np.zeros((0, spec.num_classes), np.float32)
+    return np.asarray(jnp.concatenate(parts) if len(parts) > 1 else parts[0])
+
+
+MLP = MLPSpec  # the public name: digitnet.MLP(hidden=(128, 128), activation="tanh")

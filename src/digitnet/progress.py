@@ -1,0 +1,46 @@
+"""A live progress bar for training (terminal and Jupyter), and a Keras-like line per epoch."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from digitnet.train import Callback, TrainState
+
+
+class ProgressBar(Callback):
+    def __init__(self, console: Console | None = None):
+        self.console = console or Console(stderr=True)
+        self.progress: Progress | None = None
+
+    def on_train_begin(self, state: TrainState, steps_per_epoch: int, epochs: int) -> None:
+        self.steps, self.epochs = steps_per_epoch, epochs
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[metrics]}"), TimeRemainingColumn(),
+            console=self.console, transient=True, refresh_per_second=8,
+        )
+        self.progress.start()
+
+    def on_epoch_begin(self, epoch: int) -> None:
+        assert self.progress is not None
+        self.task = self.progress.add_task(f"Epoch {epoch + 1}/{self.epochs}",
+                                           total=self.steps, metrics="")
+
+    def on_chunk_end(self, steps_done: int, loss: float, accuracy: float) -> None:
+        assert self.progress is not None
+        self.progress.update(self.task, completed=steps_done,
+                             metrics=f"loss {loss:.4f}  accuracy {accuracy:.4f}")
+
+    def on_epoch_end(self, state: TrainState, logs: dict[str, float]) -> None:
+        assert self.progress is not None
+        self.progress.remove_task(self.task)
+        parts = [f"Epoch {int(logs['epoch'])}/{self.epochs}", f"{self.steps}/{self.steps}"]
+        parts += [f"{k} {logs[k]:.4f}" for k in ("loss", "accuracy", "val_loss", "val_accuracy")
+                  if k in logs]
+        parts.append(f"{logs['seconds']:.2f}s")
+        self.progress.console.print("  ".join(parts), highlight=False, soft_wrap=True)
+
+    def on_train_end(self, state: TrainState) -> None:
+        if self.progress is not None:
+            self.progress.stop()

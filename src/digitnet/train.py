@@ -1,0 +1,305 @@
+"""Training: optimizers, the compiled epoch loop, callbacks and history.
+
+The training set lives on the device, as given (uint8 pixels stay uint8; the model's
+preprocessing runs inside the compiled step). One jitted call trains a chunk of an epoch with
+`lax.scan`, so Python only runs between chunks: to move the progress bar and read the loss.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from digitnet.errors import ConfigError, TrainingDiverged
+from digitnet.metrics import cross_entropy
+from digitnet.model import MLPSpec, Params, forward, init_params
+
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
+SCHEDULES = ("constant", "cosine", "onecycle")
+
+
+@dataclass
+class TrainConfig:
+    """How to train. The defaults are the tutorial's: Adam 1e-3, 5 epochs at batch 32."""
+
+    epochs: int = 5
+    batch_size: int = 32
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.0  # sgd only
+    nesterov: bool = False  # sgd only
+    schedule: str = "constant"
+    weight_decay: float = 0.0  # L2 on kernels; decoupled for adamw
+    validation: str = "test"  # "test", "none", or a held-out fraction of train such as "0.1"
+    seed: int = 1
+    shuffle: bool = True
+    patience: int = 0  # early stopping on val_loss after this many epochs without progress
+    chunks_per_epoch: int = 20  # how often per epoch the progress bar moves
+
+    def __post_init__(self) -> None:
+        self.validation = str(self.validation)
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"unknown optimizer {self.optimizer!r}; choose from {', '.join(OPTIMIZERS)}")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"unknown schedule {self.schedule!r}; choose from {', '.join(SCHEDULES)}")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ConfigError("epochs and batch size must be at least 1")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ConfigError(f"learning rate must be a positive number, got {self.lr}")
+        if self.validation not in ("test", "none"):
+            try:
+                frac = float(self.validation)
+            except ValueError:
+                frac = -1.0
+            if not 0 < frac < 1:
+                raise ConfigError(
+                    f"validation must be 'test', 'none' or a fraction in (0, 1), got {self.validation!r}"
+                )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ConfigError(f"unknown training option(s): {', '.join(sorted(unknown))}")
+        return cls(**d)
+
+
+def make_optimizer(cfg: TrainConfig, total_steps: int) -> optax.GradientTransformation:
+    """The optimizer with Keras' defaults (eps=1e-7 for Adam and RMSprop, rho=0.9)."""
+    if cfg.schedule == "cosine":
+        lr = optax.cosine_decay_schedule(cfg.lr, max(total_steps, 1))
+    elif cfg.schedule == "onecycle":
+        lr = optax.cosine_onecycle_schedule(max(total_steps, 1), cfg.lr)
+    else:
+        lr = cfg.lr
+    if cfg.optimizer == "adam":
+        tx = optax.adam(lr, b1=0.9, b2=0.999, eps=1e-7)
+    elif cfg.optimizer == "adamw":
+        return optax.adamw(lr, b1=0.9, b2=0.999, eps=1e-7, weight_decay=cfg.weight_decay,
+                           mask=kernel_mask)
+    elif cfg.optimizer == "sgd":
+        tx = optax.sgd(lr, momentum=cfg.momentum or None, nesterov=cfg.nesterov)
+    else:
+        tx = optax.rmsprop(lr, decay=0.9, eps=1e-7)
+    if cfg.weight_decay:
+        tx = optax.chain(optax.add_decayed_weights(cfg.weight_decay, mask=kernel_mask), tx)
+    return tx
+
+
+def kernel_mask(params: Params) -> list[dict[str, bool]]:
+    return [{name: name == "kernel" for name in layer} for layer in params]
+
+
+def chunk_length(steps: int, chunks: int) -> int:
+    """Steps per compiled call: a divisor of `steps` near steps/chunks, so that one shape
+    (one compilation) covers the whole epoch; else that target, plus a shorter last chunk."""
+    target = max(1, steps // max(chunks, 1))
+    best = max(d for d in range(1, target + 1) if steps % d == 0)
+    return best if best * 2 >= target else target
+
+
+@dataclass
+class TrainState:
+    params: Params
+    opt_state: Any
+    epoch: int = 0  # epochs completed
+    history: list[dict[str, float]] = field(default_factory=list)
+    stop: bool = False
+
+
+class Callback:
+    """Hooks called between compiled chunks; never inside the per-step path."""
+
+    def on_train_begin(self, state: TrainState, steps_per_epoch: int, epochs: int) -> None: ...
+    def on_epoch_begin(self, epoch: int) -> None: ...
+    def on_chunk_end(self, steps_done: int, loss: float, accuracy: float) -> None: ...
+    def on_epoch_end(self, state: TrainState, logs: dict[str, float]) -> None: ...
+    def on_train_end(self, state: TrainState) -> None: ...
+
+
+class EarlyStopping(Callback):
+    """Stop when `monitor` has not improved for `patience` epochs; restore the best weights."""
+
+    def __init__(self, patience: int, monitor: str = "val_loss", restore_best: bool = True,
+                 min_delta: float = 0.0):
+        self.patience, self.monitor, self.restore_best = patience, monitor, restore_best
+        self.min_delta = min_delta
+        self.mode = -1.0 if "acc" in monitor else 1.0  # lower loss / higher accuracy is better
+        self.best, self.best_params, self.wait = math.inf, None, 0
+
+    def on_epoch_end(self, state: TrainState, logs: dict[str, float]) -> None:
+        value = logs.get(self.monitor)
+        if value is None:
+            return
+        if self.mode * value < self.best - self.min_delta:
+            self.best, self.wait = self.mode * value, 0
+            if self.restore_best:
+                self.best_params = jax.tree.map(np.array, state.params)
+        else:
+            self.wait += 1
+            if self.wait >= self.patience:
+                state.stop = True
+
+    def on_train_end(self, state: TrainState) -> None:
+        if self.restore_best and self.best_params is not None:
+            state.params = jax.tree.map(jnp.asarray, self.best_params)
+
+
+class Engine:
+    """Compiled training and inference for one model spec and one training config."""
+
+    def __init__(self, spec: MLPSpec, cfg: TrainConfig, steps_per_epoch: int):
+        self.spec, self.cfg = spec, cfg
+        self.tx = make_optimizer(cfg, steps_per_epoch * cfg.epochs)
+        self.train_chunk = jax.jit(self._train_chunk, static_argnames=("steps", "batch"),
+                                   donate_argnums=(0, 1))
+        self.epoch_order = jax.jit(self._epoch_order, static_argnames=("n",))
+
+    def _epoch_order(self, key: jax.Array, epoch: jax.Array, n: int) -> jax.Array:
+        if not self.cfg.shuffle:
+            return jnp.arange(n, dtype=jnp.int32)
+        return jax.random.permutation(jax.random.fold_in(key, epoch), n).astype(jnp.int32)
+
+    def _train_chunk(self, params, opt_state, stats, x, y, order, start, key, *, steps, batch):
+        spec, tx = self.spec, self.tx
+        use_dropout = bool(spec.dropout)
+
+        def loss_fn(p, xb, yb, k):
+            logits = forward(p, stats, xb, spec, k if use_dropout else None)
+            losses = cross_entropy(logits, yb)
+            return losses.mean(), (losses.sum(), jnp.sum(jnp.argmax(logits, -1) == yb))
+
+        def step(carry, i):
+            p, s, loss_sum, correct = carry
+            idx = jax.lax.dynamic_slice(order, (start + i * batch,), (batch,))
+            k = jax.random.fold_in(key, start + i * batch)
+            # Loss and accuracy come from the same forward pass as the gradient, as in Keras.
+            (_, (loss, hits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(p, x[idx], y[idx], k)
+            updates, s = tx.update(grads, s, p)
+            return (optax.apply_updates(p, updates), s, loss_sum + loss, correct + hits), None
+
+        zero = jnp.zeros((), jnp.float32)
+        (params, opt_state, loss_sum, correct), _ = jax.lax.scan(
+            step, (params, opt_state, zero, jnp.zeros((), jnp.int32)), jnp.arange(steps))
+        return params, opt_state, loss_sum, correct
+
+
+class EpochMeter:
+    """Running loss and accuracy of one epoch, fed chunk by chunk; stops on a NaN/Inf loss."""
+
+    def __init__(self, epoch: int, lr: float, callbacks: Sequence[Callback]):
+        self.epoch, self.lr, self.callbacks = epoch, lr, callbacks
+        self.loss, self.correct, self.seen, self.steps = 0.0, 0, 0, 0
+
+    def add(self, loss_sum: jax.Array, correct: jax.Array, steps: int, batch: int) -> None:
+        value = float(loss_sum)
+        if not math.isfinite(value):
+            raise TrainingDiverged(
+                f"the loss became {value} in epoch {self.epoch + 1}; training stopped "
+                f"(lower the learning rate, now {self.lr:g})"
+            )
+        self.loss += value
+        self.correct += int(correct)
+        self.seen += steps * batch
+        self.steps += steps
+        for cb in self.callbacks:
+            cb.on_chunk_end(self.steps, self.loss / self.seen, self.correct / self.seen)
+
+
+def epoch_chunks(n: int, batch: int, chunks_per_epoch: int) -> list[tuple[int, int, int]]:
+    """(first example, steps, batch size) for each compiled call of one epoch. A last partial
+    batch is trained on its own, not dropped, as Keras does."""
+    batch = min(batch, n)
+    full, tail = divmod(n, batch)
+    k = chunk_length(full, chunks_per_epoch)
+    out = [(s * batch, min(k, full - s), batch) for s in range(0, full, k)]
+    if tail:
+        out.append((full * batch, 1, tail))
+    return out
+
+
+def fit_arrays(
+    spec: MLPSpec,
+    cfg: TrainConfig,
+    x: np.ndarray,
+    y: np.ndarray,
+    stats: dict[str, np.ndarray],
+    validation: tuple[np.ndarray, np.ndarray] | None = None,
+    state: TrainState | None = None,
+    callbacks: Sequence[Callback] = (),
+) -> TrainState:
+    """Train on arrays x (N, ...) of raw inputs and y (N,) of integer labels.
+
+    Pass `state` (from a checkpoint) to resume: epochs before `state.epoch` are skipped, and
+    since every epoch's shuffle and dropout masks derive from (seed, epoch), the result is the
+    same as an uninterrupted run.
+    """
+    from digitnet.metrics import evaluate_arrays
+
+    n = len(x)
+    if n == 0:
+        raise ConfigError("no training examples")
+    chunks = epoch_chunks(n, cfg.batch_size, cfg.chunks_per_epoch)
+    steps_per_epoch = sum(steps for _, steps, _ in chunks)
+    engine = Engine(spec, cfg, steps_per_epoch)
+    init_key, order_key, dropout_key = jax.random.split(jax.random.key(cfg.seed), 3)
+    if state is None:
+        params = init_params(spec, init_key)
+        state = TrainState(params=params, opt_state=engine.tx.init(params))
+    else:
+        state.params = jax.tree.map(jnp.asarray, state.params)
+        state.opt_state = jax.tree.map(jnp.asarray, state.opt_state)
+    xd, yd = jax.device_put(x), jax.device_put(np.asarray(y, np.int32))
+    statsd = jax.device_put(stats)
+    for cb in callbacks:
+        cb.on_train_begin(state, steps_per_epoch, cfg.epochs)
+
+    for epoch in range(state.epoch, cfg.epochs):
+        t0 = time.perf_counter()
+        for cb in callbacks:
+            cb.on_epoch_begin(epoch)
+        order = engine.epoch_order(order_key, epoch, n=n)
+        epoch_key = jax.random.fold_in(dropout_key, epoch)
+        meter = EpochMeter(epoch, cfg.lr, callbacks)
+        # Read each chunk's loss only after the next chunk is queued, so that the device
+        # never waits for Python.
+        pending = None
+        for start, steps, batch in chunks:
+            state.params, state.opt_state, loss_sum, correct = engine.train_chunk(
+                state.params, state.opt_state, statsd, xd, yd, order, start, epoch_key,
+                steps=steps, batch=batch)
+            if pending is not None:
+                meter.add(*pending)
+            pending = (loss_sum, correct, steps, batch)
+        meter.add(*pending)
+
+        logs: dict[str, float] = {
+            "epoch": epoch + 1,
+            "loss": meter.loss / meter.seen,
+            "accuracy": meter.correct / meter.seen,
+        }
+        if validation is not None:
+            ev = evaluate_arrays(spec, state.params, statsd, *validation)
+            logs["val_loss"], logs["val_accuracy"] = ev.loss, ev.accuracy
+        logs["seconds"] = time.perf_counter() - t0
+        state.epoch = epoch + 1
+        state.history.append(logs)
+        for cb in callbacks:
+            cb.on_epoch_end(state, logs)
+        if state.stop:
+            break
+    for cb in callbacks:
+        cb.on_train_end(state)
+    return state
+
