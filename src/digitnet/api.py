@@ -80,11 +80,14 @@ class Model:
     def save(self, path: str | os.PathLike) -> Path:
         """Write the run directory (config.json, weights.safetensors, history.csv)."""
         path = Path(path)
-        art.write_tensors(path / art.WEIGHTS, self.tensors(), {"format": FORMAT})
-        art.write_history(path / art.HISTORY, self.history)
         config = {"format": FORMAT, "format_version": FORMAT_VERSION, **self.config,
                   "model": self.spec.to_dict()}
-        art.write_json(path / art.CONFIG, config)
+        # One staged write: a full disk leaves the previous model whole, not half replaced.
+        art.atomic_write_files(path, {
+            art.WEIGHTS: art.tensors_bytes(self.tensors(), {"format": FORMAT}),
+            art.HISTORY: art.history_bytes(self.history),
+            art.CONFIG: art.json_bytes(config),
+        })
         return path
 
     def tensors(self) -> dict[str, np.ndarray]:
@@ -108,7 +111,7 @@ def load(path: str | os.PathLike) -> Model:
 def spec_from_config(config: dict[str, Any], path: Path) -> MLPSpec:
     try:
         return MLPSpec.from_dict(config["model"])
-    except (KeyError, TypeError) as exc:
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
         raise ModelFileError(f"{path / art.CONFIG}: bad or missing model spec ({exc})") from None
     except ConfigError as exc:
         raise ModelFileError(f"{path / art.CONFIG}: {exc}") from None
@@ -146,16 +149,17 @@ class Checkpoint(Callback):
 
     def on_epoch_end(self, state: TrainState, logs: dict[str, float]) -> None:
         save_checkpoint(self.run_dir, state, self.stats)
-        art.write_history(self.run_dir / art.HISTORY, state.history)
 
 
 def save_checkpoint(run_dir: Path, state: TrainState, stats: dict[str, np.ndarray]) -> None:
+    """The checkpoint and history.csv, staged together so that they always agree."""
     leaves = jax.tree.leaves(state.opt_state)
     tensors = {**art.params_to_tensors(state.params, "params."),
                **{f"opt.{i}": np.asarray(v) for i, v in enumerate(leaves)},
                **{f"preprocess.{k}": v for k, v in stats.items()}}
     meta = {"format": FORMAT, "epoch": str(state.epoch), "history": json.dumps(state.history)}
-    art.write_tensors(run_dir / art.CHECKPOINT, tensors, meta)
+    art.atomic_write_files(run_dir, {art.CHECKPOINT: art.tensors_bytes(tensors, meta),
+                                     art.HISTORY: art.history_bytes(state.history)})
 
 
 def load_checkpoint(run_dir: Path, spec: MLPSpec, cfg: TrainConfig, n_train: int) -> TrainState:
@@ -234,6 +238,8 @@ def fit(
     state = None
     run_dir = Path(out) if out is not None else None
     if run_dir is not None:
+        if run_dir.is_dir():
+            art.remove_stale_temps(run_dir)  # left by a killed writer
         if resume and (run_dir / art.CHECKPOINT).exists():
             state = load_checkpoint(run_dir, spec, cfg, len(x))
         art.write_json(run_dir / art.CONFIG, {"format": FORMAT, "format_version": FORMAT_VERSION,

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from digitnet.errors import ModelFileError
+from digitnet.errors import ModelFileError, StorageError
 
 CONFIG = "config.json"
 WEIGHTS = "weights.safetensors"
@@ -25,31 +25,65 @@ CHECKPOINT = "checkpoint.safetensors"
 UMASK = os.umask(0o022)
 os.umask(UMASK)
 HISTORY_FIELDS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds")
+TMP_SUFFIX = ".tmp"
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    atomic_write_files(path.parent, {path.name: data})
+
+
+def atomic_write_files(folder: Path, files: dict[str, bytes]) -> None:
+    """Write several files of one folder, each atomically. All are staged (written and synced
+    to temporary files) before any is renamed, so a full disk or a failed write changes
+    nothing: the folder keeps its previous files. Failures raise StorageError."""
+    folder = Path(folder)
+    staged: list[tuple[str, Path]] = []
+    target = folder
     try:
-        os.fchmod(fd, 0o666 & ~UMASK)  # mkstemp makes 0600; a model file is for sharing
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, data in files.items():
+            target = folder / name
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=TMP_SUFFIX)
+            staged.append((tmp, folder / name))
+            with os.fdopen(fd, "wb") as f:
+                os.fchmod(fd, 0o666 & ~UMASK)  # mkstemp makes 0600; a model file is for sharing
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        while staged:
+            tmp, target = staged[0]
+            os.replace(tmp, target)
+            staged.pop(0)
+        target = folder
+        dir_fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError as exc:
+        raise StorageError(f"cannot write {target}: {exc.strerror or exc}") from None
     finally:
-        os.close(dir_fd)
+        for tmp, _ in staged:
+            Path(tmp).unlink(missing_ok=True)
+
+
+def remove_stale_temps(folder: Path) -> list[Path]:
+    """Delete the temporary files that a killed writer left in `folder` (`.NAME.*.tmp`);
+    loaders never read them. Only one process may write a run directory at a time."""
+    stale = [p for p in Path(folder).glob(f".*{TMP_SUFFIX}") if p.is_file() and any(
+             p.name.startswith(f".{name}.") for name in (CONFIG, WEIGHTS, HISTORY, CHECKPOINT))]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
 
 
 def write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
+    atomic_write_bytes(path, json_bytes(obj))
+
+
+def json_bytes(obj: Any) -> bytes:
+    return (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode()
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -57,18 +91,26 @@ def read_json(path: Path) -> dict[str, Any]:
         obj = json.loads(Path(path).read_text())
     except FileNotFoundError:
         raise ModelFileError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise ModelFileError(f"{path}: cannot read ({exc.strerror})") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ModelFileError(f"{path}: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise ModelFileError(f"{path}: JSON nested too deeply") from None
     if not isinstance(obj, dict):
         raise ModelFileError(f"{path}: expected a JSON object")
     return obj
 
 
 def write_tensors(path: Path, tensors: dict[str, np.ndarray], meta: dict[str, str]) -> None:
+    atomic_write_bytes(path, tensors_bytes(tensors, meta))
+
+
+def tensors_bytes(tensors: dict[str, np.ndarray], meta: dict[str, str]) -> bytes:
     from safetensors.numpy import save
 
-    arrays = {k: np.ascontiguousarray(np.asarray(v)) for k, v in tensors.items()}
-    atomic_write_bytes(path, save(arrays, metadata=meta))
+    return save({k: np.ascontiguousarray(np.asarray(v)) for k, v in tensors.items()},
+                metadata=meta)
 
 
 def read_tensors(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
@@ -79,6 +121,8 @@ def read_tensors(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
         data = Path(path).read_bytes()
     except FileNotFoundError:
         raise ModelFileError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise ModelFileError(f"{path}: cannot read ({exc.strerror})") from None
     try:
         tensors = load(data)
         header_len = int.from_bytes(data[:8], "little")
@@ -114,22 +158,29 @@ def tensors_to_params(tensors: dict[str, np.ndarray], sizes: list[int], path: Pa
 
 
 def write_history(path: Path, history: list[dict[str, float]]) -> None:
+    atomic_write_bytes(path, history_bytes(history))
+
+
+def history_bytes(history: list[dict[str, float]]) -> bytes:
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=HISTORY_FIELDS, extrasaction="ignore", lineterminator="\n")
     w.writeheader()
     for row in history:
         w.writerow({k: row.get(k, "") for k in HISTORY_FIELDS})
-    atomic_write_bytes(path, buf.getvalue().encode())
+    return buf.getvalue().encode()
 
 
 def read_history(path: Path) -> list[dict[str, float]]:
     if not Path(path).exists():
         return []
     rows = []
-    with open(path, newline="") as f:
-        for row in csv.DictReader(f):
-            rows.append({k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()
-                         if v not in ("", None)})
+    try:
+        with open(path, newline="") as f:
+            for row in csv.DictReader(f):
+                rows.append({k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()
+                             if k in HISTORY_FIELDS and v not in ("", None)})
+    except (OSError, UnicodeDecodeError, csv.Error, ValueError, TypeError) as exc:
+        raise ModelFileError(f"{path}: not a valid history file ({exc})") from None
     return rows
 
 

@@ -96,7 +96,12 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise UsageError("--resume needs --out DIR (the run to continue)")
         from digitnet import artifacts as art
 
-        saved = art.read_json(Path(args.out) / art.CONFIG)
+        saved: dict[str, Any] = {}
+        if (Path(args.out) / art.CONFIG).exists():
+            saved = art.read_json(Path(args.out) / art.CONFIG)
+        else:  # killed before its first write: nothing to continue, so start it
+            print(f"digitnet: nothing to resume in {args.out}; starting a new run",
+                  file=sys.stderr)
         model = {k: v for k, v in saved.get("model", {}).items()
                  if k not in ("input_shape", "num_classes")}
         options = {**model, **saved.get("train", {}), **options}

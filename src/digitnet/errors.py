@@ -17,5 +17,10 @@ class ConfigError(DigitnetError):
     """An option or configuration value is invalid."""
 
 
+class StorageError(DigitnetError, OSError):
+    """A file could not be written (disk full, no permission, …); the previous file is kept.
+    Also an OSError, for callers that catch those."""
+
+
 class TrainingDiverged(DigitnetError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""

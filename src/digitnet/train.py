@@ -217,6 +217,16 @@ class EpochMeter:
             cb.on_chunk_end(self.steps, self.loss / self.seen, self.correct / self.seen)
 
 
+def check_finite(params: Params, epoch: int, lr: float) -> None:
+    """The last step of an epoch can blow the weights up after its loss was read; such
+    weights must not reach a checkpoint."""
+    if not all(bool(jnp.isfinite(v).all()) for v in jax.tree.leaves(params)):
+        raise TrainingDiverged(
+            f"the weights became NaN or infinite in epoch {epoch + 1}; training stopped "
+            f"(lower the learning rate, now {lr:g})"
+        )
+
+
 def epoch_chunks(n: int, batch: int, chunks_per_epoch: int) -> list[tuple[int, int, int]]:
     """(first example, steps, batch size) for each compiled call of one epoch. A last partial
     batch is trained on its own, not dropped, as Keras does."""
@@ -283,6 +293,7 @@ def fit_arrays(
                 meter.add(*pending)
             pending = (loss_sum, correct, steps, batch)
         meter.add(*pending)
+        check_finite(state.params, epoch, cfg.lr)
 
         logs: dict[str, float] = {
             "epoch": epoch + 1,

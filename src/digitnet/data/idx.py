@@ -7,6 +7,7 @@ uint32 per dimension, then the data in C order. See http://yann.lecun.com/exdb/m
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import struct
 import zlib
@@ -29,10 +30,13 @@ CODES = {dt.newbyteorder("="): code for code, dt in DTYPES.items()}
 
 # No MNIST-format set comes near this; it keeps a hostile header from asking for terabytes.
 MAX_BYTES = 4 << 30
+# NumPy arrays have at most 64 dimensions; real IDX files have 1 to 4.
+MAX_DIMS = 32
 
 
-def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
-    """Decode the bytes of an (uncompressed) IDX file into an array in native byte order."""
+def parse_header(data: bytes, name: str = "<bytes>") -> tuple[np.dtype, tuple[int, ...], int]:
+    """(dtype, shape, header length) from the first bytes of an IDX file; checks sizes only
+    against MAX_BYTES, not against the data that follows."""
     if len(data) < 4:
         raise DataError(f"{name}: not an IDX file (only {len(data)} bytes)")
     zero, code, ndim = struct.unpack(">HBB", data[:4])
@@ -40,16 +44,24 @@ def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
         raise DataError(f"{name}: not an IDX file (bad magic number 0x{data[:4].hex()})")
     if code not in DTYPES:
         raise DataError(f"{name}: unknown IDX dtype code 0x{code:02x}")
-    if ndim == 0:
-        raise DataError(f"{name}: IDX header declares zero dimensions")
+    if not 0 < ndim <= MAX_DIMS:
+        raise DataError(f"{name}: IDX header declares {ndim} dimensions (1 to {MAX_DIMS} allowed)")
     header_len = 4 + 4 * ndim
     if len(data) < header_len:
         raise DataError(f"{name}: truncated IDX header ({len(data)} of {header_len} bytes)")
     shape = struct.unpack(f">{ndim}I", data[4:header_len])
     dtype = DTYPES[code]
-    expected = int(np.prod(shape, dtype=np.uint64)) * dtype.itemsize
-    if expected > MAX_BYTES:
-        raise DataError(f"{name}: IDX header declares {expected} bytes of data, too large")
+    # Python integers: a uint64 product wraps around, so (65536,)*4 would "need" 0 bytes.
+    if math.prod(shape) * dtype.itemsize > MAX_BYTES:
+        raise DataError(f"{name}: IDX header declares {math.prod(shape) * dtype.itemsize} "
+                        "bytes of data, too large")
+    return dtype, shape, header_len
+
+
+def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
+    """Decode the bytes of an (uncompressed) IDX file into an array in native byte order."""
+    dtype, shape, header_len = parse_header(data, name)
+    expected = math.prod(shape) * dtype.itemsize
     got = len(data) - header_len
     if got < expected:
         raise DataError(
@@ -64,7 +76,10 @@ def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
 
 
 def read_bytes(path: str | os.PathLike) -> bytes:
-    """The uncompressed content of an IDX file (gunzipped when the file is gzip)."""
+    """The uncompressed content of an IDX file (gunzipped when the file is gzip).
+
+    A gzip file is inflated only as far as its IDX header declares (plus one byte, to notice
+    extra data), so a decompression bomb costs no more memory than an honest file."""
     path = Path(path)
     try:
         raw = path.read_bytes()
@@ -75,23 +90,27 @@ def read_bytes(path: str | os.PathLike) -> bytes:
     if raw[:2] != b"\x1f\x8b":
         return raw
     try:
-        return gunzip(raw, limit=MAX_BYTES + 1024)
+        head = gunzip(raw, 4 + 4 * MAX_DIMS)
+        dtype, shape, header_len = parse_header(head, str(path))
+        size = header_len + math.prod(shape) * dtype.itemsize
+        data = gunzip(raw, size) if len(head) > 4 + 4 * MAX_DIMS else head
     except (OSError, EOFError, zlib.error) as exc:
         raise DataError(f"{path}: corrupt gzip data ({exc})") from None
+    if len(data) > size:
+        raise DataError(f"{path}: decompresses to more than the {size} bytes its IDX header "
+                        "declares")
+    return data
 
 
 def gunzip(raw: bytes, limit: int) -> bytes:
-    """Decompress gzip bytes, refusing output larger than `limit` (decompression bombs)."""
-    out = bytearray()
+    """Decompress gzip bytes, stopping after `limit` + 1 bytes whatever the input declares."""
     d = zlib.decompressobj(wbits=31)
-    chunk = d.decompress(raw, limit)
-    out += chunk
-    while d.unconsumed_tail:
-        if len(out) >= limit:
-            raise OSError(f"decompresses to more than {limit} bytes")
-        out += d.decompress(d.unconsumed_tail, limit - len(out))
-    if not d.eof:
-        raise EOFError("compressed file ended before the end-of-stream marker")
+    out = bytearray(d.decompress(raw, limit + 1))
+    while not d.eof and len(out) <= limit:
+        chunk = d.decompress(d.unconsumed_tail, limit + 1 - len(out))
+        if not chunk:
+            raise EOFError("compressed file ended before the end-of-stream marker")
+        out += chunk
     return bytes(out)
 
 

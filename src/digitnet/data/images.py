@@ -15,6 +15,9 @@ import numpy as np
 from digitnet.errors import DataError
 
 MAX_PIXELS = 40_000_000  # larger images are refused before decoding (decompression bombs)
+# The formats a photo or drawing comes in. Pillow would otherwise also try EPS (which runs
+# Ghostscript), PSD, ICNS, FITS, … on untrusted bytes.
+FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP", "PPM")
 
 
 def open_image(source: str | os.PathLike | bytes, name: str | None = None):
@@ -28,15 +31,19 @@ def open_image(source: str | os.PathLike | bytes, name: str | None = None):
         raise DataError(f"{name}: cannot read ({exc.strerror})") from None
     with fp:
         try:
-            img = Image.open(fp)
+            img = Image.open(fp, formats=FORMATS)
             if img.width * img.height > MAX_PIXELS:
                 raise DataError(f"{name}: image is {img.width}×{img.height}, too large")
             img.load()
             return ImageOps.exif_transpose(img)
         except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
             raise DataError(f"{name}: not a readable image ({exc.__class__.__name__})") from None
-        except (OSError, SyntaxError, ValueError) as exc:
-            raise DataError(f"{name}: corrupt image ({exc})") from None
+        except DataError:
+            raise
+        except Exception as exc:
+            # Pillow's decoders raise many types on malformed bytes (OSError, SyntaxError,
+            # struct.error, IndexError, ZeroDivisionError, …; see docs/reliability.md).
+            raise DataError(f"{name}: corrupt image ({exc.__class__.__name__}: {exc})") from None
 
 
 def to_grayscale(img) -> np.ndarray:
@@ -56,6 +63,8 @@ def mnist_form(gray: np.ndarray, size: int = 28, box: int = 20) -> np.ndarray:
 
     if gray.ndim != 2 or min(gray.shape) < 1:
         raise DataError(f"expected a 2-D image, got shape {gray.shape}")
+    if not np.isfinite(gray).all():  # float TIFFs may hold NaN or infinities
+        raise DataError("the image holds NaN or infinite pixel values")
     border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
     background = float(np.median(border))
     ink = gray - background if background < 128 else background - gray
