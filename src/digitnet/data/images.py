@@ -15,6 +15,7 @@ import numpy as np
 from digitnet.errors import DataError
 
 MAX_PIXELS = 40_000_000  # larger images are refused before decoding (decompression bombs)
+WORK_SIZE = 800  # larger images are reduced to this many pixels on their long side first
 # The formats a photo or drawing comes in. Pillow would otherwise also try EPS (which runs
 # Ghostscript), PSD, ICNS, FITS, … on untrusted bytes.
 FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP", "PPM")
@@ -54,7 +55,10 @@ def to_grayscale(img) -> np.ndarray:
         rgba = img.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         img = Image.alpha_composite(white, rgba)
-    return np.asarray(img.convert("L"), dtype=np.float64)
+    img = img.convert("L")
+    if max(img.size) > WORK_SIZE:  # a digit needs no more; keeps the work per upload bounded
+        img.thumbnail((WORK_SIZE, WORK_SIZE), Image.Resampling.BOX)
+    return np.asarray(img, dtype=np.float64)
 
 
 def mnist_form(gray: np.ndarray, size: int = 28, box: int = 20) -> np.ndarray:

@@ -1,0 +1,694 @@
+"""Attempts to break digitnet's promises: kill -9 during training, a full disk, a diverging run,
+and hostile bytes for every file reader (IDX, images, run directories).
+
+Each check is a function that returns what it tried and what it saw; the default test suite
+(tests/test_reliability.py) runs each at a small count, and
+
+    python -m tests.reliability --full        # from the repository root
+
+runs the full counts (10,000 fuzz cases per reader, 20 kills) and writes docs/reliability.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import faulthandler
+import gzip
+import io
+import json
+import os
+import random
+import resource
+import signal
+import struct
+import subprocess
+import sys
+import time
+import zlib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import seed as hypothesis_seed
+from hypothesis import strategies as st
+
+ROOT = Path(__file__).resolve().parents[1]
+CASE_SECONDS = 20.0  # a case running longer is a hang: the process dies with a traceback
+MEMORY_LIMIT = 3 << 30  # RLIMIT_AS for fuzz workers: JAX maps ~1 GiB, a bomb would need more
+
+
+def cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    return subprocess.run([sys.executable, "-m", "digitnet", *args], capture_output=True,
+                          text=True, env=env, timeout=timeout)
+
+
+def mnist_digits():
+    from digitnet.data.datasets import load_dataset
+
+    return load_dataset("mnist")
+
+
+# --------------------------------------------------------------------------- mutations
+
+INTERESTING = [0, 1, 0x7F, 0x80, 0xFF, 0xFFFF, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFF]
+
+
+@st.composite
+def mutated(draw, seeds: list[bytes], max_ops: int = 6) -> bytes:
+    """A seed file with a few byte-level edits, biased towards its header."""
+    data = bytearray(draw(st.sampled_from(seeds)))
+    for _ in range(draw(st.integers(1, max_ops))):
+        n = len(data)
+        head = draw(st.booleans())
+        pos = draw(st.integers(0, max(min(n, 64 if head else n) - 1, 0)))
+        op = draw(st.sampled_from(("flip", "byte", "int", "insert", "delete", "truncate")))
+        if op == "flip" and n:
+            data[pos] ^= 1 << draw(st.integers(0, 7))
+        elif op == "byte" and n:
+            data[pos] = draw(st.integers(0, 255))
+        elif op == "int":
+            value = draw(st.sampled_from(INTERESTING))
+            data[pos : pos + 4] = value.to_bytes(4, draw(st.sampled_from(("big", "little"))))
+        elif op == "insert":
+            data[pos:pos] = draw(st.binary(min_size=1, max_size=64))
+        elif op == "delete":
+            del data[pos : pos + draw(st.integers(1, 64))]
+        elif op == "truncate":
+            del data[pos:]
+    return bytes(data)
+
+
+# --------------------------------------------------------------------------- IDX reader
+
+def idx_seeds() -> list[bytes]:
+    from digitnet.data.idx import encode_idx
+
+    ds = mnist_digits()
+    rng = np.random.default_rng(0)
+    arrays = [ds.x_test[:3, 4:12, 4:12], ds.y_test[:20].astype(np.uint8),
+              rng.integers(-100, 100, (4, 5)).astype(np.int8),
+              rng.integers(-9999, 9999, (3, 2, 2)).astype(np.int16),
+              rng.integers(-1 << 30, 1 << 30, (7,)).astype(np.int32),
+              rng.standard_normal((2, 3)).astype(np.float32), rng.standard_normal(5)]
+    return [encode_idx(a) for a in arrays]
+
+
+@st.composite
+def idx_headers(draw) -> bytes:
+    """A header with any dtype code, any rank and any dimensions, then a little data."""
+    ndim = draw(st.integers(0, 255))
+    dims = draw(st.lists(st.one_of(st.integers(0, 4), st.sampled_from(INTERESTING),
+                                   st.integers(0, 2**32 - 1)), min_size=ndim, max_size=ndim))
+    code = draw(st.sampled_from([0x08, 0x09, 0x0B, 0x0C, 0x0D, 0x0E, 0x00, 0x0A, 0xFF]))
+    return (struct.pack(f">HBB{ndim}I", 0, code, ndim, *dims)
+            + draw(st.binary(max_size=64)))
+
+
+def idx_inputs() -> st.SearchStrategy[tuple[bytes, bool]]:
+    """(file content, gzip it?) — gzip of mutated IDX, or mutated gzip, or raw."""
+    seeds = idx_seeds()
+    gz_seeds = [gzip.compress(s, mtime=0) for s in seeds]
+    content = st.one_of(mutated(seeds), idx_headers(), st.binary(max_size=512))
+    return st.one_of(st.tuples(content, st.booleans()),
+                     st.tuples(mutated(gz_seeds), st.just(False)))
+
+
+class IdxTarget:
+    def __init__(self, workdir: Path):
+        self.path = workdir / "fuzz-idx-ubyte"
+
+    def __call__(self, case: tuple[bytes, bool]) -> None:
+        from digitnet.data.idx import read_idx
+
+        data, compress = case
+        self.path.write_bytes(gzip.compress(data, mtime=0) if compress else data)
+        assert read_idx(self.path).dtype.isnative
+
+
+def zero_bomb(header: bytes, zeros: int) -> bytes:
+    """A valid gzip file of `header` then `zeros` (a multiple of 1 MiB) zero bytes, built in
+    well under a second: after a full flush deflate starts afresh, so every 1 MiB block of
+    zeros compresses to the same bytes, which are repeated."""
+    c = zlib.compressobj(9, zlib.DEFLATED, -15)
+    block = bytes(1 << 20)
+    head = c.compress(header) + c.flush(zlib.Z_FULL_FLUSH)
+    body = c.compress(block) + c.flush(zlib.Z_FULL_FLUSH)
+    crc = zlib.crc32(header)
+    for _ in range(zeros >> 20):
+        crc = zlib.crc32(block, crc)
+    return (b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\x03" + head + body * (zeros >> 20)
+            + c.flush() + struct.pack("<II", crc, (len(header) + zeros) & 0xFFFFFFFF))
+
+
+def idx_bombs() -> dict[str, bytes]:
+    """gzip files that inflate to far more than their IDX header declares, or declare absurd
+    sizes. Each must fail with a DataError without using the memory it asks for."""
+    big = struct.pack(">HBB3I", 0, 8, 3, 100000, 100000, 100000)
+    small = struct.pack(">HBB2I", 0, 8, 2, 10, 10)
+    over = struct.pack(">HBB3I", 0, 8, 3, 2048, 1024, 1024)
+    return {"1 GiB of zeros, no header": zero_bomb(b"", 1 << 30),
+            "header declaring 2 GiB, then 1 GiB of zeros": zero_bomb(over, 1 << 30),
+            "header declaring 10^15 bytes": zero_bomb(big, 1 << 20),
+            "100-byte header, then 1 GiB": zero_bomb(small, 1 << 30),
+            "(65536,)*4 dims (wraps a uint64 to 0)": gzip.compress(
+                struct.pack(">HBB4I", 0, 8, 4, *[65536] * 4))}
+
+
+# --------------------------------------------------------------------------- images
+
+def image_seeds() -> list[bytes]:
+    from PIL import Image
+
+    digit = 255 - mnist_digits().x_test[0]  # black ink on white paper, as a user draws
+    img = Image.fromarray(digit).resize((56, 56))
+    seeds = []
+    for fmt, mode in (("PNG", "L"), ("PNG", "RGBA"), ("JPEG", "L"), ("GIF", "P"), ("BMP", "RGB"),
+                      ("TIFF", "L"), ("WEBP", "RGB"), ("PPM", "RGB")):
+        buf = io.BytesIO()
+        img.convert(mode).save(buf, format=fmt)
+        seeds.append(buf.getvalue())
+    return seeds
+
+
+def png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def png_declaring(width: int, height: int, idat: bytes = b"") -> bytes:
+    """A PNG with a valid IHDR for width×height (8-bit grey) and the given image data."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", idat)
+            + png_chunk(b"IEND", b""))
+
+
+@st.composite
+def declared_sizes(draw) -> bytes:
+    """Valid image headers that declare any size, up to 2^32-1 on a side."""
+    side = st.one_of(st.integers(1, 64), st.integers(1, 2**31 - 1), st.sampled_from(INTERESTING))
+    w, h = draw(side), draw(side)
+    kind = draw(st.sampled_from(("png", "gif", "bmp")))
+    if kind == "png":
+        return png_declaring(max(w, 1), max(h, 1), zlib.compress(bytes(draw(st.integers(0, 4096)))))
+    if kind == "gif":
+        return (b"GIF89a" + struct.pack("<HHBBB", w & 0xFFFF, h & 0xFFFF, 0, 0, 0)
+                + b"," + struct.pack("<HHHHB", 0, 0, w & 0xFFFF, h & 0xFFFF, 0)
+                + b"\x08" + draw(st.binary(max_size=64)) + b"\x00;")
+    body = draw(st.binary(max_size=256))
+    info = struct.pack("<IiiHHIIiiII", 40, w & 0x7FFFFFFF, h & 0x7FFFFFFF, 1, 8, 0, 0, 0, 0, 0, 0)
+    return b"BM" + struct.pack("<IHHI", 54 + len(body), 0, 0, 54) + info + body
+
+
+def image_inputs() -> st.SearchStrategy[bytes]:
+    return st.one_of(mutated(image_seeds()), declared_sizes(), st.binary(max_size=512))
+
+
+def image_target(data: bytes) -> None:
+    from digitnet.data.images import load_digit
+
+    digit = load_digit(data)
+    assert digit.shape == (28, 28) and digit.dtype == np.uint8
+
+
+def image_bombs() -> dict[str, bytes]:
+    return {"PNG declaring 100000×100000": png_declaring(100000, 100000,
+                                                         zlib.compress(bytes(1 << 20), 9)),
+            "PNG 6000×6000 (36 Mpx, under the limit) of zeros":
+                png_declaring(6000, 6000, zlib.compress(bytes(6001 * 6000), 9))}
+
+
+# --------------------------------------------------------------------------- run directories
+
+def run_files() -> dict[str, bytes]:
+    """The three files of a small saved model (784-8-10, random weights), as bytes."""
+    import jax
+
+    from digitnet import artifacts as art
+    from digitnet.api import Model
+    from digitnet.model import MLPSpec, init_params
+
+    spec = MLPSpec(hidden=(8,))
+    params = jax.tree.map(np.asarray, init_params(spec, jax.random.key(0)))
+    stats = {"shift": np.full(784, 0.5, np.float32), "scale": np.full(784, 1 / 255, np.float32)}
+    model = Model(spec, params, stats, {"train": {"epochs": 1}}, [{"epoch": 1, "loss": 0.5}])
+    folder = ROOT / ".pytest_cache" / "reliability-seed-run"
+    model.save(folder)
+    return {name: (folder / name).read_bytes() for name in (art.CONFIG, art.WEIGHTS, art.HISTORY)}
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
+                                                                max_size=4), max_leaves=12)
+
+
+@st.composite
+def configs(draw, seed_config: bytes) -> bytes:
+    """config.json with model fields replaced by arbitrary JSON values."""
+    doc = json.loads(seed_config)
+    for key in draw(st.lists(st.sampled_from(sorted(doc["model"]) + ["format", "model"]),
+                             min_size=1, max_size=3)):
+        if key in ("format", "model"):
+            doc[key] = draw(JSON_VALUES)
+        elif isinstance(doc["model"], dict):
+            doc["model"][key] = draw(JSON_VALUES)
+    return json.dumps(doc).encode()
+
+
+@st.composite
+def safetensors_headers(draw, names: list[str]) -> bytes:
+    """A safetensors file whose header gives any dtype, shape and offsets."""
+    header = {}
+    for name in draw(st.lists(st.sampled_from(names), min_size=1, max_size=4, unique=True)):
+        big = st.one_of(st.integers(0, 64), st.integers(0, 2**64 - 1))
+        header[name] = {"dtype": draw(st.sampled_from(("F32", "F64", "F16", "BF16", "I64", "U8",
+                                                       "BOOL", "F8_E4M3", "X"))),
+                        "shape": draw(st.lists(big, max_size=4)),
+                        "data_offsets": draw(st.lists(big, min_size=2, max_size=2))}
+    text = json.dumps(header).encode()
+    length = len(text) if draw(st.booleans()) else draw(st.integers(0, 2**64 - 1))
+    return struct.pack("<Q", length) + text + draw(st.binary(max_size=256))
+
+
+def run_inputs() -> st.SearchStrategy[dict[str, bytes]]:
+    from digitnet import artifacts as art
+
+    seed = run_files()
+    names = [f"dense_{i}.{k}" for i in range(2) for k in ("kernel", "bias")]
+    names += ["preprocess.shift", "preprocess.scale"]
+    weights = st.one_of(mutated([seed[art.WEIGHTS]]), safetensors_headers(names),
+                        st.just(seed[art.WEIGHTS]))
+    config = st.one_of(mutated([seed[art.CONFIG]]), configs(seed[art.CONFIG]),
+                       st.just(seed[art.CONFIG]))
+    history = st.one_of(mutated([seed[art.HISTORY]]), st.just(seed[art.HISTORY]))
+    return st.fixed_dictionaries({art.WEIGHTS: weights, art.CONFIG: config, art.HISTORY: history})
+
+
+class RunTarget:
+    def __init__(self, workdir: Path):
+        self.folder = workdir / "fuzz-run"
+
+    def __call__(self, files: dict[str, bytes]) -> None:
+        import digitnet
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        for name, data in files.items():
+            (self.folder / name).write_bytes(data)
+        model = digitnet.load(self.folder)
+        assert all(p["kernel"].dtype == np.float32 for p in model.params)
+
+
+# --------------------------------------------------------------------------- fuzz driver
+
+@dataclass
+class FuzzResult:
+    name: str
+    cases: int = 0
+    accepted: int = 0  # read without error
+    rejected: int = 0  # a DigitnetError (the documented clear error)
+    slowest_s: float = 0.0
+    peak_rss_mb: float = 0.0
+    failure: str | None = None
+
+
+def fuzz_target(name: str, workdir: Path):
+    """(callable, hypothesis strategy) for one reader."""
+    if name == "idx":
+        return IdxTarget(workdir), idx_inputs()
+    if name == "images":
+        return image_target, image_inputs()
+    if name == "run":
+        return RunTarget(workdir), run_inputs()
+    raise ValueError(name)
+
+
+FUZZ_NAMES = ("idx", "images", "run")
+
+
+def fuzz(name: str, cases: int, workdir: Path, seed: int = 0) -> FuzzResult:
+    """Run `cases` generated inputs through one reader. Anything but a one-line DigitnetError
+    is a failure (hypothesis then shrinks it to a minimal input); a case that runs past
+    CASE_SECONDS kills the process with a traceback of where it hung."""
+    from digitnet.errors import DigitnetError
+
+    target, strategy = fuzz_target(name, workdir)
+    result = FuzzResult(name)
+
+    def case(data: Any) -> None:
+        faulthandler.dump_traceback_later(CASE_SECONDS, exit=True)
+        t0 = time.perf_counter()
+        try:
+            target(data)
+            result.accepted += 1
+        except DigitnetError as exc:
+            assert "\n" not in str(exc), f"multi-line error: {exc!r}"
+            result.rejected += 1
+        finally:
+            faulthandler.cancel_dump_traceback_later()
+            result.cases += 1
+            result.slowest_s = max(result.slowest_s, time.perf_counter() - t0)
+
+    run = settings(max_examples=cases, deadline=None, database=None, derandomize=False,
+                   suppress_health_check=list(HealthCheck), phases=(Phase.generate, Phase.shrink),
+                   print_blob=True)(given(strategy)(case))
+    try:
+        hypothesis_seed(seed)(run)()
+    except Exception as exc:  # the falsifying example is printed by hypothesis
+        result.failure = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+    result.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return result
+
+
+def bombs(which: str) -> dict[str, str]:
+    """Each bomb → the error it gave. Run under an address-space limit (see worker())."""
+    from digitnet.data.idx import read_idx
+    from digitnet.data.images import load_digit
+    from digitnet.errors import DigitnetError
+
+    out = {}
+    items = idx_bombs() if which == "idx" else image_bombs()
+    path = Path(os.environ.get("TMPDIR", "/tmp")) / f"digitnet-bomb-{os.getpid()}.gz"
+    for label, data in items.items():
+        try:
+            if which == "idx":
+                path.write_bytes(data)
+                read_idx(path)
+            else:
+                load_digit(data)
+            out[label] = "accepted"
+        except DigitnetError as exc:
+            out[label] = f"DigitnetError: {exc}"
+        except MemoryError:
+            out[label] = "MemoryError"
+        finally:
+            path.unlink(missing_ok=True)
+    return out
+
+
+def worker(kind: str, arg: str, cases: int, workdir: Path, memory: int) -> dict[str, Any]:
+    """Run one fuzz target or the bombs in a fresh process under RLIMIT_AS = `memory`."""
+    cmd = [sys.executable, "-m", "tests.reliability", "--worker", kind, arg, str(cases),
+           str(workdir), str(memory)]
+    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
+    if proc.returncode != 0:
+        return {"failure": f"worker exited {proc.returncode}: {proc.stderr[-2000:]}"}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def worker_main(kind: str, arg: str, cases: int, workdir: Path, memory: int) -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+    workdir.mkdir(parents=True, exist_ok=True)
+    if kind == "fuzz":
+        out: Any = asdict(fuzz(arg, cases, workdir))
+    else:
+        out = {"results": bombs(arg),
+               "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    print(json.dumps(out))
+
+
+# --------------------------------------------------------------------------- kill -9
+
+def small_dataset(folder: Path, n_train: int = 2000, n_test: int = 300) -> Path:
+    """A real MNIST subset as the four IDX files, so that a run takes seconds."""
+    from digitnet.data.idx import write_idx
+
+    ds = mnist_digits()
+    for stem, arr in (("train-images-idx3-ubyte", ds.x_train[:n_train]),
+                      ("train-labels-idx1-ubyte", ds.y_train[:n_train].astype(np.uint8)),
+                      ("t10k-images-idx3-ubyte", ds.x_test[:n_test]),
+                      ("t10k-labels-idx1-ubyte", ds.y_test[:n_test].astype(np.uint8))):
+        if not (folder / stem).exists():
+            write_idx(folder / stem, arr)
+    return folder
+
+
+def train_flags(data: Path, epochs: int) -> list[str]:
+    return ["--data-dir", str(data), "--hidden", "32", "--epochs", str(epochs), "--batch-size",
+            "32", "--seed", "7", "--quiet"]
+
+
+def check_run_dir(folder: Path) -> dict[str, Any]:
+    """Every file present must load; temporary files must be ours. Returns what is there."""
+    from digitnet import artifacts as art
+    from digitnet.api import load
+
+    seen: dict[str, Any] = {"temps": []}
+    if not folder.exists():
+        return seen
+    for p in folder.iterdir():
+        if p.name.endswith(art.TMP_SUFFIX):
+            assert p.name.startswith("."), p
+            seen["temps"].append(p.name)
+        elif p.name == art.CONFIG:
+            seen["status"] = art.read_json(p).get("status")
+        elif p.name == art.CHECKPOINT:
+            tensors, meta = art.read_tensors(p)
+            assert all(np.isfinite(v).all() for v in tensors.values())
+            seen["checkpoint_epoch"] = int(meta["epoch"])
+        elif p.name == art.HISTORY:
+            seen["history_rows"] = len(art.read_history(p))
+        elif p.name == art.WEIGHTS:
+            load(folder)  # weights present: config + weights + history form a model
+            seen["weights"] = True
+        else:
+            raise AssertionError(f"unexpected file {p}")
+    return seen
+
+
+def checkpoint_epoch(folder: Path) -> int:
+    from digitnet import artifacts as art
+
+    try:
+        return int(art.read_tensors(folder / art.CHECKPOINT)[1]["epoch"])
+    except Exception:  # not there yet
+        return 0
+
+
+def weights_equal(a: Path, b: Path) -> bool:
+    from digitnet import artifacts as art
+
+    ta, tb = art.read_tensors(a / art.WEIGHTS)[0], art.read_tensors(b / art.WEIGHTS)[0]
+    return ta.keys() == tb.keys() and all(ta[k].tobytes() == tb[k].tobytes() for k in ta)
+
+
+@dataclass
+class KillReport:
+    epochs: int
+    kills: list[dict[str, Any]] = field(default_factory=list)
+    completions: int = 0
+    identical: int = 0
+    processes: int = 0
+    seconds: float = 0.0
+
+
+def kill_resume(workdir: Path, kills: int, epochs: int = 20, seed: int = 0) -> KillReport:
+    """SIGKILL `digitnet train --resume` at random moments until `kills` kills have landed.
+
+    Each kill aims at a phase chosen in turn (start-up, or a random point of one epoch), so that
+    kills fall everywhere from the imports to the final save. After each kill the run directory
+    is checked file by file; the checkpoint epoch must never go back (no finished epoch is lost
+    but the one in progress); each run that completes must equal the uninterrupted reference
+    bit for bit, and leaves no temporary file."""
+    rng = random.Random(seed)
+    report = KillReport(epochs)
+    t_start = time.perf_counter()
+    data = small_dataset(workdir / "data")
+    flags = train_flags(data, epochs)
+    reference = workdir / "reference"
+    if not (reference / "weights.safetensors").exists():
+        proc = cli("train", *flags, "--out", str(reference))
+        assert proc.returncode == 0, proc.stderr
+    scenario, run = 0, workdir / "run-0"
+    while True:
+        before = checkpoint_epoch(run)
+        proc = subprocess.Popen([sys.executable, "-m", "digitnet", "train", *flags, "--out",
+                                 str(run), "--resume"], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE,
+                                env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+        report.processes += 1
+        started = time.time()
+        aim = rng.randrange(before - 1, epochs) if len(report.kills) < kills else None
+        killed, epoch_s = False, 0.5
+        if aim is not None:
+            if aim < before:  # during start-up: imports, data loading
+                time.sleep(rng.uniform(0, 3.0))
+            else:  # a random point inside epoch aim+1 (or the final save when aim+1 = epochs)
+                while proc.poll() is None and (checkpoint_epoch(run) < aim
+                                               or not rewritten(run, started)):
+                    time.sleep(0.01)
+                rows = json_history(run)
+                epoch_s = rows[-1]["seconds"] if rows else epoch_s
+                time.sleep(rng.uniform(0, 1.2 * epoch_s))
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGKILL)
+                killed = True
+        _, err = proc.communicate(timeout=600)
+        seen = check_run_dir(run)
+        after = seen.get("checkpoint_epoch", 0)
+        assert after >= before, f"checkpoint went back from epoch {before} to {after}"
+        assert seen.get("history_rows", 0) in (after, after - 1), seen
+        if killed:
+            report.kills.append({"aim": "start-up" if aim < before else f"epoch {aim + 1}",
+                                 "after_s": round(time.time() - started, 2),
+                                 "checkpoint_before": before, "checkpoint_after": after,
+                                 "temps": len(seen["temps"]), "weights": "weights" in seen})
+            continue
+        assert proc.returncode == 0, err.decode()[-2000:]
+        assert seen["status"] == "complete" and not seen["temps"], seen
+        assert seen["history_rows"] == epochs
+        report.completions += 1
+        report.identical += weights_equal(reference, run)
+        assert weights_equal(reference, run), f"{run} differs from the uninterrupted run"
+        if len(report.kills) >= kills:
+            break
+        scenario += 1
+        run = workdir / f"run-{scenario}"
+    report.seconds = round(time.perf_counter() - t_start, 1)
+    return report
+
+
+def rewritten(run: Path, since: float) -> bool:
+    """Whether this process has begun fitting: it rewrites config.json first."""
+    try:
+        return (run / "config.json").stat().st_mtime >= since
+    except FileNotFoundError:
+        return False
+
+
+def json_history(run: Path) -> list[dict[str, float]]:
+    from digitnet import artifacts as art
+
+    try:
+        return art.read_history(run / art.HISTORY)
+    except Exception:  # being replaced right now
+        return []
+
+
+# --------------------------------------------------------------------------- full disk, NaN
+
+def mount_tmpfs(folder: Path, size: str) -> bool:
+    folder.mkdir(parents=True, exist_ok=True)
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+                          capture_output=True).returncode == 0
+
+
+def umount(folder: Path) -> None:
+    subprocess.run(["umount", str(folder)], capture_output=True)
+
+
+def full_disk(workdir: Path, model_dir: Path) -> dict[str, Any]:
+    """Save, retrain and overwrite a model on a tmpfs too small for a second copy: each write
+    must fail with one line (exit 2 from the CLI) and leave the previous model loadable and
+    byte for byte unchanged, with no temporary file left."""
+    import shutil
+
+    import digitnet
+    from digitnet.errors import StorageError
+
+    disk = workdir / "small-disk"
+    size = sum(p.stat().st_size for p in model_dir.iterdir()) * 3 // 2
+    if not mount_tmpfs(disk, str(size)):
+        return {"skipped": "cannot mount a tmpfs (needs root)"}
+    try:
+        run = disk / "run"
+        shutil.copytree(model_dir, run)
+        before = {p.name: p.read_bytes() for p in run.iterdir()}
+        model = digitnet.load(run)
+        try:
+            model.save(run)
+            api = "saved (the disk was not full)"
+        except StorageError as exc:
+            api = f"StorageError: {exc}"
+        after_api = {p.name: p.read_bytes() for p in run.iterdir()}
+        proc = cli("train", "--out", str(run), "--epochs", "1", "--quiet",
+                   "--data-dir", str(small_dataset(workdir / "data")))
+        weights_kept = (run / "weights.safetensors").read_bytes() == before["weights.safetensors"]
+        digitnet.load(run)
+        return {"tmpfs_bytes": size, "api": api, "api_unchanged": after_api == before,
+                "cli_exit": proc.returncode, "cli_stderr": proc.stderr.strip(),
+                "weights_kept": weights_kept, "files_after": sorted(p.name for p in run.iterdir())}
+    finally:
+        umount(disk)
+
+
+def diverge(workdir: Path) -> dict[str, Any]:
+    """One good SGD epoch, then resume with lr 1e12: the run must stop with one line (exit 2)
+    and keep the epoch-1 checkpoint and the saved model, both finite."""
+    from digitnet import artifacts as art
+
+    data = small_dataset(workdir / "data")
+    run = workdir / "diverge"
+    flags = ["--data-dir", str(data), "--hidden", "16", "--optimizer", "sgd", "--quiet",
+             "--out", str(run)]
+    first = cli("train", *flags, "--lr", "0.01", "--epochs", "1")
+    assert first.returncode == 0, first.stderr
+    good = (run / art.WEIGHTS).read_bytes()
+    proc = cli("train", *flags, "--lr", "1e12", "--epochs", "3", "--resume")
+    tensors, meta = art.read_tensors(run / art.CHECKPOINT)
+    return {"exit": proc.returncode, "stderr": proc.stderr.strip(),
+            "checkpoint_epoch": int(meta["epoch"]),
+            "checkpoint_finite": all(bool(np.isfinite(v).all()) for v in tensors.values()),
+            "weights_kept": (run / art.WEIGHTS).read_bytes() == good}
+
+
+# --------------------------------------------------------------------------- the full run
+
+def full_run(workdir: Path, cases: int, kills: int) -> dict[str, Any]:
+    results: dict[str, Any] = {"cases": cases}
+    for name in FUZZ_NAMES:
+        print(f"fuzz {name}: {cases} cases", flush=True)
+        results[f"fuzz_{name}"] = worker("fuzz", name, cases, workdir / f"fuzz-{name}",
+                                         MEMORY_LIMIT)
+        print(" ", results[f"fuzz_{name}"], flush=True)
+    for which in ("idx", "images"):
+        results[f"bombs_{which}"] = worker("bombs", which, 0, workdir, 1 << 30)
+        print(f"bombs {which}:", results[f"bombs_{which}"], flush=True)
+    print(f"kill -9: {kills} kills", flush=True)
+    results["kills"] = asdict(kill_resume(workdir / "kill", kills))
+    print(" ", {k: v for k, v in results["kills"].items() if k != "kills"}, flush=True)
+    results["diverge"] = diverge(workdir)
+    print("diverge:", results["diverge"], flush=True)
+    results["full_disk"] = full_disk(workdir, workdir / "reference-run")
+    print("full disk:", results["full_disk"], flush=True)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m tests.reliability", description=__doc__)
+    p.add_argument("--full", action="store_true", help="full counts; writes docs/reliability.md")
+    p.add_argument("--cases", type=int, default=10_000)
+    p.add_argument("--kills", type=int, default=20)
+    p.add_argument("--workdir", default="/tmp/digitnet-reliability")
+    p.add_argument("--worker", nargs=5, metavar=("KIND", "ARG", "CASES", "DIR", "MEMORY"))
+    args = p.parse_args(argv)
+    if args.worker:
+        kind, arg, cases, folder, memory = args.worker
+        worker_main(kind, arg, int(cases), Path(folder), int(memory))
+        return 0
+    if not args.full:
+        p.print_help()
+        return 0
+    workdir = Path(args.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    reference = workdir / "reference-run"
+    if not (reference / "weights.safetensors").exists():
+        proc = cli("train", "--out", str(reference), "--epochs", "1", "--quiet")
+        assert proc.returncode == 0, proc.stderr
+    t0 = time.perf_counter()
+    results = full_run(workdir, args.cases, args.kills)
+    results["seconds"] = round(time.perf_counter() - t0, 1)
+    (workdir / "results.json").write_text(json.dumps(results, indent=2))
+    from tests.reliability_report import write_report
+
+    write_report(results, ROOT / "docs" / "reliability.md",
+                 command=f"python -m tests.reliability --full --cases {args.cases} "
+                         f"--kills {args.kills}")
+    print(f"wrote docs/reliability.md ({results['seconds']} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
