@@ -580,21 +580,25 @@ def umount(folder: Path) -> None:
 
 
 def full_disk(workdir: Path, model_dir: Path) -> dict[str, Any]:
-    """Save, retrain and overwrite a model on a tmpfs too small for a second copy: each write
-    must fail with one line (exit 2 from the CLI) and leave the previous model loadable and
-    byte for byte unchanged, with no temporary file left."""
+    """A tmpfs with room for a saved model and half of another. Saving the model over itself,
+    and training a new run beside it, must each fail with one line (exit 2 from the CLI),
+    leave the previous model byte for byte unchanged and leave no temporary file."""
     import shutil
 
     import digitnet
+    from digitnet import artifacts as art
     from digitnet.errors import StorageError
 
     disk = workdir / "small-disk"
-    size = sum(p.stat().st_size for p in model_dir.iterdir()) * 3 // 2
+    names = (art.CONFIG, art.WEIGHTS, art.HISTORY)
+    size = sum((model_dir / name).stat().st_size for name in names) * 3 // 2
     if not mount_tmpfs(disk, str(size)):
         return {"skipped": "cannot mount a tmpfs (needs root)"}
     try:
         run = disk / "run"
-        shutil.copytree(model_dir, run)
+        run.mkdir()
+        for name in names:
+            shutil.copyfile(model_dir / name, run / name)
         before = {p.name: p.read_bytes() for p in run.iterdir()}
         model = digitnet.load(run)
         try:
@@ -603,13 +607,15 @@ def full_disk(workdir: Path, model_dir: Path) -> dict[str, Any]:
         except StorageError as exc:
             api = f"StorageError: {exc}"
         after_api = {p.name: p.read_bytes() for p in run.iterdir()}
-        proc = cli("train", "--out", str(run), "--epochs", "1", "--quiet",
+        proc = cli("train", "--out", str(disk / "new-run"), "--epochs", "1", "--quiet",
                    "--data-dir", str(small_dataset(workdir / "data")))
-        weights_kept = (run / "weights.safetensors").read_bytes() == before["weights.safetensors"]
+        kept = {p.name: p.read_bytes() for p in run.iterdir()} == before
         digitnet.load(run)
         return {"tmpfs_bytes": size, "api": api, "api_unchanged": after_api == before,
                 "cli_exit": proc.returncode, "cli_stderr": proc.stderr.strip(),
-                "weights_kept": weights_kept, "files_after": sorted(p.name for p in run.iterdir())}
+                "model_kept": kept,
+                "files_after": sorted(p.name for p in disk.glob("*/*")) + sorted(
+                    p.name for p in disk.glob("*/.*"))}
     finally:
         umount(disk)
 
@@ -651,7 +657,7 @@ def full_run(workdir: Path, cases: int, kills: int) -> dict[str, Any]:
     print(" ", {k: v for k, v in results["kills"].items() if k != "kills"}, flush=True)
     results["diverge"] = diverge(workdir)
     print("diverge:", results["diverge"], flush=True)
-    results["full_disk"] = full_disk(workdir, workdir / "reference-run")
+    results["full_disk"] = full_disk(workdir, workdir / "kill" / "reference")
     print("full disk:", results["full_disk"], flush=True)
     return results
 
@@ -673,10 +679,6 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    reference = workdir / "reference-run"
-    if not (reference / "weights.safetensors").exists():
-        proc = cli("train", "--out", str(reference), "--epochs", "1", "--quiet")
-        assert proc.returncode == 0, proc.stderr
     t0 = time.perf_counter()
     results = full_run(workdir, args.cases, args.kills)
     results["seconds"] = round(time.perf_counter() - t0, 1)

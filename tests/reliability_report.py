@@ -37,6 +37,10 @@ FIXED = [
      "`StorageError` (one line, exit 2); a model's files are all staged before any is renamed"),
     ("divergence", "the last step of an epoch could make the weights NaN after its loss was "
      "read, and that checkpoint was saved", "weights checked finite before every checkpoint"),
+    ("kill -9, full disk", "a fresh `train --out DIR` over a finished model rewrote "
+     "config.json at once: killed or out of disk, DIR paired the new config with the old "
+     "weights and loaded as neither", "refused with a one-line error (use --resume, or "
+     "another --out)"),
     ("kill -9", "`--resume` of a run killed before its first write failed (no config.json)",
      "it starts the run; stale `.NAME.*.tmp` files are removed when a run starts"),
 ]
@@ -132,8 +136,8 @@ def write_report(results: dict[str, Any], path: Path, command: str) -> None:
             f"A tmpfs of {f['tmpfs_bytes']:,} bytes holding a saved model (1.5 × its size):",
             "",
             f"- `Model.save` over it: {f['api']}; files unchanged: {f['api_unchanged']}.",
-            f"- `digitnet train --out` it: exit {f['cli_exit']}, stderr `{f['cli_stderr']}`; "
-            f"weights unchanged: {f['weights_kept']}; files after: "
+            f"- `digitnet train --out NEW` beside it: exit {f['cli_exit']}, stderr "
+            f"`{f['cli_stderr']}`; previous model unchanged: {f['model_kept']}; files after: "
             f"{', '.join(f['files_after'])}.",
         ]
     lines += ["", "## Failures found and fixed", "", row("area", "failure", "fix"),

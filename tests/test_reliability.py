@@ -45,7 +45,7 @@ def test_a_full_disk_fails_clearly_and_keeps_the_previous_model(tmp_path, traine
         pytest.skip(out["skipped"])
     assert out["api"].startswith("StorageError: cannot write") and out["api_unchanged"]
     assert out["cli_exit"] == 2 and "No space left on device" in out["cli_stderr"]
-    assert len(out["cli_stderr"].splitlines()) == 1 and out["weights_kept"]
+    assert len(out["cli_stderr"].splitlines()) == 1 and out["model_kept"]
     assert not [f for f in out["files_after"] if f.endswith(".tmp")]
 
 

@@ -242,6 +242,12 @@ def fit(
             art.remove_stale_temps(run_dir)  # left by a killed writer
         if resume and (run_dir / art.CHECKPOINT).exists():
             state = load_checkpoint(run_dir, spec, cfg, len(x))
+        elif (run_dir / art.WEIGHTS).exists():
+            # Starting afresh would pair a new config.json with the old weights until the end:
+            # a kill or a full disk meanwhile would leave neither model loadable.
+            raise ConfigError(f"{run_dir} already holds a trained model"
+                              f"{'' if resume else ' (continue it with --resume)'}; "
+                              "choose another output folder or delete it")
         art.write_json(run_dir / art.CONFIG, {"format": FORMAT, "format_version": FORMAT_VERSION,
                                               "status": "training", **config_doc,
                                               "model": spec.to_dict(), "versions": versions()})
