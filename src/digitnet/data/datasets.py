@@ -159,16 +159,16 @@ def read_folder(folder: Path, name: str, pins: Mapping[str, RemoteFile] | None =
     """Load the four IDX files in `folder`; with `pins`, exactly those files, checksums verified."""
     if not folder.is_dir():
         raise DataError(f"{folder}: no such directory")
-    arrays, digests = {}, {}
+    arrays, digests, paths = {}, {}, {}
     for role, stem in FILES.items():
-        path = folder / pins[role].name if pins else find_file(folder, stem)
+        path = paths[role] = folder / pins[role].name if pins else find_file(folder, stem)
         raw = read_raw(path)
         if pins:
             check_pin(path, hashlib.sha256(raw).hexdigest(), pins[role].sha256, name)
         data = decompress(raw, str(path))
         digests[role] = hashlib.sha256(data).hexdigest()
         arrays[role] = parse_idx(data, name=str(path))
-    check_arrays(arrays, folder)
+    check_arrays(arrays, paths)
     return Dataset(
         name=name,
         x_train=arrays["train_images"],
@@ -187,19 +187,23 @@ def check_pin(path: Path, got: str, want: str, name: str) -> None:
                         f"`digitnet datasets verify {name}` checks every file)")
 
 
-def check_arrays(arrays: dict[str, np.ndarray], folder: Path) -> None:
+def check_arrays(arrays: dict[str, np.ndarray], paths: dict[str, Path]) -> None:
+    """The four arrays make a dataset: uint8 images, one integer label per image."""
     for split in ("train", "test"):
         x, y = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+        xp, yp = paths[f"{split}_images"], paths[f"{split}_labels"]
         if x.dtype != np.uint8 or x.ndim < 2:
-            raise DataError(f"{folder}: {split} images must be uint8 (N, H[, W]), got {x.dtype} {x.shape}")
+            raise DataError(f"{xp}: images must be uint8 of shape (N, H[, W]), "
+                            f"got {x.dtype} {x.shape}")
         if y.ndim != 1 or y.dtype.kind not in "iu":
-            raise DataError(f"{folder}: {split} labels must be integers of shape (N,), got {y.shape}")
+            raise DataError(f"{yp}: labels must be integers of shape (N,), got {y.dtype} {y.shape}")
         if len(x) != len(y):
-            raise DataError(f"{folder}: {len(x)} {split} images but {len(y)} labels")
+            raise DataError(f"{yp}: {len(y)} labels but {xp.name} holds {len(x)} images")
         if len(y) and y.min() < 0:
-            raise DataError(f"{folder}: negative {split} label")
+            raise DataError(f"{yp}: negative label {y.min()}")
     if arrays["train_images"].shape[1:] != arrays["test_images"].shape[1:]:
-        raise DataError(f"{folder}: train and test images differ in shape")
+        raise DataError(f"{paths['test_images']}: images of shape {arrays['test_images'].shape[1:]} "
+                        f"but the train images are {arrays['train_images'].shape[1:]}")
 
 
 def embedded_dir() -> Path:
