@@ -238,7 +238,8 @@ def cmd_datasets(args: argparse.Namespace) -> int:
         return 0
     if args.action == "show":
         return show_samples(args)
-    ds = datasets.load_dataset(args.name)  # fetch: downloads what is missing, then verifies
+    datasets.fetch(args.name)  # downloads what is missing or corrupt
+    ds = datasets.load_dataset(args.name)
     print(f"{args.name}: {len(ds.y_train)} train + {len(ds.y_test)} test images "
           f"{'×'.join(map(str, ds.image_shape))}, {ds.num_classes} classes in "
           f"{datasets.location(args.name)}; checksums OK")

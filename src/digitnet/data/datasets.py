@@ -263,7 +263,8 @@ def verify(name: str) -> dict[Path, str | None]:
 def fetch(name: str, progress: Progress | None = None) -> Path:
     """Download whatever files of a known set are missing or corrupt into the cache; its folder.
 
-    `progress` is a rich Progress to draw on (default: a new bar on stderr).
+    `progress` is a rich Progress to draw on (default: a new bar on stderr). Each file tries
+    the mirrors in order, starting with the one that served the previous file.
     """
     from digitnet.data.download import DownloadError, download, progress_bar
 
@@ -273,10 +274,15 @@ def fetch(name: str, progress: Progress | None = None) -> Path:
     if progress is None:
         with progress_bar() as bar:
             return fetch(name, bar)
+    mirrors = list(e.mirrors)
     try:
         for f in e.files.values():
-            download([m + f.name for m in e.mirrors], folder / f.name, f.sha256, f.size,
-                     progress=progress)
+            url = download([m + f.name for m in mirrors], folder / f.name, f.sha256, f.size,
+                           progress=progress)
+            if url is not None:
+                progress.console.print(f"{name}: {f.name} ({f.size / 1e6:.1f} MB) from {url}",
+                                       highlight=False, soft_wrap=True)
+                mirrors.insert(0, mirrors.pop(mirrors.index(url[: -len(f.name)])))
     except DownloadError as exc:
         raise DataError(
             f"{name}: {exc}. Offline? Get the four files elsewhere and pass --data-dir DIR "

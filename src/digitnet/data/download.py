@@ -68,10 +68,13 @@ class Rejected(Exception):
 
 
 def progress_bar(console: Console | None = None) -> Progress:
-    """A rich progress bar on stderr (in a terminal it moves; elsewhere the final state prints)."""
+    """A rich progress bar on stderr while a file downloads, in a terminal or Jupyter only
+    (a log gets the one line per file that `fetch` prints instead)."""
+    console = console or Console(stderr=True)
     return Progress(
         TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-        TimeRemainingColumn(), console=console or Console(stderr=True), transient=False,
+        TimeRemainingColumn(), console=console, transient=True,
+        disable=not (console.is_interactive or console.is_jupyter),
     )
 
 
@@ -158,12 +161,10 @@ def fetch_to(url: str, dest: Path, sha256: str, size: int | None,
             os.fsync(out.fileno())
         os.replace(tmp, dest)
         fsync_dir(dest.parent)
-    except BaseException:
-        if progress is not None and task is not None:
-            progress.remove_task(task)  # only the attempt that succeeded stays on screen
-        raise
     finally:
         Path(tmp).unlink(missing_ok=True)
+        if progress is not None and task is not None:
+            progress.remove_task(task)
 
 
 @contextlib.contextmanager
