@@ -331,3 +331,12 @@ def test_concurrent_fetches_into_one_cache_end_with_one_good_copy(home, server):
     # The folder lock makes the second fetch wait and then find the files there.
     assert all(server.hits[f"/m1/{name}"] == 1 for name in SERVED)
     assert_synthetic(datasets.load_dataset("kmnist"))
+
+
+def test_unwritable_cache_is_a_one_line_error(home, server, tmp_path, monkeypatch):
+    server.serve("m1")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("DIGITNET_HOME", str(blocker))
+    with pytest.raises(DataError, match="cannot write the download cache .*DIGITNET_HOME"):
+        datasets.fetch("kmnist", progress=quiet_bar())

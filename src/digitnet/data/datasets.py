@@ -288,6 +288,9 @@ def fetch(name: str, progress: Progress | None = None) -> Path:
             f"{name}: {exc}. Offline? Get the four files elsewhere and pass --data-dir DIR "
             f"(Python: load_dataset(path=DIR)), or copy them into {folder}"
         ) from None
+    except OSError as exc:  # the cache itself: read-only, full disk, …
+        raise DataError(f"{folder}: cannot write the download cache ({exc.strerror or exc}); "
+                        "set $DIGITNET_HOME to a writable folder") from None
     return folder
 
 
