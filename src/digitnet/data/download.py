@@ -35,6 +35,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from digitnet import __version__
 from digitnet.artifacts import UMASK, fsync_dir
 from digitnet.errors import DataError
 
@@ -48,7 +49,7 @@ TIMEOUT = 20.0  # seconds without a byte before a connection counts as dropped
 ATTEMPTS = 3  # tries per mirror for transient failures
 BACKOFF = 1.0  # seconds before the first retry; doubles each time
 CHUNK = 1 << 16
-USER_AGENT = "digitnet (+https://github.com/digitnet; python urllib)"
+USER_AGENT = f"digitnet/{__version__} (Python urllib)"
 
 
 class DownloadError(DataError):
@@ -116,17 +117,18 @@ def download(urls: Sequence[str], dest: Path, sha256: str, size: int | None = No
 def try_mirror(url: str, dest: Path, sha256: str, size: int | None,
                progress: Progress | None) -> str | None:
     """None on success, else why this mirror failed (after retries of transient failures)."""
-    for attempt in range(ATTEMPTS):
+    attempt = 1
+    while True:
         try:
             fetch_to(url, dest, sha256, size, progress)
             return None
         except Rejected as exc:
             return str(exc)
         except Transient as exc:
-            if attempt == ATTEMPTS - 1:
+            if attempt == ATTEMPTS:
                 return f"{exc}; gave up after {ATTEMPTS} tries"
-            time.sleep(BACKOFF * 2**attempt)
-    raise AssertionError("unreachable")
+            time.sleep(BACKOFF * 2 ** (attempt - 1))
+            attempt += 1
 
 
 def fetch_to(url: str, dest: Path, sha256: str, size: int | None,
