@@ -28,8 +28,8 @@ UNCOMPRESSED_SHA256 = {
 }
 
 
-def test_embedded_mnist_is_the_real_set():
-    ds = load_dataset("mnist")
+def test_embedded_mnist_is_the_real_set(mnist):
+    ds = mnist
     assert ds.x_train.shape == (60000, 28, 28) and ds.x_test.shape == (10000, 28, 28)
     assert ds.x_train.dtype == np.uint8 and ds.y_train.dtype == np.int32
     assert np.bincount(ds.y_train).tolist() == TRAIN_COUNTS

@@ -154,7 +154,7 @@ class RecordingBar(Progress):
     def update(self, task_id, **fields) -> None:
         super().update(task_id, **fields)
         task = self._tasks[task_id]
-        self.seen[task.description.split(" ")[0]] = (task.total, task.completed)
+        self.seen[task.description] = (task.total, task.completed)
 
 
 def quiet_bar() -> RecordingBar:
@@ -185,7 +185,7 @@ def test_fetch_downloads_every_file_with_progress_and_checksums(home, server):
         assert (folder / name).read_bytes() == body
     assert bar.seen == {name: (len(body), len(body)) for name, body in SERVED.items()}
     drawn = bar.buffer.getvalue()
-    assert f"t10k-images-idx3-ubyte.gz ← 127.0.0.1:{server.server_address[1]}" in drawn
+    assert "t10k-images-idx3-ubyte.gz" in drawn and "kB" in drawn  # the bar itself, drawn
     assert f"kmnist: t10k-labels-idx1-ubyte.gz (0.0 MB) from {server.url('m1')}" in drawn
     assert datasets.status("kmnist") == "cached"
     assert all(problem is None for problem in datasets.verify("kmnist").values())

@@ -19,7 +19,6 @@ import socket
 import tempfile
 import time
 import urllib.error
-import urllib.parse
 import urllib.request
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -142,8 +141,7 @@ def fetch_to(url: str, dest: Path, sha256: str, size: int | None,
         with os.fdopen(fd, "wb") as out, open_url(request) as response:
             announced = check_headers(response, size)
             if progress is not None:
-                host = urllib.parse.urlsplit(url).netloc
-                task = progress.add_task(f"{dest.name} ← {host}", total=announced or size)
+                task = progress.add_task(dest.name, total=announced or size)
             digest, got, head = hashlib.sha256(), 0, b""
             while block := read_block(response):
                 got += len(block)
