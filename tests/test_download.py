@@ -136,7 +136,7 @@ def home(tmp_path, monkeypatch, server) -> Path:
                                 mirrors=(server.url("m1"), server.url("m2")))
     monkeypatch.setitem(datasets.REGISTRY, "kmnist", entry)
     monkeypatch.setattr(download, "BACKOFF", 0.01)
-    monkeypatch.setattr(download, "TIMEOUT", 0.3)
+    monkeypatch.setattr(download, "TIMEOUT", 5.0)  # generous: the test machine may be busy
     datasets.load_dataset.cache_clear()
     yield tmp_path / "home"
     datasets.load_dataset.cache_clear()
@@ -231,7 +231,8 @@ def test_dropped_connection_is_retried_on_the_same_mirror(home, server):
 
 
 @pytest.mark.parametrize("failure", ["drop", "stall"])
-def test_mirror_that_keeps_failing_gives_way_to_the_next(home, server, failure):
+def test_mirror_that_keeps_failing_gives_way_to_the_next(home, server, failure, monkeypatch):
+    monkeypatch.setattr(download, "TIMEOUT", 0.3)  # the stalled mirror says nothing for 1 s
     server.serve("m1", failure)
     server.serve("m2")
     datasets.fetch("kmnist", progress=quiet_bar())
