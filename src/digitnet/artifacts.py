@@ -56,11 +56,7 @@ def atomic_write_files(folder: Path, files: dict[str, bytes]) -> None:
             os.replace(tmp, target)
             staged.pop(0)
         target = folder
-        dir_fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        fsync_dir(folder)
     except OSError as exc:
         raise StorageError(f"cannot write {target}: {exc.strerror or exc}") from None
     finally:
@@ -76,6 +72,15 @@ def remove_stale_temps(folder: Path) -> list[Path]:
     for p in stale:
         p.unlink(missing_ok=True)
     return stale
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename in `folder` durable (the directory entry itself is flushed)."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def write_json(path: Path, obj: Any) -> None:

@@ -76,31 +76,40 @@ def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
     return array.astype(dtype.newbyteorder("="), copy=False)
 
 
-def read_bytes(path: str | os.PathLike) -> bytes:
-    """The uncompressed content of an IDX file (gunzipped when the file is gzip).
-
-    A gzip file is inflated only as far as its IDX header declares (plus one byte, to notice
-    extra data), so a decompression bomb costs no more memory than an honest file."""
+def read_raw(path: str | os.PathLike) -> bytes:
+    """The bytes of a file as stored, with a clear error when it cannot be read."""
     path = Path(path)
     try:
-        raw = path.read_bytes()
+        return path.read_bytes()
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc.strerror})") from None
+
+
+def decompress(raw: bytes, name: str) -> bytes:
+    """`raw` gunzipped when it is gzip data, else unchanged.
+
+    Gzip data is inflated only as far as its IDX header declares (plus one byte, to notice
+    extra data), so a decompression bomb costs no more memory than an honest file."""
     if raw[:2] != b"\x1f\x8b":
         return raw
     try:
         head = gunzip(raw, 4 + 4 * MAX_DIMS)
-        dtype, shape, header_len = parse_header(head, str(path))
+        dtype, shape, header_len = parse_header(head, name)
         size = header_len + math.prod(shape) * dtype.itemsize
         data = gunzip(raw, size) if len(head) > 4 + 4 * MAX_DIMS else head
     except (OSError, EOFError, zlib.error) as exc:
-        raise DataError(f"{path}: corrupt gzip data ({exc})") from None
+        raise DataError(f"{name}: corrupt gzip data ({exc})") from None
     if len(data) > size:
-        raise DataError(f"{path}: decompresses to more than the {size} bytes its IDX header "
+        raise DataError(f"{name}: decompresses to more than the {size} bytes its IDX header "
                         "declares")
     return data
+
+
+def read_bytes(path: str | os.PathLike) -> bytes:
+    """The uncompressed content of an IDX file (gunzipped when the file is gzip)."""
+    return decompress(read_raw(path), str(path))
 
 
 def gunzip(raw: bytes, limit: int) -> bytes:
