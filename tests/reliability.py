@@ -642,23 +642,48 @@ def diverge(workdir: Path) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- the full run
 
-def full_run(workdir: Path, cases: int, kills: int) -> dict[str, Any]:
-    results: dict[str, Any] = {"cases": cases}
+def run_fuzz(workdir: Path, cases: int, kills: int) -> dict[str, Any]:
+    out: dict[str, Any] = {"cases": cases}
     for name in FUZZ_NAMES:
         print(f"fuzz {name}: {cases} cases", flush=True)
-        results[f"fuzz_{name}"] = worker("fuzz", name, cases, workdir / f"fuzz-{name}",
-                                         MEMORY_LIMIT)
-        print(" ", results[f"fuzz_{name}"], flush=True)
-    for which in ("idx", "images"):
-        results[f"bombs_{which}"] = worker("bombs", which, 0, workdir, 1 << 30)
-        print(f"bombs {which}:", results[f"bombs_{which}"], flush=True)
-    print(f"kill -9: {kills} kills", flush=True)
-    results["kills"] = asdict(kill_resume(workdir / "kill", kills))
-    print(" ", {k: v for k, v in results["kills"].items() if k != "kills"}, flush=True)
-    results["diverge"] = diverge(workdir)
-    print("diverge:", results["diverge"], flush=True)
-    results["full_disk"] = full_disk(workdir, workdir / "kill" / "reference")
-    print("full disk:", results["full_disk"], flush=True)
+        out[name] = worker("fuzz", name, cases, workdir / f"fuzz-{name}", MEMORY_LIMIT)
+        print(" ", out[name], flush=True)
+    return out
+
+
+def run_bombs(workdir: Path, cases: int, kills: int) -> dict[str, Any]:
+    return {which: worker("bombs", which, 0, workdir, 1 << 30) for which in ("idx", "images")}
+
+
+def run_kills(workdir: Path, cases: int, kills: int) -> dict[str, Any]:
+    return asdict(kill_resume(workdir / "kill", kills))
+
+
+def run_diverge(workdir: Path, cases: int, kills: int) -> dict[str, Any]:
+    return diverge(workdir)
+
+
+def run_full_disk(workdir: Path, cases: int, kills: int) -> dict[str, Any]:
+    reference = workdir / "kill" / "reference"
+    if not (reference / "weights.safetensors").exists():
+        proc = cli("train", *train_flags(small_dataset(workdir / "data"), 20), "--out",
+                   str(reference))
+        assert proc.returncode == 0, proc.stderr
+    return full_disk(workdir, reference)
+
+
+PARTS = {"fuzz": run_fuzz, "bombs": run_bombs, "kills": run_kills, "diverge": run_diverge,
+         "full_disk": run_full_disk}
+
+
+def full_run(workdir: Path, cases: int, kills: int, parts: list[str],
+             results: dict[str, Any]) -> dict[str, Any]:
+    """Run the chosen parts at full count into `results` (which may hold an earlier run's)."""
+    for part in parts:
+        t0 = time.perf_counter()
+        results[part] = PARTS[part](workdir, cases, kills)
+        results.setdefault("seconds", {})[part] = round(time.perf_counter() - t0, 1)
+        print(f"{part} ({results['seconds'][part]} s):", results[part], flush=True)
     return results
 
 
@@ -668,6 +693,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cases", type=int, default=10_000)
     p.add_argument("--kills", type=int, default=20)
     p.add_argument("--workdir", default="/tmp/digitnet-reliability")
+    p.add_argument("--parts", default=",".join(PARTS),
+                   help="comma list of parts to run; the others keep their last results")
     p.add_argument("--worker", nargs=5, metavar=("KIND", "ARG", "CASES", "DIR", "MEMORY"))
     args = p.parse_args(argv)
     if args.worker:
@@ -679,16 +706,16 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    results = full_run(workdir, args.cases, args.kills)
-    results["seconds"] = round(time.perf_counter() - t0, 1)
-    (workdir / "results.json").write_text(json.dumps(results, indent=2))
+    saved = workdir / "results.json"
+    results = json.loads(saved.read_text()) if saved.exists() else {}
+    full_run(workdir, args.cases, args.kills, args.parts.split(","), results)
+    saved.write_text(json.dumps(results, indent=2))
     from tests.reliability_report import write_report
 
     write_report(results, ROOT / "docs" / "reliability.md",
                  command=f"python -m tests.reliability --full --cases {args.cases} "
                          f"--kills {args.kills}")
-    print(f"wrote docs/reliability.md ({results['seconds']} s)")
+    print(f"wrote docs/reliability.md ({sum(results['seconds'].values()):.0f} s in all)")
     return 0
 
 

@@ -17,7 +17,7 @@ FIXED = [
     ("IDX", "a header (0, 2³²−1, 2³²−1) passed the size check and crashed NumPy "
      "(\"array is too big\")", "zero dimensions left out of the size bound"),
     ("IDX", "a gzip bomb was inflated up to 4 GiB before the header was checked",
-     "inflate the header first, then exactly the size it declares (+1 byte); the bound is "
+     "inflate the header first, then at most the size it declares + 1 MiB; the bound is "
      "now 1 GiB (EMNIST ByClass, the largest MNIST-format set, is 547 MB)"),
     ("images", "Pillow tried every format it knows on untrusted bytes, EPS (Ghostscript) included",
      "decode PNG, JPEG, GIF, BMP, TIFF, WebP and PPM only"),
@@ -59,7 +59,8 @@ def write_report(results: dict[str, Any], path: Path, command: str) -> None:
         f"    {command}",
         "",
         f"on {platform.machine()} / Python {platform.python_version()}, "
-        f"{time.strftime('%Y-%m-%d', time.gmtime())}, in {results['seconds']:.0f} s. "
+        f"{time.strftime('%Y-%m-%d', time.gmtime())}, in {sum(results['seconds'].values()):.0f} s "
+        f"({', '.join(f'{k} {v:.0f} s' for k, v in results['seconds'].items())}). "
         "The default test suite runs a short version of each check (`tests/test_reliability.py`).",
         "",
         "## Hostile and broken inputs (hypothesis)",
@@ -80,7 +81,7 @@ def write_report(results: dict[str, Any], path: Path, command: str) -> None:
                      "any dtype/shape/offsets/header length, config.json with fields replaced "
                      "by arbitrary JSON, mutated history.csv"}
     for name, what in inputs.items():
-        r = results[f"fuzz_{name}"]
+        r = results["fuzz"][name]
         if "cases" not in r:
             lines.append(row(name, what, "—", "—", "—", r.get("failure", "?")[:200], "—", "—"))
             continue
@@ -91,21 +92,24 @@ def write_report(results: dict[str, Any], path: Path, command: str) -> None:
     lines += ["", "Decompression bombs, each in a process limited to 1 GiB of address space:", "",
               row("bomb", "outcome"), row("---", "---")]
     for which in ("idx", "images"):
-        for label, outcome in results[f"bombs_{which}"].get("results", {}).items():
+        for label, outcome in results["bombs"][which].get("results", {}).items():
             lines.append(row(f"{which}: {label}", outcome.replace("|", "/")))
     k = results["kills"]
-    aims: dict[str, int] = {}
+    at: dict[int, int] = {}
     for kill in k["kills"]:
-        aims[kill["aim"]] = aims.get(kill["aim"], 0) + 1
+        at[kill["checkpoint_after"]] = at.get(kill["checkpoint_after"], 0) + 1
     temps = sum(1 for kill in k["kills"] if kill["temps"])
+    startup = sum(1 for kill in k["kills"] if kill["aim"] == "start-up")
     lines += [
         "",
         "## kill -9 during `digitnet train`",
         "",
         f"{len(k['kills'])} SIGKILLs over {k['processes']} processes of `digitnet train "
-        "--data-dir SUBSET --hidden 32 --epochs 4 --out DIR --resume` (4,000 MNIST training "
-        "images; checkpoints every epoch), aimed in turn at start-up and at random points of "
-        "each epoch: " + ", ".join(f"{n} × {a}" for a, n in sorted(aims.items())) + ".",
+        f"--data-dir SUBSET --hidden 32 --epochs {k['epochs']} --seed 7 --out DIR --resume` "
+        "(2,000 MNIST training images; a checkpoint after every epoch), each aimed at a random "
+        f"point: {startup} in start-up, the others inside a random epoch or the final save. "
+        "Checkpoint epoch on disk right after each kill (epoch: kills): "
+        + ", ".join(f"{e}: {n}" for e, n in sorted(at.items())) + ".",
         "",
         "- After every kill each file in the run directory loaded (config.json, the "
         "checkpoint with finite tensors, history.csv, and the whole model when weights were "
