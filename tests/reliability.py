@@ -567,6 +567,126 @@ def json_history(run: Path) -> list[dict[str, float]]:
         return []
 
 
+# --------------------------------------------------------------------------- downloads
+
+FETCH_CHILD = """
+import dataclasses, hashlib, json, sys
+from digitnet.data import datasets, download
+from digitnet.data.datasets import RemoteFile
+served, url = json.loads(sys.argv[1]), sys.argv[2]
+pins = {role: RemoteFile(name, size, sha) for role, (name, size, sha) in served.items()}
+datasets.REGISTRY["kmnist"] = dataclasses.replace(datasets.REGISTRY["kmnist"], files=pins,
+                                                  mirrors=(url,))
+download.BACKOFF = 0.01
+datasets.fetch("kmnist")
+ds = datasets.load_dataset("kmnist")
+print(len(ds.y_train), len(ds.y_test))
+"""
+
+
+def download_faults(workdir: Path, kills: int, seed: int = 0) -> dict[str, Any]:
+    """Real `datasets.fetch` processes against a slow server on 127.0.0.1: two at once into one
+    cache, and SIGKILLs at random moments of a download, each followed by a clean fetch.
+    The cache must only ever hold complete files that match their pins."""
+    import hashlib
+    import shutil
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from digitnet.data.datasets import FILES
+    from digitnet.data.idx import encode_idx
+
+    rng = np.random.default_rng(seed)
+    files = {f"{FILES[role]}.gz": gzip.compress(encode_idx(array), mtime=0) for role, array in (
+        ("train_images", rng.integers(0, 256, (3000, 28, 28), dtype=np.uint8)),
+        ("train_labels", rng.integers(0, 10, 3000).astype(np.uint8)),
+        ("test_images", rng.integers(0, 256, (500, 28, 28), dtype=np.uint8)),
+        ("test_labels", rng.integers(0, 10, 500).astype(np.uint8)))}
+    hits: dict[str, int] = {}
+
+    class Slow(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            body = files.get(self.path.rsplit("/", 1)[-1])
+            hits[self.path] = hits.get(self.path, 0) + 1
+            if body is None:
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            for i in range(0, len(body), 1 << 16):  # ~2 s for the largest: kills land mid-body
+                self.wfile.write(body[i : i + (1 << 16)])
+                self.wfile.flush()
+                time.sleep(0.05)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    class Server(ThreadingHTTPServer):
+        daemon_threads = True
+
+        def handle_error(self, request: Any, client_address: Any) -> None:
+            pass  # a killed client breaks its pipe: that is the test
+
+    server = Server(("127.0.0.1", 0), Slow)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/m/"
+    served = {role: (f"{stem}.gz", len(files[f"{stem}.gz"]),
+                     hashlib.sha256(files[f"{stem}.gz"]).hexdigest())
+              for role, stem in FILES.items()}
+    pins = {name: sha for name, _, sha in served.values()}
+    home = workdir / "download-home"
+
+    def start() -> subprocess.Popen:
+        env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "DIGITNET_HOME": str(home)}
+        return subprocess.Popen([sys.executable, "-c", FETCH_CHILD, json.dumps(served), url],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+
+    def cache() -> dict[str, str]:
+        """Each real (non-temporary) file in the cache → whether it matches its pin."""
+        folder = home / "kmnist"
+        out = {}
+        for p in sorted(folder.iterdir()) if folder.exists() else []:
+            if not p.name.startswith("."):
+                ok = hashlib.sha256(p.read_bytes()).hexdigest() == pins.get(p.name)
+                out[p.name] = "good" if ok else "CORRUPT"
+        return out
+
+    def finish(proc: subprocess.Popen) -> None:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err.decode()[-2000:]
+        assert out.split() == [b"3000", b"500"], out
+
+    try:
+        report: dict[str, Any] = {"kills": 0, "files_at_kill": [], "corrupt": 0}
+        shutil.rmtree(home, ignore_errors=True)
+        hits.clear()
+        pair = [start(), start()]
+        for proc in pair:
+            finish(proc)
+        report["concurrent"] = {"cache": cache(), "requests": sum(hits.values())}
+        rand = random.Random(seed)
+        for _ in range(3 * kills):
+            if report["kills"] >= kills:
+                break
+            shutil.rmtree(home, ignore_errors=True)
+            proc = start()
+            time.sleep(rand.uniform(0.2, 3.0))
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGKILL)
+                report["kills"] += 1
+            proc.communicate()
+            seen = cache()
+            report["files_at_kill"].append(len(seen))
+            report["corrupt"] += sum(v != "good" for v in seen.values())
+            finish(start())
+            report["corrupt"] += sum(v != "good" for v in cache().values())
+        return report
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 # --------------------------------------------------------------------------- full disk, NaN
 
 def mount_tmpfs(folder: Path, size: str) -> bool:
@@ -659,6 +779,10 @@ def run_kills(workdir: Path, cases: int, kills: int) -> dict[str, Any]:
     return asdict(kill_resume(workdir / "kill", kills))
 
 
+def run_downloads(workdir: Path, cases: int, kills: int) -> dict[str, Any]:
+    return download_faults(workdir, kills)
+
+
 def run_diverge(workdir: Path, cases: int, kills: int) -> dict[str, Any]:
     return diverge(workdir)
 
@@ -673,7 +797,7 @@ def run_full_disk(workdir: Path, cases: int, kills: int) -> dict[str, Any]:
 
 
 PARTS = {"fuzz": run_fuzz, "bombs": run_bombs, "kills": run_kills, "diverge": run_diverge,
-         "full_disk": run_full_disk}
+         "full_disk": run_full_disk, "downloads": run_downloads}
 
 
 def full_run(workdir: Path, cases: int, kills: int, parts: list[str],

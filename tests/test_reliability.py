@@ -94,3 +94,10 @@ def test_weights_that_blew_up_after_the_last_loss_never_reach_a_checkpoint():
     check_finite([{"kernel": np.ones((2, 2), np.float32)}], 0, 0.1)
     with pytest.raises(TrainingDiverged, match="weights became NaN or infinite in epoch 3"):
         check_finite([{"kernel": np.array([[1.0, np.inf]], np.float32)}], 2, 0.1)
+
+
+def test_downloads_killed_or_run_twice_at_once_never_corrupt_the_cache(tmp_path):
+    out = rel.download_faults(tmp_path, kills=1)
+    assert out["kills"] == 1 and out["corrupt"] == 0
+    assert set(out["concurrent"]["cache"].values()) == {"good"}
+    assert out["concurrent"]["requests"] == 4  # the second process waited, then found them
