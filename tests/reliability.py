@@ -692,12 +692,14 @@ def download_faults(workdir: Path, kills: int, seed: int = 0) -> dict[str, Any]:
             shutil.rmtree(home, ignore_errors=True)
             proc = start()
             time.sleep(rand.uniform(0.2, 3.0))
-            if proc.poll() is None:
+            killed = proc.poll() is None
+            if killed:
                 os.kill(proc.pid, signal.SIGKILL)
                 report["kills"] += 1
             proc.communicate()
             seen = cache()
-            report["files_at_kill"].append(len(seen))
+            if killed:
+                report["files_at_kill"].append(len(seen))
             report["corrupt"] += sum(v != "good" for v in seen.values())
             finish(start())
             report["corrupt"] += sum(v != "good" for v in cache().values())
