@@ -155,3 +155,19 @@ class Bridge(train.Callback):
         for cb in self.callbacks:
             if not isinstance(cb, train.Callback):
                 cb.on_train_end({})
+
+
+class EpochLines(train.Callback):
+    """One line per epoch on stdout, as Keras' verbose=2 (and in notebooks without ipywidgets,
+    where a live progress bar cannot render)."""
+
+    def __init__(self, metric: str | None):
+        self.metric = metric
+
+    def on_train_begin(self, state: train.TrainState, steps_per_epoch: int, epochs: int) -> None:
+        self.steps, self.epochs = steps_per_epoch, epochs
+
+    def on_epoch_end(self, state: train.TrainState, logs: dict[str, float]) -> None:
+        parts = [f"{self.steps}/{self.steps}", f"{logs['seconds']:.1f}s"]
+        parts += [f"{k}: {v:.4f}" for k, v in Bridge.keras_logs(self, logs).items()]
+        print(f"Epoch {int(logs['epoch'])}/{self.epochs}\n" + " - ".join(parts), flush=True)

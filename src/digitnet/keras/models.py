@@ -382,9 +382,7 @@ class Sequential:
                                                   self.metric_names[0] if self.metric_names else None,
                                                   verbose)]
         if verbose:
-            from digitnet.progress import ProgressBar
-
-            engine_callbacks.append(ProgressBar())
+            engine_callbacks.append(progress_display(verbose, self.metric_names))
         state = fit_arrays(self.spec, cfg, x, t, self._stats(), validation, state, engine_callbacks)
         self.use_params(state.params)
         self.optimizer.state = jax.tree.map(np.asarray, state.opt_state)
@@ -408,6 +406,19 @@ class Sequential:
         """Softmax probabilities (N, classes)."""
         logits = predict_logits(self.spec, self.params(), self._stats(), self._inputs(x))
         return np.asarray(jax.nn.softmax(logits, axis=-1), np.float32)
+
+
+def progress_display(verbose: int, metric_names: list[str]) -> Any:
+    """A live bar (verbose=1) or a line per epoch (verbose=2, or a notebook without ipywidgets)."""
+    import importlib.util
+
+    from rich.console import Console
+
+    if verbose == 1 and not (Console().is_jupyter and importlib.util.find_spec("ipywidgets") is None):
+        from digitnet.progress import ProgressBar
+
+        return ProgressBar()
+    return cbs.EpochLines(metric_names[0] if metric_names else None)
 
 
 def read_h5(source: Any, name: Path) -> list[LayerWeights]:
