@@ -103,21 +103,23 @@ class ModelCheckpoint(Callback):
             print(f"Epoch {epoch + 1}: saved to {path}")
 
 
+def keras_logs(logs: dict[str, float], metric: str | None) -> dict[str, float]:
+    """The engine's logs under Keras' names: loss, <metric>, val_loss, val_<metric>."""
+    out = {}
+    for prefix in ("", "val_"):
+        if prefix + "loss" in logs:
+            out[prefix + "loss"] = float(logs[prefix + "loss"])
+            if metric:
+                out[prefix + metric] = float(logs[prefix + "accuracy"])
+    return out
+
+
 class Bridge(train.Callback):
     """Runs Keras callbacks from the engine's hooks, with Keras' metric names in `logs`, and
     keeps the model's weights current for them."""
 
     def __init__(self, model: Any, callbacks: list[Any], metric: str | None, verbose: int):
         self.model, self.callbacks, self.metric, self.verbose = model, callbacks, metric, verbose
-
-    def keras_logs(self, logs: dict[str, float]) -> dict[str, float]:
-        out = {}
-        for prefix in ("", "val_"):
-            if prefix + "loss" in logs:
-                out[prefix + "loss"] = float(logs[prefix + "loss"])
-                if self.metric:
-                    out[prefix + self.metric] = float(logs[prefix + "accuracy"])
-        return out
 
     def on_train_begin(self, state: train.TrainState, steps_per_epoch: int, epochs: int) -> None:
         self.model.stop_training = False
@@ -138,7 +140,7 @@ class Bridge(train.Callback):
 
     def on_epoch_end(self, state: train.TrainState, logs: dict[str, float]) -> None:
         self.model.use_params(state.params)
-        klogs = self.keras_logs(logs)
+        klogs = keras_logs(logs, self.metric)
         for cb in self.callbacks:
             if isinstance(cb, train.Callback):
                 cb.on_epoch_end(state, klogs)
@@ -169,5 +171,5 @@ class EpochLines(train.Callback):
 
     def on_epoch_end(self, state: train.TrainState, logs: dict[str, float]) -> None:
         parts = [f"{self.steps}/{self.steps}", f"{logs['seconds']:.1f}s"]
-        parts += [f"{k}: {v:.4f}" for k, v in Bridge.keras_logs(self, logs).items()]
+        parts += [f"{k}: {v:.4f}" for k, v in keras_logs(logs, self.metric).items()]
         print(f"Epoch {int(logs['epoch'])}/{self.epochs}\n" + " - ".join(parts), flush=True)
