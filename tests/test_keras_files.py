@@ -193,14 +193,36 @@ def test_load_model_reads_a_keras_archive(tmp_path, probe):
     assert type(model.optimizer).__name__ == "Adam" and model.loss == "categorical_crossentropy"
 
 
-def test_load_model_reads_a_legacy_full_model_h5(tmp_path, probe):
+def tf_keras_config() -> dict:
+    """The tutorial's model as tf.keras 2.x describes it (batch_input_shape, plain dtypes)."""
+    def dense(name, units, activation, first=False):
+        return {"class_name": "Dense", "config": {
+            "name": name, "trainable": True, "dtype": "float32", "units": units,
+            **({"batch_input_shape": [None, 784]} if first else {}), "activation": activation,
+            "use_bias": True, "kernel_initializer": {"class_name": "GlorotUniform", "config": {"seed": None}},
+            "bias_initializer": {"class_name": "Zeros", "config": {}}, "kernel_regularizer": None,
+            "bias_regularizer": None, "activity_regularizer": None, "kernel_constraint": None,
+            "bias_constraint": None}}
+    return {"class_name": "Sequential", "config": {"name": "sequential", "layers": [
+        {"class_name": "InputLayer", "config": {"batch_input_shape": [None, 784], "dtype": "float32",
+                                                "sparse": False, "ragged": False, "name": "dense_input"}},
+        dense("dense", 64, "relu", first=True), dense("dense_1", 64, "relu"),
+        dense("dense_2", 10, "softmax")]}}
+
+
+def keras3_legacy_config() -> dict:
+    """The tutorial's model as Keras 3 writes it into a legacy .h5 (no module at layer level)."""
     config = keras_config()
-    legacy = {"class_name": "Sequential", "config": {**config["config"], "layers": [
+    return {"class_name": "Sequential", "config": {**config["config"], "layers": [
         {"class_name": e["class_name"], "config": e["config"]} for e in config["config"]["layers"]]}}
+
+
+@pytest.mark.parametrize("config", [keras3_legacy_config, tf_keras_config])
+def test_load_model_reads_a_legacy_full_model_h5(config, tmp_path, probe):
     path = tmp_path / "legacy_model.h5"
     with h5py.File(path, "w") as f, h5py.File(FIXTURES / "seed_legacy.h5") as weights:
         f.attrs["backend"], f.attrs["keras_version"] = "tensorflow", "2.21.0"
-        f.attrs["model_config"] = json.dumps(legacy)
+        f.attrs["model_config"] = json.dumps(config())
         f.attrs["training_config"] = json.dumps({"loss": "categorical_crossentropy", "metrics": [["acc"]],
                                                  "optimizer_config": {"class_name": "Adam",
                                                                       "config": {"lr": 0.002, "decay": 0.0}}})
