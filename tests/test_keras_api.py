@@ -95,6 +95,15 @@ def test_flatten_and_input_layers(data):
     assert b.input_shape == (None, 784) and b.output_shape == (None, 10)
 
 
+def test_kernel_initializers():
+    model = Sequential([layers.Dense(256, kernel_initializer="he_normal", input_shape=(784,)),
+                        layers.Dense(10, activation="softmax", kernel_initializer="zeros")])
+    k0, b0, k1, _ = model.get_weights()
+    assert abs(k0.std() - np.sqrt(2 / 784)) < 0.1 * np.sqrt(2 / 784) and not b0.any() and not k1.any()
+    with pytest.raises(ValueError, match="initializer 'orthogonal' is not supported"):
+        layers.Dense(4, kernel_initializer="orthogonal")
+
+
 def test_optimizers():
     assert optimizers.Adam(lr=0.005).learning_rate == 0.005
     assert optimizers.get("sgd").learning_rate == 0.01  # Keras' defaults

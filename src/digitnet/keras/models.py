@@ -158,8 +158,12 @@ class Sequential:
             if layer.kernel is not None and layer.kernel.shape == (a, b):
                 continue  # built before, with the same shape: keep its weights
             init = INITIALIZERS[layer.kernel_initializer][1]
-            kernel = p["kernel"] if init == "glorot_uniform" else getattr(
-                jax.nn.initializers, init)()(key, (a, b), np.float32)
+            if init == "glorot_uniform":
+                kernel = p["kernel"]
+            elif init in ("zeros", "ones"):
+                kernel = np.full((a, b), float(init == "ones"), np.float32)
+            else:
+                kernel = getattr(jax.nn.initializers, init)()(key, (a, b), np.float32)
             layer.kernel, layer.bias = np.asarray(kernel), np.zeros(b, np.float32)
         self.spec = spec
 
