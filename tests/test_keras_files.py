@@ -273,6 +273,8 @@ def test_hostile_or_unsupported_archives_are_refused(case, tmp_path):
 
 
 def test_bad_weight_files_give_clear_errors(tmp_path):
+    with pytest.raises(KerasFileError, match="no such file"):
+        tutorial_model().load_weights(tmp_path / "missing.h5")
     (tmp_path / "junk.h5").write_bytes(b"not an hdf5 file at all")
     with pytest.raises(KerasFileError, match="not a readable HDF5"):
         tutorial_model().load_weights(tmp_path / "junk.h5")

@@ -253,6 +253,8 @@ class Sequential:
         if skip_mismatch or by_name:
             raise KerasValueError("load_weights: skip_mismatch and by_name are not supported")
         path = Path(filepath)
+        if not path.is_file():
+            raise KerasFileError(f"{path}: no such file")
         if zipfile.is_zipfile(path):
             from digitnet.keras.saving import read_archive
 
