@@ -17,7 +17,12 @@ from digitnet.errors import DataError
 MAX_PIXELS = 40_000_000  # larger images are refused before decoding (decompression bombs)
 
 
-def open_image(source: str | os.PathLike | bytes, name: str | None = None):
+class ImageTooLarge(DataError):
+    """The image's declared dimensions exceed the pixel limit; nothing was decoded."""
+
+
+def open_image(source: str | os.PathLike | bytes, name: str | None = None,
+               max_pixels: int = MAX_PIXELS):
     """Decode an image file (anything Pillow reads) with size limits; a clear error otherwise."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -29,8 +34,9 @@ def open_image(source: str | os.PathLike | bytes, name: str | None = None):
     with fp:
         try:
             img = Image.open(fp)
-            if img.width * img.height > MAX_PIXELS:
-                raise DataError(f"{name}: image is {img.width}×{img.height}, too large")
+            if img.width * img.height > max_pixels:
+                raise ImageTooLarge(f"{name}: image is {img.width}×{img.height}, more than "
+                                    f"{max_pixels:,} pixels")
             img.load()
             return ImageOps.exif_transpose(img)
         except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
@@ -84,6 +90,7 @@ def mnist_form(gray: np.ndarray, size: int = 28, box: int = 20) -> np.ndarray:
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
-def load_digit(source: str | os.PathLike | bytes, name: str | None = None) -> np.ndarray:
+def load_digit(source: str | os.PathLike | bytes, name: str | None = None,
+               max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Read an image file of one digit and return it in MNIST form (28×28 uint8)."""
-    return mnist_form(to_grayscale(open_image(source, name)))
+    return mnist_form(to_grayscale(open_image(source, name, max_pixels)))
