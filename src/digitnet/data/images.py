@@ -15,6 +15,7 @@ import numpy as np
 from digitnet.errors import DataError
 
 MAX_PIXELS = 40_000_000  # larger images are refused before decoding (decompression bombs)
+WORK_SIZE = 800  # larger images are reduced to this many pixels on their long side first
 
 
 class ImageTooLarge(DataError):
@@ -53,7 +54,37 @@ def to_grayscale(img) -> np.ndarray:
         rgba = img.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         img = Image.alpha_composite(white, rgba)
-    return np.asarray(img.convert("L"), dtype=np.float64)
+    img = img.convert("L")
+    if max(img.size) > WORK_SIZE:  # a digit needs no more; keeps the work per upload bounded
+        img.thumbnail((WORK_SIZE, WORK_SIZE), Image.Resampling.BOX)
+    return np.asarray(img, dtype=np.float64)
+
+
+def ink_image(gray: np.ndarray) -> np.ndarray:
+    """How much ink each pixel holds (0 = background), for dark-on-light or light-on-dark images.
+
+    The background is estimated locally (a morphological opening wider than any stroke), so a
+    photo's uneven lighting is not taken for ink.
+    """
+    from PIL import Image, ImageFilter
+
+    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    v = gray if np.median(border) < 128 else 255.0 - gray  # now the ink is bright
+    h, w = v.shape
+    b = max(h, w) // 24
+    if min(h, w) >= 64 and min(h, w) >= 5 * b:
+        # Opening (erosion, then a wider dilation) of a block-min thumbnail: ~1/5 of the image
+        # wide, so it keeps smooth lighting and drops every stroke.
+        hb, wb = h // b, w // b
+        low = v[: hb * b, : wb * b].reshape(hb, b, wb, b).min(axis=(1, 3))
+        small = Image.fromarray(low.astype(np.float32), mode="F")
+        small = small.filter(ImageFilter.MinFilter(5)).filter(ImageFilter.MaxFilter(7))
+        background = np.asarray(small.resize((w, h), Image.Resampling.BILINEAR), np.float64)
+    else:  # small images (MNIST-sized) are evenly lit and too coarse to smooth
+        return np.clip(v - np.median(np.concatenate([v[0], v[-1], v[:, 0], v[:, -1]])), 0, 255)
+    ink = np.pad(np.clip(v - background, 0, 255), 1, mode="edge")
+    # A 3×3 mean: sensor noise and JPEG specks fall below the floor, strokes do not.
+    return sum(ink[i : i + h, j : j + w] for i in range(3) for j in range(3)) / 9
 
 
 def mnist_form(gray: np.ndarray, size: int = 28, box: int = 20) -> np.ndarray:
@@ -62,15 +93,15 @@ def mnist_form(gray: np.ndarray, size: int = 28, box: int = 20) -> np.ndarray:
 
     if gray.ndim != 2 or min(gray.shape) < 1:
         raise DataError(f"expected a 2-D image, got shape {gray.shape}")
-    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
-    background = float(np.median(border))
-    ink = gray - background if background < 128 else background - gray
-    ink = np.clip(ink, 0, None)
+    ink = ink_image(gray)
     peak = ink.max()
     if peak < 16:  # nothing stands out from the background
         raise DataError("no digit found: the image is blank or has no contrast")
-    ink = ink * (255.0 / peak)
-    rows, cols = np.nonzero(ink > 0.2 * 255)
+    # Faint residue (shadows, noise, JPEG halos) goes to 0; the stroke cores saturate, as in MNIST.
+    floor = 0.3 * peak
+    core = np.percentile(ink[ink > 0.5 * peak], 60)
+    ink = np.clip((ink - floor) * (255.0 / max(core - floor, 1.0)), 0, 255)
+    rows, cols = np.nonzero(ink > 0)
     crop = ink[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
     h, w = crop.shape
     scale = box / max(h, w)
