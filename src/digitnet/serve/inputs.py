@@ -106,6 +106,8 @@ def batch_from_json(doc: dict[str, Any], dim: int, max_pixels: int, max_batch: i
     items = doc[keys[0]]
     if not isinstance(items, list) or not items:
         raise ClientError(422, "invalid_input", f'"{keys[0]}" must be a non-empty list')
+    if keys[0] == "pixels" and not all(isinstance(v, list) for v in items):
+        raise ClientError(422, "invalid_pixels", '"pixels" must be a list of images, each a list of numbers')
     check_batch(len(items), max_batch)
     if keys[0] == "pixels":
         return np.stack([pixels(v, dim, f"pixels[{i}]") for i, v in enumerate(items)])
