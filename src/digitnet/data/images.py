@@ -15,7 +15,7 @@ import numpy as np
 from digitnet.errors import DataError
 
 MAX_PIXELS = 40_000_000  # larger images are refused before decoding (decompression bombs)
-WORK_SIZE = 800  # larger images are reduced to this many pixels on their long side first
+WORK_SIZE = 512  # larger images are reduced to this many pixels on their long side first
 
 
 class ImageTooLarge(DataError):
@@ -47,13 +47,17 @@ def open_image(source: str | os.PathLike | bytes, name: str | None = None,
 
 
 def to_grayscale(img) -> np.ndarray:
-    """Float array in [0, 255]; transparent areas composited on white (paper)."""
+    """Float array in [0, 255]. Transparent areas become the background that contrasts with the
+    ink: white under dark strokes, black under light ones (a drawing app's export)."""
     from PIL import Image
 
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        img = Image.alpha_composite(white, rgba)
+        alpha = np.asarray(rgba.getchannel("A"), np.float64) / 255.0
+        lum = np.asarray(rgba.convert("L"), np.float64)  # the colour, ignoring alpha
+        ink_lum = (lum * alpha).sum() / max(alpha.sum(), 1e-9)
+        paper = 255.0 if ink_lum < 128 else 0.0
+        img = Image.fromarray(np.rint(lum * alpha + paper * (1 - alpha)).astype(np.uint8), "L")
     img = img.convert("L")
     if max(img.size) > WORK_SIZE:  # a digit needs no more; keeps the work per upload bounded
         img.thumbnail((WORK_SIZE, WORK_SIZE), Image.Resampling.BOX)
