@@ -86,9 +86,11 @@ def ink_image(gray: np.ndarray) -> np.ndarray:
         background = np.asarray(small.resize((w, h), Image.Resampling.BILINEAR), np.float64)
     else:  # small images (MNIST-sized) are evenly lit and too coarse to smooth
         return np.clip(v - np.median(np.concatenate([v[0], v[-1], v[:, 0], v[:, -1]])), 0, 255)
-    ink = np.pad(np.clip(v - background, 0, 255), 1, mode="edge")
+    resid = np.pad(v - background, 1, mode="edge")
     # A 3×3 mean: sensor noise and JPEG specks fall below the floor, strokes do not.
-    return sum(ink[i : i + h, j : j + w] for i in range(3) for j in range(3)) / 9
+    resid = sum(resid[i : i + h, j : j + w] for i in range(3) for j in range(3)) / 9
+    # The erosion follows the noise's lows; most pixels are paper, so their median is the zero.
+    return np.clip(resid - np.median(resid), 0, 255)
 
 
 def mnist_form(gray: np.ndarray, size: int = 28, box: int = 20) -> np.ndarray:
@@ -102,11 +104,17 @@ def mnist_form(gray: np.ndarray, size: int = 28, box: int = 20) -> np.ndarray:
     if peak < 16:  # nothing stands out from the background
         raise DataError("no digit found: the image is blank or has no contrast")
     # Faint residue (shadows, noise, JPEG halos) goes to 0; the stroke cores saturate, as in MNIST.
-    floor = 0.3 * peak
-    core = np.percentile(ink[ink > 0.5 * peak], 60)
+    floor = 0.2 * peak
+    strong = ink > 0.5 * peak
+    core = np.percentile(ink[strong], 60)
     ink = np.clip((ink - floor) * (255.0 / max(core - floor, 1.0)), 0, 255)
-    rows, cols = np.nonzero(ink > 0)
-    crop = ink[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+    # The digit's extent is where its strokes are strong, plus their soft edges: faint residue
+    # far away (a shadowed corner, a smudge) must not shrink the digit.
+    rows, cols = np.nonzero(strong)
+    m = max(2, round(0.01 * max(gray.shape)))
+    crop = ink[max(rows.min() - m, 0) : rows.max() + m + 1, max(cols.min() - m, 0) : cols.max() + m + 1]
+    rows, cols = np.nonzero(crop)
+    crop = crop[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
     h, w = crop.shape
     scale = box / max(h, w)
     new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
