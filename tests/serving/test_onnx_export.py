@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import jax
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -11,7 +10,7 @@ import pytest
 from digitnet.api import Model
 from digitnet.cli import main
 from digitnet.export import to_onnx
-from digitnet.model import ACTIVATIONS, MLPSpec, init_params, preprocess_stats
+from digitnet.model import ACTIVATIONS, MLPSpec, preprocess_stats
 
 
 def session(proto_or_path) -> ort.InferenceSession:
@@ -45,7 +44,10 @@ def test_default_path_is_in_the_run(run_dir, tmp_path):
 @pytest.mark.parametrize("activation", list(ACTIVATIONS))
 def test_every_activation(activation, mnist):
     spec = MLPSpec(hidden=(48, 24), activation=activation, dropout=0.3, preprocess="standardize")
-    params = jax.tree.map(np.asarray, init_params(spec, jax.random.key(3)))
+    rng = np.random.default_rng(3)
+    params = [{"kernel": rng.normal(0, 1 / np.sqrt(a), (a, b)).astype(np.float32),
+               "bias": rng.normal(0, 0.1, b).astype(np.float32)}
+              for a, b in zip(spec.sizes[:-1], spec.sizes[1:], strict=True)]
     model = Model(spec, params, preprocess_stats(spec, mnist.x_train[:2000]))
     x = mnist.x_test[:512]
     probs, logits = session(to_onnx(model, opset=18)).run(None, {"images": x})

@@ -51,16 +51,10 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None:
-            error = None
-            if not declared.isdigit():
-                error = ClientError(400, "bad_content_length", "Content-Length is not a number")
-            elif int(declared) > self.max_bytes:
-                error = too_large(self.max_bytes)
-            if error is not None:
-                await send_error(send, error)
-                return
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            await send_error(send, too_large(self.max_bytes))
+            return
         received = 0
 
         async def limited_receive() -> Message:
