@@ -55,8 +55,8 @@ def test_model_reads_realistic_uploads(model, mnist, uploads, seen):
     clean = (model.predict(mnist.x_test[idx]) == truth).mean()
     accuracy = {s: float((model.predict(x) == truth).mean()) for s, x in seen.items()}
     overall = np.mean(list(accuracy.values()))
-    assert overall >= clean - 0.08, accuracy
-    assert min(accuracy.values()) >= 0.75, accuracy
+    assert overall >= clean - 0.05, accuracy
+    assert min(accuracy.values()) >= 0.8, accuracy
 
 
 def test_placement_does_not_matter(mnist):
