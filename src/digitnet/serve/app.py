@@ -17,6 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
@@ -62,6 +63,28 @@ BATCH_BODY = {
             "files": {"type": "array", "items": {"type": "string", "format": "binary"}}}}},
     },
 }
+
+
+class ModelId(BaseModel):
+    name: str
+    id: str = Field(description="sha256 of the weights file (first 16 hex digits)")
+    architecture: str
+    activation: str
+
+
+class Scores(BaseModel):
+    label: int
+    probabilities: list[float] = Field(description="one per class, summing to 1")
+
+
+class Prediction(Scores):
+    model: ModelId
+    input: list[list[float]] = Field(description="the 28×28 image the model saw (MNIST form)")
+
+
+class BatchPrediction(BaseModel):
+    model: ModelId
+    predictions: list[Scores]
 
 
 def create_app(model_dir: str | os.PathLike, limits: Limits | None = None) -> FastAPI:
@@ -139,21 +162,21 @@ def create_app(model_dir: str | os.PathLike, limits: Limits | None = None) -> Fa
     @app.post("/predict", summary="Classify one digit",
               description="One image as JSON pixels, a base64 image, a multipart upload, or a raw "
                           "image/* body. The answer includes `input`: the 28×28 image the model saw.",
-              openapi_extra={"requestBody": ONE_IMAGE_BODY})
-    async def predict(request: Request) -> dict[str, Any]:
+              openapi_extra={"requestBody": ONE_IMAGE_BODY}, responses={200: {"model": Prediction}})
+    async def predict(request: Request) -> JSONResponse:
         x, probs = await classify(request, batch=False)
-        return {"label": int(probs[0].argmax()), "probabilities": rounded(probs[0]),
-                "model": predictor.info, "input": as_image(x[0], shape)}
+        return JSONResponse({"label": int(probs[0].argmax()), "probabilities": rounded(probs[0]),
+                             "model": predictor.info, "input": as_image(x[0], shape)})
 
     @app.post("/predict/batch", summary="Classify many digits in one request",
               description=f"At most {limits.max_batch} images: JSON pixels, base64 images, or "
                           "multipart files (in order).",
-              openapi_extra={"requestBody": BATCH_BODY})
-    async def predict_batch(request: Request) -> dict[str, Any]:
+              openapi_extra={"requestBody": BATCH_BODY}, responses={200: {"model": BatchPrediction}})
+    async def predict_batch(request: Request) -> JSONResponse:
         _, probs = await classify(request, batch=True)
-        return {"model": predictor.info,
-                "predictions": [{"label": int(p.argmax()), "probabilities": rounded(p)}
-                                for p in probs]}
+        return JSONResponse({"model": predictor.info,
+                             "predictions": [{"label": int(p.argmax()), "probabilities": rounded(p)}
+                                             for p in probs]})
 
     return app
 
