@@ -73,8 +73,11 @@ def start_server(run: str) -> tuple[subprocess.Popen, str]:
 
 
 async def load(url: str, items: list[dict], expected: list[int], total: int, concurrency: int,
-               time_limit: float) -> tuple[list[float], dict[str, int], float]:
+               time_limit: float, pid: int | None = None
+               ) -> tuple[list[float], dict[str, int], float, list[float]]:
+    """Latencies, errors by kind, elapsed seconds, and the server's RSS after each tenth."""
     latencies: list[float] = []
+    rss: list[float] = []
     errors: dict[str, int] = {}
     sent = 0
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
@@ -95,11 +98,13 @@ async def load(url: str, items: list[dict], expected: list[int], total: int, con
                 except httpx.HTTPError as exc:
                     why = type(exc).__name__
                 latencies.append(time.perf_counter() - start)
+                if pid and len(latencies) % max(1, total // 10) == 0:
+                    rss.append(rss_mib(pid))
                 if why != "ok":
                     errors[why] = errors.get(why, 0) + 1
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
-        return latencies, errors, time.perf_counter() - t0
+        return latencies, errors, time.perf_counter() - t0, rss
 
 
 def main() -> None:
@@ -110,6 +115,7 @@ def main() -> None:
     p.add_argument("--requests", type=int, default=10_000)
     p.add_argument("--concurrency", type=int, default=32)
     p.add_argument("--time-limit", type=float, default=300, help="seconds")
+    p.add_argument("--warmup", type=int, default=2000, help="requests before measuring")
     args = p.parse_args()
     if not (args.run or args.url):
         p.error("give RUN or --url")
@@ -119,11 +125,11 @@ def main() -> None:
         items = payloads(64)
         with httpx.Client(base_url=url, timeout=30) as c:
             expected = [c.post("/predict", **it).json()["label"] for it in items]
-        asyncio.run(load(url, items, expected, 500, args.concurrency, 60))  # warm-up
+        # Warm-up: every thread of the server's pool has run, its memory arenas exist.
+        asyncio.run(load(url, items, expected, args.warmup, args.concurrency, args.time_limit))
         rss0 = rss_mib(pid) if pid else float("nan")
-        lat, errors, elapsed = asyncio.run(
-            load(url, items, expected, args.requests, args.concurrency, args.time_limit))
-        rss1 = rss_mib(pid) if pid else float("nan")
+        lat, errors, elapsed, rss = asyncio.run(
+            load(url, items, expected, args.requests, args.concurrency, args.time_limit, pid))
     finally:
         if proc:
             proc.terminate()
@@ -134,7 +140,8 @@ def main() -> None:
     print(f"throughput {len(lat) / elapsed:.0f} req/s; latency p50 {np.percentile(ms, 50):.1f} ms, "
           f"p90 {np.percentile(ms, 90):.1f} ms, p99 {np.percentile(ms, 99):.1f} ms, max {ms.max():.1f} ms")
     print(f"errors {sum(errors.values())} {errors or ''}".rstrip())
-    print(f"server RSS {rss0:.0f} MiB after warm-up, {rss1:.0f} MiB at the end")
+    print(f"server RSS (MiB) after {args.warmup} warm-up requests {rss0:.0f}; after each tenth of "
+          f"the run {' '.join(f'{r:.0f}' for r in rss)}")
 
 
 if __name__ == "__main__":
