@@ -179,3 +179,14 @@ def test_serve_refuses_bad_arguments(run_dir, args, message, capsys):
     args = [str(run_dir) if a == "RUN" else a for a in args]
     assert main(["serve", *args]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_page_is_self_contained(client):
+    """The page and its assets come from the server itself: no CDN, works offline."""
+    page = client.get("/")
+    assert page.status_code == 200 and 'id="pad" width="280" height="280"' in page.text
+    for asset, kind in [("/static/app.js", "javascript"), ("/static/style.css", "css")]:
+        r = client.get(asset)
+        assert r.status_code == 200 and kind in r.headers["content-type"]
+        assert "http://" not in r.text and "https://" not in r.text
+    assert "http://" not in page.text and "https://" not in page.text
