@@ -1,7 +1,7 @@
 """What one request may cost the server, and the ASGI middleware that enforces the body size.
 
 The body limit is checked twice: against Content-Length before anything is read, and while the
-body streams in (chunked uploads, or a Content-Length that lies), so no request can make the
+body streams in (chunked uploads declare no length), so no request can make the
 server buffer more than `max_body_bytes`.
 """
 
