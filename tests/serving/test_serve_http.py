@@ -190,3 +190,23 @@ def test_page_is_self_contained(client):
         assert r.status_code == 200 and kind in r.headers["content-type"]
         assert "http://" not in r.text and "https://" not in r.text
     assert "http://" not in page.text and "https://" not in page.text
+
+
+def test_concurrent_requests_all_answered(server, model, mnist):
+    """Many clients at once (pixels and images, single and batch) get every answer right."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    x = mnist.x_test[:48]
+    expected = model.predict(x).tolist()
+
+    def ask(i: int) -> int:
+        with httpx.Client(base_url=server, timeout=60) as c:
+            if i % 3 == 2:
+                r = c.post("/predict/batch", json={"pixels": [x[i].tolist()] * 5})
+                labels = {p["label"] for p in r.json()["predictions"]}
+                assert len(labels) == 1
+                return labels.pop()
+            return c.post("/predict", json={"pixels": x[i].reshape(-1).tolist()}).json()["label"]
+
+    with ThreadPoolExecutor(16) as pool:
+        assert list(pool.map(ask, range(len(x)))) == expected
