@@ -76,6 +76,20 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("summary", help="the model's layers and parameter counts")
     s.add_argument("run", help="run directory")
 
+    sv = sub.add_parser("serve", help="serve a model over HTTP, with a page to draw digits")
+    sv.add_argument("run", help="run directory")
+    sv.add_argument("--host", default="127.0.0.1")
+    sv.add_argument("--port", type=int, default=8000)
+    sv.add_argument("--max-body-bytes", type=int, help="largest request body (default 8 MiB)")
+    sv.add_argument("--max-batch", type=int, help="most images per request (default 256)")
+    sv.add_argument("--max-image-pixels", type=int, help="largest image, width×height (default 4096²)")
+
+    ex = sub.add_parser("export", help="export a model (ONNX: uint8 [N,28,28] in, probabilities out)")
+    ex.add_argument("run", help="run directory")
+    ex.add_argument("--format", default="onnx", help="onnx (the only one so far)")
+    ex.add_argument("--out", help="output file (default RUN/model.onnx)")
+    ex.add_argument("--opset", type=int, default=17, help="ONNX opset, at least 17")
+
     ds = sub.add_parser("datasets", help="list, fetch, verify or show datasets")
     ds_sub = ds.add_subparsers(dest="action", metavar="ACTION", parser_class=Parser)
     ds_sub.required = True
@@ -264,8 +278,36 @@ def show_samples(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+
+        from digitnet.serve import Limits, create_app
+    except ImportError as exc:
+        raise UsageError(f"serve needs the serve extra ({exc.name} is missing): "
+                         "pip install 'digitnet[serve]'") from None
+    given = {k: getattr(args, k) for k in ("max_body_bytes", "max_batch", "max_image_pixels")
+             if getattr(args, k) is not None}
+    try:
+        limits = Limits(**given)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    app = create_app(args.run, limits)
+    print(f"digitnet: serving {args.run} on http://{args.host}:{args.port}/", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from digitnet.export import export
+
+    print(f"wrote {export(args.run, args.format, args.out, args.opset)}")
+    return 0
+
+
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
-            "summary": cmd_summary, "datasets": cmd_datasets}
+            "summary": cmd_summary, "datasets": cmd_datasets, "serve": cmd_serve,
+            "export": cmd_export}
 
 
 def main(argv: list[str] | None = None) -> int:
