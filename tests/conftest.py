@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
@@ -35,11 +30,3 @@ def trained_model(trained_run):
     import digitnet
 
     return digitnet.load(trained_run)
-
-
-def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None,
-            timeout: float = 300) -> subprocess.CompletedProcess:
-    """`digitnet ARGS…` in a fresh process, with this checkout's sources first on the path."""
-    full_env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), **(env or {})}
-    return subprocess.run([sys.executable, "-m", "digitnet", *args], capture_output=True,
-                          text=True, cwd=cwd, env=full_env, timeout=timeout)

@@ -1,4 +1,4 @@
-"""One model trained for the session (1 epoch of the tutorial, ~10 s) and one real server on it."""
+"""One real server on the session's trained model (tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -19,20 +19,13 @@ LIMITS = {"max_body_bytes": 256 * 1024, "max_batch": 8, "max_image_pixels": 1_00
 
 
 @pytest.fixture(scope="session")
-def run_dir(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("serving") / "tutorial-1epoch"
-    digitnet.fit(config=digitnet.TrainConfig(epochs=1, validation="none"), out=out, verbose=False)
-    return out
+def run_dir(trained_run) -> Path:
+    return trained_run
 
 
 @pytest.fixture(scope="session")
-def model(run_dir):
-    return digitnet.load(run_dir)
-
-
-@pytest.fixture(scope="session")
-def mnist():
-    return digitnet.load_dataset()
+def model(trained_model):
+    return trained_model
 
 
 def free_port() -> int:
