@@ -76,6 +76,23 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("summary", help="the model's layers and parameter counts")
     s.add_argument("run", help="run directory")
 
+    sw = sub.add_parser("sweep", help="train every trial of a sweep file; results.csv/json")
+    sw.add_argument("config", help="sweep TOML: [base] options plus [grid.NAME]/[random.NAME] axes")
+    sw.add_argument("--out", help="sweep directory (default runs/sweeps/<config name>)")
+    sw.add_argument("--backend", default="local", choices=("local", "ray"))
+    sw.add_argument("--workers", type=int, default=1, help="local worker processes")
+    sw.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS or a new local Ray)")
+    sw.add_argument("--data-dir", help="a folder holding the four standard IDX files")
+    sw.add_argument("--list", action="store_true", help="print the trials and exit")
+    sw.add_argument("--quiet", action="store_true", help="no progress bar")
+    sw.set_defaults(argv=[])
+
+    rp = sub.add_parser("report", help="an HTML page and PNG plots of a run or a sweep")
+    rp.add_argument("path", help="a run directory or a sweep directory")
+    rp.add_argument("--out", help="folder for report.html and the PNGs (default PATH/report)")
+    rp.add_argument("--markdown", help="also write a markdown page linking the PNGs")
+    rp.set_defaults(argv=[])
+
     ds = sub.add_parser("datasets", help="list, fetch or verify datasets")
     ds_sub = ds.add_subparsers(dest="action", metavar="ACTION", parser_class=Parser)
     ds_sub.required = True
@@ -223,13 +240,59 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    import shlex
+
+    from digitnet.sweep import load_plan, run_sweep
+
+    plan = load_plan(args.config, args.data_dir)
+    if args.list:
+        for t in plan.trials:
+            print(f"{t.id}  {','.join(t.groups):<20} {json.dumps(t.options)}")
+        print(f"{len(plan.trials)} trials")
+        return 0
+    out = Path(args.out or f"runs/sweeps/{Path(args.config).stem}")
+    meta = {"config": str(args.config), "command": shlex.join(["digitnet", *args.argv]),
+            "backend": args.backend}
+    if args.quiet:
+        records = run_sweep(plan, out, backend=args.backend, workers=args.workers,
+                            address=args.address, meta=meta)
+    else:
+        from digitnet.progress import SweepProgress
+
+        with SweepProgress() as bar:
+            records = run_sweep(plan, out, backend=args.backend, workers=args.workers,
+                                address=args.address, meta=meta, on_trial=bar.update)
+    failed = [r for r in records if r["status"] != "complete"]
+    print(f"{len(records)} trials finished ({len(failed)} failed); results in "
+          f"{out / 'results.csv'} and {out / 'results.json'}")
+    for r in failed:
+        print(f"  {r['id']} failed: {r['error']}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    import shlex
+
+    from digitnet.report import write_report
+
+    page = write_report(args.path, args.out, markdown=args.markdown,
+                        command=shlex.join(["digitnet", *args.argv]))
+    print(f"wrote {page}" + (f" and {args.markdown}" if args.markdown else ""))
+    return 0
+
+
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
-            "summary": cmd_summary, "datasets": cmd_datasets}
+            "summary": cmd_summary, "datasets": cmd_datasets, "sweep": cmd_sweep,
+            "report": cmd_report}
 
 
 def main(argv: list[str] | None = None) -> int:
     try:
+        argv = sys.argv[1:] if argv is None else argv
         args = build_parser().parse_args(argv)
+        if "argv" in args:  # sweeps and reports record the command that made them
+            args.argv = argv
         return COMMANDS[args.command](args)
     except DigitnetError as exc:
         print(f"digitnet: error: {exc}", file=sys.stderr)
