@@ -37,6 +37,8 @@ def png(fig) -> bytes:
 def curves(history: Sequence[dict[str, float]], title: str = "") -> bytes:
     """Loss and accuracy per epoch, train and validation side by side."""
     plt = pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     epochs = [h["epoch"] for h in history]
     for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
@@ -44,6 +46,7 @@ def curves(history: Sequence[dict[str, float]], title: str = "") -> bytes:
             pts = [(e, h[key]) for e, h in zip(epochs, history, strict=True) if key in h]
             if pts:
                 ax.plot(*zip(*pts, strict=True), style, label=label, markersize=4)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
@@ -123,11 +126,14 @@ def axis_plot(title: str, points: list[dict[str, Any]], numeric: bool, log: bool
 def val_curves(title: str, series: list[tuple[str, list[float], list[float]]]) -> bytes:
     """Validation accuracy per epoch, one line per point: (label, mean per epoch, std)."""
     plt = pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     fig, ax = plt.subplots(figsize=(6, 3.4))
     for label, mean, std in series:
         e = np.arange(1, len(mean) + 1)
         ax.plot(e, mean, "-o", markersize=3, label=label)
         ax.fill_between(e, np.subtract(mean, std), np.add(mean, std), alpha=0.2)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel("validation accuracy")
     ax.grid(alpha=0.3)
