@@ -17,13 +17,13 @@ from digitnet.sweep import Plan, make_plan, read_results, run_sweep, trial_id
 
 def test_grid_points_and_seeds_expand_and_share_the_base_point():
     doc = {"seeds": [1, 2], "base": {"hidden": [64, 64], "epochs": 5},
-           "grid": {"lr": {"lr": [0.001, 0.005]},
+           "grid": {"lr": {"lr": [0.001, 0.005], "description": "higher?"},
                     "be": {"points": [{"epochs": 5, "batch_size": 32}, {"epochs": 10, "batch_size": 64}]},
                     "two": {"activation": ["relu", "sigmoid"], "dropout": [0.0, 0.5]}}}
     plan = make_plan(doc)
-    assert plan.groups == {"lr": {"kind": "grid", "axes": ["lr"]},
-                           "be": {"kind": "grid", "axes": ["epochs, batch_size"]},
-                           "two": {"kind": "grid", "axes": ["activation", "dropout"]}}
+    assert {k: g["axes"] for k, g in plan.groups.items()} == {
+        "lr": ["lr"], "be": ["epochs, batch_size"], "two": ["activation", "dropout"]}
+    assert plan.groups["lr"]["description"] == "higher?"
     # 2 + 2 + 4 points, the base point shared by all three groups: 6 distinct points × 2 seeds
     assert len(plan.trials) == 12
     base = [t for t in plan.trials if set(t.groups) == {"lr", "be", "two"}]
@@ -150,3 +150,31 @@ def test_worker_processes_match_in_process(tiny_sweep, tiny_sweep_file, small_da
     for tid in got:
         assert ((tmp_path / "trials" / tid / "weights.safetensors").read_bytes()
                 == (tiny_sweep / "trials" / tid / "weights.safetensors").read_bytes())
+
+
+def test_successive_halving_continues_the_best_point_to_the_same_result(tiny_sweep, small_data,
+                                                                       tmp_path):
+    import tomllib
+
+    from conftest import TINY_SWEEP
+
+    doc = tomllib.loads(TINY_SWEEP) | {"seeds": [1], "halving": {"min_epochs": 1, "eta": 2}}
+    plan = make_plan(doc, str(small_data))
+    records = run_sweep(plan, tmp_path)
+    assert sorted((r["options"]["epochs"], r["status"]) for r in records) == [
+        (1, "promoted"), (1, "stopped"), (2, "complete")]
+    first = {r["options"]["lr"]: r["metrics"]["val_accuracy"] for r in records[:2]}
+    final = records[2]
+    assert first[final["options"]["lr"]] == max(first.values())
+    # 1 epoch, then 1 more from the checkpoint == 2 epochs at once (the tiny sweep's trial)
+    assert final["id"] in {r["id"] for r in read_results(tiny_sweep)["trials"]}
+    assert ((tmp_path / final["run_dir"] / "weights.safetensors").read_bytes()
+            == (tiny_sweep / final["run_dir"] / "weights.safetensors").read_bytes())
+    assert run_sweep(plan, tmp_path) == records  # resumes with nothing left to do
+
+
+def test_halving_rejects_bad_settings():
+    with pytest.raises(ConfigError, match="eta"):
+        make_plan({"halving": {"eta": 1}})
+    with pytest.raises(ConfigError, match="constant"):
+        make_plan({"base": {"schedule": "cosine"}, "halving": {}})

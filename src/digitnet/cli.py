@@ -100,6 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
     for action in ("fetch", "verify"):
         a = ds_sub.add_parser(action, help=f"{action} a dataset's files")
         a.add_argument("name")
+    show = ds_sub.add_parser("show", help="write a PNG grid of training images with their labels")
+    show.add_argument("name")
+    show.add_argument("--out", help="PNG file (default <name>-samples.png)")
+    show.add_argument("--count", type=int, default=32, help="how many images (default 32)")
     return p
 
 
@@ -235,6 +239,18 @@ def cmd_datasets(args: argparse.Namespace) -> int:
             print(f"{name:<15} {where}")
         return 0
     ds = datasets.load_dataset(args.name)
+    if args.action == "show":
+        from digitnet import plots
+        from digitnet.artifacts import atomic_write_bytes
+
+        if not 1 <= args.count <= 400:
+            raise UsageError("--count must be between 1 and 400")
+        n = min(args.count, len(ds.y_train))
+        out = Path(args.out or f"{args.name}-samples.png")
+        atomic_write_bytes(out, plots.gallery(ds.x_train[:n], [str(v) for v in ds.y_train[:n]],
+                                              f"{args.name}: the first {n} training images"))
+        print(f"wrote {out}")
+        return 0
     print(f"{args.name}: {len(ds.y_train)} train + {len(ds.y_test)} test images "
           f"{'×'.join(map(str, ds.image_shape))}, {ds.num_classes} classes; checksums OK")
     return 0

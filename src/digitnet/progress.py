@@ -79,4 +79,4 @@ class SweepProgress:
             acc = record["metrics"].get("test_accuracy")
             last = (f"{record['id']} test accuracy {acc:.4f}" if acc is not None
                     else f"{record['id']} {record['status']}")
-        self.progress.update(self.task, completed=finished, last=last)
+        self.progress.update(self.task, total=total, completed=finished, last=last)

@@ -150,6 +150,8 @@ def sweep_report(sweep_dir: Path) -> Report:
             continue
         axes = group["axes"]
         sec = Section(f"{gname} ({group['kind']}: {', '.join(axes) or 'base config'})")
+        if group.get("description"):
+            sec.blocks.append(group["description"])
         points = aggregate(members, lambda r, axes=axes: point_label(values[r["id"]], axes))
         for label, rs in points:
             acc = mean_std([r["metrics"]["test_accuracy"] for r in rs])

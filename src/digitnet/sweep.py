@@ -9,6 +9,7 @@ A sweep file (TOML):
     hidden = [64, 64]
 
     [grid.learning_rate]           # a grid: the product of its axes
+    description = "What if the learning rate is higher?"   # shown in the report
     lr = [0.001, 0.005]
 
     [grid.batch_and_epochs]        # `points`: values that change together
@@ -36,6 +37,7 @@ import math
 import os
 import platform
 import random
+import statistics
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -51,7 +53,7 @@ FORMAT = "digitnet-sweep"
 RESULTS_JSON = "results.json"
 RESULTS_CSV = "results.csv"
 TRIALS = "trials"
-TOP_KEYS = {"base", "grid", "random", "seeds", "repeats"}
+TOP_KEYS = {"base", "grid", "random", "seeds", "repeats", "halving"}
 DISTRIBUTIONS = ("loguniform", "uniform", "int", "choice")
 METRICS = ("test_accuracy", "test_loss", "val_accuracy", "val_loss", "accuracy", "loss", "epochs",
            "train_seconds")
@@ -72,6 +74,7 @@ class Plan:
 
     trials: list[Trial]
     groups: dict[str, dict[str, Any]]  # name -> {"kind": "grid"|"random", "axes": [...]}
+    halving: dict[str, Any] | None = None  # successive halving: min_epochs, eta, metric
 
 
 def normalized(options: dict[str, Any]) -> dict[str, Any]:
@@ -171,11 +174,15 @@ def make_plan(doc: dict[str, Any], data_dir: str | None = None) -> Plan:
         for name, table in tables.items():
             if name in groups:
                 raise ConfigError(f"group name {name!r} is used twice")
+            table = dict(table)
+            description = table.pop("description", "")
+            if not isinstance(description, str):
+                raise ConfigError(f"{kind}.{name}.description must be a string")
             axes, points = expand(name, table)
-            groups[name] = {"kind": kind, "axes": axes}
+            groups[name] = {"kind": kind, "axes": axes, "description": description}
             pointsets.append((name, points))
     if not pointsets:
-        groups["base"] = {"kind": "grid", "axes": []}
+        groups["base"] = {"kind": "grid", "axes": [], "description": ""}
         pointsets.append(("base", [{}]))
 
     trials: dict[str, Trial] = {}
@@ -190,7 +197,12 @@ def make_plan(doc: dict[str, Any], data_dir: str | None = None) -> Plan:
                 trial = trials.setdefault(tid, Trial(tid, options))
                 if name not in trial.groups:
                     trial.groups.append(name)
-    return Plan(list(trials.values()), groups)
+    halving = parse_halving(doc.get("halving"))
+    if halving and any(t.options.get("schedule", "constant") != "constant" for t in trials.values()):
+        # a rung continues from the last one's checkpoint; a decaying schedule would differ
+        # from training the whole length at once
+        raise ConfigError("[halving] needs the constant learning-rate schedule")
+    return Plan(list(trials.values()), groups, halving)
 
 
 def load_plan(path: str | Path, data_dir: str | None = None) -> Plan:
@@ -199,44 +211,50 @@ def load_plan(path: str | Path, data_dir: str | None = None) -> Plan:
 
 # ---- running one trial (in this process, a worker process, or a Ray task) ----------------
 
-def execute(options: dict[str, Any]) -> dict[str, Any]:
+Files = dict[str, bytes]
+
+
+def execute(options: dict[str, Any], start: Files | None = None) -> dict[str, Any]:
     """Train one trial in a temporary run directory; return its metrics and the run
-    directory's files as bytes, for the driver to write into the sweep directory. Errors the
-    user can cause (a diverging learning rate) are a result, not a crash."""
+    directory's files as bytes, for the driver to write into the sweep directory. `start` is
+    an earlier run directory's files (with its checkpoint) to continue from. Errors the user
+    can cause (a diverging learning rate) are a result, not a crash."""
     from digitnet.api import fit
 
     spec, cfg, run = split_options(options)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="digitnet-trial-") as tmp:
         run_dir = Path(tmp) / "run"
+        for name, data in (start or {}).items():
+            art.atomic_write_bytes(run_dir / name, data)
         try:
             model = fit(spec, cfg, run.get("dataset", "mnist"), data_dir=run.get("data_dir"),
-                        out=run_dir, verbose=False)
+                        out=run_dir, resume=bool(start), verbose=False)
         except DigitnetError as exc:
             return {"status": "failed", "error": str(exc), "metrics": {}, "files": {},
                     "wall_seconds": time.perf_counter() - t0}
-        files = {p.name: p.read_bytes() for p in sorted(run_dir.iterdir())
-                 if p.is_file() and p.name != art.CHECKPOINT}
+        files = {p.name: p.read_bytes() for p in sorted(run_dir.iterdir()) if p.is_file()}
     return {"status": "complete", "metrics": model.config["metrics"], "files": files,
             "wall_seconds": time.perf_counter() - t0}
 
 
+Job = tuple[Trial, Files | None]
 Outcome = tuple[Trial, dict[str, Any]]
 
 
-def run_local(trials: list[Trial]) -> Iterator[Outcome]:
-    for trial in trials:
-        yield trial, execute(trial.options)
+def run_local(jobs: list[Job]) -> Iterator[Outcome]:
+    for trial, start in jobs:
+        yield trial, execute(trial.options, start)
 
 
-def run_processes(trials: list[Trial], workers: int) -> Iterator[Outcome]:
+def run_processes(jobs: list[Job], workers: int) -> Iterator[Outcome]:
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     # spawn, not fork: JAX's runtime threads do not survive a fork.
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
     try:
-        pending = {pool.submit(execute, t.options): t for t in trials}
+        pending = {pool.submit(execute, t.options, start): t for t, start in jobs}
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for fut in done:
@@ -248,7 +266,7 @@ def run_processes(trials: list[Trial], workers: int) -> Iterator[Outcome]:
     pool.shutdown()
 
 
-def run_ray(trials: list[Trial], address: str | None) -> Iterator[Outcome]:
+def run_ray(jobs: list[Job], address: str | None) -> Iterator[Outcome]:
     try:
         import ray
     except ImportError:
@@ -260,7 +278,7 @@ def run_ray(trials: list[Trial], address: str | None) -> Iterator[Outcome]:
     pending: dict[Any, Trial] = {}
     try:
         remote = ray.remote(num_cpus=1, max_retries=1)(execute)
-        pending.update((remote.remote(t.options), t) for t in trials)
+        pending.update((remote.remote(t.options, start), t) for t, start in jobs)
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
             for ref in done:
@@ -291,7 +309,7 @@ def read_results(sweep_dir: Path) -> dict[str, Any]:
 
 
 def finished_records(sweep_dir: Path) -> dict[str, dict[str, Any]]:
-    """Records of trials already finished in `sweep_dir`: failed ones, and complete ones whose
+    """Records of trials already finished in `sweep_dir`: failed ones, and the others whose
     run directory is intact."""
     if not (sweep_dir / RESULTS_JSON).exists():
         return {}
@@ -319,13 +337,57 @@ def csv_rows(records: list[dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
-def write_results(sweep_dir: Path, plan: Plan, done: dict[str, dict[str, Any]],
-                  meta: dict[str, Any]) -> None:
-    records = [done[t.id] for t in plan.trials if t.id in done]
-    doc = {"format": FORMAT, **meta, "groups": plan.groups, "planned": len(plan.trials),
-           "finished": len(records), "trials": records}
-    art.write_json(sweep_dir / RESULTS_JSON, doc)
-    art.atomic_write_bytes(sweep_dir / RESULTS_CSV, csv_rows(records).encode())
+class SweepRun:
+    """Runs jobs on a backend, storing each finished trial and rewriting the results files
+    after every one, in the order the trials were scheduled."""
+
+    def __init__(self, plan: Plan, sweep_dir: Path, backend: str, workers: int,
+                 address: str | None, meta: dict[str, Any],
+                 on_trial: Callable[[dict[str, Any], int, int], None] | None):
+        self.plan, self.dir, self.backend = plan, sweep_dir, backend
+        self.workers, self.address, self.meta, self.on_trial = workers, address, meta, on_trial
+        self.known = finished_records(sweep_dir)
+        self.order: list[str] = []  # trial ids, as scheduled
+        self.records: dict[str, dict[str, Any]] = {}
+
+    def write(self) -> None:
+        records = [self.records[i] for i in self.order if i in self.records]
+        doc = {"format": FORMAT, **self.meta, "groups": self.plan.groups,
+               "halving": self.plan.halving, "planned": len(self.order),
+               "finished": len(records), "trials": records}
+        art.write_json(self.dir / RESULTS_JSON, doc)
+        art.atomic_write_bytes(self.dir / RESULTS_CSV, csv_rows(records).encode())
+
+    def run(self, jobs: list[Job]) -> None:
+        for trial, _ in jobs:
+            self.order.append(trial.id)
+            if trial.id in self.known:
+                # groups may have changed since the trial ran
+                self.records[trial.id] = {**self.known[trial.id], "groups": trial.groups}
+        todo = [(t, start) for t, start in jobs if t.id not in self.records]
+        self.write()
+        self.report({})
+        if not todo:
+            return
+        if self.backend == "ray":
+            outcomes = run_ray(todo, self.address)
+        elif self.workers > 1:
+            outcomes = run_processes(todo, self.workers)
+        else:
+            outcomes = run_local(todo)
+        with contextlib.closing(outcomes):  # on Ctrl-C, stop the backend's work in flight now
+            for trial, result in outcomes:
+                self.records[trial.id] = store(self.dir, trial, result)
+                self.write()
+                self.report(self.records[trial.id])
+
+    def report(self, record: dict[str, Any]) -> None:
+        if self.on_trial is not None:
+            self.on_trial(record, sum(i in self.records for i in self.order), len(self.order))
+
+    def run_dir_files(self, trial_id: str) -> Files:
+        folder = self.dir / TRIALS / trial_id
+        return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
 
 
 def store(sweep_dir: Path, trial: Trial, result: dict[str, Any]) -> dict[str, Any]:
@@ -341,33 +403,77 @@ def run_sweep(plan: Plan, sweep_dir: str | Path, *, backend: str = "local", work
               on_trial: Callable[[dict[str, Any], int, int], None] | None = None
               ) -> list[dict[str, Any]]:
     """Run every unfinished trial of `plan`, writing results after each one; return the
-    records of all finished trials in plan order. Interrupting (Ctrl-C) loses only the trials
-    in flight."""
-    sweep_dir = Path(sweep_dir)
+    records of all finished trials in the order they were scheduled. Interrupting (Ctrl-C)
+    loses only the trials in flight."""
     if backend not in ("local", "ray"):
         raise ConfigError(f"unknown backend {backend!r}; choose local or ray")
     if workers < 1:
         raise ConfigError("--workers must be at least 1")
-    done = {k: v for k, v in finished_records(sweep_dir).items()
-            if k in {t.id for t in plan.trials}}
     meta = {"machine": f"{platform.platform()}, {os.cpu_count()} CPUs", **(meta or {})}
-    todo = [t for t in plan.trials if t.id not in done]
-    for t in plan.trials:  # groups may have changed since the trial ran
-        if t.id in done:
-            done[t.id]["groups"] = t.groups
-    write_results(sweep_dir, plan, done, meta)
-    if on_trial is not None:
-        on_trial({}, len(done), len(plan.trials))
-    if backend == "ray":
-        outcomes = run_ray(todo, address)
-    elif workers > 1:
-        outcomes = run_processes(todo, workers)
+    sweep = SweepRun(plan, Path(sweep_dir), backend, workers, address, meta, on_trial)
+    if plan.halving:
+        successive_halving(sweep, plan.halving)
     else:
-        outcomes = run_local(todo)
-    with contextlib.closing(outcomes):  # on Ctrl-C, stop the backend's work in flight now
-        for trial, result in outcomes:
-            done[trial.id] = store(sweep_dir, trial, result)
-            write_results(sweep_dir, plan, done, meta)
-            if on_trial is not None:
-                on_trial(done[trial.id], len(done), len(plan.trials))
-    return [done[t.id] for t in plan.trials]
+        sweep.run([(t, None) for t in plan.trials])
+    return [sweep.records[i] for i in sweep.order if i in sweep.records]
+
+
+# ---- successive halving ---------------------------------------------------------------------
+
+def point_key(trial: Trial) -> str:
+    """What the seeds of one point share: the trial's config without its seed."""
+    return trial_id({k: v for k, v in trial.options.items() if k != "seed"} | {"seed": 0})
+
+
+def successive_halving(sweep: SweepRun, halving: dict[str, Any]) -> None:
+    """Train every point for min_epochs, keep the best 1/eta of the points (by the mean of
+    `metric` over seeds), train those eta times longer, continuing from their checkpoints, and
+    so on until the survivors reach their full epochs. Each rung is a trial of its own."""
+    eta, metric = halving["eta"], halving["metric"]
+    sign = -1.0 if "loss" in metric else 1.0
+    points: dict[str, list[Trial]] = {}
+    for t in sweep.plan.trials:
+        points.setdefault(point_key(t), []).append(t)
+    full = {key: normalized(ts[0].options)["epochs"] for key, ts in points.items()}
+    alive, previous = list(points), {t.id: t for t in sweep.plan.trials}
+    epochs = halving["min_epochs"]
+    while alive:
+        jobs: list[Job] = []
+        rung: dict[str, list[Trial]] = {}
+        for key in alive:
+            for t in points[key]:
+                opts = {**t.options, "epochs": epochs} if epochs < full[key] else t.options
+                step = Trial(trial_id(opts), opts, t.groups)
+                before = previous[t.id]
+                start = sweep.run_dir_files(before.id) if before.id != t.id else None
+                jobs.append((step, start))
+                rung.setdefault(key, []).append(step)
+                previous[t.id] = step
+        sweep.run(jobs)
+        scores = {}
+        for key in alive:
+            recs = [sweep.records[s.id] for s in rung[key]]
+            if full[key] > epochs and all(r["status"] != "failed" for r in recs):
+                scores[key] = sign * statistics.fmean(r["metrics"][metric] for r in recs)
+        ranked = sorted(scores, key=scores.__getitem__, reverse=True)
+        keep = ranked[: math.ceil(len(ranked) / eta)]
+        for key in ranked:
+            for s in rung[key]:
+                sweep.records[s.id]["status"] = "promoted" if key in keep else "stopped"
+        sweep.write()
+        alive, epochs = keep, epochs * eta
+
+
+def parse_halving(table: Any) -> dict[str, Any] | None:
+    if table is None:
+        return None
+    if not isinstance(table, dict) or set(table) - {"min_epochs", "eta", "metric"}:
+        raise ConfigError("[halving] takes min_epochs, eta and metric")
+    h = {"min_epochs": table.get("min_epochs", 1), "eta": table.get("eta", 3),
+         "metric": table.get("metric", "val_accuracy")}
+    if not (isinstance(h["min_epochs"], int) and h["min_epochs"] >= 1
+            and isinstance(h["eta"], int) and h["eta"] >= 2):
+        raise ConfigError("[halving] needs integers min_epochs >= 1 and eta >= 2")
+    if h["metric"] not in ("val_accuracy", "val_loss", "accuracy", "loss"):
+        raise ConfigError("[halving] metric must be val_accuracy, val_loss, accuracy or loss")
+    return h
