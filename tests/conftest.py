@@ -55,7 +55,8 @@ seeds = [1, 2]
 [base]
 hidden = [16]
 epochs = 2
-batch_size = 64
+batch_size = 50  # 2,000 = 40 full batches: one compiled step shape per trial
+chunks_per_epoch = 4
 
 [grid.learning_rate]
 lr = [0.001, 0.01]

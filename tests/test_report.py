@@ -22,7 +22,7 @@ def tiny_run(tmp_path_factory, small_data) -> Path:
     import digitnet
 
     out = tmp_path_factory.mktemp("runs") / "run<b>&'x"
-    digitnet.fit(digitnet.MLP(hidden=(16,)), digitnet.TrainConfig(epochs=2, batch_size=64),
+    digitnet.fit(digitnet.MLP(hidden=(16,)), digitnet.TrainConfig(epochs=2, batch_size=50),
                  data_dir=small_data, out=out, verbose=False)
     return out
 

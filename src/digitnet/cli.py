@@ -279,9 +279,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         with SweepProgress() as bar:
             records = run_sweep(plan, out, backend=args.backend, workers=args.workers,
                                 address=args.address, meta=meta, on_trial=bar.update)
-    failed = [r for r in records if r["status"] != "complete"]
-    print(f"{len(records)} trials finished ({len(failed)} failed); results in "
-          f"{out / 'results.csv'} and {out / 'results.json'}")
+    failed = [r for r in records if r["status"] == "failed"]
+    stopped = sum(r["status"] == "stopped" for r in records)
+    print(f"{len(records)} trials finished ({len(failed)} failed"
+          + (f", {stopped} stopped early by successive halving" if stopped else "")
+          + f"); results in {out / 'results.csv'} and {out / 'results.json'}")
     for r in failed:
         print(f"  {r['id']} failed: {r['error']}")
     return 0
