@@ -63,6 +63,9 @@ def test_random_sampling_is_reproducible_and_within_bounds():
     ({"random": {"r": {"lr": [0.1]}}}, "samples"),
     ({"base": {"learning_rate": 0.1}}, "unknown option"),
     ({"seeds": [1], "repeats": 2}, "either"),
+    ({"repeats": "3"}, "positive integer"),
+    ({"seeds": []}, "non-empty"),
+    ({"base": [1]}, "table"),
 ])
 def test_bad_sweep_files_fail_before_training(doc, message):
     with pytest.raises(ConfigError, match=message):

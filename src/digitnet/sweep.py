@@ -38,9 +38,7 @@ import os
 import platform
 import random
 import statistics
-import tempfile
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +46,7 @@ from typing import Any
 from digitnet import artifacts as art
 from digitnet.config import read_toml, split_options
 from digitnet.errors import ConfigError, DigitnetError
+from digitnet.executors import Files, Job, run_local, run_processes, run_ray
 
 FORMAT = "digitnet-sweep"
 RESULTS_JSON = "results.json"
@@ -155,15 +154,20 @@ def make_plan(doc: dict[str, Any], data_dir: str | None = None) -> Plan:
     if unknown:
         raise ConfigError(f"unknown sweep key(s): {', '.join(sorted(unknown))} "
                           f"(expected {', '.join(sorted(TOP_KEYS))})")
+    if not isinstance(doc.get("base", {}), dict):
+        raise ConfigError("[base] must be a table of options")
     base = dict(doc.get("base", {}))
     if data_dir is not None:
         base["data_dir"] = data_dir
     base.pop("out", None)  # every trial has its own run directory
     if "seeds" in doc and "repeats" in doc:
         raise ConfigError("give either seeds or repeats, not both")
-    seeds = doc.get("seeds") or list(range(1, int(doc.get("repeats", 1)) + 1))
-    if not isinstance(seeds, list) or not all(isinstance(s, int) for s in seeds):
-        raise ConfigError("seeds must be a list of integers")
+    repeats = doc.get("repeats", 1)
+    if not isinstance(repeats, int) or repeats < 1:
+        raise ConfigError("repeats must be a positive integer")
+    seeds = doc.get("seeds", list(range(1, repeats + 1)))
+    if not (isinstance(seeds, list) and seeds and all(isinstance(s, int) for s in seeds)):
+        raise ConfigError("seeds must be a non-empty list of integers")
 
     groups: dict[str, dict[str, Any]] = {}
     pointsets: list[tuple[str, list[dict[str, Any]]]] = []
@@ -207,86 +211,6 @@ def make_plan(doc: dict[str, Any], data_dir: str | None = None) -> Plan:
 
 def load_plan(path: str | Path, data_dir: str | None = None) -> Plan:
     return make_plan(read_toml(path), data_dir)
-
-
-# ---- running one trial (in this process, a worker process, or a Ray task) ----------------
-
-Files = dict[str, bytes]
-
-
-def execute(options: dict[str, Any], start: Files | None = None) -> dict[str, Any]:
-    """Train one trial in a temporary run directory; return its metrics and the run
-    directory's files as bytes, for the driver to write into the sweep directory. `start` is
-    an earlier run directory's files (with its checkpoint) to continue from. Errors the user
-    can cause (a diverging learning rate) are a result, not a crash."""
-    from digitnet.api import fit
-
-    spec, cfg, run = split_options(options)
-    t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="digitnet-trial-") as tmp:
-        run_dir = Path(tmp) / "run"
-        for name, data in (start or {}).items():
-            art.atomic_write_bytes(run_dir / name, data)
-        try:
-            model = fit(spec, cfg, run.get("dataset", "mnist"), data_dir=run.get("data_dir"),
-                        out=run_dir, resume=bool(start), verbose=False)
-        except DigitnetError as exc:
-            return {"status": "failed", "error": str(exc), "metrics": {}, "files": {},
-                    "wall_seconds": time.perf_counter() - t0}
-        files = {p.name: p.read_bytes() for p in sorted(run_dir.iterdir()) if p.is_file()}
-    return {"status": "complete", "metrics": model.config["metrics"], "files": files,
-            "wall_seconds": time.perf_counter() - t0}
-
-
-Job = tuple[Trial, Files | None]
-Outcome = tuple[Trial, dict[str, Any]]
-
-
-def run_local(jobs: list[Job]) -> Iterator[Outcome]:
-    for trial, start in jobs:
-        yield trial, execute(trial.options, start)
-
-
-def run_processes(jobs: list[Job], workers: int) -> Iterator[Outcome]:
-    import multiprocessing
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-
-    # spawn, not fork: JAX's runtime threads do not survive a fork.
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
-    try:
-        pending = {pool.submit(execute, t.options, start): t for t, start in jobs}
-        while pending:
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in done:
-                yield pending.pop(fut), fut.result()
-    except BaseException:
-        # Ctrl-C reaches the workers too; do not wait for trials that will never finish.
-        pool.shutdown(wait=False, cancel_futures=True)
-        raise
-    pool.shutdown()
-
-
-def run_ray(jobs: list[Job], address: str | None) -> Iterator[Outcome]:
-    try:
-        import ray
-    except ImportError:
-        raise ConfigError("the ray backend needs Ray: pip install 'digitnet[ray]'") from None
-    try:
-        ray.init(address=address, log_to_driver=False, configure_logging=False)
-    except ConnectionError as exc:
-        raise ConfigError(f"cannot connect to the Ray cluster at {address}: {exc}") from None
-    pending: dict[Any, Trial] = {}
-    try:
-        remote = ray.remote(num_cpus=1, max_retries=1)(execute)
-        pending.update((remote.remote(t.options, start), t) for t, start in jobs)
-        while pending:
-            done, _ = ray.wait(list(pending), num_returns=1)
-            for ref in done:
-                yield pending.pop(ref), ray.get(ref)
-    finally:
-        for ref in pending:
-            ray.cancel(ref)
-        ray.shutdown()
 
 
 # ---- the sweep directory --------------------------------------------------------------------
