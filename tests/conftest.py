@@ -87,10 +87,9 @@ def tiny_sweep_file(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_sweep(tmp_path_factory, small_data, tiny_sweep_file) -> Path:
-    """A finished 4-trial sweep (2 learning rates × 2 seeds), run in-process."""
+    """A finished 4-trial sweep (2 learning rates × 2 seeds), run in-process with its progress bar."""
     from digitnet.cli import main
 
     out = tmp_path_factory.mktemp("sweep") / "tiny"
-    assert main(["sweep", str(tiny_sweep_file), "--out", str(out), "--data-dir", str(small_data),
-                 "--quiet"]) == 0
+    assert main(["sweep", str(tiny_sweep_file), "--out", str(out), "--data-dir", str(small_data)]) == 0
     return out

@@ -83,8 +83,12 @@ def test_cli_rejects_bad_input_with_one_line(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
 
 
-def test_sweep_writes_run_dirs_and_results(tiny_sweep):
+def test_sweep_writes_run_dirs_and_results(tiny_sweep, tiny_sweep_file, small_data, capsys):
     doc = read_results(tiny_sweep)
+    assert main(["sweep", str(tiny_sweep_file), "--data-dir", str(small_data), "--list"]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert listed[-1] == "4 trials" and [line.split()[0] for line in listed[:-1]] == [
+        r["id"] for r in doc["trials"]]
     assert doc["planned"] == doc["finished"] == 4
     assert doc["command"].startswith("digitnet sweep ")
     rows = list(csv.DictReader((tiny_sweep / "results.csv").open()))

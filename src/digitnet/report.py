@@ -215,7 +215,8 @@ def trials_table(records: list[dict[str, Any]], groups: dict[str, Any],
     for r in records:
         m = r["metrics"]
         rows.append([r["id"], ",".join(r["groups"]), *(fmt(values[r["id"]][k]) for k in keys),
-                     m.get("test_accuracy"), m.get("test_loss"), m.get("train_seconds"),
+                     m.get("test_accuracy"), m.get("test_loss"),
+                     f"{m['train_seconds']:.1f}" if "train_seconds" in m else None,
                      r["status"] if r["status"] == "complete" else f"failed: {r['error']}"])
     return Table(["trial", "groups", *keys, "test accuracy", "test loss", "training seconds",
                   "status"], rows, sortable=True)
@@ -300,7 +301,7 @@ def to_markdown(report: Report, image_dir: Path, md_path: Path, command: str) ->
         out += [f"## {sec.title}", ""]
         for b in sec.blocks:
             if isinstance(b, str):
-                out += [b, ""]
+                out += [html.escape(b, quote=False), ""]
             elif isinstance(b, Image):
                 out += [f"![{b.alt}]({(rel / b.name).as_posix()})", ""]
             else:
