@@ -50,6 +50,8 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
     d.add_argument("--out", help="run directory (default runs/<dataset>-<time>)")
     d.add_argument("--resume", action="store_true", help="continue the run in --out")
     d.add_argument("--quiet", action="store_true", help="no progress bar")
+    d.add_argument("--tensorboard", metavar="DIR",
+                   help="also write TensorBoard event files here (needs tensorboardX)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -125,12 +127,18 @@ def cmd_train(args: argparse.Namespace) -> int:
         options.setdefault("dataset", ds.get("name"))
         options.setdefault("data_dir", ds.get("path"))
     flags = {k: v for k, v in vars(args).items()
-             if k not in ("command", "config", "resume", "quiet", "func") and v is not None}
+             if k not in ("command", "config", "resume", "quiet", "func", "tensorboard")
+             and v is not None}
     spec, cfg, run = split_options({**options, **flags})
     dataset = run.get("dataset", "mnist")
     out = Path(run.get("out") or f"runs/{dataset}-{time.strftime('%Y%m%d-%H%M%S')}")
+    callbacks = []
+    if args.tensorboard:
+        from digitnet.tracking import TensorBoard
+
+        callbacks.append(TensorBoard(args.tensorboard, {"model": spec.to_dict(), "train": cfg.to_dict()}))
     model = fit(spec, cfg, dataset, data_dir=run.get("data_dir"), out=out, resume=args.resume,
-                verbose=not args.quiet)
+                verbose=not args.quiet, callbacks=callbacks)
     metrics = model.config["metrics"]
     first = model.predict(model_test_images(model)[:5]).tolist()
     print(f"test accuracy {metrics['test_accuracy']:.4f}  test loss {metrics['test_loss']:.4f}  "
