@@ -52,7 +52,8 @@ def test_inner_ray_sweep(tmp_path):
     # Ray's socket paths must stay short, so not pytest's deep tmp_path.
     ray_tmp = tempfile.mkdtemp(prefix="dnray-")
     subprocess.run([ray_cli(), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
-                    "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats",
+                    "--num-cpus=2", "--include-dashboard=false", "--include-log-monitor=false",
+                    "--disable-usage-stats",
                     f"--temp-dir={ray_tmp}"], check=True, capture_output=True, timeout=180)
     try:
         out = tmp_path / "ray-sweep"
