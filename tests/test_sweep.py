@@ -78,8 +78,12 @@ def test_cli_rejects_bad_input_with_one_line(tmp_path, capsys):
     bad.write_text("[grid.g]\nactivation = ['relu', 'nope']\n")
     assert main(["sweep", str(bad)]) == 2
     assert main(["sweep", str(bad), "--backend", "spark"]) == 2
+    good = tmp_path / "good.toml"
+    good.write_text("[base]\nepochs = 1\n")
+    assert main(["sweep", str(good), "--address", "127.0.0.1:1"]) == 2
+    assert main(["sweep", str(good), "--workers", "0"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 3 and all(line.startswith("digitnet: error:") for line in err)
+    assert len(err) == 5 and all(line.startswith("digitnet: error:") for line in err)
     assert main(["report", str(tmp_path)]) == 2
 
 

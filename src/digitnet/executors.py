@@ -59,6 +59,7 @@ def run_local(jobs: list[Job]) -> Iterator[Outcome]:
 def run_processes(jobs: list[Job], workers: int) -> Iterator[Outcome]:
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
 
     # spawn, not fork: JAX's runtime threads do not survive a fork.
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
@@ -67,7 +68,13 @@ def run_processes(jobs: list[Job], workers: int) -> Iterator[Outcome]:
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for fut in done:
-                yield pending.pop(fut), fut.result()
+                trial = pending.pop(fut)
+                try:
+                    result = fut.result()
+                except BrokenProcessPool as exc:
+                    raise DigitnetError(f"a worker process died running trial {trial.id} ({exc}); "
+                                        "finished trials are saved, rerun to resume") from None
+                yield trial, result
     except BaseException:
         # Ctrl-C reaches the workers too; do not wait for trials that will never finish.
         pool.shutdown(wait=False, cancel_futures=True)
@@ -91,7 +98,14 @@ def run_ray(jobs: list[Job], address: str | None) -> Iterator[Outcome]:
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
             for ref in done:
-                yield pending.pop(ref), ray.get(ref)
+                trial = pending.pop(ref)
+                try:
+                    result = ray.get(ref)
+                except ray.exceptions.RayError as exc:
+                    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                    raise DigitnetError(f"trial {trial.id} failed on Ray ({first}); finished "
+                                        "trials are saved, rerun to resume") from None
+                yield trial, result
     finally:
         for ref in pending:
             ray.cancel(ref)

@@ -65,14 +65,15 @@ class SweepProgress:
         self.task = None
 
     def __enter__(self) -> SweepProgress:
-        self.progress.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.progress.stop()
+        if self.task is not None:
+            self.progress.stop()
 
     def update(self, record: dict, finished: int, total: int) -> None:
-        if self.task is None:
+        if self.task is None:  # started on the first report, so a config error prints alone
+            self.progress.start()
             self.task = self.progress.add_task("trials", total=total, last="")
         last = ""
         if record:

@@ -333,6 +333,10 @@ def run_sweep(plan: Plan, sweep_dir: str | Path, *, backend: str = "local", work
         raise ConfigError(f"unknown backend {backend!r}; choose local or ray")
     if workers < 1:
         raise ConfigError("--workers must be at least 1")
+    if backend == "ray" and workers > 1:
+        raise ConfigError("--workers is for the local backend; Ray runs one trial per CPU it has")
+    if backend != "ray" and address:
+        raise ConfigError("--address is for --backend ray")
     meta = {"machine": f"{platform.platform()}, {os.cpu_count()} CPUs", **(meta or {})}
     sweep = SweepRun(plan, Path(sweep_dir), backend, workers, address, meta, on_trial)
     if plan.halving:
