@@ -21,8 +21,13 @@ A sweep file (TOML):
     dropout = {uniform = [0.0, 0.5]}
     hidden = [[64], [128, 128]]    # a list: choose one
 
+    [halving]                      # optional successive halving over epochs
+    min_epochs = 1
+    eta = 3
+
 A trial is identified by a hash of its full, normalized config, so a rerun skips every finished
-trial, and a point shared by several groups (the base, typically) is trained once.
+trial, and a point shared by several groups (the base, typically) is trained once. Where trials
+train (this process, worker processes, a Ray cluster) is digitnet.executors' job.
 """
 
 from __future__ import annotations
@@ -373,7 +378,8 @@ def successive_halving(sweep: SweepRun, halving: dict[str, Any]) -> None:
                 opts = {**t.options, "epochs": epochs} if epochs < full[key] else t.options
                 step = Trial(trial_id(opts), opts, t.groups)
                 before = previous[t.id]
-                start = sweep.run_dir_files(before.id) if before.id != t.id else None
+                resumes = before.id != t.id and step.id not in sweep.known
+                start = sweep.run_dir_files(before.id) if resumes else None
                 jobs.append((step, start))
                 rung.setdefault(key, []).append(step)
                 previous[t.id] = step
