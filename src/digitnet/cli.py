@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from digitnet.errors import DigitnetError
+from digitnet.errors import DataError, DigitnetError
 
 
 class UsageError(DigitnetError):
@@ -95,17 +95,19 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--markdown", help="also write a markdown page linking the PNGs")
     rp.set_defaults(argv=[])
 
-    ds = sub.add_parser("datasets", help="list, fetch or verify datasets")
+    ds = sub.add_parser("datasets", help="list, fetch, verify or show datasets")
     ds_sub = ds.add_subparsers(dest="action", metavar="ACTION", parser_class=Parser)
     ds_sub.required = True
-    ds_sub.add_parser("list", help="known datasets and where they are")
-    for action in ("fetch", "verify"):
-        a = ds_sub.add_parser(action, help=f"{action} a dataset's files")
-        a.add_argument("name")
-    show = ds_sub.add_parser("show", help="write a PNG grid of training images with their labels")
-    show.add_argument("name")
-    show.add_argument("--out", help="PNG file (default <name>-samples.png)")
-    show.add_argument("--count", type=int, default=32, help="how many images (default 32)")
+    ds_sub.add_parser("list", help="known datasets and whether they are here")
+    ds_sub.add_parser("fetch", help="download a dataset into the cache").add_argument("name")
+    ds_sub.add_parser("verify", help="re-hash a dataset's files against their pinned SHA-256"
+                      ).add_argument("name")
+    sh = ds_sub.add_parser("show", help="draw sample images with their labels into a PNG")
+    sh.add_argument("name", nargs="?", default="mnist")
+    sh.add_argument("--data-dir", help="a folder holding the four standard IDX files")
+    sh.add_argument("--split", choices=("train", "test"), default="test")
+    sh.add_argument("--count", type=int, default=40, help="number of images (default 40)")
+    sh.add_argument("--out", help="PNG file (default NAME-SPLIT.png)")
     return p
 
 
@@ -242,25 +244,48 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     from digitnet.data import datasets
 
     if args.action == "list":
-        for name in datasets.NAMES:
-            where = "embedded" if name == "mnist" else str(datasets.home() / name)
-            print(f"{name:<15} {where}")
+        print(f"{'NAME':<14} {'STATUS':<19} {'SIZE':>9}  {'LICENCE':<13} DESCRIPTION")
+        for name, e in datasets.REGISTRY.items():
+            print(f"{name:<14} {datasets.status(name):<19} {e.download_size / 1e6:>6.1f} MB  "
+                  f"{e.licence:<13} {e.description}")
+        print(f"cache: {datasets.home()} (set $DIGITNET_HOME to move it)")
         return 0
-    ds = datasets.load_dataset(args.name)
+    if args.action == "verify":
+        report = datasets.verify(args.name)
+        for path, problem in report.items():
+            print(f"ok   {path}" if problem is None else f"BAD  {path}: {problem}")
+        bad = sum(p is not None for p in report.values())
+        if bad:
+            fix = ("reinstall digitnet" if datasets.entry(args.name).embedded
+                   else f"`digitnet datasets fetch {args.name}` downloads them again")
+            raise DataError(f"{args.name}: {bad} of {len(report)} files missing or corrupt; {fix}")
+        print(f"{args.name}: all {len(report)} files match their pinned SHA-256")
+        return 0
     if args.action == "show":
-        from digitnet import plots
-        from digitnet.artifacts import atomic_write_bytes
-
-        if not 1 <= args.count <= 400:
-            raise UsageError("--count must be between 1 and 400")
-        n = min(args.count, len(ds.y_train))
-        out = Path(args.out or f"{args.name}-samples.png")
-        atomic_write_bytes(out, plots.gallery(ds.x_train[:n], [str(v) for v in ds.y_train[:n]],
-                                              f"{args.name}: the first {n} training images"))
-        print(f"wrote {out}")
-        return 0
+        return show_samples(args)
+    datasets.fetch(args.name)  # downloads what is missing or corrupt
+    ds = datasets.load_dataset(args.name)
     print(f"{args.name}: {len(ds.y_train)} train + {len(ds.y_test)} test images "
-          f"{'×'.join(map(str, ds.image_shape))}, {ds.num_classes} classes; checksums OK")
+          f"{'×'.join(map(str, ds.image_shape))}, {ds.num_classes} classes in "
+          f"{datasets.location(args.name)}; checksums OK")
+    return 0
+
+
+def show_samples(args: argparse.Namespace) -> int:
+    from digitnet.artifacts import atomic_write_bytes
+    from digitnet.data import datasets
+    from digitnet.data.preview import sample_grid
+
+    if args.count < 1:
+        raise UsageError("--count must be at least 1")
+    ds = datasets.load_dataset(args.name, args.data_dir)
+    x, y = (ds.x_train, ds.y_train) if args.split == "train" else (ds.x_test, ds.y_test)
+    classes = datasets.REGISTRY[args.name].classes if args.name in datasets.REGISTRY else ()
+    n = min(args.count, len(y))
+    png = sample_grid(x[:n], y[:n], classes, title=f"{ds.name} {args.split}: first {n} images")
+    out = Path(args.out or f"{ds.name}-{args.split}.png")
+    atomic_write_bytes(out, png)
+    print(f"wrote {out} ({n} {args.split} images of {ds.name})")
     return 0
 
 
