@@ -25,7 +25,8 @@ FIXED = [
      "Ghostscript) included", "reading", "decode PNG, JPEG, GIF, BMP, TIFF, WebP and PPM only; "
      "any decoder exception becomes a DataError naming the file"),
     ("images", "a 6000×6000 PNG (under the 40 Mpx limit) peaked at 870 MB RSS in the float "
-     "transform", "bomb check", "reduced to 800 px on its long side first: 113 MB"),
+     "transform", "bomb check", "reduced to a few hundred px on its long side before the float work "
+     "(now `WORK_SIZE` = 512, as the serve branch also did)"),
     ("images", "`mnist_form` on an array holding NaN crashed (ValueError: empty reduction)",
      "probe", "non-finite pixels are a DataError"),
     ("run dirs", "a history.csv with a bad number or bad UTF-8 crashed `load` (ValueError, "

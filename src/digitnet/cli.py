@@ -50,6 +50,8 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
     d.add_argument("--out", help="run directory (default runs/<dataset>-<time>)")
     d.add_argument("--resume", action="store_true", help="continue the run in --out")
     d.add_argument("--quiet", action="store_true", help="no progress bar")
+    d.add_argument("--tensorboard", metavar="DIR",
+                   help="also write TensorBoard event files here (needs tensorboardX)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,6 +77,37 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("summary", help="the model's layers and parameter counts")
     s.add_argument("run", help="run directory")
+
+    sv = sub.add_parser("serve", help="serve a model over HTTP, with a page to draw digits")
+    sv.add_argument("run", help="run directory")
+    sv.add_argument("--host", default="127.0.0.1")
+    sv.add_argument("--port", type=int, default=8000)
+    sv.add_argument("--max-body-bytes", type=int, help="largest request body (default 8 MiB)")
+    sv.add_argument("--max-batch", type=int, help="most images per request (default 256)")
+    sv.add_argument("--max-image-pixels", type=int, help="largest image, width×height (default 4096²)")
+
+    ex = sub.add_parser("export", help="export a model (ONNX: uint8 [N,28,28] in, probabilities out)")
+    ex.add_argument("run", help="run directory")
+    ex.add_argument("--format", default="onnx", help="onnx (the only one so far)")
+    ex.add_argument("--out", help="output file (default RUN/model.onnx)")
+    ex.add_argument("--opset", type=int, default=17, help="ONNX opset, at least 17")
+
+    sw = sub.add_parser("sweep", help="train every trial of a sweep file; results.csv/json")
+    sw.add_argument("config", help="sweep TOML: [base] options plus [grid.NAME]/[random.NAME] axes")
+    sw.add_argument("--out", help="sweep directory (default runs/sweeps/<config name>)")
+    sw.add_argument("--backend", default="local", choices=("local", "ray"))
+    sw.add_argument("--workers", type=int, default=1, help="local worker processes")
+    sw.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS or a new local Ray)")
+    sw.add_argument("--data-dir", help="a folder holding the four standard IDX files")
+    sw.add_argument("--list", action="store_true", help="print the trials and exit")
+    sw.add_argument("--quiet", action="store_true", help="no progress bar")
+    sw.set_defaults(argv=[])
+
+    rp = sub.add_parser("report", help="an HTML page and PNG plots of a run or a sweep")
+    rp.add_argument("path", help="a run directory or a sweep directory")
+    rp.add_argument("--out", help="folder for report.html and the PNGs (default PATH/report)")
+    rp.add_argument("--markdown", help="also write a markdown page linking the PNGs")
+    rp.set_defaults(argv=[])
 
     ds = sub.add_parser("datasets", help="list, fetch, verify or show datasets")
     ds_sub = ds.add_subparsers(dest="action", metavar="ACTION", parser_class=Parser)
@@ -115,12 +148,18 @@ def cmd_train(args: argparse.Namespace) -> int:
         options.setdefault("dataset", ds.get("name"))
         options.setdefault("data_dir", ds.get("path"))
     flags = {k: v for k, v in vars(args).items()
-             if k not in ("command", "config", "resume", "quiet", "func") and v is not None}
+             if k not in ("command", "config", "resume", "quiet", "func", "tensorboard")
+             and v is not None}
     spec, cfg, run = split_options({**options, **flags})
     dataset = run.get("dataset", "mnist")
     out = Path(run.get("out") or f"runs/{dataset}-{time.strftime('%Y%m%d-%H%M%S')}")
+    callbacks = []
+    if args.tensorboard:
+        from digitnet.tracking import TensorBoard
+
+        callbacks.append(TensorBoard(args.tensorboard, {"model": spec.to_dict(), "train": cfg.to_dict()}))
     model = fit(spec, cfg, dataset, data_dir=run.get("data_dir"), out=out, resume=args.resume,
-                verbose=not args.quiet)
+                verbose=not args.quiet, callbacks=callbacks)
     metrics = model.config["metrics"]
     first = model.predict(model_test_images(model)[:5]).tolist()
     print(f"test accuracy {metrics['test_accuracy']:.4f}  test loss {metrics['test_loss']:.4f}  "
@@ -269,13 +308,88 @@ def show_samples(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+
+        from digitnet.serve import Limits, create_app
+    except ImportError as exc:
+        raise UsageError(f"serve needs the serve extra ({exc.name} is missing): "
+                         "pip install 'digitnet[serve]'") from None
+    given = {k: getattr(args, k) for k in ("max_body_bytes", "max_batch", "max_image_pixels")
+             if getattr(args, k) is not None}
+    try:
+        limits = Limits(**given)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    app = create_app(args.run, limits)
+    print(f"digitnet: serving {args.run} on http://{args.host}:{args.port}/", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from digitnet.export import export
+
+    print(f"wrote {export(args.run, args.format, args.out, args.opset)}")
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    import shlex
+
+    from digitnet.sweep import load_plan, run_sweep
+
+    plan = load_plan(args.config, args.data_dir)
+    if args.list:
+        for t in plan.trials:
+            print(f"{t.id}  {','.join(t.groups):<20} {json.dumps(t.options)}")
+        print(f"{len(plan.trials)} trials")
+        return 0
+    out = Path(args.out or f"runs/sweeps/{Path(args.config).stem}")
+    meta = {"config": str(args.config), "command": shlex.join(["digitnet", *args.argv]),
+            "backend": args.backend}
+    if args.quiet:
+        records = run_sweep(plan, out, backend=args.backend, workers=args.workers,
+                            address=args.address, meta=meta)
+    else:
+        from digitnet.progress import SweepProgress
+
+        with SweepProgress() as bar:
+            records = run_sweep(plan, out, backend=args.backend, workers=args.workers,
+                                address=args.address, meta=meta, on_trial=bar.update)
+    failed = [r for r in records if r["status"] == "failed"]
+    stopped = sum(r["status"] == "stopped" for r in records)
+    print(f"{len(records)} trials finished ({len(failed)} failed"
+          + (f", {stopped} stopped early by successive halving" if stopped else "")
+          + f"); results in {out / 'results.csv'} and {out / 'results.json'}")
+    for r in failed:
+        print(f"  {r['id']} failed: {r['error']}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    import shlex
+
+    from digitnet.report import write_report
+
+    page = write_report(args.path, args.out, markdown=args.markdown,
+                        command=shlex.join(["digitnet", *args.argv]))
+    print(f"wrote {page}" + (f" and {args.markdown}" if args.markdown else ""))
+    return 0
+
+
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
-            "summary": cmd_summary, "datasets": cmd_datasets}
+            "summary": cmd_summary, "datasets": cmd_datasets, "serve": cmd_serve,
+            "export": cmd_export, "sweep": cmd_sweep, "report": cmd_report}
 
 
 def main(argv: list[str] | None = None) -> int:
     try:
+        argv = sys.argv[1:] if argv is None else argv
         args = build_parser().parse_args(argv)
+        if "argv" in args:  # sweeps and reports record the command that made them
+            args.argv = argv
         return COMMANDS[args.command](args)
     except DigitnetError as exc:
         print(f"digitnet: error: {exc}", file=sys.stderr)

@@ -15,6 +15,26 @@ def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
     return -jnp.take_along_axis(logp, labels[:, None].astype(jnp.int32), axis=1)[:, 0]
 
 
+LOSSES = ("cross_entropy", "mse")
+
+
+def loss_values(logits: jax.Array, targets: jax.Array, loss: str = "cross_entropy") -> jax.Array:
+    """Per-example loss of softmax(logits) against integer labels (N,) or target rows (N, C)
+    such as soft labels: cross-entropy, or the mean squared error of the probabilities."""
+    if loss == "cross_entropy" and targets.ndim == 1:
+        return cross_entropy(logits, targets)
+    if targets.ndim == 1:
+        targets = jax.nn.one_hot(targets, logits.shape[-1])
+    if loss == "cross_entropy":
+        return -jnp.sum(targets * jax.nn.log_softmax(logits), axis=-1)
+    return jnp.mean((jax.nn.softmax(logits) - targets) ** 2, axis=-1)
+
+
+def target_labels(targets: jax.Array) -> jax.Array:
+    """The class of each example: the label itself, or the argmax of a target row."""
+    return targets if targets.ndim == 1 else jnp.argmax(targets, axis=-1)
+
+
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
     """counts[i, j] = how many examples of class i were predicted as j."""
     idx = np.asarray(y_true, np.int64) * num_classes + np.asarray(y_pred, np.int64)
@@ -67,13 +87,15 @@ class Evaluation:
         return "\n".join(lines)
 
 
-def evaluate_arrays(spec, params, stats, x: np.ndarray, y: np.ndarray) -> Evaluation:
-    """Loss, accuracy and confusion matrix of a model on raw inputs x and integer labels y."""
+def evaluate_arrays(spec, params, stats, x: np.ndarray, y: np.ndarray,
+                    loss: str = "cross_entropy") -> Evaluation:
+    """Loss, accuracy and confusion matrix of a model on raw inputs x and integer labels y
+    (N,), or target rows y (N, classes)."""
     from digitnet.model import predict_logits
 
     logits = predict_logits(spec, params, stats, x)
-    y = np.asarray(y)
-    loss = float(np.asarray(cross_entropy(jnp.asarray(logits), jnp.asarray(y))).mean())
+    loss_value = float(np.asarray(loss_values(jnp.asarray(logits), jnp.asarray(y), loss)).mean())
+    y = np.asarray(target_labels(np.asarray(y)))
     pred = logits.argmax(-1)
-    return Evaluation(loss=loss, accuracy=float((pred == y).mean()),
+    return Evaluation(loss=loss_value, accuracy=float((pred == y).mean()),
                       confusion=confusion_matrix(y, pred, spec.num_classes))
