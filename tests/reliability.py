@@ -300,6 +300,114 @@ class RunTarget:
         assert all(p["kernel"].dtype == np.float32 for p in model.params)
 
 
+# --------------------------------------------------------------------------- Keras files
+
+def keras_seeds(workdir: Path) -> dict[str, bytes]:
+    """A .keras archive and a legacy .h5 model of a small MLP, by digitnet.keras itself."""
+    from digitnet import keras
+
+    model = keras.Sequential([keras.layers.Input((28, 28)), keras.layers.Flatten(),
+                              keras.layers.Dense(8, activation="relu"),
+                              keras.layers.Dense(10, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    out = {}
+    for suffix in (".keras", ".h5"):
+        path = workdir / f"seed{suffix}"
+        model.save(path)
+        out[suffix] = path.read_bytes()
+        path.unlink()
+    return out
+
+
+def zip_of(members: list[tuple[str, bytes, bool]]) -> bytes:
+    """A zip of (name, data, is_symlink) members, names taken as given."""
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data, link in members:
+            info = zipfile.ZipInfo(name)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            if link:
+                info.external_attr = (0o120777 << 16)  # S_IFLNK: a symlink to `data`
+            z.writestr(info, data)
+    return buf.getvalue()
+
+
+def zip_bomb() -> bytes:
+    """A .keras-looking zip whose model.weights.h5 inflates to 256 MiB of zeros (~250 kB)."""
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("config.json", b"{}")
+        with z.open("model.weights.h5", "w", force_zip64=True) as f:
+            block = bytes(1 << 20)
+            for _ in range(256):
+                f.write(block)
+    return buf.getvalue()
+
+
+@st.composite
+def keras_archives(draw, seed: bytes) -> bytes:
+    """A .keras zip rebuilt from the seed with hostile names, symlinks or layer configs."""
+    import zipfile
+
+    with zipfile.ZipFile(io.BytesIO(seed)) as z:
+        members = {n: z.read(n) for n in z.namelist()}
+    config = json.loads(members["config.json"])
+    if draw(st.booleans()):
+        layers = config["config"]["layers"]
+        layer = layers[draw(st.integers(0, len(layers) - 1))]
+        layer["class_name"] = draw(st.sampled_from(
+            ("Lambda", "TFOpLambda", "Functional", "Conv2D", "Dense", "Custom>Evil", "")))
+        layer["module"] = draw(st.sampled_from(
+            ("keras.layers", "os", "builtins", "__main__", "keras.src.layers", None)))
+        if draw(st.booleans()):
+            layer["registered_name"] = draw(st.sampled_from(("Custom>Evil", "os.system", None)))
+        if draw(st.booleans()):
+            layer["config"] = draw(JSON_VALUES)
+    entries = [(n, json.dumps(config).encode() if n == "config.json" else d, False)
+               for n, d in members.items()]
+    extra = st.sampled_from(("../evil.py", "/tmp/evil.py", "a/../../evil.py", "C:evil",
+                             "..\\evil.py", "model.weights.h5", "config.json", "assets/x"))
+    for _ in range(draw(st.integers(0, 2))):
+        entries.append((draw(extra), draw(st.binary(max_size=32)), draw(st.booleans())))
+    return zip_of(draw(st.permutations(entries)))
+
+
+def keras_inputs(workdir: Path) -> st.SearchStrategy[tuple[str, bytes]]:
+    seeds = keras_seeds(workdir)
+    suffix = st.sampled_from((".keras", ".h5"))
+    return st.one_of(
+        st.tuples(suffix, mutated(list(seeds.values()))),
+        st.tuples(st.just(".keras"), keras_archives(seeds[".keras"])),
+        st.tuples(st.just(".keras"), st.just(zip_bomb())),
+        st.tuples(suffix, st.binary(max_size=512)))
+
+
+class KerasTarget:
+    """digitnet.keras.load_model on a file; nothing may appear beside it (no extraction)."""
+
+    def __init__(self, workdir: Path):
+        self.folder = workdir / "fuzz-keras"
+        self.folder.mkdir(parents=True, exist_ok=True)
+
+    def __call__(self, case: tuple[str, bytes]) -> None:
+        from digitnet.keras import load_model
+
+        suffix, data = case
+        path = self.folder / f"model{suffix}"
+        for p in self.folder.iterdir():
+            p.unlink()
+        path.write_bytes(data)
+        try:
+            load_model(path)
+        finally:
+            assert [p.name for p in self.folder.iterdir()] == [path.name]
+            assert not (self.folder.parent / "evil.py").exists()
+
+
 # --------------------------------------------------------------------------- fuzz driver
 
 @dataclass
@@ -321,10 +429,12 @@ def fuzz_target(name: str, workdir: Path):
         return image_target, image_inputs()
     if name == "run":
         return RunTarget(workdir), run_inputs()
+    if name == "keras":
+        return KerasTarget(workdir), keras_inputs(workdir)
     raise ValueError(name)
 
 
-FUZZ_NAMES = ("idx", "images", "run")
+FUZZ_NAMES = ("idx", "images", "run", "keras")
 
 
 def fuzz(name: str, cases: int, workdir: Path, seed: int = 0) -> FuzzResult:

@@ -179,7 +179,10 @@ def layer_from_entry(entry: Any, source: Path) -> Layer:
     if kind not in LAYER_CLASSES:
         raise KerasFileError(f"{source}: layer type {kind!r} is not supported; digitnet reads "
                              f"{', '.join(LAYER_CLASSES)}")
-    options = dict(entry.get("config") or {})
+    options = entry.get("config") or {}
+    if not isinstance(options, dict):
+        raise KerasFileError(f"{source}: the {kind} layer's config is not a JSON object")
+    options = dict(options)
     for key in INERT_OPTIONS:
         if options.get(key) is None:
             options.pop(key, None)
