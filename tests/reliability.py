@@ -33,6 +33,7 @@ import numpy as np
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
+from hypothesis.errors import Unsatisfiable
 
 ROOT = Path(__file__).resolve().parents[1]
 CASE_SECONDS = 20.0  # a case running longer is a hang: the process dies with a traceback
@@ -819,6 +820,110 @@ def download_faults(workdir: Path, kills: int, seed: int = 0) -> dict[str, Any]:
         server.server_close()
 
 
+# --------------------------------------------------------------------------- the service
+
+def start_service(run_dir: Path, workdir: Path) -> tuple[subprocess.Popen, str]:
+    """`digitnet serve RUN` in its own process on a free port of 127.0.0.1; (process, URL)."""
+    import socket
+
+    import httpx
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    log = open(workdir / "serve.log", "wb")  # noqa: SIM115 (the server writes it until stopped)
+    proc = subprocess.Popen([sys.executable, "-m", "digitnet", "serve", str(run_dir), "--port",
+                             str(port)], stdout=log, stderr=log,
+                            env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return proc, url
+        except httpx.TransportError:
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError(f"digitnet serve did not start: {(workdir / 'serve.log').read_text()}")
+
+
+def raw_request(url: str, head: bytes, timeout: float = 10.0) -> bytes:
+    """Send `head` on a fresh socket and return what the server answers first."""
+    import socket
+
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+        sock.sendall(head)
+        return sock.recv(4096)
+
+
+def fuzz_operation(op: Any, mode: Any, url: str, cases: int) -> tuple[dict[int, int], bool]:
+    """Status codes of `cases` schemathesis requests to one operation; whether any was a 5xx."""
+    codes: dict[int, int] = {}
+
+    def call(case: Any) -> None:
+        status = case.call(base_url=url, timeout=30).status_code
+        codes[status] = codes.get(status, 0) + 1
+        assert status < 500, f"{case.method} {case.path}: HTTP {status}"
+
+    run = settings(max_examples=cases, deadline=None, database=None,
+                   suppress_health_check=list(HealthCheck),
+                   phases=(Phase.generate,))(given(op.as_strategy(mode))(call))
+    try:
+        run()
+    except AssertionError:
+        return codes, True
+    except Unsatisfiable:  # no invalid request exists for an operation without inputs
+        pass
+    return codes, False
+
+
+def service_faults(workdir: Path, run_dir: Path, cases: int) -> dict[str, Any]:
+    """Every operation of the OpenAPI schema fuzzed by schemathesis (valid and invalid
+    requests): no 5xx. A body declared over the limit is refused before it is sent; 64 clients
+    that stall mid-headers do not stop /health from answering."""
+    import socket
+
+    import httpx
+    import schemathesis
+    from schemathesis import GenerationMode
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    proc, url = start_service(run_dir, workdir)
+    try:
+        schema = schemathesis.openapi.from_url(f"{url}/openapi.json")
+        operations = [r.ok() for r in schema.get_all_operations()]
+        per_run = max(1, cases // (2 * len(operations)))
+        out: dict[str, Any] = {"operations": {}, "server_errors": 0}
+        for op in operations:
+            for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+                codes, failed = fuzz_operation(op, mode, url, per_run)
+                out["operations"][f"{op.method.upper()} {op.path} ({mode.value})"] = codes
+                out["server_errors"] += failed
+        limit = httpx.get(f"{url}/model").json()["limits"]["max_body_bytes"]
+        t0 = time.perf_counter()
+        answer = raw_request(url, (f"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                                   f"image/png\r\nContent-Length: {limit * 10}\r\n\r\n").encode())
+        out["oversized"] = {"declared": limit * 10, "status": answer.split(b"\r\n")[0].decode(),
+                            "seconds": round(time.perf_counter() - t0, 2)}
+        slow = []
+        for _ in range(64):
+            s = socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])))
+            s.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Le")
+            slow.append(s)
+        t0 = time.perf_counter()
+        health = httpx.get(f"{url}/health", timeout=30).status_code
+        out["slow_clients"] = {"stalled": len(slow), "health": health,
+                               "seconds": round(time.perf_counter() - t0, 2)}
+        for s in slow:
+            s.close()
+        out["cases"] = sum(n for codes in out["operations"].values() for n in codes.values())
+        return out
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
 # --------------------------------------------------------------------------- full disk, NaN
 
 def mount_tmpfs(folder: Path, size: str) -> bool:
@@ -892,9 +997,13 @@ def diverge(workdir: Path) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- the full run
 
-def run_fuzz(workdir: Path, cases: int, kills: int) -> dict[str, Any]:
-    out: dict[str, Any] = {"cases": cases}
+def run_fuzz(workdir: Path, cases: int, kills: int, previous: dict[str, Any]) -> dict[str, Any]:
+    """Each reader at `cases` cases; readers already run at that count are kept."""
+    out: dict[str, Any] = {**previous, "cases": cases} if previous.get("cases") == cases else {
+        "cases": cases}
     for name in FUZZ_NAMES:
+        if name in out:
+            continue
         print(f"fuzz {name}: {cases} cases", flush=True)
         out[name] = worker("fuzz", name, cases, workdir / f"fuzz-{name}", MEMORY_LIMIT)
         print(" ", out[name], flush=True)
@@ -913,6 +1022,13 @@ def run_downloads(workdir: Path, cases: int, kills: int) -> dict[str, Any]:
     return download_faults(workdir, kills)
 
 
+def run_service(workdir: Path, cases: int, kills: int) -> dict[str, Any]:
+    reference = workdir / "kill" / "reference"
+    if not (reference / "weights.safetensors").exists():
+        train_in_process(small_dataset(workdir / "data"), reference, 20)
+    return service_faults(workdir / "service", reference, cases)
+
+
 def run_diverge(workdir: Path, cases: int, kills: int) -> dict[str, Any]:
     return diverge(workdir)
 
@@ -925,7 +1041,7 @@ def run_full_disk(workdir: Path, cases: int, kills: int) -> dict[str, Any]:
 
 
 PARTS = {"fuzz": run_fuzz, "bombs": run_bombs, "kills": run_kills, "diverge": run_diverge,
-         "full_disk": run_full_disk, "downloads": run_downloads}
+         "full_disk": run_full_disk, "downloads": run_downloads, "service": run_service}
 
 
 def full_run(workdir: Path, cases: int, kills: int, parts: list[str],
@@ -933,7 +1049,10 @@ def full_run(workdir: Path, cases: int, kills: int, parts: list[str],
     """Run the chosen parts at full count into `results` (which may hold an earlier run's)."""
     for part in parts:
         t0 = time.perf_counter()
-        results[part] = PARTS[part](workdir, cases, kills)
+        if part == "fuzz":
+            results[part] = run_fuzz(workdir, cases, kills, results.get("fuzz", {}))
+        else:
+            results[part] = PARTS[part](workdir, cases, kills)
         results.setdefault("seconds", {})[part] = round(time.perf_counter() - t0, 1)
         print(f"{part} ({results['seconds'][part]} s):", results[part], flush=True)
     return results
