@@ -36,14 +36,11 @@ from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))  # as under pytest, when run as `python -m tests.…`
+from cli_runner import run_cli  # noqa: E402
+
 CASE_SECONDS = 20.0  # a case running longer is a hang: the process dies with a traceback
 MEMORY_LIMIT = 3 << 30  # RLIMIT_AS for fuzz workers: JAX maps ~1 GiB, a bomb would need more
-
-
-def cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    return subprocess.run([sys.executable, "-m", "digitnet", *args], capture_output=True,
-                          text=True, env=env, timeout=timeout)
 
 
 def mnist_digits():
@@ -964,7 +961,7 @@ def full_disk(workdir: Path, model_dir: Path) -> dict[str, Any]:
         except StorageError as exc:
             api = f"StorageError: {exc}"
         after_api = {p.name: p.read_bytes() for p in run.iterdir()}
-        proc = cli("train", "--out", str(disk / "new-run"), "--epochs", "1", "--quiet",
+        proc = run_cli("train", "--out", str(disk / "new-run"), "--epochs", "1", "--quiet",
                    "--data-dir", str(small_dataset(workdir / "data")))
         kept = {p.name: p.read_bytes() for p in run.iterdir()} == before
         digitnet.load(run)
@@ -986,7 +983,7 @@ def diverge(workdir: Path) -> dict[str, Any]:
     run = workdir / "diverge"
     train_in_process(data, run, 1, hidden="16", optimizer="sgd", lr=0.01)
     good = (run / art.WEIGHTS).read_bytes()
-    proc = cli("train", *train_flags(data, 3, hidden="16", optimizer="sgd", lr=1e12), "--out",
+    proc = run_cli("train", *train_flags(data, 3, hidden="16", optimizer="sgd", lr=1e12), "--out",
                str(run), "--resume")
     tensors, meta = art.read_tensors(run / art.CHECKPOINT)
     return {"exit": proc.returncode, "stderr": proc.stderr.strip(),
@@ -1081,7 +1078,7 @@ def main(argv: list[str] | None = None) -> int:
     results = json.loads(saved.read_text()) if saved.exists() else {}
     full_run(workdir, args.cases, args.kills, args.parts.split(","), results)
     saved.write_text(json.dumps(results, indent=2))
-    from tests.reliability_report import write_report
+    from reliability_report import write_report
 
     write_report(results, ROOT / "docs" / "reliability.md",
                  command=f"python -m tests.reliability --full --cases {args.cases} "
