@@ -12,6 +12,7 @@ runs the full counts (10,000 fuzz cases per reader, 20 kills) and writes docs/re
 from __future__ import annotations
 
 import argparse
+import contextlib
 import faulthandler
 import gzip
 import io
@@ -25,6 +26,7 @@ import subprocess
 import sys
 import time
 import zlib
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -819,8 +821,9 @@ def download_faults(workdir: Path, kills: int, seed: int = 0) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- the service
 
-def start_service(run_dir: Path, workdir: Path) -> tuple[subprocess.Popen, str]:
-    """`digitnet serve RUN` in its own process on a free port of 127.0.0.1; (process, URL)."""
+@contextlib.contextmanager
+def serving(run_dir: Path, workdir: Path) -> Iterator[str]:
+    """`digitnet serve RUN` in its own process on a free port of 127.0.0.1; yields its URL."""
     import socket
 
     import httpx
@@ -828,20 +831,26 @@ def start_service(run_dir: Path, workdir: Path) -> tuple[subprocess.Popen, str]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    log = open(workdir / "serve.log", "wb")  # noqa: SIM115 (the server writes it until stopped)
-    proc = subprocess.Popen([sys.executable, "-m", "digitnet", "serve", str(run_dir), "--port",
-                             str(port)], stdout=log, stderr=log,
-                            env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    log = workdir / "serve.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "digitnet", "serve", str(run_dir),
+                                 "--port", str(port)], stdout=out, stderr=out,
+                                env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError(f"digitnet serve did not start: {(workdir / 'serve.log').read_text()}")
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"digitnet serve did not start: {log.read_text()}")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 def raw_request(url: str, head: bytes, timeout: float = 10.0) -> bytes:
@@ -875,7 +884,7 @@ def fuzz_operation(op: Any, mode: Any, url: str, cases: int) -> tuple[dict[int, 
     return codes, False
 
 
-def service_faults(workdir: Path, run_dir: Path, cases: int) -> dict[str, Any]:
+def service_faults(url: str, cases: int) -> dict[str, Any]:
     """Every operation of the OpenAPI schema fuzzed by schemathesis (valid and invalid
     requests): no 5xx. A body declared over the limit is refused before it is sent; 64 clients
     that stall mid-headers do not stop /health from answering."""
@@ -885,40 +894,34 @@ def service_faults(workdir: Path, run_dir: Path, cases: int) -> dict[str, Any]:
     import schemathesis
     from schemathesis import GenerationMode
 
-    workdir.mkdir(parents=True, exist_ok=True)
-    proc, url = start_service(run_dir, workdir)
-    try:
-        schema = schemathesis.openapi.from_url(f"{url}/openapi.json")
-        operations = [r.ok() for r in schema.get_all_operations()]
-        per_run = max(1, cases // (2 * len(operations)))
-        out: dict[str, Any] = {"operations": {}, "server_errors": 0}
-        for op in operations:
-            for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
-                codes, failed = fuzz_operation(op, mode, url, per_run)
-                out["operations"][f"{op.method.upper()} {op.path} ({mode.value})"] = codes
-                out["server_errors"] += failed
-        limit = httpx.get(f"{url}/model").json()["limits"]["max_body_bytes"]
-        t0 = time.perf_counter()
-        answer = raw_request(url, (f"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: "
-                                   f"image/png\r\nContent-Length: {limit * 10}\r\n\r\n").encode())
-        out["oversized"] = {"declared": limit * 10, "status": answer.split(b"\r\n")[0].decode(),
-                            "seconds": round(time.perf_counter() - t0, 2)}
-        slow = []
-        for _ in range(64):
-            s = socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])))
-            s.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Le")
-            slow.append(s)
-        t0 = time.perf_counter()
-        health = httpx.get(f"{url}/health", timeout=30).status_code
-        out["slow_clients"] = {"stalled": len(slow), "health": health,
-                               "seconds": round(time.perf_counter() - t0, 2)}
-        for s in slow:
-            s.close()
-        out["cases"] = sum(n for codes in out["operations"].values() for n in codes.values())
-        return out
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    schema = schemathesis.openapi.from_url(f"{url}/openapi.json")
+    operations = [r.ok() for r in schema.get_all_operations()]
+    per_run = max(1, cases // (2 * len(operations)))
+    out: dict[str, Any] = {"operations": {}, "server_errors": 0}
+    for op in operations:
+        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+            codes, failed = fuzz_operation(op, mode, url, per_run)
+            out["operations"][f"{op.method.upper()} {op.path} ({mode.value})"] = codes
+            out["server_errors"] += failed
+    limit = httpx.get(f"{url}/model").json()["limits"]["max_body_bytes"]
+    t0 = time.perf_counter()
+    answer = raw_request(url, (f"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                               f"image/png\r\nContent-Length: {limit * 10}\r\n\r\n").encode())
+    out["oversized"] = {"declared": limit * 10, "status": answer.split(b"\r\n")[0].decode(),
+                        "seconds": round(time.perf_counter() - t0, 2)}
+    slow = []
+    for _ in range(64):
+        s = socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])))
+        s.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Le")
+        slow.append(s)
+    t0 = time.perf_counter()
+    health = httpx.get(f"{url}/health", timeout=30).status_code
+    out["slow_clients"] = {"stalled": len(slow), "health": health,
+                           "seconds": round(time.perf_counter() - t0, 2)}
+    for s in slow:
+        s.close()
+    out["cases"] = sum(n for codes in out["operations"].values() for n in codes.values())
+    return out
 
 
 # --------------------------------------------------------------------------- full disk, NaN
@@ -1023,7 +1026,8 @@ def run_service(workdir: Path, cases: int, kills: int) -> dict[str, Any]:
     reference = workdir / "kill" / "reference"
     if not (reference / "weights.safetensors").exists():
         train_in_process(small_dataset(workdir / "data"), reference, 20)
-    return service_faults(workdir / "service", reference, cases)
+    with serving(reference, workdir) as url:
+        return service_faults(url, cases)
 
 
 def run_diverge(workdir: Path, cases: int, kills: int) -> dict[str, Any]:

@@ -102,9 +102,3 @@ def test_downloads_killed_or_run_twice_at_once_never_corrupt_the_cache(tmp_path)
     assert set(out["concurrent"]["cache"].values()) == {"good"}
     assert out["concurrent"]["requests"] == 4  # the second process waited, then found them
 
-
-def test_the_service_answers_fuzzed_requests_without_5xx(tmp_path, trained_run):
-    out = rel.service_faults(tmp_path, trained_run, cases=40)
-    assert out["server_errors"] == 0 and out["cases"] >= 20, out["operations"]
-    assert out["oversized"]["status"].startswith("HTTP/1.1 413")
-    assert out["slow_clients"]["health"] == 200
