@@ -998,11 +998,11 @@ def diverge(workdir: Path) -> dict[str, Any]:
 # --------------------------------------------------------------------------- the full run
 
 def run_fuzz(workdir: Path, cases: int, kills: int, previous: dict[str, Any]) -> dict[str, Any]:
-    """Each reader at `cases` cases; readers already run at that count are kept."""
+    """Each reader at `cases` cases; readers that already passed at that count are kept."""
     out: dict[str, Any] = {**previous, "cases": cases} if previous.get("cases") == cases else {
         "cases": cases}
     for name in FUZZ_NAMES:
-        if name in out:
+        if name in out and not out[name].get("failure"):
             continue
         print(f"fuzz {name}: {cases} cases", flush=True)
         out[name] = worker("fuzz", name, cases, workdir / f"fuzz-{name}", MEMORY_LIMIT)

@@ -47,6 +47,10 @@ FIXED = [
      "--resume, or another --out)"),
     ("Keras files", "a layer whose `config` is a list crashed `load_model` (TypeError)",
      "fuzz", "KerasFileError"),
+    ("Keras files", "a corrupt legacy .h5 made h5py raise KeyError out of `load_model`",
+     "fuzz", "KerasFileError"),
+    ("all errors", "a config.json model key holding a newline gave a two-line error message",
+     "fuzz", "`DigitnetError` escapes CR and LF: every message is one line"),
     ("kill -9", "`--resume` of a run killed before its first write failed (no config.json)",
      "reading", "it starts the run; stale `.NAME.*.tmp` files are removed when a run starts"),
 ]

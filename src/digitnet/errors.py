@@ -4,6 +4,10 @@
 class DigitnetError(Exception):
     """Bad input or usage: a message for the user, never a traceback."""
 
+    def __str__(self) -> str:
+        # Messages quote what they refuse (option names, file contents): keep them one line.
+        return super().__str__().replace("\r", "\\r").replace("\n", "\\n")
+
 
 class DataError(DigitnetError):
     """A data file or dataset is missing, corrupt or inconsistent."""

@@ -463,7 +463,9 @@ def load_model(filepath: str | os.PathLike, custom_objects: Any = None, compile:
                 name, layers = layers_from_config(config, path)
                 weights = read_weights(f, str(path))
                 training = read_json_attr(f, "training_config", path)
-        except OSError as exc:
+        except (OSError, KeyError, ValueError) as exc:  # h5py's errors on a corrupt file
+            if isinstance(exc, KerasFileError):
+                raise
             raise KerasFileError(f"{path}: not a .keras archive or an HDF5 model ({exc})") from None
     model = Sequential(layers, name=name)
     model.assign(weights, path)
