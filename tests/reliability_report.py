@@ -69,9 +69,11 @@ def write_report(results: dict[str, Any], path: Path, command: str) -> None:
         f"    {command}",
         "",
         f"on {platform.machine()} / Python {platform.python_version()}, "
-        f"{time.strftime('%Y-%m-%d', time.gmtime())}, in {sum(results['seconds'].values()):.0f} s "
-        f"({', '.join(f'{k} {v:.0f} s' for k, v in results['seconds'].items())}). "
-        "The default test suite runs a short version of each check (`tests/test_reliability.py`).",
+        f"{time.strftime('%Y-%m-%d', time.gmtime())} (2 shared cores; wall time of each part's "
+        f"last run: {', '.join(f'{k} {v:.0f} s' for k, v in results['seconds'].items())}; "
+        "`--parts a,b` reruns some parts and keeps the others' results). "
+        "The default test suite runs a short version of each check (`tests/test_reliability.py`, "
+        "`tests/serving/test_reliability_service.py`).",
         "",
         "## Hostile and broken inputs (hypothesis)",
         "",
@@ -112,6 +114,9 @@ def write_report(results: dict[str, Any], path: Path, command: str) -> None:
     for which in ("idx", "images"):
         for label, outcome in results["bombs"][which].get("results", {}).items():
             lines.append(row(f"{which}: {label}", outcome.replace("|", "/")))
+    lines += ["", "Peak RSS of the bomb processes: " + ", ".join(
+        f"{which} {results['bombs'][which].get('peak_rss_mb', 0):.0f} MB"
+        for which in ("idx", "images")) + "."]
     k = results["kills"]
     at: dict[int, int] = {}
     for kill in k["kills"]:
@@ -166,7 +171,9 @@ def write_report(results: dict[str, Any], path: Path, command: str) -> None:
             "",
             "`digitnet serve` in its own process on 127.0.0.1; every operation of its OpenAPI "
             f"schema fuzzed with valid and invalid requests: {sv['cases']:,} requests, "
-            f"{sv['server_errors']} operations with a 5xx.",
+            f"{sv['server_errors']} operations with a 5xx. (Schema-valid image bodies are "
+            "refused with 422 when their pixels do not make an image: the schema cannot say "
+            "that; `tests/serving/` checks real images.)",
             "",
             row("operation (generation)", "status codes"), row("---", "---"),
             *[row(op, ", ".join(f"{c}: {n}" for c, n in sorted(codes.items())) or "none possible")
