@@ -25,6 +25,7 @@ import struct
 import subprocess
 import sys
 import time
+import warnings
 import zlib
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -324,7 +325,8 @@ def zip_of(members: list[tuple[str, bytes, bool]]) -> bytes:
     import zipfile
 
     buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+    with warnings.catch_warnings(), zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        warnings.simplefilter("ignore")  # duplicate member names are part of the attack
         for name, data, link in members:
             info = zipfile.ZipInfo(name)
             info.compress_type = zipfile.ZIP_DEFLATED
@@ -924,6 +926,77 @@ def service_faults(url: str, cases: int) -> dict[str, Any]:
     return out
 
 
+def server_process(url: str):
+    """The psutil.Process listening on `url`'s port (to read its resident memory)."""
+    import psutil
+
+    port = int(url.rsplit(":", 1)[1])
+    for conn in psutil.net_connections(kind="tcp"):
+        if conn.laddr and conn.laddr.port == port and conn.status == psutil.CONN_LISTEN:
+            return psutil.Process(conn.pid)
+    raise RuntimeError(f"no process listens on port {port}")
+
+
+def service_load(url: str, seconds: float = 60, clients: int = 32,
+                 burst: int = 256) -> dict[str, Any]:
+    """`clients` concurrent clients POST a real MNIST digit (PNG) to /predict for `seconds`,
+    then `burst` requests at once: throughput, latency percentiles, errors, server RSS."""
+    import asyncio
+
+    import httpx
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(255 - mnist_digits().x_test[0]).resize((84, 84)).save(buf, format="PNG")
+    png = buf.getvalue()
+    server = server_process(url)
+
+    async def run() -> dict[str, Any]:
+        latencies: list[float] = []
+        errors: list[str] = []
+        limits = httpx.Limits(max_connections=max(clients, burst))
+        async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
+
+            async def one() -> None:
+                t0 = time.perf_counter()
+                try:
+                    r = await client.post("/predict", content=png,
+                                          headers={"content-type": "image/png"})
+                    if r.status_code != 200:
+                        errors.append(f"HTTP {r.status_code}")
+                except httpx.HTTPError as exc:
+                    errors.append(type(exc).__name__)
+                latencies.append(time.perf_counter() - t0)
+
+            async def loop(until: float) -> None:
+                while time.perf_counter() < until:
+                    await one()
+
+            await one()  # warm-up: the first request compiles nothing, but opens a connection
+            rss_start = server.memory_info().rss
+            t0 = time.perf_counter()
+            await asyncio.gather(*[loop(t0 + seconds) for _ in range(clients)])
+            steady = time.perf_counter() - t0
+            n_steady = len(latencies) - 1
+            t1 = time.perf_counter()
+            await asyncio.gather(*[one() for _ in range(burst)])
+            burst_s = time.perf_counter() - t1
+            rss_end = server.memory_info().rss
+        steady_ms = np.array(latencies[1 : 1 + n_steady]) * 1000
+        burst_ms = np.array(latencies[1 + n_steady :]) * 1000
+        return {"clients": clients, "seconds": round(steady, 1), "requests": n_steady,
+                "req_per_s": round(n_steady / steady, 1),
+                "p50_ms": round(float(np.percentile(steady_ms, 50)), 1),
+                "p99_ms": round(float(np.percentile(steady_ms, 99)), 1),
+                "burst": burst, "burst_s": round(burst_s, 2),
+                "burst_p99_ms": round(float(np.percentile(burst_ms, 99)), 1),
+                "errors": len(errors), "error_kinds": sorted(set(errors)),
+                "rss_start_mb": round(rss_start / 2**20, 1),
+                "rss_end_mb": round(rss_end / 2**20, 1)}
+
+    return asyncio.run(run())
+
+
 # --------------------------------------------------------------------------- full disk, NaN
 
 def mount_tmpfs(folder: Path, size: str) -> bool:
@@ -1030,6 +1103,14 @@ def run_service(workdir: Path, cases: int, kills: int) -> dict[str, Any]:
         return service_faults(url, cases)
 
 
+def run_load(workdir: Path, cases: int, kills: int) -> dict[str, Any]:
+    reference = workdir / "kill" / "reference"
+    if not (reference / "weights.safetensors").exists():
+        train_in_process(small_dataset(workdir / "data"), reference, 20)
+    with serving(reference, workdir) as url:
+        return service_load(url)
+
+
 def run_diverge(workdir: Path, cases: int, kills: int) -> dict[str, Any]:
     return diverge(workdir)
 
@@ -1042,7 +1123,8 @@ def run_full_disk(workdir: Path, cases: int, kills: int) -> dict[str, Any]:
 
 
 PARTS = {"fuzz": run_fuzz, "bombs": run_bombs, "kills": run_kills, "diverge": run_diverge,
-         "full_disk": run_full_disk, "downloads": run_downloads, "service": run_service}
+         "full_disk": run_full_disk, "downloads": run_downloads, "service": run_service,
+         "load": run_load}
 
 
 def full_run(workdir: Path, cases: int, kills: int, parts: list[str],

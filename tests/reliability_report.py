@@ -186,6 +186,25 @@ def write_report(results: dict[str, Any], path: Path, command: str) -> None:
             f"answered {sv['slow_clients']['health']} in {sv['slow_clients']['seconds']} s.",
             "",
         ]
+    if "load" in results:
+        ld = results["load"]
+        growth = 100 * (ld["rss_end_mb"] - ld["rss_start_mb"]) / ld["rss_start_mb"]
+        lines += [
+            "## The service under load",
+            "",
+            f"{ld['clients']} concurrent clients (httpx, one process) POSTing an 84×84 PNG of an "
+            f"MNIST digit to /predict for {ld['seconds']:.0f} s, then {ld['burst']} requests "
+            "at once, against `digitnet serve` on the same 2 shared cores:",
+            "",
+            row("requests", "req/s", "p50", "p99", "burst", "burst p99", "errors",
+                "server RSS start → end"),
+            row(*["---"] * 8),
+            row(f"{ld['requests']:,}", ld["req_per_s"], f"{ld['p50_ms']} ms",
+                f"{ld['p99_ms']} ms", f"{ld['burst']} in {ld['burst_s']} s",
+                f"{ld['burst_p99_ms']} ms", ld["errors"],
+                f"{ld['rss_start_mb']} → {ld['rss_end_mb']} MB ({growth:+.1f} %)"),
+            "",
+        ]
     d = results["diverge"]
     lines += [
         "## NaN / Inf loss",
@@ -214,7 +233,7 @@ def write_report(results: dict[str, Any], path: Path, command: str) -> None:
               "*probe* = a hand-made input; *reading* = found reading the code.", "",
               row("area", "failure", "found by", "fix"), row("---", "---", "---", "---")]
     lines += [row(*item) for item in FIXED]
-    lines += ["", "## Not covered here", "",
-              "The 60-s load test of the service (32 clients, then a burst; req/s, p50/p99, "
-              "RSS) is not in this script yet.", ""]
+    if "load" not in results:
+        lines += ["", "## Not covered here", "", "The load test (`--parts load`) has not run.",
+                  ""]
     path.write_text("\n".join(lines))
