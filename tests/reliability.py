@@ -824,8 +824,9 @@ def download_faults(workdir: Path, kills: int, seed: int = 0) -> dict[str, Any]:
 # --------------------------------------------------------------------------- the service
 
 @contextlib.contextmanager
-def serving(run_dir: Path, workdir: Path) -> Iterator[str]:
-    """`digitnet serve RUN` in its own process on a free port of 127.0.0.1; yields its URL."""
+def serving(run_dir: Path, workdir: Path, *flags: str) -> Iterator[str]:
+    """`digitnet serve RUN FLAGS…` in its own process on a free port of 127.0.0.1; yields its
+    URL, and stops it afterwards. Its output goes to WORKDIR/serve.log."""
     import socket
 
     import httpx
@@ -836,7 +837,7 @@ def serving(run_dir: Path, workdir: Path) -> Iterator[str]:
     log = workdir / "serve.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "digitnet", "serve", str(run_dir),
-                                 "--port", str(port)], stdout=out, stderr=out,
+                                 "--port", str(port), *flags], stdout=out, stderr=out,
                                 env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
     url = f"http://127.0.0.1:{port}"
     try:
@@ -1095,19 +1096,21 @@ def run_downloads(workdir: Path, cases: int, kills: int) -> dict[str, Any]:
     return download_faults(workdir, kills)
 
 
-def run_service(workdir: Path, cases: int, kills: int) -> dict[str, Any]:
+def reference_run(workdir: Path) -> Path:
+    """The uninterrupted run of the kill part (trained here when that part has not run)."""
     reference = workdir / "kill" / "reference"
     if not (reference / "weights.safetensors").exists():
         train_in_process(small_dataset(workdir / "data"), reference, 20)
-    with serving(reference, workdir) as url:
+    return reference
+
+
+def run_service(workdir: Path, cases: int, kills: int) -> dict[str, Any]:
+    with serving(reference_run(workdir), workdir) as url:
         return service_faults(url, cases)
 
 
 def run_load(workdir: Path, cases: int, kills: int) -> dict[str, Any]:
-    reference = workdir / "kill" / "reference"
-    if not (reference / "weights.safetensors").exists():
-        train_in_process(small_dataset(workdir / "data"), reference, 20)
-    with serving(reference, workdir) as url:
+    with serving(reference_run(workdir), workdir) as url:
         return service_load(url)
 
 
@@ -1116,10 +1119,7 @@ def run_diverge(workdir: Path, cases: int, kills: int) -> dict[str, Any]:
 
 
 def run_full_disk(workdir: Path, cases: int, kills: int) -> dict[str, Any]:
-    reference = workdir / "kill" / "reference"
-    if not (reference / "weights.safetensors").exists():
-        train_in_process(small_dataset(workdir / "data"), reference, 20)
-    return full_disk(workdir, reference)
+    return full_disk(workdir, reference_run(workdir))
 
 
 PARTS = {"fuzz": run_fuzz, "bombs": run_bombs, "kills": run_kills, "diverge": run_diverge,

@@ -2,17 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
-
-import digitnet
 
 # Small limits, so that the limit tests need no large payloads.
 LIMITS = {"max_body_bytes": 256 * 1024, "max_batch": 8, "max_image_pixels": 1_000_000}
@@ -28,38 +21,14 @@ def model(trained_model):
     return trained_model
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def server(run_dir, tmp_path_factory):
     """`digitnet serve` as a user starts it, in its own process; yields its base URL."""
-    port = free_port()
+    import reliability
+
     flags = [f"--{k.replace('_', '-')}={v}" for k, v in LIMITS.items()]
-    src = str(Path(digitnet.__file__).parents[1])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
-    log = tmp_path_factory.mktemp("server") / "server.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "digitnet", "serve", str(run_dir),
-                                 "--port", str(port), *flags], stdout=out, stderr=out, env=env)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"digitnet serve did not start:\n{log.read_text()}")
-        time.sleep(0.2)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=20)
+    with reliability.serving(run_dir, tmp_path_factory.mktemp("server"), *flags) as url:
+        yield url
 
 
 @pytest.fixture
