@@ -34,7 +34,7 @@ def test_decompression_bombs_are_refused_within_1_gib(which, tmp_path):
 
 
 def test_kill_9_during_training_then_resume_loses_nothing(tmp_path):
-    report = rel.kill_resume(tmp_path, kills=2)
+    report = rel.kill_resume(tmp_path, kills=2, epochs=8)
     assert len(report.kills) >= 2 and report.completions >= 1
     assert report.identical == report.completions
 
