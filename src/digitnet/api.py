@@ -173,9 +173,10 @@ def load_checkpoint(run_dir: Path, spec: MLPSpec, cfg: TrainConfig, n_train: int
     restored = []
     for i, leaf in enumerate(leaves):
         v = tensors.get(f"opt.{i}")
-        if v is None or v.shape != np.shape(leaf):
+        # safetensors stores 0-d arrays (step counters) as shape (1,)
+        if v is None or v.size != np.size(leaf) or v.dtype != leaf.dtype:
             raise ModelFileError(f"{path}: optimizer state does not match this configuration")
-        restored.append(v)
+        restored.append(v.reshape(np.shape(leaf)))
     try:
         epoch, history = int(meta["epoch"]), json.loads(meta["history"])
     except (KeyError, ValueError) as exc:

@@ -1,0 +1,78 @@
+"""The command line, end to end, in fresh processes."""
+
+import json
+
+from conftest import run_cli
+
+
+def test_train_then_predict_evaluate_summary(tmp_path):
+    out = tmp_path / "run"
+    r = run_cli("train", "--epochs", "1", "--hidden", "32", "--quiet", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert "test accuracy 0.9" in r.stdout
+    assert "first five test predictions [7, 2, 1, 0, 4]" in r.stdout
+    assert f"saved to {out}" in r.stdout
+
+    r = run_cli("predict", str(out), "--indices", "0:5", "--json")
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(r.stdout)
+    assert [row["label"] for row in rows] == [7, 2, 1, 0, 4]
+    assert all(abs(sum(row["probabilities"]) - 1) < 1e-4 for row in rows)
+
+    r = run_cli("evaluate", str(out), "--json")
+    ev = json.loads(r.stdout)
+    assert ev["accuracy"] > 0.9 and len(ev["per_class"]) == 10
+    assert sum(map(sum, ev["confusion_matrix"])) == 10_000
+
+    r = run_cli("summary", str(out))
+    assert "Total params: 25,450" in r.stdout  # 784*32+32 + 32*10+10
+
+
+def test_train_from_a_toml_config_with_flags_winning(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('hidden = [16]\nepochs = 3\nactivation = "tanh"\n')
+    out = tmp_path / "run"
+    r = run_cli("train", "--config", str(cfg), "--epochs", "1", "--quiet", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"]["hidden"] == [16] and config["model"]["activation"] == "tanh"
+    assert config["train"]["epochs"] == 1
+
+
+def test_bad_usage_and_bad_input_exit_2_with_one_line(tmp_path):
+    bad_toml = tmp_path / "bad.toml"
+    bad_toml.write_text("epochs = [")
+    not_image = tmp_path / "digit.png"
+    not_image.write_text("hello")
+    cases = [
+        ("train", "--hidden", "a,b"),
+        ("train", "--optimizer", "adamax"),
+        ("train", "--lr", "-1"),
+        ("train", "--config", str(bad_toml)),
+        ("train", "--no-such-flag"),
+        ("evaluate", str(tmp_path / "missing")),
+        ("predict", str(tmp_path / "missing"), "--indices", "0:5"),
+        ("datasets", "verify", "no-such-set"),
+        (),
+    ]
+    for args in cases:
+        r = run_cli(*args)
+        assert r.returncode == 2, (args, r.stderr)
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("digitnet"), (args, r.stderr)
+        assert "Traceback" not in r.stderr
+
+
+def test_predict_on_a_bad_image_file_exits_2(trained_run, tmp_path):
+    not_image = tmp_path / "digit.png"
+    not_image.write_text("hello")
+    r = run_cli("predict", str(trained_run), str(not_image))
+    assert r.returncode == 2
+    assert "not a readable image" in r.stderr
+
+
+def test_help_lists_every_verb():
+    r = run_cli("--help")
+    assert r.returncode == 0
+    for verb in ("train", "evaluate", "predict", "summary", "datasets"):
+        assert verb in r.stdout

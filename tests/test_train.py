@@ -1,0 +1,156 @@
+"""The engine on real MNIST: accuracy, determinism, partial batches, resume, NaN, early stop."""
+
+import numpy as np
+import pytest
+
+import digitnet
+from digitnet import artifacts as art
+from digitnet.data.datasets import Dataset
+from digitnet.errors import TrainingDiverged
+from digitnet.model import MLPSpec
+from digitnet.train import Callback, TrainConfig, chunk_length, epoch_chunks
+
+
+def subset(ds: Dataset, n_train: int, n_test: int = 1000) -> Dataset:
+    return Dataset("mnist-subset", ds.x_train[:n_train], ds.y_train[:n_train],
+                   ds.x_test[:n_test], ds.y_test[:n_test])
+
+
+def weights_of(model) -> list[np.ndarray]:
+    return [np.asarray(v) for layer in model.params for v in layer.values()]
+
+
+def test_tutorial_model_reaches_93_percent_after_one_epoch(trained_model, mnist):
+    acc = trained_model.config["metrics"]["test_accuracy"]
+    assert acc >= 0.93, acc
+    assert trained_model.predict(mnist.x_test[:5]).tolist() == [7, 2, 1, 0, 4]
+    ev = trained_model.evaluate()
+    assert ev.accuracy == pytest.approx(acc)
+    assert ev.confusion.sum() == 10_000
+    assert ev.confusion.trace() == round(acc * 10_000)
+
+
+def test_same_seed_gives_bit_identical_weights_and_metrics(mnist):
+    small = subset(mnist, 3000)
+    cfg = TrainConfig(epochs=2, seed=7)
+    spec = MLPSpec(dropout=0.2)
+    a = digitnet.fit(spec, cfg, small, verbose=False)
+    b = digitnet.fit(spec, cfg, small, verbose=False)
+    for wa, wb in zip(weights_of(a), weights_of(b), strict=True):
+        assert wa.tobytes() == wb.tobytes()
+    assert a.history[-1]["loss"] == b.history[-1]["loss"]
+    c = digitnet.fit(spec, TrainConfig(epochs=2, seed=8), small, verbose=False)
+    assert weights_of(a)[0].tobytes() != weights_of(c)[0].tobytes()
+
+
+def test_last_partial_batch_is_trained_not_dropped():
+    assert epoch_chunks(100, 32, 20) == [(0, 1, 32), (32, 1, 32), (64, 1, 32), (96, 1, 4)]
+    assert sum(s * b for _, s, b in epoch_chunks(60_000, 32, 20)) == 60_000
+    assert chunk_length(1875, 20) == 75  # a divisor: one compiled shape per epoch
+    assert chunk_length(1873, 20) == 93  # prime-ish: target length plus a shorter last chunk
+
+
+class CountSteps(Callback):
+    def __init__(self):
+        self.steps = []
+
+    def on_chunk_end(self, steps_done, loss, accuracy):
+        self.steps.append(steps_done)
+
+
+def test_progress_hooks_see_every_step_including_the_partial_batch(mnist):
+    counter = CountSteps()
+    digitnet.fit(config=TrainConfig(epochs=1, batch_size=64), dataset=subset(mnist, 1000),
+                 verbose=False, callbacks=[counter])
+    assert counter.steps[-1] == 16  # 15 full batches of 64 + one of 40
+    assert len(counter.steps) > 1  # the bar moves during the epoch
+
+
+class StopAfter(Callback):
+    """Simulates a crash right after an epoch's checkpoint was written."""
+
+    def __init__(self, epochs: int):
+        self.epochs = epochs
+
+    def on_epoch_end(self, state, logs):
+        if state.epoch == self.epochs:
+            raise KeyboardInterrupt
+
+
+def test_resume_from_checkpoint_equals_an_uninterrupted_run(mnist, tmp_path):
+    small = subset(mnist, 2000)
+    spec, cfg = MLPSpec(dropout=0.1), TrainConfig(epochs=3, seed=3, schedule="cosine")
+    whole = digitnet.fit(spec, cfg, small, out=tmp_path / "whole", verbose=False)
+    with pytest.raises(KeyboardInterrupt):
+        digitnet.fit(spec, cfg, small, out=tmp_path / "cut", verbose=False,
+                     callbacks=[StopAfter(2)])
+    assert not (tmp_path / "cut" / art.WEIGHTS).exists()
+    assert len(art.read_history(tmp_path / "cut" / art.HISTORY)) == 2
+    resumed = digitnet.fit(spec, cfg, small, out=tmp_path / "cut", resume=True, verbose=False)
+    for wa, wb in zip(weights_of(whole), weights_of(resumed), strict=True):
+        assert wa.tobytes() == wb.tobytes()
+    assert [h["loss"] for h in resumed.history] == [h["loss"] for h in whole.history]
+    reloaded = digitnet.load(tmp_path / "cut")
+    assert reloaded.predict(small.x_test).tolist() == whole.predict(small.x_test).tolist()
+
+
+def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(mnist, tmp_path):
+    small = subset(mnist, 2000)
+    out = tmp_path / "run"
+    digitnet.fit(config=TrainConfig(epochs=1, optimizer="sgd", lr=0.01), dataset=small, out=out,
+                 verbose=False)
+    good = (out / art.CHECKPOINT).read_bytes()
+    with pytest.raises(TrainingDiverged, match="lower the learning rate"):
+        digitnet.fit(config=TrainConfig(epochs=3, optimizer="sgd", lr=0.01), dataset=small,
+                     out=out, resume=True, verbose=False,
+                     callbacks=[PoisonWeights()])
+    assert (out / art.CHECKPOINT).read_bytes() != good  # epoch 2 completed and was saved
+    tensors, meta = art.read_tensors(out / art.CHECKPOINT)
+    assert meta["epoch"] == "2"
+    assert all(np.isfinite(v).all() for v in tensors.values())
+
+
+class PoisonWeights(Callback):
+    """After epoch 2, make the weights absurd so that epoch 3's loss overflows."""
+
+    def on_epoch_end(self, state, logs):
+        if state.epoch == 2:
+            import jax
+
+            state.params = jax.tree.map(lambda v: v * 1e30, state.params)
+
+
+def test_absurd_learning_rate_is_reported_as_divergence(mnist):
+    with pytest.raises(TrainingDiverged):
+        digitnet.fit(config=TrainConfig(epochs=1, optimizer="sgd", lr=1e12),
+                     dataset=subset(mnist, 2000), verbose=False)
+
+
+def test_early_stopping_restores_the_best_weights(mnist):
+    small = subset(mnist, 1000, 300)
+    model = digitnet.fit(MLPSpec(hidden=(256, 256)),
+                         TrainConfig(epochs=30, patience=2, lr=0.01), small, verbose=False)
+    val = [h["val_loss"] for h in model.history]
+    assert len(val) < 30  # stopped early: a 1000-example set overfits fast at this rate
+    best = min(val)
+    assert model.evaluate(small.x_test, small.y_test).loss == pytest.approx(best, rel=1e-4)
+
+
+@pytest.mark.parametrize("optimizer,extra", [
+    ("adamw", {"weight_decay": 1e-4}), ("sgd", {"momentum": 0.9, "nesterov": True}),
+    ("rmsprop", {}), ("adam", {"schedule": "onecycle", "weight_decay": 1e-5}),
+])
+def test_each_optimizer_learns(mnist, optimizer, extra):
+    lr = 0.05 if optimizer == "sgd" else 1e-3
+    model = digitnet.fit(config=TrainConfig(epochs=1, optimizer=optimizer, lr=lr, **extra),
+                         dataset=subset(mnist, 5000), verbose=False)
+    assert model.config["metrics"]["test_accuracy"] > 0.75  # chance is 0.1
+
+
+def test_held_out_validation_fraction(mnist):
+    model = digitnet.fit(config=TrainConfig(epochs=1, validation="0.2"),
+                         dataset=subset(mnist, 2000), verbose=False)
+    assert "val_accuracy" in model.history[0]
+    none = digitnet.fit(config=TrainConfig(epochs=1, validation="none"),
+                        dataset=subset(mnist, 2000), verbose=False)
+    assert "val_accuracy" not in none.history[0]
