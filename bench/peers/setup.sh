@@ -20,5 +20,5 @@ for name in "${names[@]}"; do
   [ -x "$root/$name/bin/python" ] || "$py" -m venv "$root/$name"
   # torch's CPU wheel lies on local disk; pip finds it through the machine's find-links.
   nice "$root/$name/bin/python" -m pip install --quiet ${pkgs[$name]}
-  echo "$name: $("$root/$name/bin/python" -m pip freeze | grep -iE '^(torch|keras|tensorflow-cpu|jax|scikit-learn)==' | tr '\n' ' ')"
+  echo "$name: $("$root/$name/bin/python" -m pip freeze | grep -iE '^(torch|keras|tensorflow[-_]cpu|jax|scikit-learn)==' | tr '\n' ' ')"
 done

@@ -230,6 +230,10 @@ COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
+        if args.command in ("train", "evaluate", "predict"):
+            from digitnet.runtime import set_cpu_threading
+
+            set_cpu_threading()  # before JAX starts; see digitnet/runtime.py
         return COMMANDS[args.command](args)
     except DigitnetError as exc:
         print(f"digitnet: error: {exc}", file=sys.stderr)

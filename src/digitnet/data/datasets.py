@@ -71,15 +71,27 @@ def find_file(folder: Path, stem: str) -> Path:
     raise DataError(f"{folder}: missing {stem} (or {stem}.gz)")
 
 
-def read_folder(folder: Path, name: str, expected: dict[str, str] | None = None) -> Dataset:
-    """Load the four IDX files in `folder`, checking them against `expected` SHA-256s."""
+def read_folder(folder: Path, name: str, expected: dict[str, str] | None = None,
+                cache: Path | None = None) -> Dataset:
+    """Load the four IDX files in `folder`, checking them against `expected` SHA-256s.
+
+    With `cache` (and `expected`), the uncompressed files are kept there: gunzip is most of
+    the load time, while SHA-256 is cheap, so a cached file is still verified on every load.
+    """
     if not folder.is_dir():
         raise DataError(f"{folder}: no such directory")
     arrays, digests = {}, {}
     for role, stem in FILES.items():
-        path = find_file(folder, stem)
-        data = read_bytes(path)
-        digests[role] = hashlib.sha256(data).hexdigest()
+        cached = cache / stem if cache and expected else None
+        data = cached_bytes(cached, expected[role]) if cached else None
+        if data is not None:
+            path, digests[role] = cached, expected[role]
+        else:
+            path = find_file(folder, stem)
+            data = read_bytes(path)
+            digests[role] = hashlib.sha256(data).hexdigest()
+            if cached and digests[role] == expected[role]:
+                keep(cached, data)
         if expected and digests[role] != expected[role]:
             raise DataError(
                 f"{path}: SHA-256 {digests[role][:12]}… does not match the pinned "
@@ -95,6 +107,25 @@ def read_folder(folder: Path, name: str, expected: dict[str, str] | None = None)
         y_test=arrays["test_labels"].astype(np.int32),
         sha256=digests,
     )
+
+
+def cached_bytes(path: Path, sha256: str) -> bytes | None:
+    """The bytes of a cached uncompressed file if it exists and matches `sha256`."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    return data if hashlib.sha256(data).hexdigest() == sha256 else None
+
+
+def keep(path: Path, data: bytes) -> None:
+    """Write a cache file atomically; a cache that cannot be written is no error."""
+    from digitnet.artifacts import atomic_write_bytes
+
+    try:
+        atomic_write_bytes(path, data)
+    except OSError:
+        pass
 
 
 def check_arrays(arrays: dict[str, np.ndarray], folder: Path) -> None:
@@ -139,5 +170,7 @@ def load_dataset(name: str = "mnist", path: str | os.PathLike | None = None) -> 
         folder = Path(path).expanduser()
         return read_folder(folder, name=name if name != "mnist" else folder.name)
     if name == "mnist":
-        return read_folder(embedded_dir(), "mnist", expected=MNIST_SHA256)
+        return read_folder(embedded_dir(), "mnist", expected=MNIST_SHA256,
+                           cache=home() / "mnist" if os.environ.get("DIGITNET_DATA_CACHE", "1") != "0"
+                           else None)
     raise DataError(f"unknown dataset {name!r}; known: {', '.join(NAMES)} (or --data-dir DIR)")

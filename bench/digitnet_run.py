@@ -1,0 +1,45 @@
+"""digitnet's own numbers for the tutorial's config, in one process (what `python -m bench`
+runs n times, each in a fresh process):
+
+- per-epoch seconds of `digitnet.fit` without per-epoch validation, as the tutorial's
+  model.fit does it (epoch 1 includes compilation; the rest are steady state),
+- the 5 epochs' training seconds, compilation included,
+- test accuracy, and the seconds to predict the 10k test images after one warm-up call.
+
+Prints one JSON line. The persistent compilation cache is off here (so compilation is
+counted); `bench/cli_run.py` measures the CLI with the cache.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+os.environ.setdefault("DIGITNET_COMPILE_CACHE", "0")
+
+
+def main() -> None:
+    from digitnet.runtime import set_cpu_threading
+
+    set_cpu_threading()  # as the CLI does
+    import digitnet
+    from digitnet.train import TrainConfig
+
+    ds = digitnet.load_dataset()
+    t0 = time.perf_counter()
+    model = digitnet.fit(config=TrainConfig(validation="none"), dataset=ds, verbose=False)
+    train_seconds = time.perf_counter() - t0
+    acc = float((model.predict(ds.x_test) == ds.y_test).mean())
+    predict = []
+    for _ in range(5):
+        t = time.perf_counter()
+        model.predict(ds.x_test)
+        predict.append(time.perf_counter() - t)
+    print(json.dumps({"epoch_seconds": [h["seconds"] for h in model.history],
+                      "train_seconds": train_seconds, "test_accuracy": acc,
+                      "predict_seconds": predict}))
+
+
+if __name__ == "__main__":
+    main()
