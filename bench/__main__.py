@@ -62,7 +62,8 @@ def floor(n: int) -> dict:
     out = {}
     for label, which, env in (("numpy BLAS, 1 thread", "numpy", {"OPENBLAS_NUM_THREADS": "1"}),
                               ("numpy BLAS, 2 threads", "numpy", {"OPENBLAS_NUM_THREADS": "2"}),
-                              ("XLA dots + SGD in one scan", "xla", {})):
+                              ("XLA: the same dots + SGD in one scan, digitnet's XLA flags", "xla",
+                               {"XLA_FLAGS": levers.SINGLE_THREAD})):
         r = run([sys.executable, "-m", "bench.floor", which, str(n)], env={**ENV, **env}).json()
         out[label] = summary(r["seconds"])
         log(f"  floor, {label}: {fmt(out[label])} s/epoch")
@@ -183,7 +184,8 @@ def render(res: dict) -> str:
         "",
         "| measurement | seconds |",
         "|---|---|",
-        f"| `digitnet train` end to end, empty cache dir (start → 5 epochs → saved) | {fmt(cold, digits=2)} |",
+        "| `digitnet train` end to end, empty cache dir (start → 5 epochs → saved) "
+        f"| {fmt(cold, digits=2)} |",
         f"| the same, second run (persistent compilation cache warm) | {fmt(warm, digits=2)} |",
         f"| `digitnet --help` | {fmt(help_s)} |",
         "",

@@ -21,31 +21,31 @@ BATCH = 32
 STEPS = 1875  # 60000 / 32
 
 
-def operands(seed: int = 0):
+def operands(steps: int = STEPS, seed: int = 0):
     """Random float32 operands of the right shapes; the values do not change BLAS timings."""
     import numpy as np
 
     rng = np.random.default_rng(seed)
-    d0, d1, d2, d3 = SIZES
-    x = rng.standard_normal((STEPS * BATCH, d0), dtype=np.float32)
-    w = [rng.standard_normal((a, b), dtype=np.float32) * 0.05 for a, b in zip(SIZES, SIZES[1:])]
+    x = rng.standard_normal((steps * BATCH, SIZES[0]), dtype=np.float32)
+    w = [rng.standard_normal((a, b), dtype=np.float32) * 0.05 for a, b in zip(SIZES, SIZES[1:], strict=False)]
     return x, w
 
 
-def numpy_epoch_seconds(repeats: int = 3) -> list[float]:
-    """Seconds per epoch of the eight products through NumPy's BLAS, into preallocated outputs."""
+def numpy_epoch_seconds(repeats: int = 3, steps: int = STEPS) -> list[float]:
+    """Seconds per epoch (of `steps` steps) of the eight products through NumPy's BLAS, into
+    preallocated outputs."""
     import numpy as np
 
-    x, (w1, w2, w3) = operands()
+    x, (w1, w2, w3) = operands(steps)
     d0, d1, d2, d3 = SIZES
     h1, h2, z = (np.empty((BATCH, d), np.float32) for d in (d1, d2, d3))
     dh2, dh1 = np.empty((BATCH, d2), np.float32), np.empty((BATCH, d1), np.float32)
     dw1, dw2, dw3 = (np.empty_like(w) for w in (w1, w2, w3))
-    w1t, w2t, w3t = w1.T, w2.T, w3.T
+    w2t, w3t = w2.T, w3.T
     out = []
     for _ in range(repeats + 1):  # the first pass warms caches and BLAS' thread pool
         t0 = time.perf_counter()
-        for s in range(STEPS):
+        for s in range(steps):
             xb = x[s * BATCH:(s + 1) * BATCH]
             np.matmul(xb, w1, out=h1)
             np.matmul(h1, w2, out=h2)
@@ -60,14 +60,14 @@ def numpy_epoch_seconds(repeats: int = 3) -> list[float]:
     return out[1:]
 
 
-def xla_epoch_seconds(repeats: int = 3) -> list[float]:
+def xla_epoch_seconds(repeats: int = 3, steps: int = STEPS) -> list[float]:
     """Seconds per epoch of the same eight products compiled by XLA in one lax.scan, with a
     plain SGD update so that the loop carries a dependence from step to step (else XLA may
     hoist or drop the products)."""
     import jax
     import jax.numpy as jnp
 
-    x, w = operands()
+    x, w = operands(steps)
     x = jax.device_put(x)
 
     @jax.jit
@@ -85,7 +85,7 @@ def xla_epoch_seconds(repeats: int = 3) -> list[float]:
             dw1 = xb.T @ dh1
             return (w1 - 1e-6 * dw1, w2 - 1e-6 * dw2, w3 - 1e-6 * dw3), None
 
-        return jax.lax.scan(step, (w1, w2, w3), jnp.arange(STEPS))[0]
+        return jax.lax.scan(step, (w1, w2, w3), jnp.arange(steps))[0]
 
     ws = [jax.device_put(a) for a in w]
     jax.block_until_ready(epoch(x, *ws))

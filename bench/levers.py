@@ -19,7 +19,7 @@ import sys
 import time
 from collections.abc import Callable
 
-SINGLE_THREAD = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+SINGLE_THREAD = "--xla_cpu_multi_thread_eigen=false"  # = digitnet.runtime.SINGLE_THREAD_FLAGS
 
 # name: (code options, XLA_FLAGS). "base" is the engine as the core issue left it.
 VARIANTS: dict[str, tuple[dict, str]] = {
@@ -30,13 +30,33 @@ VARIANTS: dict[str, tuple[dict, str]] = {
     "flat-adam": ({"opt": "flat"}, ""),
     "out-in-layout": ({"layout": "out_in"}, ""),
     "one-chunk-per-epoch": ({"chunks": 1}, ""),
-    "engine": ({"engine": True}, ""),
+    "no-donation": ({"donate": False}, ""),
+    "read-loss-once-per-epoch": ({"sync": "epoch"}, ""),
+    "engine": ({"engine": True}, SINGLE_THREAD),
 }
+
+DESCRIPTIONS = [
+    "- `base`: the engine as the core issue wrote it: optax.adam over the params pytree, loss by"
+    " gather (take_along_axis), Keras' (in, out) kernels, 20 compiled chunks per epoch, params"
+    " and optimizer state donated, the loss read back after each chunk; XLA's default threads.",
+    "- `single-thread`: XLA's dots on the calling thread (`--xla_cpu_multi_thread_eigen=false`).",
+    "- `onehot-loss`: cross-entropy as −Σ one_hot·log_softmax (its gradient is a fused"
+    " elementwise op instead of a scatter).",
+    "- `fused-adam`: Adam written as one elementwise expression per leaf (same arithmetic).",
+    "- `flat-adam`: the optimizer state as one flat buffer (ravel_pytree), Adam on it.",
+    "- `out-in-layout`: kernels stored (out, in) as PyTorch does, x·Wᵀ in the forward pass.",
+    "- `one-chunk-per-epoch`: the whole epoch in one compiled call (no progress updates).",
+    "- `no-donation`: params and optimizer state not donated to the compiled call.",
+    "- `read-loss-once-per-epoch`: no host read between chunks.",
+    "- `engine`: digitnet.train as shipped, with the XLA flags digitnet's CLI sets"
+    " (its epoch time comes from its own history; no CPU time).",
+]
 
 BATCH, EPOCH_STEPS = 32, 1875
 
 
-def make_chunk(loss: str = "gather", opt: str = "optax", layout: str = "in_out") -> Callable:
+def make_chunk(loss: str = "gather", opt: str = "optax", layout: str = "in_out",
+               donate: bool = True) -> Callable:
     """A jitted train_chunk(params, opt_state, x, y, order, start, *, steps) -> (params,
     opt_state, loss_sum) for the tutorial's 784-64-64-10 ReLU MLP with Adam 1e-3."""
     import jax
@@ -110,7 +130,7 @@ def make_chunk(loss: str = "gather", opt: str = "optax", layout: str = "in_out")
 
     import jax.flatten_util  # noqa: F401  (used by the flat variant)
 
-    fn = jax.jit(chunk, static_argnames=("steps",), donate_argnums=(0, 1))
+    fn = jax.jit(chunk, static_argnames=("steps",), donate_argnums=(0, 1) if donate else ())
     fn.init_state = init_state
     return fn
 
@@ -128,7 +148,9 @@ def measure(options: dict, epochs: int = 3) -> dict:
     if options.get("engine"):
         return measure_engine(ds, epochs)
     layout = options.get("layout", "in_out")
-    fn = make_chunk(options.get("loss", "gather"), options.get("opt", "optax"), layout)
+    fn = make_chunk(options.get("loss", "gather"), options.get("opt", "optax"), layout,
+                    options.get("donate", True))
+    per_chunk_sync = options.get("sync", "chunk") == "chunk"
     params = init_params(MLPSpec(), jax.random.key(1))
     if layout == "out_in":
         params = [{"kernel": lyr["kernel"].T, "bias": lyr["bias"]} for lyr in params]
@@ -143,10 +165,11 @@ def measure(options: dict, epochs: int = 3) -> dict:
         order = order.astype(jnp.int32)
         jax.block_until_ready(order)
         t0, c0 = time.perf_counter(), time.process_time()
-        total = 0.0
+        parts = []
         for c in range(chunks):
             params, state, loss = fn(params, state, x, y, order, c * per * BATCH, steps=per)
-            total += float(loss)  # one host read per chunk, as the engine does
+            parts.append(float(loss) if per_chunk_sync else loss)
+        total = float(sum(parts))
         times.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
         losses.append(total / (chunks * per * BATCH))

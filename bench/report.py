@@ -68,6 +68,6 @@ def table(rows: list[tuple[str, dict | None, str]], floor: dict, ours: dict) -> 
     return out
 
 
-def target_line(name: str, measured: str, ok: bool | None, target: str) -> str:
+def target_line(name: str, target: str, measured: str, ok: bool | None) -> str:
     mark = {True: "met", False: "**not met**", None: "not measured"}[ok]
     return f"| {name} | {target} | {measured} | {mark} |"
