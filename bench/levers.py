@@ -31,6 +31,7 @@ VARIANTS: dict[str, tuple[dict, str]] = {
     "out-in-layout": ({"layout": "out_in"}, ""),
     "one-chunk-per-epoch": ({"chunks": 1}, ""),
     "no-donation": ({"donate": False}, ""),
+    "scan-unroll-4": ({"unroll": 4}, ""),
     "read-loss-once-per-epoch": ({"sync": "epoch"}, ""),
     "engine": ({"engine": True}, SINGLE_THREAD),
 }
@@ -46,6 +47,7 @@ DESCRIPTIONS = [
     "- `flat-adam`: the optimizer state as one flat buffer (ravel_pytree), Adam on it.",
     "- `out-in-layout`: kernels stored (out, in) as PyTorch does, x·Wᵀ in the forward pass.",
     "- `one-chunk-per-epoch`: the whole epoch in one compiled call (no progress updates).",
+    "- `scan-unroll-4`: lax.scan(unroll=4), four steps per loop iteration.",
     "- `no-donation`: params and optimizer state not donated to the compiled call.",
     "- `read-loss-once-per-epoch`: no host read between chunks.",
     "- `engine`: digitnet.train as shipped, with the XLA flags digitnet's CLI sets"
@@ -56,7 +58,7 @@ BATCH, EPOCH_STEPS = 32, 1875
 
 
 def make_chunk(loss: str = "gather", opt: str = "optax", layout: str = "in_out",
-               donate: bool = True) -> Callable:
+               donate: bool = True, unroll: int = 1) -> Callable:
     """A jitted train_chunk(params, opt_state, x, y, order, start, *, steps) -> (params,
     opt_state, loss_sum) for the tutorial's 784-64-64-10 ReLU MLP with Adam 1e-3."""
     import jax
@@ -125,7 +127,7 @@ def make_chunk(loss: str = "gather", opt: str = "optax", layout: str = "in_out",
             return (p, s, total + lsum), None
 
         (params, state, total), _ = jax.lax.scan(
-            step, (params, state, jnp.zeros((), jnp.float32)), jnp.arange(steps))
+            step, (params, state, jnp.zeros((), jnp.float32)), jnp.arange(steps), unroll=unroll)
         return params, state, total
 
     import jax.flatten_util  # noqa: F401  (used by the flat variant)
@@ -149,7 +151,7 @@ def measure(options: dict, epochs: int = 3) -> dict:
         return measure_engine(ds, epochs)
     layout = options.get("layout", "in_out")
     fn = make_chunk(options.get("loss", "gather"), options.get("opt", "optax"), layout,
-                    options.get("donate", True))
+                    options.get("donate", True), options.get("unroll", 1))
     per_chunk_sync = options.get("sync", "chunk") == "chunk"
     params = init_params(MLPSpec(), jax.random.key(1))
     if layout == "out_in":

@@ -41,9 +41,10 @@ def write_data(path: Path) -> Path:
 
 
 def run_peer(name: str, data: Path, n: int, epochs: int = 5, batch: int = 32,
-             root: Path | None = None, budget: float = float("inf"), log=print) -> dict:
+             root: Path | None = None, budget: float = 900, log=print) -> dict:
     """n fresh processes of one peer: each run's report, wall and peak RSS; or skipped.
-    Once the runs so far took `budget` seconds, no further run starts (the table shows n)."""
+    Once the runs so far took `budget` seconds, no further run starts (the table shows n);
+    a run still going at `budget` seconds is killed."""
     exe = peer_python(name, root)
     venv, script, env = PEERS[name]
     if exe is None:
@@ -51,7 +52,12 @@ def run_peer(name: str, data: Path, n: int, epochs: int = 5, batch: int = 32,
     runs = []
     for i in range(n):
         r = run([str(exe), str(PEERS_DIR / script), str(data), str(epochs), str(batch)],
-                env={**env, "PYTHONPATH": str(PEERS_DIR)}, cwd=str(PEERS_DIR))
+                env={**env, "PYTHONPATH": str(PEERS_DIR)}, cwd=str(PEERS_DIR),
+                timeout=budget)
+        if r.returncode == -9:  # killed at the budget
+            if not runs:
+                return {"name": name, "skipped": f"one run took over {budget:.0f} s (killed)"}
+            break
         try:
             rep = r.json()
         except (RuntimeError, ValueError) as exc:
