@@ -22,6 +22,15 @@ PEERS: dict[str, tuple[str, str, dict[str, str]]] = {
 }
 
 
+def thread_env(threads: str) -> dict[str, str]:
+    """Environment that caps a peer's compute threads; 'default' leaves each library alone."""
+    if threads == "default":
+        return {}
+    return {k: threads for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                                 "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")} | (
+        {"XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false"} if threads == "1" else {})
+
+
 def peers_root() -> Path:
     return Path(os.environ.get("DIGITNET_PEERS", "/work/peers"))
 
@@ -41,31 +50,37 @@ def write_data(path: Path) -> Path:
 
 
 def run_peer(name: str, data: Path, n: int, epochs: int = 5, batch: int = 32,
-             root: Path | None = None, budget: float = 900, log=print) -> dict:
+             root: Path | None = None, budget: float = 900, threads: str = "default",
+             log=print) -> dict:
     """n fresh processes of one peer: each run's report, wall and peak RSS; or skipped.
     Once the runs so far took `budget` seconds, no further run starts (the table shows n);
     a run still going at `budget` seconds is killed."""
     exe = peer_python(name, root)
     venv, script, env = PEERS[name]
     if exe is None:
-        return {"name": name, "skipped": f"no environment at {(root or peers_root()) / venv}"}
+        return {"name": name, "threads": threads,
+                "skipped": f"no environment at {(root or peers_root()) / venv}"}
     runs = []
     for i in range(n):
         r = run([str(exe), str(PEERS_DIR / script), str(data), str(epochs), str(batch)],
-                env={**env, "PYTHONPATH": str(PEERS_DIR)}, cwd=str(PEERS_DIR),
+                env={**env, **thread_env(threads), "PYTHONPATH": str(PEERS_DIR)},
+                cwd=str(PEERS_DIR),
                 timeout=budget)
         if r.returncode == -9:  # killed at the budget
             if not runs:
-                return {"name": name, "skipped": f"one run took over {budget:.0f} s (killed)"}
+                return {"name": name, "threads": threads,
+                        "skipped": f"one run took over {budget:.0f} s (killed)"}
             break
         try:
             rep = r.json()
         except (RuntimeError, ValueError) as exc:
-            return {"name": name, "skipped": f"failed: {str(exc).splitlines()[-1][:200]}"}
+            return {"name": name, "threads": threads,
+                    "skipped": f"failed: {str(exc).splitlines()[-1][:200]}"}
         runs.append({**rep, "wall": r.wall, "rss_mib": r.rss_mib})
         spent = sum(x["wall"] for x in runs)
-        log(f"  {name} run {i + 1}/{n}: {sum(rep['epoch_seconds']):.2f} s training, "
+        log(f"  {name} ({threads} threads) run {i + 1}/{n}: {sum(rep['epoch_seconds']):.2f} s training, "
             f"acc {rep['test_accuracy']:.4f}, peak RSS {r.rss_mib:.0f} MiB")
         if spent >= budget:
             break
-    return {"name": name, "label": runs[0]["peer"], "version": runs[0]["version"], "runs": runs}
+    return {"name": name, "threads": threads, "label": runs[0]["peer"],
+            "version": runs[0]["version"], "runs": runs}

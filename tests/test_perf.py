@@ -111,7 +111,7 @@ def test_report_marks_skipped_peers_and_unmet_targets():
                      {"name": "torch", "label": "PyTorch (eager)", "version": "2.13.0",
                       "runs": [peer]}]}
     doc = render(res)
-    assert "| keras-tf | skipped: no environment at /x |" in doc
+    assert "| keras-tf (default threads) | skipped: no environment at /x |" in doc
     assert "| steady epoch vs floor | ≤ 1.5× | 3.00× | **not met** |" in doc
     assert "| faster than torch | ≥ 6× | 10.0× | met |" in doc
     assert "| faster than keras-tf | ≥ 15× | peer skipped | not measured |" in doc
