@@ -66,7 +66,7 @@ def floor(n: int) -> dict:
                               ("XLA: the same dots + SGD in one scan, digitnet's XLA flags", "xla",
                                {"XLA_FLAGS": levers.SINGLE_THREAD})):
         r = run([sys.executable, "-m", "bench.floor", which, str(n)], env={**ENV, **env}).json()
-        out[label] = summary(r["seconds"])
+        out[label] = {**summary(r["seconds"]), "cpu": summary(r["cpu_seconds"])}
         log(f"  floor, {label}: {fmt(out[label])} s/epoch")
     return out
 
@@ -74,7 +74,7 @@ def floor(n: int) -> dict:
 def digitnet_runs(n: int) -> list[dict]:
     runs = []
     for i in range(n):
-        r = run([sys.executable, "-m", "bench.digitnet_run"], env=ENV)
+        r = run([sys.executable, "-m", "bench.digitnet_run", str(i + 1)], env=ENV)
         runs.append(r.json())
         log(f"  digitnet run {i + 1}/{n}: epochs {[round(s, 3) for s in runs[-1]['epoch_seconds']]}")
     return runs
@@ -174,12 +174,12 @@ def render(res: dict) -> str:
         f" steps, nothing else. BLAS floor = best of NumPy's BLAS at 1 or 2 threads = "
         f"**{blas['median']:.3f} s/epoch**.",
         "",
-        "| floor measurement | s/epoch |",
-        "|---|---|",
-        *[f"| {k} | {fmt(v)} |" for k, v in fl.items()],
+        "| floor measurement | s/epoch | CPU s/epoch |",
+        "|---|---|---|",
+        *[f"| {k} | {fmt(v)} | {fmt(v.get('cpu'))} |" for k, v in fl.items()],
         "",
         *table(rows, blas, ours),
-        f"| floor (NumPy BLAS) | {blas['median']:.3f} | | | | | 1.00× | |",
+        f"| floor (NumPy BLAS) | {blas['median']:.3f} | {fmt(blas.get('cpu'))} | | | | | 1.00× | |",
         "",
         "- steady s/epoch: the median of epochs 2–5 of a run (epoch 1 of JAX-based trainers "
         "includes compilation); training only, no per-epoch validation, as the tutorial's fit.",
@@ -312,13 +312,19 @@ def levers_section(lev: dict | None) -> list[str]:
 
 
 def targets_section(res, ours, blas, peer_rows, cold, warm, help_s) -> list[str]:
-    epoch = ours["epoch"]
-    rows = ["## Targets (issue 4)", "", "| target | wanted | measured | |", "|---|---|---|---|"]
-    r_floor = ratio(epoch, blas)
+    # On a busy machine wall time mostly measures the other jobs; then the speed targets are
+    # judged on process CPU time (each trainer's own work), and the table says so.
+    busy = max(res["load_before"][0], res["load_after"][0]) >= 1.0
+    key = "cpu" if busy and ours.get("cpu") and blas.get("cpu") else "epoch"
+    basis = "CPU time (busy machine)" if key == "cpu" else "wall time"
+    epoch = ours[key]
+    rows = ["## Targets (issue 4)", "", f"Speed ratios judged on {basis}.", "",
+            "| target | wanted | measured | |", "|---|---|---|---|"]
+    r_floor = ratio(epoch, blas[key] if key == "cpu" else blas)
     rows.append(target_line("steady epoch vs floor", "≤ 1.5×", f"{r_floor:.2f}×", r_floor <= 1.5))
     for name, want in (("keras-jax", 4), ("keras-tf", 15), ("torch", 6)):
         pr = peer_rows.get(name)
-        sp = ratio(pr["epoch"], epoch) if pr else None
+        sp = ratio(pr[key], epoch) if pr and pr.get(key) else None
         rows.append(target_line(f"faster than {name}", f"≥ {want}×",
                                 f"{sp:.1f}×" if sp else "peer skipped", sp >= want if sp else None))
     peer_acc = [r["acc"]["median"] for r in peer_rows.values()]

@@ -31,9 +31,10 @@ def operands(steps: int = STEPS, seed: int = 0):
     return x, w
 
 
-def numpy_epoch_seconds(repeats: int = 3, steps: int = STEPS) -> list[float]:
+def numpy_epoch_seconds(repeats: int = 3, steps: int = STEPS,
+                        cpu: list[float] | None = None) -> list[float]:
     """Seconds per epoch (of `steps` steps) of the eight products through NumPy's BLAS, into
-    preallocated outputs."""
+    preallocated outputs; process CPU seconds per epoch are appended to `cpu` if given."""
     import numpy as np
 
     x, (w1, w2, w3) = operands(steps)
@@ -43,8 +44,8 @@ def numpy_epoch_seconds(repeats: int = 3, steps: int = STEPS) -> list[float]:
     dw1, dw2, dw3 = (np.empty_like(w) for w in (w1, w2, w3))
     w2t, w3t = w2.T, w3.T
     out = []
-    for _ in range(repeats + 1):  # the first pass warms caches and BLAS' thread pool
-        t0 = time.perf_counter()
+    for i in range(repeats + 1):  # the first pass warms caches and BLAS' thread pool
+        t0, c0 = time.perf_counter(), time.process_time()
         for s in range(steps):
             xb = x[s * BATCH:(s + 1) * BATCH]
             np.matmul(xb, w1, out=h1)
@@ -57,10 +58,13 @@ def numpy_epoch_seconds(repeats: int = 3, steps: int = STEPS) -> list[float]:
             np.matmul(dh2, w2t, out=dh1)
             np.matmul(xb.T, dh1, out=dw1)
         out.append(time.perf_counter() - t0)
+        if cpu is not None and i:
+            cpu.append(time.process_time() - c0)
     return out[1:]
 
 
-def xla_epoch_seconds(repeats: int = 3, steps: int = STEPS) -> list[float]:
+def xla_epoch_seconds(repeats: int = 3, steps: int = STEPS,
+                      cpu: list[float] | None = None) -> list[float]:
     """Seconds per epoch of the same eight products compiled by XLA in one lax.scan, with a
     plain SGD update so that the loop carries a dependence from step to step (else XLA may
     hoist or drop the products)."""
@@ -91,9 +95,11 @@ def xla_epoch_seconds(repeats: int = 3, steps: int = STEPS) -> list[float]:
     jax.block_until_ready(epoch(x, *ws))
     out = []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         jax.block_until_ready(epoch(x, *ws))
         out.append(time.perf_counter() - t0)
+        if cpu is not None:
+            cpu.append(time.process_time() - c0)
     return out
 
 
@@ -101,8 +107,10 @@ def main(argv: list[str]) -> None:
     which = argv[0] if argv else "numpy"
     repeats = int(argv[1]) if len(argv) > 1 else 3
     fn = numpy_epoch_seconds if which == "numpy" else xla_epoch_seconds
+    cpu: list[float] = []
+    wall = fn(repeats, cpu=cpu)
     print(json.dumps({"which": which, "threads": os.environ.get("OPENBLAS_NUM_THREADS"),
-                      "seconds": fn(repeats)}))
+                      "seconds": wall, "cpu_seconds": cpu}))
 
 
 if __name__ == "__main__":

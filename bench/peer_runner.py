@@ -62,7 +62,9 @@ def run_peer(name: str, data: Path, n: int, epochs: int = 5, batch: int = 32,
                 "skipped": f"no environment at {(root or peers_root()) / venv}"}
     runs = []
     for i in range(n):
-        r = run([str(exe), str(PEERS_DIR / script), str(data), str(epochs), str(batch)],
+        # run i uses seed i + 1, as digitnet's runs do (digitnet's default seed is 1)
+        r = run([str(exe), str(PEERS_DIR / script), str(data), str(epochs), str(batch),
+                 str(i + 1)],
                 env={**env, **thread_env(threads), "PYTHONPATH": str(PEERS_DIR)},
                 cwd=str(PEERS_DIR),
                 timeout=budget)

@@ -36,6 +36,20 @@ def report(**fields) -> None:
     print(json.dumps(fields), flush=True)
 
 
-def args() -> tuple[str, int, int]:
-    """data.npz, epochs, batch size from the command line."""
-    return sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+def args() -> tuple[str, int, int, int]:
+    """data.npz, epochs, batch size and seed from the command line."""
+    return sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+
+
+class EpochClock:
+    """Wall and process-CPU seconds of each epoch (CPU time is steadier on a busy machine)."""
+
+    def __init__(self):
+        self.wall, self.cpu = [], []
+
+    def start(self):
+        self._t = (time.perf_counter(), time.process_time())
+
+    def stop(self):
+        self.wall.append(time.perf_counter() - self._t[0])
+        self.cpu.append(time.process_time() - self._t[1])
