@@ -20,20 +20,12 @@ import time
 os.environ.setdefault("DIGITNET_COMPILE_CACHE", "0")
 
 
-def main() -> None:
-    from digitnet.runtime import set_cpu_threading
-
-    set_cpu_threading()  # as the CLI does
-    t0 = time.perf_counter()
-    import jax
-
-    import digitnet
-    import digitnet.api  # noqa: F401  (JAX, Optax and the engine)
-    from digitnet.train import Callback, TrainConfig
+def cpu_clock():
+    """A digitnet training callback that records process CPU seconds per epoch (steadier
+    than wall time on a busy machine). Made on call: digitnet.train imports JAX."""
+    from digitnet.train import Callback
 
     class CpuClock(Callback):
-        """Process CPU seconds per epoch: steadier than wall time on a busy machine."""
-
         def __init__(self):
             self.cpu: list[float] = []
 
@@ -43,13 +35,27 @@ def main() -> None:
         def on_epoch_end(self, state, logs) -> None:
             self.cpu.append(time.process_time() - self.t0)
 
+    return CpuClock()
+
+
+def main() -> None:
+    from digitnet.runtime import set_cpu_threading
+
+    set_cpu_threading()  # as the CLI does
+    t0 = time.perf_counter()
+    import jax
+
+    import digitnet
+    import digitnet.api  # noqa: F401  (JAX, Optax and the engine)
+    from digitnet.train import TrainConfig
+
     jax.numpy.zeros(1).block_until_ready()  # the CPU backend starts
     import_seconds = time.perf_counter() - t0
     t0 = time.perf_counter()
     ds = digitnet.load_dataset()
     load_seconds = time.perf_counter() - t0
     t0 = time.perf_counter()
-    clock = CpuClock()
+    clock = cpu_clock()
     seed = int(sys.argv[1]) if len(sys.argv) > 1 else 1
     model = digitnet.fit(config=TrainConfig(validation="none", seed=seed), dataset=ds,
                          verbose=False, callbacks=[clock])
