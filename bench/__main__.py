@@ -92,7 +92,12 @@ def main() -> None:
     ap.add_argument("--no-levers", action="store_true", help="skip the engine levers")
     ap.add_argument("--out", default=str(ROOT / "docs" / "performance.md"))
     ap.add_argument("--json", help="also write the raw measurements here")
+    ap.add_argument("--from-json", help="re-write the document from a saved --json run")
     args = ap.parse_args()
+    if args.from_json:
+        Path(args.out).write_text(render(json.loads(Path(args.from_json).read_text())))
+        log(f"wrote {args.out}")
+        return
 
     t_start = time.time()
     res: dict = {"n": args.n, "load_before": os.getloadavg(), "machine": machine(),
