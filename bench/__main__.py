@@ -229,8 +229,6 @@ SETTINGS = [
     " cache, set by `digitnet.fit`/`digitnet.load` and the CLI); `DIGITNET_COMPILE_CACHE=0`"
     " turns it off. The home is `$DIGITNET_HOME`, else `$XDG_CACHE_HOME/digitnet`, else"
     " `~/.cache/digitnet`.",
-    "- The embedded MNIST is kept uncompressed in `<digitnet home>/mnist`, SHA-256-checked on"
-    " every load (`DIGITNET_DATA_CACHE=0` reads the gzip files each time).",
     "- Initial weights and optimizer state come from one compiled call (compiled without LLVM"
     " optimisation: same bits, less compile time); inference runs in blocks of 1000 rows.",
     "- `digitnet --help` and argument errors import neither JAX nor NumPy.",
@@ -248,7 +246,7 @@ def breakdown_section(runs: list[dict], ours: dict) -> list[str]:
                          for r in runs if len(r["epoch_seconds"]) > 1])
     rows = [("import digitnet.api (JAX, Optax) + start the CPU backend",
              summary([r["import_seconds"] for r in runs if "import_seconds" in r])),
-            ("load MNIST (verified uncompressed cache in the digitnet home)",
+            ("load MNIST (gunzip + SHA-256 of the embedded files)",
              summary([r["load_seconds"] for r in runs if "load_seconds" in r])),
             ("epoch 1 (compiles the step, then trains)", first),
             ("of which compilation ≈ epoch 1 − steady epoch", compile_s),
@@ -276,8 +274,8 @@ NOTES = {
         " custom kernel."),
     "`digitnet train` end to end": (
         "The run is: Python + JAX import and backend start, MNIST load, compilation, 5 epochs,"
-        " per-epoch validation, saving (see the breakdown). Done: lazy imports, a verified"
-        " uncompressed MNIST cache, single-threaded XLA, the persistent compilation cache (the"
+        " per-epoch validation, saving (see the breakdown). Done: lazy imports, single-threaded"
+        " XLA, the persistent compilation cache (the"
         " second run skips compilation), one compiled call for the initial weights (its"
         " compilation without LLVM optimisation). Left: importing JAX and compiling the training"
         " step, the shuffle and inference, which the persistent cache removes from later runs."),

@@ -1,15 +1,14 @@
-"""Shared fixtures: the real embedded MNIST and one model trained on it, once per session."""
+"""Shared fixtures: the real embedded MNIST, one model trained on it, a small IDX folder cut from
+it (so that sweeps in tests train in seconds) and one finished tiny sweep; once per session."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from digitnet.data.datasets import FILES, load_dataset
+from digitnet.data.idx import write_idx
 
 
 @pytest.fixture(scope="session")
@@ -37,9 +36,48 @@ def trained_model(trained_run):
     return digitnet.load(trained_run)
 
 
-def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None,
-            timeout: float = 300) -> subprocess.CompletedProcess:
-    """`digitnet ARGS…` in a fresh process, with this checkout's sources first on the path."""
-    full_env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), **(env or {})}
-    return subprocess.run([sys.executable, "-m", "digitnet", *args], capture_output=True,
-                          text=True, cwd=cwd, env=full_env, timeout=timeout)
+
+TINY_SWEEP = """\
+seeds = [1, 2]
+
+[base]
+hidden = [16]
+epochs = 2
+batch_size = 50  # 2,000 = 40 full batches: one compiled step shape per trial
+chunks_per_epoch = 4
+
+[grid.learning_rate]
+lr = [0.001, 0.01]
+"""
+
+
+def write_subset(folder: Path, n_train: int, n_test: int) -> Path:
+    ds = load_dataset("mnist")
+    arrays = {"train_images": ds.x_train[:n_train], "train_labels": ds.y_train[:n_train].astype("uint8"),
+              "test_images": ds.x_test[:n_test], "test_labels": ds.y_test[:n_test].astype("uint8")}
+    for role, stem in FILES.items():
+        write_idx(folder / stem, arrays[role])
+    return folder
+
+
+@pytest.fixture(scope="session")
+def small_data(tmp_path_factory) -> Path:
+    """The first 2,000 MNIST training and 500 test images as an IDX folder."""
+    return write_subset(tmp_path_factory.mktemp("mnist-small"), 2000, 500)
+
+
+@pytest.fixture(scope="session")
+def tiny_sweep_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("sweepcfg") / "tiny.toml"
+    path.write_text(TINY_SWEEP)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_sweep(tmp_path_factory, small_data, tiny_sweep_file) -> Path:
+    """A finished 4-trial sweep (2 learning rates × 2 seeds), run in-process with its progress bar."""
+    from digitnet.cli import main
+
+    out = tmp_path_factory.mktemp("sweep") / "tiny"
+    assert main(["sweep", str(tiny_sweep_file), "--out", str(out), "--data-dir", str(small_data)]) == 0
+    return out

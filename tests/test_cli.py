@@ -2,7 +2,7 @@
 
 import json
 
-from conftest import run_cli
+from cli_runner import run_cli
 
 
 def test_train_then_predict_evaluate_summary(tmp_path):

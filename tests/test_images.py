@@ -35,7 +35,9 @@ def test_a_drawn_stroke_is_cropped_scaled_and_centred():
     assert rows.max() - rows.min() + 1 <= 21  # the longer side fits 20 px
     ys, xs = np.indices(out.shape)
     cy, cx = (ys * out).sum() / out.sum(), (xs * out).sum() / out.sum()
-    assert abs(cy - 13.5) < 1 and abs(cx - 13.5) < 1  # centre of mass in the middle
+    # MNIST's own digits have their centre of mass at (14.0, 14.0) on average; an integer
+    # shift can miss that by half a pixel.
+    assert abs(cy - 14) <= 0.5 and abs(cx - 14) <= 0.5
     assert out[0].max() == 0 and out[:, 0].max() == 0  # background is black
 
 

@@ -3,7 +3,6 @@ bench's own code paths (speed itself is measured by `python -m bench`, never ass
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -63,19 +62,6 @@ def test_compile_cache_opt_out(monkeypatch, tmp_path):
     assert compile_cache_dir() == tmp_path / "jax-cache"
     monkeypatch.setenv("DIGITNET_COMPILE_CACHE", "0")
     assert compile_cache_dir() is None and enable_compile_cache() is None
-
-
-def test_uncompressed_mnist_cache_is_verified(tmp_path):
-    from digitnet.data.datasets import MNIST_SHA256, embedded_dir, read_folder
-
-    first = read_folder(embedded_dir(), "mnist", MNIST_SHA256, cache=tmp_path)
-    cached = tmp_path / "t10k-labels-idx1-ubyte"
-    assert cached.stat().st_size == 10_008
-    cached.write_bytes(cached.read_bytes()[:-1] + b"\x00")  # corrupt one label
-    again = read_folder(embedded_dir(), "mnist", MNIST_SHA256, cache=tmp_path)
-    assert (again.y_test == first.y_test).all() and again.sha256 == first.sha256
-    # the corrupt file was not used, and was replaced by the verified one
-    assert hashlib.sha256(cached.read_bytes()).hexdigest() == MNIST_SHA256["test_labels"]
 
 
 def test_floor_and_peer_runner(tmp_path):

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from digitnet.errors import DigitnetError
+from digitnet.errors import DataError, DigitnetError
 
 
 class UsageError(DigitnetError):
@@ -50,6 +50,8 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
     d.add_argument("--out", help="run directory (default runs/<dataset>-<time>)")
     d.add_argument("--resume", action="store_true", help="continue the run in --out")
     d.add_argument("--quiet", action="store_true", help="no progress bar")
+    d.add_argument("--tensorboard", metavar="DIR",
+                   help="also write TensorBoard event files here (needs tensorboardX)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,13 +78,50 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("summary", help="the model's layers and parameter counts")
     s.add_argument("run", help="run directory")
 
-    ds = sub.add_parser("datasets", help="list, fetch or verify datasets")
+    sv = sub.add_parser("serve", help="serve a model over HTTP, with a page to draw digits")
+    sv.add_argument("run", help="run directory")
+    sv.add_argument("--host", default="127.0.0.1")
+    sv.add_argument("--port", type=int, default=8000)
+    sv.add_argument("--max-body-bytes", type=int, help="largest request body (default 8 MiB)")
+    sv.add_argument("--max-batch", type=int, help="most images per request (default 256)")
+    sv.add_argument("--max-image-pixels", type=int, help="largest image, width×height (default 4096²)")
+
+    ex = sub.add_parser("export", help="export a model (ONNX: uint8 [N,28,28] in, probabilities out)")
+    ex.add_argument("run", help="run directory")
+    ex.add_argument("--format", default="onnx", help="onnx (the only one so far)")
+    ex.add_argument("--out", help="output file (default RUN/model.onnx)")
+    ex.add_argument("--opset", type=int, default=17, help="ONNX opset, at least 17")
+
+    sw = sub.add_parser("sweep", help="train every trial of a sweep file; results.csv/json")
+    sw.add_argument("config", help="sweep TOML: [base] options plus [grid.NAME]/[random.NAME] axes")
+    sw.add_argument("--out", help="sweep directory (default runs/sweeps/<config name>)")
+    sw.add_argument("--backend", default="local", choices=("local", "ray"))
+    sw.add_argument("--workers", type=int, default=1, help="local worker processes")
+    sw.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS or a new local Ray)")
+    sw.add_argument("--data-dir", help="a folder holding the four standard IDX files")
+    sw.add_argument("--list", action="store_true", help="print the trials and exit")
+    sw.add_argument("--quiet", action="store_true", help="no progress bar")
+    sw.set_defaults(argv=[])
+
+    rp = sub.add_parser("report", help="an HTML page and PNG plots of a run or a sweep")
+    rp.add_argument("path", help="a run directory or a sweep directory")
+    rp.add_argument("--out", help="folder for report.html and the PNGs (default PATH/report)")
+    rp.add_argument("--markdown", help="also write a markdown page linking the PNGs")
+    rp.set_defaults(argv=[])
+
+    ds = sub.add_parser("datasets", help="list, fetch, verify or show datasets")
     ds_sub = ds.add_subparsers(dest="action", metavar="ACTION", parser_class=Parser)
     ds_sub.required = True
-    ds_sub.add_parser("list", help="known datasets and where they are")
-    for action in ("fetch", "verify"):
-        a = ds_sub.add_parser(action, help=f"{action} a dataset's files")
-        a.add_argument("name")
+    ds_sub.add_parser("list", help="known datasets and whether they are here")
+    ds_sub.add_parser("fetch", help="download a dataset into the cache").add_argument("name")
+    ds_sub.add_parser("verify", help="re-hash a dataset's files against their pinned SHA-256"
+                      ).add_argument("name")
+    sh = ds_sub.add_parser("show", help="draw sample images with their labels into a PNG")
+    sh.add_argument("name", nargs="?", default="mnist")
+    sh.add_argument("--data-dir", help="a folder holding the four standard IDX files")
+    sh.add_argument("--split", choices=("train", "test"), default="test")
+    sh.add_argument("--count", type=int, default=40, help="number of images (default 40)")
+    sh.add_argument("--out", help="PNG file (default NAME-SPLIT.png)")
     return p
 
 
@@ -104,12 +143,18 @@ def cmd_train(args: argparse.Namespace) -> int:
         options.setdefault("dataset", ds.get("name"))
         options.setdefault("data_dir", ds.get("path"))
     flags = {k: v for k, v in vars(args).items()
-             if k not in ("command", "config", "resume", "quiet", "func") and v is not None}
+             if k not in ("command", "config", "resume", "quiet", "func", "tensorboard")
+             and v is not None}
     spec, cfg, run = split_options({**options, **flags})
     dataset = run.get("dataset", "mnist")
     out = Path(run.get("out") or f"runs/{dataset}-{time.strftime('%Y%m%d-%H%M%S')}")
+    callbacks = []
+    if args.tensorboard:
+        from digitnet.tracking import TensorBoard
+
+        callbacks.append(TensorBoard(args.tensorboard, {"model": spec.to_dict(), "train": cfg.to_dict()}))
     model = fit(spec, cfg, dataset, data_dir=run.get("data_dir"), out=out, resume=args.resume,
-                verbose=not args.quiet)
+                verbose=not args.quiet, callbacks=callbacks)
     metrics = model.config["metrics"]
     first = model.predict(model_test_images(model)[:5]).tolist()
     print(f"test accuracy {metrics['test_accuracy']:.4f}  test loss {metrics['test_loss']:.4f}  "
@@ -213,24 +258,134 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     from digitnet.data import datasets
 
     if args.action == "list":
-        for name in datasets.NAMES:
-            where = "embedded" if name == "mnist" else str(datasets.home() / name)
-            print(f"{name:<15} {where}")
+        print(f"{'NAME':<14} {'STATUS':<19} {'SIZE':>9}  {'LICENCE':<13} DESCRIPTION")
+        for name, e in datasets.REGISTRY.items():
+            print(f"{name:<14} {datasets.status(name):<19} {e.download_size / 1e6:>6.1f} MB  "
+                  f"{e.licence:<13} {e.description}")
+        print(f"cache: {datasets.home()} (set $DIGITNET_HOME to move it)")
         return 0
+    if args.action == "verify":
+        report = datasets.verify(args.name)
+        for path, problem in report.items():
+            print(f"ok   {path}" if problem is None else f"BAD  {path}: {problem}")
+        bad = sum(p is not None for p in report.values())
+        if bad:
+            fix = ("reinstall digitnet" if datasets.entry(args.name).embedded
+                   else f"`digitnet datasets fetch {args.name}` downloads them again")
+            raise DataError(f"{args.name}: {bad} of {len(report)} files missing or corrupt; {fix}")
+        print(f"{args.name}: all {len(report)} files match their pinned SHA-256")
+        return 0
+    if args.action == "show":
+        return show_samples(args)
+    datasets.fetch(args.name)  # downloads what is missing or corrupt
     ds = datasets.load_dataset(args.name)
     print(f"{args.name}: {len(ds.y_train)} train + {len(ds.y_test)} test images "
-          f"{'×'.join(map(str, ds.image_shape))}, {ds.num_classes} classes; checksums OK")
+          f"{'×'.join(map(str, ds.image_shape))}, {ds.num_classes} classes in "
+          f"{datasets.location(args.name)}; checksums OK")
+    return 0
+
+
+def show_samples(args: argparse.Namespace) -> int:
+    from digitnet.artifacts import atomic_write_bytes
+    from digitnet.data import datasets
+    from digitnet.data.preview import sample_grid
+
+    if args.count < 1:
+        raise UsageError("--count must be at least 1")
+    ds = datasets.load_dataset(args.name, args.data_dir)
+    x, y = (ds.x_train, ds.y_train) if args.split == "train" else (ds.x_test, ds.y_test)
+    classes = datasets.REGISTRY[args.name].classes if args.name in datasets.REGISTRY else ()
+    n = min(args.count, len(y))
+    png = sample_grid(x[:n], y[:n], classes, title=f"{ds.name} {args.split}: first {n} images")
+    out = Path(args.out or f"{ds.name}-{args.split}.png")
+    atomic_write_bytes(out, png)
+    print(f"wrote {out} ({n} {args.split} images of {ds.name})")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+
+        from digitnet.serve import Limits, create_app
+    except ImportError as exc:
+        raise UsageError(f"serve needs the serve extra ({exc.name} is missing): "
+                         "pip install 'digitnet[serve]'") from None
+    given = {k: getattr(args, k) for k in ("max_body_bytes", "max_batch", "max_image_pixels")
+             if getattr(args, k) is not None}
+    try:
+        limits = Limits(**given)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    app = create_app(args.run, limits)
+    print(f"digitnet: serving {args.run} on http://{args.host}:{args.port}/", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from digitnet.export import export
+
+    print(f"wrote {export(args.run, args.format, args.out, args.opset)}")
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    import shlex
+
+    from digitnet.sweep import load_plan, run_sweep
+
+    plan = load_plan(args.config, args.data_dir)
+    if args.list:
+        for t in plan.trials:
+            print(f"{t.id}  {','.join(t.groups):<20} {json.dumps(t.options)}")
+        print(f"{len(plan.trials)} trials")
+        return 0
+    out = Path(args.out or f"runs/sweeps/{Path(args.config).stem}")
+    meta = {"config": str(args.config), "command": shlex.join(["digitnet", *args.argv]),
+            "backend": args.backend}
+    if args.quiet:
+        records = run_sweep(plan, out, backend=args.backend, workers=args.workers,
+                            address=args.address, meta=meta)
+    else:
+        from digitnet.progress import SweepProgress
+
+        with SweepProgress() as bar:
+            records = run_sweep(plan, out, backend=args.backend, workers=args.workers,
+                                address=args.address, meta=meta, on_trial=bar.update)
+    failed = [r for r in records if r["status"] == "failed"]
+    stopped = sum(r["status"] == "stopped" for r in records)
+    print(f"{len(records)} trials finished ({len(failed)} failed"
+          + (f", {stopped} stopped early by successive halving" if stopped else "")
+          + f"); results in {out / 'results.csv'} and {out / 'results.json'}")
+    for r in failed:
+        print(f"  {r['id']} failed: {r['error']}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    import shlex
+
+    from digitnet.report import write_report
+
+    page = write_report(args.path, args.out, markdown=args.markdown,
+                        command=shlex.join(["digitnet", *args.argv]))
+    print(f"wrote {page}" + (f" and {args.markdown}" if args.markdown else ""))
     return 0
 
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
-            "summary": cmd_summary, "datasets": cmd_datasets}
+            "summary": cmd_summary, "datasets": cmd_datasets, "serve": cmd_serve,
+            "export": cmd_export, "sweep": cmd_sweep, "report": cmd_report}
 
 
 def main(argv: list[str] | None = None) -> int:
     try:
+        argv = sys.argv[1:] if argv is None else argv
         args = build_parser().parse_args(argv)
-        if args.command in ("train", "evaluate", "predict"):
+        if "argv" in args:  # sweeps and reports record the command that made them
+            args.argv = argv
+        if args.command in ("train", "evaluate", "predict", "serve", "sweep"):
             from digitnet.runtime import set_cpu_threading
 
             set_cpu_threading()  # before JAX starts; see digitnet/runtime.py

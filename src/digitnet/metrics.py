@@ -15,9 +15,29 @@ def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
     return -jnp.take_along_axis(logp, labels[:, None].astype(jnp.int32), axis=1)[:, 0]
 
 
-# One compiled program: called op by op, each of cross_entropy's ops would compile on its own
-# on first use, slowing every process' first evaluation (the same values either way).
-compiled_cross_entropy = jax.jit(cross_entropy)
+LOSSES = ("cross_entropy", "mse")
+
+
+def loss_values(logits: jax.Array, targets: jax.Array, loss: str = "cross_entropy") -> jax.Array:
+    """Per-example loss of softmax(logits) against integer labels (N,) or target rows (N, C)
+    such as soft labels: cross-entropy, or the mean squared error of the probabilities."""
+    if loss == "cross_entropy" and targets.ndim == 1:
+        return cross_entropy(logits, targets)
+    if targets.ndim == 1:
+        targets = jax.nn.one_hot(targets, logits.shape[-1])
+    if loss == "cross_entropy":
+        return -jnp.sum(targets * jax.nn.log_softmax(logits), axis=-1)
+    return jnp.mean((jax.nn.softmax(logits) - targets) ** 2, axis=-1)
+
+
+def target_labels(targets: jax.Array) -> jax.Array:
+    """The class of each example: the label itself, or the argmax of a target row."""
+    return targets if targets.ndim == 1 else jnp.argmax(targets, axis=-1)
+
+
+# One compiled program: called op by op, each of the loss's ops would compile on its own on
+# first use, slowing every process' first evaluation (the same values either way).
+compiled_loss_values = jax.jit(loss_values, static_argnames="loss")
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
@@ -72,13 +92,15 @@ class Evaluation:
         return "\n".join(lines)
 
 
-def evaluate_arrays(spec, params, stats, x: np.ndarray, y: np.ndarray) -> Evaluation:
-    """Loss, accuracy and confusion matrix of a model on raw inputs x and integer labels y."""
+def evaluate_arrays(spec, params, stats, x: np.ndarray, y: np.ndarray,
+                    loss: str = "cross_entropy") -> Evaluation:
+    """Loss, accuracy and confusion matrix of a model on raw inputs x and integer labels y
+    (N,), or target rows y (N, classes)."""
     from digitnet.model import predict_logits
 
     logits = predict_logits(spec, params, stats, x)
-    y = np.asarray(y)
-    loss = float(np.asarray(compiled_cross_entropy(logits, y)).mean())
+    loss_value = float(np.asarray(compiled_loss_values(logits, np.asarray(y), loss=loss)).mean())
+    y = np.asarray(target_labels(np.asarray(y)))
     pred = logits.argmax(-1)
-    return Evaluation(loss=loss, accuracy=float((pred == y).mean()),
+    return Evaluation(loss=loss_value, accuracy=float((pred == y).mean()),
                       confusion=confusion_matrix(y, pred, spec.num_classes))

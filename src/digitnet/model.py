@@ -47,6 +47,9 @@ class MLPSpec:
     activation: str = "relu"
     dropout: tuple[float, ...] = field(default=())  # after each hidden layer; () means none
     preprocess: str = "center"
+    # One activation per hidden layer, where they differ (as a Keras model may have); () means
+    # `activation` for all of them.
+    activations: tuple[str, ...] = field(default=())
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "input_shape", tuple(int(d) for d in self.input_shape))
@@ -62,10 +65,13 @@ class MLPSpec:
         if any(not 0.0 <= d < 1.0 for d in drop):
             raise ConfigError(f"dropout rates must be in [0, 1), got {list(drop)}")
         object.__setattr__(self, "dropout", drop if any(drop) else ())
-        if self.activation not in ACTIVATIONS:
-            raise ConfigError(
-                f"unknown activation {self.activation!r}; choose from {', '.join(ACTIVATIONS)}"
-            )
+        object.__setattr__(self, "activations", tuple(str(a) for a in self.activations))
+        if self.activations and len(self.activations) != len(self.hidden):
+            raise ConfigError(f"activations needs one per hidden layer ({len(self.hidden)}), "
+                              f"got {len(self.activations)}")
+        for act in (self.activation, *self.activations):
+            if act not in ACTIVATIONS:
+                raise ConfigError(f"unknown activation {act!r}; choose from {', '.join(ACTIVATIONS)}")
         if self.preprocess not in PREPROCESS:
             raise ConfigError(
                 f"unknown preprocess {self.preprocess!r}; choose from {', '.join(PREPROCESS)}"
@@ -76,6 +82,10 @@ class MLPSpec:
     @property
     def input_dim(self) -> int:
         return math.prod(self.input_shape)
+
+    @property
+    def hidden_activations(self) -> tuple[str, ...]:
+        return self.activations or (self.activation,) * len(self.hidden)
 
     @property
     def sizes(self) -> list[int]:
@@ -102,7 +112,7 @@ class MLPSpec:
         rows = []
         for i, (a, b) in enumerate(zip(self.sizes[:-1], self.sizes[1:], strict=True)):
             last = i == len(self.hidden)
-            act = "softmax" if last else self.activation
+            act = "softmax" if last else self.hidden_activations[i]
             rows.append((f"dense_{i} (Dense, {act})", f"(None, {b})", a * b + b))
             if not last and self.dropout and self.dropout[i]:
                 rows.append((f"dropout_{i} (Dropout {self.dropout[i]:g})", f"(None, {b})", 0))
@@ -152,9 +162,8 @@ def forward(
 ) -> jax.Array:
     """Logits for a batch of raw inputs x (uint8 or float, any shape with N first)."""
     h = (x.reshape(x.shape[0], -1).astype(jnp.float32) - stats["shift"]) * stats["scale"]
-    act = ACTIVATIONS[spec.activation]
-    for i, layer in enumerate(params[:-1]):
-        h = act(h @ layer["kernel"] + layer["bias"])
+    for i, (layer, act) in enumerate(zip(params[:-1], spec.hidden_activations, strict=True)):
+        h = ACTIVATIONS[act](h @ layer["kernel"] + layer["bias"])
         rate = spec.dropout[i] if spec.dropout else 0.0
         if dropout_key is not None and rate > 0:
             keep = jax.random.bernoulli(jax.random.fold_in(dropout_key, i), 1 - rate, h.shape)

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from digitnet.train import Callback, TrainState
 
@@ -44,3 +51,33 @@ class ProgressBar(Callback):
     def on_train_end(self, state: TrainState) -> None:
         if self.progress is not None:
             self.progress.stop()
+
+
+class SweepProgress:
+    """A progress bar over a sweep's trials, showing the last finished trial's result."""
+
+    def __init__(self, console: Console | None = None):
+        self.progress = Progress(
+            TextColumn("trials"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            TimeRemainingColumn(), TextColumn("{task.fields[last]}"),
+            console=console or Console(stderr=True), refresh_per_second=4,
+        )
+        self.task = None
+
+    def __enter__(self) -> SweepProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.task is not None:
+            self.progress.stop()
+
+    def update(self, record: dict, finished: int, total: int) -> None:
+        if self.task is None:  # started on the first report, so a config error prints alone
+            self.progress.start()
+            self.task = self.progress.add_task("trials", total=total, last="")
+        last = ""
+        if record:
+            acc = record["metrics"].get("test_accuracy")
+            last = (f"{record['id']} test accuracy {acc:.4f}" if acc is not None
+                    else f"{record['id']} {record['status']}")
+        self.progress.update(self.task, total=total, completed=finished, last=last)

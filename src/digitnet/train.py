@@ -19,7 +19,7 @@ import numpy as np
 import optax
 
 from digitnet.errors import ConfigError, TrainingDiverged
-from digitnet.metrics import cross_entropy
+from digitnet.metrics import LOSSES, loss_values, target_labels
 from digitnet.model import MLPSpec, Params, forward, init_params
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
@@ -43,6 +43,7 @@ class TrainConfig:
     shuffle: bool = True
     patience: int = 0  # early stopping on val_loss after this many epochs without progress
     chunks_per_epoch: int = 20  # how often per epoch the progress bar moves
+    loss: str = "cross_entropy"  # or "mse" (of the softmax probabilities)
 
     def __post_init__(self) -> None:
         self.validation = str(self.validation)
@@ -50,6 +51,8 @@ class TrainConfig:
             raise ConfigError(f"unknown optimizer {self.optimizer!r}; choose from {', '.join(OPTIMIZERS)}")
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"unknown schedule {self.schedule!r}; choose from {', '.join(SCHEDULES)}")
+        if self.loss not in LOSSES:
+            raise ConfigError(f"unknown loss {self.loss!r}; choose from {', '.join(LOSSES)}")
         if self.epochs < 1 or self.batch_size < 1:
             raise ConfigError("epochs and batch size must be at least 1")
         if not (self.lr > 0 and math.isfinite(self.lr)):
@@ -189,13 +192,13 @@ class Engine:
         return order, epoch_key
 
     def _train_chunk(self, params, opt_state, stats, x, y, order, start, key, *, steps, batch):
-        spec, tx = self.spec, self.tx
+        spec, tx, loss = self.spec, self.tx, self.cfg.loss
         use_dropout = bool(spec.dropout)
 
         def loss_fn(p, xb, yb, k):
             logits = forward(p, stats, xb, spec, k if use_dropout else None)
-            losses = cross_entropy(logits, yb)
-            return losses.mean(), (losses.sum(), jnp.sum(jnp.argmax(logits, -1) == yb))
+            losses = loss_values(logits, yb, loss)
+            return losses.mean(), (losses.sum(), jnp.sum(jnp.argmax(logits, -1) == target_labels(yb)))
 
         def step(carry, i):
             p, s, loss_sum, correct = carry
@@ -256,7 +259,8 @@ def fit_arrays(
     state: TrainState | None = None,
     callbacks: Sequence[Callback] = (),
 ) -> TrainState:
-    """Train on arrays x (N, ...) of raw inputs and y (N,) of integer labels.
+    """Train on arrays x (N, ...) of raw inputs and y (N,) of integer labels, or (N, classes)
+    of target rows (soft labels).
 
     Pass `state` (from a checkpoint) to resume: epochs before `state.epoch` are skipped, and
     since every epoch's shuffle and dropout masks derive from (seed, epoch), the result is the
@@ -276,7 +280,8 @@ def fit_arrays(
     else:
         state.params = jax.tree.map(jnp.asarray, state.params)
         state.opt_state = jax.tree.map(jnp.asarray, state.opt_state)
-    xd, yd = jax.device_put(x), jax.device_put(np.asarray(y, np.int32))
+    y = np.asarray(y, np.float32 if np.ndim(y) == 2 else np.int32)
+    xd, yd = jax.device_put(x), jax.device_put(y)
     statsd = jax.device_put(stats)
     for cb in callbacks:
         cb.on_train_begin(state, steps_per_epoch, cfg.epochs)
@@ -305,7 +310,7 @@ def fit_arrays(
             "accuracy": meter.correct / meter.seen,
         }
         if validation is not None:
-            ev = evaluate_arrays(spec, state.params, statsd, *validation)
+            ev = evaluate_arrays(spec, state.params, statsd, *validation, loss=cfg.loss)
             logs["val_loss"], logs["val_accuracy"] = ev.loss, ev.accuracy
         logs["seconds"] = time.perf_counter() - t0
         state.epoch = epoch + 1

@@ -1,18 +1,24 @@
-"""Datasets by name: the embedded MNIST, and any folder of the four standard IDX files."""
+"""Datasets by name (the embedded MNIST, downloadable MNIST-format sets), and any folder of
+the four standard IDX files."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from digitnet.data.idx import parse_idx, read_bytes
+from digitnet.data.idx import decompress, parse_idx, read_raw
 from digitnet.errors import DataError
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 # The four files of every MNIST-format set, by role.
 FILES = {
@@ -22,13 +28,91 @@ FILES = {
     "test_labels": "t10k-labels-idx1-ubyte",
 }
 
-# SHA-256 of the uncompressed IDX files (see src/digitnet/data/mnist/README.md).
-MNIST_SHA256 = {
-    "train_images": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
-    "train_labels": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
-    "test_images": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
-    "test_labels": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """One file of a set as its publisher serves it (gzip-compressed IDX)."""
+
+    name: str
+    size: int
+    sha256: str  # of the file as served, i.e. of the .gz bytes
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A dataset digitnet knows by name: its files, where they come from, what the labels mean."""
+
+    name: str
+    description: str
+    licence: str
+    classes: tuple[str, ...]
+    files: Mapping[str, RemoteFile]  # role (a key of FILES) -> file
+    mirrors: tuple[str, ...] = ()  # base URLs, tried in order; none = shipped inside the package
+
+    @property
+    def embedded(self) -> bool:
+        return not self.mirrors
+
+    @property
+    def download_size(self) -> int:
+        return sum(f.size for f in self.files.values())
+
+
+def gz_files(sizes_and_sha256: Mapping[str, tuple[int, str]]) -> dict[str, RemoteFile]:
+    return {role: RemoteFile(FILES[role] + ".gz", size, sha)
+            for role, (size, sha) in sizes_and_sha256.items()}
+
+
+# The pins were checked against two independent public sources each, which agree:
+# tensorflow/datasets tensorflow_datasets/url_checksums/{fashion_mnist,kmnist}.txt (URL, size,
+# SHA-256) and pytorch/vision torchvision/prototype/datasets/_builtin/mnist.py (SHA-256).
+# MNIST's are those of the embedded files (src/digitnet/data/mnist/SHA256SUMS).
+REGISTRY: dict[str, Entry] = {
+    "mnist": Entry(
+        "mnist", "handwritten digits 0-9 (Y. LeCun, C. Cortes, C. J. C. Burges)", "CC BY-SA 3.0",
+        tuple("0123456789"),
+        gz_files({
+            "train_images": (9719438, "0b367032e93c5d0cea0925647cfdb18614af8ee15f83e6f2fc2ad904a6835971"),
+            "train_labels": (28857, "1787548bbe0bff1ec2ecdc0ef292b02df999e2d1a6002d27500982c652b17203"),
+            "test_images": (1616508, "1a1a05eab793c14bb050b398624a11b0ffd1a2953baed553b1b9bd079e2a20be"),
+            "test_labels": (4517, "b91679a0acfe4ba0e50a2437a903084cba1f5f92592b016a25a7dfd00455798b"),
+        }),
+    ),
+    "fashion-mnist": Entry(
+        "fashion-mnist", "Zalando article images in 10 classes (H. Xiao, K. Rasul, R. Vollgraf)",
+        "MIT",
+        ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
+         "Bag", "Ankle boot"),
+        gz_files({
+            "train_images": (26421880, "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84"),
+            "train_labels": (29515, "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845"),
+            "test_images": (4422102, "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073"),
+            "test_labels": (5148, "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5"),
+        }),
+        mirrors=(
+            "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+            "https://github.com/zalandoresearch/fashion-mnist/raw/master/data/fashion/",
+        ),
+    ),
+    "kmnist": Entry(
+        "kmnist", "Kuzushiji-MNIST: cursive Japanese hiragana in 10 classes (ROIS-DS CODH)",
+        "CC BY-SA 4.0",
+        ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"),
+        gz_files({
+            "train_images": (18165135, "51467d22d8cc72929e2a028a0428f2086b092bb31cfb79c69cc0a90ce135fde4"),
+            "train_labels": (29497, "e38f9ebcd0f3ebcdec7fc8eabdcdaef93bb0df8ea12bee65224341c8183d8e17"),
+            "test_images": (3041136, "edd7a857845ad6bb1d0ba43fe7e794d164fe2dce499a1694695a792adfac43c5"),
+            "test_labels": (5120, "20bb9a0ef54c7db3efc55a92eef5582c109615df22683c380526788f98e42a1c"),
+        }),
+        # CODH is the only publisher; its site answers on both schemes.
+        mirrors=(
+            "https://codh.rois.ac.jp/kmnist/dataset/kmnist/",
+            "http://codh.rois.ac.jp/kmnist/dataset/kmnist/",
+        ),
+    ),
 }
+NAMES = tuple(REGISTRY)
 
 
 @dataclass(frozen=True)
@@ -71,34 +155,20 @@ def find_file(folder: Path, stem: str) -> Path:
     raise DataError(f"{folder}: missing {stem} (or {stem}.gz)")
 
 
-def read_folder(folder: Path, name: str, expected: dict[str, str] | None = None,
-                cache: Path | None = None) -> Dataset:
-    """Load the four IDX files in `folder`, checking them against `expected` SHA-256s.
-
-    With `cache` (and `expected`), the uncompressed files are kept there: gunzip is most of
-    the load time, while SHA-256 is cheap, so a cached file is still verified on every load.
-    """
+def read_folder(folder: Path, name: str, pins: Mapping[str, RemoteFile] | None = None) -> Dataset:
+    """Load the four IDX files in `folder`; with `pins`, exactly those files, checksums verified."""
     if not folder.is_dir():
         raise DataError(f"{folder}: no such directory")
-    arrays, digests = {}, {}
+    arrays, digests, paths = {}, {}, {}
     for role, stem in FILES.items():
-        cached = cache / stem if cache and expected else None
-        data = cached_bytes(cached, expected[role]) if cached else None
-        if data is not None:
-            path, digests[role] = cached, expected[role]
-        else:
-            path = find_file(folder, stem)
-            data = read_bytes(path)
-            digests[role] = hashlib.sha256(data).hexdigest()
-            if cached and digests[role] == expected[role]:
-                keep(cached, data)
-        if expected and digests[role] != expected[role]:
-            raise DataError(
-                f"{path}: SHA-256 {digests[role][:12]}… does not match the pinned "
-                f"{expected[role][:12]}… (corrupt or different file)"
-            )
+        path = paths[role] = folder / pins[role].name if pins else find_file(folder, stem)
+        raw = read_raw(path)
+        if pins:
+            check_pin(path, hashlib.sha256(raw).hexdigest(), pins[role].sha256, name)
+        data = decompress(raw, str(path))
+        digests[role] = hashlib.sha256(data).hexdigest()
         arrays[role] = parse_idx(data, name=str(path))
-    check_arrays(arrays, folder)
+    check_arrays(arrays, paths)
     return Dataset(
         name=name,
         x_train=arrays["train_images"],
@@ -109,38 +179,31 @@ def read_folder(folder: Path, name: str, expected: dict[str, str] | None = None,
     )
 
 
-def cached_bytes(path: Path, sha256: str) -> bytes | None:
-    """The bytes of a cached uncompressed file if it exists and matches `sha256`."""
-    try:
-        data = path.read_bytes()
-    except OSError:
-        return None
-    return data if hashlib.sha256(data).hexdigest() == sha256 else None
+def check_pin(path: Path, got: str, want: str, name: str) -> None:
+    from digitnet.data.download import pin_mismatch
+
+    if got != want:
+        raise DataError(f"{path}: {pin_mismatch(got, want)} (corrupt or different file; "
+                        f"`digitnet datasets verify {name}` checks every file)")
 
 
-def keep(path: Path, data: bytes) -> None:
-    """Write a cache file atomically; a cache that cannot be written is no error."""
-    from digitnet.artifacts import atomic_write_bytes
-
-    try:
-        atomic_write_bytes(path, data)
-    except OSError:
-        pass
-
-
-def check_arrays(arrays: dict[str, np.ndarray], folder: Path) -> None:
+def check_arrays(arrays: dict[str, np.ndarray], paths: dict[str, Path]) -> None:
+    """The four arrays make a dataset: uint8 images, one integer label per image."""
     for split in ("train", "test"):
         x, y = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+        xp, yp = paths[f"{split}_images"], paths[f"{split}_labels"]
         if x.dtype != np.uint8 or x.ndim < 2:
-            raise DataError(f"{folder}: {split} images must be uint8 (N, H[, W]), got {x.dtype} {x.shape}")
+            raise DataError(f"{xp}: images must be uint8 of shape (N, H[, W]), "
+                            f"got {x.dtype} {x.shape}")
         if y.ndim != 1 or y.dtype.kind not in "iu":
-            raise DataError(f"{folder}: {split} labels must be integers of shape (N,), got {y.shape}")
+            raise DataError(f"{yp}: labels must be integers of shape (N,), got {y.dtype} {y.shape}")
         if len(x) != len(y):
-            raise DataError(f"{folder}: {len(x)} {split} images but {len(y)} labels")
+            raise DataError(f"{yp}: {len(y)} labels but {xp.name} holds {len(x)} images")
         if len(y) and y.min() < 0:
-            raise DataError(f"{folder}: negative {split} label")
+            raise DataError(f"{yp}: negative label {y.min()}")
     if arrays["train_images"].shape[1:] != arrays["test_images"].shape[1:]:
-        raise DataError(f"{folder}: train and test images differ in shape")
+        raise DataError(f"{paths['test_images']}: images of shape {arrays['test_images'].shape[1:]} "
+                        f"but the train images are {arrays['train_images'].shape[1:]}")
 
 
 def embedded_dir() -> Path:
@@ -155,12 +218,88 @@ def home() -> Path:
     return Path(xdg) / "digitnet"
 
 
-NAMES = ("mnist",)
+def entry(name: str) -> Entry:
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise DataError(f"unknown dataset {name!r}; known: {', '.join(NAMES)} "
+                        "(or --data-dir DIR for a folder of IDX files)") from None
+
+
+def location(name: str) -> Path:
+    """Where a known set's files are: inside the package, or in the cache (home()/NAME)."""
+    return embedded_dir() if entry(name).embedded else home() / name
+
+
+def status(name: str) -> str:
+    """embedded, cached, partial (k/4 files) or missing; from names and sizes, without hashing."""
+    e = entry(name)
+    if e.embedded:
+        return "embedded"
+    folder = location(name)
+    present = sum((folder / f.name).is_file() and (folder / f.name).stat().st_size == f.size
+                  for f in e.files.values())
+    if present == len(e.files):
+        return "cached"
+    return f"partial ({present}/{len(e.files)} files)" if present else "missing"
+
+
+def verify(name: str) -> dict[Path, str | None]:
+    """Re-hash each file of a known set: file -> None when it matches its pin, else the problem."""
+    from digitnet.data.download import pin_mismatch, sha256_file
+
+    folder = location(name)
+    report: dict[Path, str | None] = {}
+    for f in entry(name).files.values():
+        path = folder / f.name
+        if not path.is_file():
+            report[path] = "missing"
+            continue
+        got = sha256_file(path)
+        report[path] = None if got == f.sha256 else pin_mismatch(got, f.sha256)
+    return report
+
+
+def fetch(name: str, progress: Progress | None = None) -> Path:
+    """Download whatever files of a known set are missing or corrupt into the cache; its folder.
+
+    `progress` is a rich Progress to draw on (default: a new bar on stderr). Each file tries
+    the mirrors in order, starting with the one that served the previous file.
+    """
+    from digitnet.data.download import DownloadError, download, progress_bar
+
+    e, folder = entry(name), location(name)
+    if e.embedded:
+        return folder
+    if progress is None:
+        with progress_bar() as bar:
+            return fetch(name, bar)
+    mirrors = list(e.mirrors)
+    try:
+        for f in e.files.values():
+            url = download([m + f.name for m in mirrors], folder / f.name, f.sha256, f.size,
+                           progress=progress)
+            if url is not None:
+                progress.console.print(f"{name}: {f.name} ({f.size / 1e6:.1f} MB) from {url}",
+                                       highlight=False, soft_wrap=True)
+                mirrors.insert(0, mirrors.pop(mirrors.index(url[: -len(f.name)])))
+    except DownloadError as exc:
+        raise DataError(
+            f"{name}: {exc}. Offline? Get the four files elsewhere and pass --data-dir DIR "
+            f"(Python: load_dataset(path=DIR)), or copy them into {folder}"
+        ) from None
+    except OSError as exc:  # the cache itself: read-only, full disk, …
+        raise DataError(f"{folder}: cannot write the download cache ({exc.strerror or exc}); "
+                        "set $DIGITNET_HOME to a writable folder") from None
+    return folder
 
 
 @lru_cache(maxsize=4)
 def load_dataset(name: str = "mnist", path: str | os.PathLike | None = None) -> Dataset:
     """Load a dataset by name, or from a folder of the four standard IDX files.
+
+    Known names: mnist (embedded), fashion-mnist and kmnist (downloaded into home()/NAME on
+    first use, SHA-256 pinned). Pinned files are verified on every load.
 
     >>> ds = load_dataset("mnist")
     >>> ds.x_train.shape, ds.y_test[:5].tolist()
@@ -169,8 +308,7 @@ def load_dataset(name: str = "mnist", path: str | os.PathLike | None = None) -> 
     if path is not None:
         folder = Path(path).expanduser()
         return read_folder(folder, name=name if name != "mnist" else folder.name)
-    if name == "mnist":
-        return read_folder(embedded_dir(), "mnist", expected=MNIST_SHA256,
-                           cache=home() / "mnist" if os.environ.get("DIGITNET_DATA_CACHE", "1") != "0"
-                           else None)
-    raise DataError(f"unknown dataset {name!r}; known: {', '.join(NAMES)} (or --data-dir DIR)")
+    e = entry(name)
+    if status(name) not in ("embedded", "cached"):
+        fetch(name)
+    return read_folder(location(name), name, pins=e.files)

@@ -63,21 +63,30 @@ def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
     return array.astype(dtype.newbyteorder("="), copy=False)
 
 
-def read_bytes(path: str | os.PathLike) -> bytes:
-    """The uncompressed content of an IDX file (gunzipped when the file is gzip)."""
+def read_raw(path: str | os.PathLike) -> bytes:
+    """The bytes of a file as stored, with a clear error when it cannot be read."""
     path = Path(path)
     try:
-        raw = path.read_bytes()
+        return path.read_bytes()
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc.strerror})") from None
+
+
+def decompress(raw: bytes, name: str) -> bytes:
+    """`raw` gunzipped when it is gzip data, else unchanged."""
     if raw[:2] != b"\x1f\x8b":
         return raw
     try:
         return gunzip(raw, limit=MAX_BYTES + 1024)
     except (OSError, EOFError, zlib.error) as exc:
-        raise DataError(f"{path}: corrupt gzip data ({exc})") from None
+        raise DataError(f"{name}: corrupt gzip data ({exc})") from None
+
+
+def read_bytes(path: str | os.PathLike) -> bytes:
+    """The uncompressed content of an IDX file (gunzipped when the file is gzip)."""
+    return decompress(read_raw(path), str(path))
 
 
 def gunzip(raw: bytes, limit: int) -> bytes:

@@ -1,0 +1,111 @@
+"""Export a trained model to ONNX, built node by node with onnx.helper (no other framework).
+
+The graph takes what digitnet takes: raw pixels, uint8 [N, 28, 28], and does the model's own
+preprocessing ((x - shift) * scale, per pixel, from the run's weights file) inside, so a client
+needs nothing but an ONNX runtime. Outputs: "probabilities" float32 [N, classes] (softmax) and
+"logits" float32 [N, classes].
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from digitnet import __version__
+from digitnet import artifacts as art
+from digitnet.api import Model
+from digitnet.errors import ConfigError
+
+FORMATS = ("onnx",)
+MIN_OPSET = 17
+# The lowest IR version that carries opset 17: runtimes from 2022 on can read the file.
+IR_VERSION = 8
+
+
+def activation_nodes(name: str, x: str, out: str, helper: Any) -> list[Any]:
+    """ONNX nodes computing digitnet's activation `name` (with its Keras constants)."""
+    single = {"relu": ("Relu", {}), "sigmoid": ("Sigmoid", {}), "tanh": ("Tanh", {}),
+              "elu": ("Elu", {"alpha": 1.0}), "leaky_relu": ("LeakyRelu", {"alpha": 0.2}),
+              "selu": ("Selu", {"alpha": 1.6732632423543772, "gamma": 1.0507009873554805}),
+              "linear": ("Identity", {})}
+    if name in single:
+        op, attrs = single[name]
+        return [helper.make_node(op, [x], [out], **attrs)]
+    if name == "gelu":  # exact GELU: x/2 · (1 + erf(x/√2)); the Gelu op needs opset 20
+        return [helper.make_node("Mul", [x, "gelu_inv_sqrt2"], [f"{out}_s"]),
+                helper.make_node("Erf", [f"{out}_s"], [f"{out}_e"]),
+                helper.make_node("Add", [f"{out}_e", "gelu_one"], [f"{out}_p"]),
+                helper.make_node("Mul", [x, f"{out}_p"], [f"{out}_m"]),
+                helper.make_node("Mul", [f"{out}_m", "gelu_half"], [out])]
+    raise ConfigError(f"cannot export activation {name!r} to ONNX")
+
+
+def to_onnx(model: Model, opset: int = MIN_OPSET, name: str = "digitnet") -> Any:
+    """The ONNX ModelProto for `model` (checked by onnx.checker)."""
+    try:
+        import onnx
+        from onnx import TensorProto, helper, numpy_helper
+    except ImportError:
+        raise ConfigError("ONNX export needs the onnx package: pip install 'digitnet[onnx]'") from None
+    if opset < MIN_OPSET:
+        raise ConfigError(f"opset must be at least {MIN_OPSET}, got {opset}")
+    spec = model.spec
+
+    def const(key: str, value: np.ndarray) -> Any:
+        return numpy_helper.from_array(np.ascontiguousarray(value, dtype=np.float32), key)
+
+    inits = [const("preprocess_shift", model.stats["shift"]),
+             const("preprocess_scale", model.stats["scale"]),
+             numpy_helper.from_array(np.array([-1, spec.input_dim], np.int64), "flat_shape")]
+    nodes = [helper.make_node("Cast", ["images"], ["pixels"], to=TensorProto.FLOAT),
+             helper.make_node("Reshape", ["pixels", "flat_shape"], ["flat"]),
+             helper.make_node("Sub", ["flat", "preprocess_shift"], ["shifted"]),
+             helper.make_node("Mul", ["shifted", "preprocess_scale"], ["h0"])]
+    if spec.activation == "gelu":
+        inits += [const("gelu_inv_sqrt2", np.array(1 / math.sqrt(2))),
+                  const("gelu_one", np.array(1.0)), const("gelu_half", np.array(0.5))]
+    h = "h0"
+    last = len(model.params) - 1
+    for i, layer in enumerate(model.params):
+        inits += [const(f"dense_{i}.kernel", np.asarray(layer["kernel"])),
+                  const(f"dense_{i}.bias", np.asarray(layer["bias"]))]
+        pre = "logits" if i == last else f"dense_{i}"
+        nodes += [helper.make_node("MatMul", [h, f"dense_{i}.kernel"], [f"dense_{i}_mm"]),
+                  helper.make_node("Add", [f"dense_{i}_mm", f"dense_{i}.bias"], [pre])]
+        if i < last:  # dropout is identity at inference
+            h = f"h{i + 1}"
+            nodes += activation_nodes(spec.activation, pre, h, helper)
+    nodes.append(helper.make_node("Softmax", ["logits"], ["probabilities"], axis=-1))
+    graph = helper.make_graph(
+        nodes, name,
+        [helper.make_tensor_value_info("images", TensorProto.UINT8, ["N", *spec.input_shape])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", spec.num_classes]),
+         helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", spec.num_classes])],
+        inits)
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
+                              producer_name="digitnet", producer_version=__version__,
+                              ir_version=IR_VERSION,
+                              doc_string="input: raw pixels uint8 [N, H, W] (MNIST form: white digit "
+                                         "on black); outputs: probabilities and logits [N, classes]")
+    helper.set_model_props(proto, {"digitnet.model": json.dumps(spec.to_dict()),
+                                   "digitnet.metrics": json.dumps(model.config.get("metrics", {}))})
+    onnx.checker.check_model(proto, full_check=True)
+    return proto
+
+
+def export(run: str | os.PathLike, fmt: str = "onnx", out: str | os.PathLike | None = None,
+           opset: int = MIN_OPSET) -> Path:
+    """Write the run's model as `fmt` (default file: RUN/model.onnx); returns the path."""
+    from digitnet.api import load
+
+    if fmt not in FORMATS:
+        raise ConfigError(f"unknown export format {fmt!r}; choose from {', '.join(FORMATS)}")
+    model = load(run)
+    path = Path(out) if out is not None else art.check_run_dir(Path(run)) / "model.onnx"
+    art.atomic_write_bytes(path, to_onnx(model, opset).SerializeToString())
+    return path

@@ -1,0 +1,1 @@
+"""Data sets in Keras' shape: `from digitnet.keras.datasets import mnist`."""

@@ -1,0 +1,159 @@
+"""Keras' two HDF5 weight layouts, read and written with h5py (data only: nothing executes).
+
+Keras 3 (`.weights.h5`, and `model.weights.h5` inside a `.keras` archive):
+    layers/<path>/vars/0, 1, …   <path> = the layer's class in snake case, numbered per class
+                                 within the model (dense, dense_1, dropout, …); @name = its name
+    vars/  @name = the model's name                 (optimizer/vars/…: optional, not written)
+Legacy Keras 2 / tf.keras (`model.save_weights('model.h5')`, and `model_weights/` of a full
+model `.h5`):
+    @layer_names = every layer; <layer>/@weight_names = 'dense/kernel:0', …; the datasets at
+    those names inside <layer>/; layers are matched to the model's by order, as Keras does.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import h5py
+import numpy as np
+
+from digitnet.keras.errors import KerasFileError
+from digitnet.keras.layers import snake_case
+
+# Written into the files' version attributes: the Keras release whose layout we mirror and
+# check against (docs/keras.md records that check).
+KERAS_VERSION = "3.15.1"
+BACKEND = "jax"
+MAX_ELEMENTS = 1 << 27  # per array; far above any MLP on 28×28 inputs
+ASCII = h5py.string_dtype("ascii")
+
+
+@dataclass
+class LayerWeights:
+    class_name: str  # Keras class: Dense, Dropout, Flatten
+    name: str
+    arrays: list[np.ndarray] = field(default_factory=list)  # kernel, bias
+
+
+def h5_bytes(write: Any) -> bytes:
+    """Run write(h5py.File) on an in-memory file and return its bytes (for atomic writes)."""
+    buf = io.BytesIO()
+    with h5py.File(buf, "w") as f:
+        write(f)
+    return buf.getvalue()
+
+
+def write_keras3(f: h5py.Group, layers: Iterable[LayerWeights], model_name: str) -> None:
+    used: dict[str, int] = {}
+    root = f.create_group("layers")
+    for layer in layers:
+        base = snake_case(layer.class_name)
+        path = base if base not in used else f"{base}_{used[base] + 1}"
+        used[base] = used.get(base, -1) + 1
+        group = root.create_group(path).create_group("vars")
+        group.attrs["name"] = layer.name
+        for i, a in enumerate(layer.arrays):
+            group.create_dataset(str(i), data=np.asarray(a, np.float32))
+    f.create_group("vars").attrs["name"] = model_name
+
+
+def write_legacy(f: h5py.Group, layers: Iterable[LayerWeights]) -> None:
+    layers = list(layers)
+    f.attrs.create("backend", BACKEND, dtype=ASCII)
+    f.attrs.create("keras_version", KERAS_VERSION, dtype=ASCII)
+    f.attrs.create("layer_names", [layer.name for layer in layers], dtype=ASCII)
+    for layer in layers:
+        group = f.create_group(layer.name)
+        names = [f"{layer.name}/{w}:0" for w in ("kernel", "bias")[: len(layer.arrays)]]
+        if names:
+            group.attrs.create("weight_names", names, dtype=ASCII)
+        else:  # as Keras writes it for a layer without weights: an empty float array
+            group.attrs.create("weight_names", np.zeros(0))
+        for name, a in zip(names, layer.arrays, strict=True):
+            group.create_dataset(name, data=np.asarray(a, np.float32))
+    f.create_group("top_level_model_weights").attrs.create("weight_names", np.zeros(0))
+
+
+def read_weights(f: h5py.Group, source: str) -> list[LayerWeights]:
+    """The layers that hold weights, in model order, from either layout."""
+    if "layer_names" in f.attrs or "layer_names0" in f.attrs:
+        return read_legacy(f, source)
+    if isinstance(f.get("model_weights"), h5py.Group):
+        return read_legacy(f["model_weights"], source)
+    if isinstance(f.get("layers"), h5py.Group):
+        return read_keras3(f["layers"], source)
+    raise KerasFileError(f"{source}: not a Keras weights file (no layers/ group or layer_names)")
+
+
+def read_keras3(layers: h5py.Group, source: str) -> list[LayerWeights]:
+    found: list[tuple[int, LayerWeights]] = []
+    for path, group in layers.items():
+        vars_ = group.get("vars") if isinstance(group, h5py.Group) else None
+        if not isinstance(vars_, h5py.Group):
+            raise KerasFileError(f"{source}: layers/{path} has no vars/ group")
+        arrays = [read_array(vars_[str(i)], f"{source}: layers/{path}/vars/{i}")
+                  for i in range(len(vars_)) if str(i) in vars_]
+        if len(arrays) != len(vars_):
+            raise KerasFileError(f"{source}: layers/{path}/vars holds unexpected entries {sorted(vars_)}")
+        match = re.fullmatch(r"dense(?:_(\d+))?", path)
+        if match is None:
+            if arrays:
+                raise KerasFileError(f"{source}: layer {path!r} has weights; only Dense layers "
+                                     "with weights are supported")
+            continue
+        name = attr_text(vars_.attrs.get("name", path))
+        found.append((int(match.group(1) or 0), LayerWeights("Dense", name, arrays)))
+    return [layer for _, layer in sorted(found, key=lambda t: t[0])]
+
+
+def read_legacy(f: h5py.Group, source: str) -> list[LayerWeights]:
+    out = []
+    for name in attr_list(f, "layer_names", source):
+        group = f.get(name)
+        if not isinstance(group, h5py.Group):
+            raise KerasFileError(f"{source}: layer_names lists {name!r} but there is no such group")
+        weight_names = attr_list(group, "weight_names", source)
+        if not weight_names:
+            continue
+        arrays = []
+        for w in weight_names:
+            if not isinstance(group.get(w), h5py.Dataset):
+                raise KerasFileError(f"{source}: {name}/{w} is missing")
+            arrays.append(read_array(group[w], f"{source}: {name}/{w}"))
+        out.append(LayerWeights("Dense", name, arrays))
+    return out
+
+
+def read_array(ds: Any, where: str) -> np.ndarray:
+    if not isinstance(ds, h5py.Dataset) or ds.dtype.kind != "f" or ds.ndim not in (1, 2):
+        raise KerasFileError(f"{where}: expected a 1-D or 2-D float array")
+    if ds.size > MAX_ELEMENTS:
+        raise KerasFileError(f"{where}: {ds.size} values is more than an MLP layer holds")
+    a = np.asarray(ds[()], np.float32)
+    if not np.isfinite(a).all():
+        raise KerasFileError(f"{where}: contains NaN or infinite values")
+    return a
+
+
+def attr_text(value: Any) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def attr_list(group: h5py.Group, name: str, source: str) -> list[str]:
+    """A list-of-names attribute; Keras splits big ones into name0, name1, …"""
+    if name in group.attrs:
+        values = list(np.atleast_1d(group.attrs[name]))
+    else:
+        values, i = [], 0
+        while f"{name}{i}" in group.attrs:
+            values += list(np.atleast_1d(group.attrs[f"{name}{i}"]))
+            i += 1
+        if i == 0:
+            raise KerasFileError(f"{source}: {group.name} has no {name} attribute")
+    if any(isinstance(v, float | np.floating) for v in values):
+        raise KerasFileError(f"{source}: {group.name}/@{name} is not a list of names")
+    return [attr_text(v) for v in values]

@@ -1,0 +1,212 @@
+"""Whole-model files: the Keras 3 `.keras` archive and the legacy full-model `.h5`.
+
+Both hold a JSON description of the model and its weights (see h5weights). Reading them parses
+JSON and reads arrays, nothing else: a class, module or option outside the small set an MLP
+needs is refused by name, before any weight is read. Archive members are checked (names, sizes,
+compression ratio) before a byte of them is decompressed.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import h5py
+
+from digitnet.keras.errors import KerasFileError, KerasValueError
+from digitnet.keras.h5weights import ASCII, BACKEND, KERAS_VERSION, LayerWeights, write_legacy
+from digitnet.keras.layers import DTYPE_POLICY, LAYER_CLASSES, Dense, InputLayer, Layer
+
+ARCHIVE_MEMBERS = {"metadata.json": 1 << 20, "config.json": 16 << 20, "model.weights.h5": 1 << 30}
+MAX_MEMBERS = 64
+MAX_RATIO = 200  # uncompressed / compressed; weights barely compress, zip bombs do
+KERAS_MODULES = ("keras", "keras.layers", "keras.models", "keras.initializers", "keras.optimizers",
+                 "keras.losses", "keras.metrics")
+# Options a layer config may carry that change nothing as long as they are off.
+INERT_OPTIONS = ("quantization_config", "lora_rank", "lora_alpha", "activity_regularizer")
+
+
+# ---------------------------------------------------------------- writing
+
+def layer_entry(layer: Layer, input_dim: int | None, keras3: bool) -> dict[str, Any]:
+    if not keras3:
+        return {"class_name": layer.class_name, "config": layer.get_config()}
+    entry = {"module": "keras.layers", "class_name": layer.class_name, "config": layer.get_config(),
+             "registered_name": None}
+    if isinstance(layer, Dense) and input_dim is not None:
+        entry["build_config"] = {"input_shape": [None, input_dim]}
+    return entry
+
+
+def model_config(model: Any, keras3: bool) -> dict[str, Any]:
+    """The Keras description of a built Sequential, as Keras 3 writes it."""
+    shape = list(model.input_shape[1:])
+    first = model.input_layer or InputLayer(shape=tuple(shape), name="input_layer")
+    entries = [layer_entry(first, None, keras3)]
+    dims = [model.spec.input_dim, *model.spec.hidden]
+    dense_index = 0
+    for layer in model.layers:
+        entries.append(layer_entry(layer, dims[dense_index] if isinstance(layer, Dense) else None, keras3))
+        dense_index += isinstance(layer, Dense)
+    config = {"name": model.name, "trainable": True, "dtype": DTYPE_POLICY, "layers": entries,
+              "build_input_shape": [None, *shape]}
+    if not keras3:
+        return {"class_name": "Sequential", "config": config}
+    out = {"module": "keras", "class_name": "Sequential", "config": config, "registered_name": None,
+           "build_config": {"input_shape": [None, *shape]}}
+    if model.optimizer is not None and model.loss is not None:
+        out["compile_config"] = {
+            "optimizer": {"module": "keras.optimizers", "class_name": model.optimizer.class_name,
+                          "config": model.optimizer.get_config(), "registered_name": None},
+            **training_options(model)}
+    return out
+
+
+def training_options(model: Any) -> dict[str, Any]:
+    return {"loss": model.loss, "loss_weights": None, "metrics": list(model.metric_names),
+            "weighted_metrics": None, "run_eagerly": False, "steps_per_execution": 1,
+            "jit_compile": True}
+
+
+def archive_bytes(model: Any, weights: bytes) -> bytes:
+    meta = {"keras_version": KERAS_VERSION, "date_saved": time.strftime("%Y-%m-%d@%H:%M:%S")}
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:  # stored, as Keras writes it
+        z.writestr("metadata.json", json.dumps(meta))
+        z.writestr("config.json", json.dumps(model_config(model, keras3=True)))
+        z.writestr("model.weights.h5", weights)
+    return buf.getvalue()
+
+
+def write_legacy_model(f: h5py.File, model: Any, layers: list[LayerWeights]) -> None:
+    f.attrs["backend"] = BACKEND
+    f.attrs["keras_version"] = KERAS_VERSION
+    f.attrs.create("model_config", json.dumps(model_config(model, keras3=False)), dtype=ASCII)
+    if model.optimizer is not None and model.loss is not None:
+        training = {**training_options(model),
+                    "optimizer_config": {"class_name": model.optimizer.class_name,
+                                         "config": model.optimizer.get_config()}}
+        f.attrs.create("training_config", json.dumps(training), dtype=ASCII)
+    write_legacy(f.create_group("model_weights"), layers)
+
+
+# ---------------------------------------------------------------- reading
+
+def read_archive(path: Path) -> tuple[dict[str, Any], bytes]:
+    """(config, model.weights.h5 bytes) of a .keras file, after checking every member."""
+    try:
+        z = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise KerasFileError(f"{path}: not a .keras archive ({exc})") from None
+    with z:
+        infos = z.infolist()
+        if len(infos) > MAX_MEMBERS:
+            raise KerasFileError(f"{path}: {len(infos)} members; a Keras model has a handful")
+        for info in infos:
+            name = info.filename
+            parts = name.replace("\\", "/").split("/")
+            if name.startswith(("/", "\\")) or ".." in parts or ":" in parts[0]:
+                raise KerasFileError(f"{path}: member {name!r} has an unsafe path; refusing the file")
+            limit = ARCHIVE_MEMBERS.get(name, 1 << 30)
+            if info.file_size > limit:
+                raise KerasFileError(f"{path}: member {name!r} claims {info.file_size} bytes "
+                                     f"(limit {limit}); refusing the file")
+            if info.file_size > (1 << 20) and info.file_size > MAX_RATIO * max(info.compress_size, 1):
+                ratio = info.file_size // max(info.compress_size, 1)
+                raise KerasFileError(f"{path}: member {name!r} compresses {ratio}:1; refusing a "
+                                     "likely zip bomb")
+        members = {i.filename: i for i in infos}
+        for needed in ("config.json", "model.weights.h5"):
+            if needed not in members:
+                raise KerasFileError(f"{path}: not a Keras 3 model archive (no {needed})")
+
+        def read(name: str) -> bytes:
+            info = members[name]
+            with z.open(info) as f:
+                data = f.read(info.file_size + 1)
+            if len(data) != info.file_size:
+                raise KerasFileError(f"{path}: member {name!r} is not the size it claims")
+            return data
+
+        try:
+            config = json.loads(read("config.json"))
+            weights = read("model.weights.h5")
+        except (zipfile.BadZipFile, ValueError, OSError) as exc:
+            raise KerasFileError(f"{path}: corrupt archive ({exc})") from None
+    if not isinstance(config, dict):
+        raise KerasFileError(f"{path}: config.json is not a JSON object")
+    return config, weights
+
+
+def check_origin(entry: dict[str, Any], source: Path) -> None:
+    """Refuse anything that names code outside Keras' built-ins."""
+    module, registered = entry.get("module"), entry.get("registered_name")
+    if module is not None and module not in KERAS_MODULES and not str(module).startswith("keras.src."):
+        raise KerasFileError(f"{source}: {entry.get('class_name')!r} comes from module {module!r}, "
+                             "not Keras; refusing the file")
+    if registered not in (None, entry.get("class_name")):
+        raise KerasFileError(f"{source}: custom object {registered!r} is not supported (digitnet "
+                             "never runs code from a model file)")
+
+
+def layers_from_config(config: Any, source: Path) -> tuple[str, list[Layer]]:
+    """The model's name and layers from its Keras JSON description."""
+    if not isinstance(config, dict):
+        raise KerasFileError(f"{source}: the model config is not a JSON object")
+    check_origin(config, source)
+    kind = config.get("class_name")
+    if kind != "Sequential":
+        raise KerasFileError(f"{source}: a {kind!r} model; digitnet reads Sequential models of "
+                             f"{', '.join(LAYER_CLASSES)} layers")
+    body = config.get("config")
+    entries = body if isinstance(body, list) else (body or {}).get("layers")  # Keras ≤ 2.2: a list
+    if not isinstance(entries, list):
+        raise KerasFileError(f"{source}: the Sequential config has no list of layers")
+    name = body.get("name", "sequential") if isinstance(body, dict) else "sequential"
+    layers = [layer_from_entry(e, source) for e in entries]
+    return str(name), layers
+
+
+def layer_from_entry(entry: Any, source: Path) -> Layer:
+    if not isinstance(entry, dict):
+        raise KerasFileError(f"{source}: a layer entry is not a JSON object")
+    check_origin(entry, source)
+    kind = entry.get("class_name")
+    if kind not in LAYER_CLASSES:
+        raise KerasFileError(f"{source}: layer type {kind!r} is not supported; digitnet reads "
+                             f"{', '.join(LAYER_CLASSES)}")
+    options = dict(entry.get("config") or {})
+    for key in INERT_OPTIONS:
+        if options.get(key) is None:
+            options.pop(key, None)
+    try:
+        return LAYER_CLASSES[kind](**options)
+    except KerasValueError as exc:
+        raise KerasFileError(f"{source}: {exc}") from None
+    except TypeError as exc:
+        raise KerasFileError(f"{source}: bad {kind} config ({exc})") from None
+
+
+def compile_options(config: dict[str, Any]) -> dict[str, Any] | None:
+    """compile() arguments from a .keras compile_config or a legacy training_config."""
+    if not isinstance(config, dict) or config.get("loss") is None:
+        return None
+    optimizer = config.get("optimizer", config.get("optimizer_config"))
+    metrics = []
+    for m in config.get("metrics") or []:
+        metrics += m if isinstance(m, list) else [m]  # Keras 2 nests them per output
+    return {"optimizer": optimizer, "loss": config["loss"], "metrics": metrics}
+
+
+def read_json_attr(f: h5py.File, name: str, source: Path) -> Any:
+    value = f.attrs.get(name)
+    if value is None:
+        return None
+    try:
+        return json.loads(value.decode() if isinstance(value, bytes) else str(value))
+    except ValueError as exc:
+        raise KerasFileError(f"{source}: @{name} is not valid JSON ({exc})") from None

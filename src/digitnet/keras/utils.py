@@ -1,0 +1,43 @@
+"""`keras.utils`: one-hot encoding and the random seed."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from digitnet.keras.errors import KerasValueError
+
+_seed = {"value": 0, "draws": 0}
+
+
+def to_categorical(y, num_classes: int | None = None) -> np.ndarray:
+    """Integer class labels (N,) or (N, 1) → one-hot float32 rows (N, num_classes)."""
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise KerasValueError(f"to_categorical expects integer labels of shape (N,), got {y.shape}")
+    if y.dtype.kind == "f":
+        if not np.all(np.isfinite(y)) or np.any(y != np.round(y)):
+            raise KerasValueError("to_categorical expects integer labels, got non-integer values")
+        y = y.astype(np.int64)
+    elif y.dtype.kind not in "iu":
+        raise KerasValueError(f"to_categorical expects integer labels, got dtype {y.dtype}")
+    if len(y) and y.min() < 0:
+        raise KerasValueError("to_categorical: labels must not be negative")
+    n = int(num_classes) if num_classes is not None else (int(y.max()) + 1 if len(y) else 0)
+    if len(y) and y.max() >= n:
+        raise KerasValueError(f"to_categorical: label {int(y.max())} does not fit num_classes={n}")
+    out = np.zeros((len(y), n), np.float32)
+    out[np.arange(len(y)), y] = 1.0
+    return out
+
+
+def set_random_seed(seed: int) -> None:
+    """Seed every random choice of later models: initial weights, shuffling and dropout."""
+    _seed["value"], _seed["draws"] = int(seed), 0
+
+
+def next_seed() -> int:
+    """A fresh seed for one build or one fit, reproducible after set_random_seed."""
+    _seed["draws"] += 1
+    return _seed["value"] * 1_000_003 + _seed["draws"]

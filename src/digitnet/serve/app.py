@@ -1,0 +1,203 @@
+"""The FastAPI app: routes, error handling, the drawing page.
+
+Every client mistake is answered with a 4xx and {"error": code, "detail": message}; a 500
+means a bug in digitnet. Decoding and prediction run in the thread pool, off the event loop.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from importlib import resources
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+
+from digitnet import __version__
+from digitnet.errors import DigitnetError
+from digitnet.serve import inputs
+from digitnet.serve.limits import BodyLimit, ClientError, Limits
+from digitnet.serve.predictor import Predictor
+
+CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "too_large",
+         415: "unsupported_media_type", 422: "invalid_input"}
+
+ONE_IMAGE_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {"schema": {"oneOf": [
+            {"type": "object", "required": ["pixels"], "properties": {"pixels": {
+                "type": "array", "items": {"type": "number", "minimum": 0, "maximum": 255},
+                "description": "784 values (or 28 rows of 28) in MNIST form: white ink on black"}}},
+            {"type": "object", "required": ["image"], "properties": {"image": {
+                "type": "string", "description": "an image file (PNG, JPEG, …) in base64 or a data: URL"}}},
+        ]}},
+        "multipart/form-data": {"schema": {"type": "object", "properties": {
+            "file": {"type": "string", "format": "binary"}}}},
+        "image/png": {"schema": {"type": "string", "format": "binary"}},
+        "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+    },
+}
+
+BATCH_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {"schema": {"oneOf": [
+            {"type": "object", "required": ["pixels"], "properties": {"pixels": {
+                "type": "array", "items": {"type": "array", "items": {"type": "number"}},
+                "description": "a list of images, each 784 values 0–255 in MNIST form"}}},
+            {"type": "object", "required": ["images"], "properties": {"images": {
+                "type": "array", "items": {"type": "string"},
+                "description": "a list of base64 image files"}}},
+        ]}},
+        "multipart/form-data": {"schema": {"type": "object", "properties": {
+            "files": {"type": "array", "items": {"type": "string", "format": "binary"}}}}},
+    },
+}
+
+
+class ModelId(BaseModel):
+    name: str
+    id: str = Field(description="sha256 of the weights file (first 16 hex digits)")
+    architecture: str
+    activation: str
+
+
+class Scores(BaseModel):
+    label: int
+    probabilities: list[float] = Field(description="one per class, summing to 1")
+
+
+class Prediction(Scores):
+    model: ModelId
+    input: list[list[float]] = Field(description="the 28×28 image the model saw (MNIST form)")
+
+
+class BatchPrediction(BaseModel):
+    model: ModelId
+    predictions: list[Scores]
+
+
+def create_app(model_dir: str | os.PathLike, limits: Limits | None = None) -> FastAPI:
+    """The service for the run directory `model_dir`; the model loads (and compiles) here, once."""
+    limits = limits or Limits()
+    predictor = Predictor(model_dir, limits.max_batch)
+    dim = predictor.model.spec.input_dim
+    shape = predictor.model.spec.input_shape
+    started = time.time()
+    page = resources.files("digitnet.serve").joinpath("static/index.html").read_text()
+
+    app = FastAPI(title="digitnet", version=__version__,
+                  description="Classify handwritten digits with a trained digitnet MLP.")
+    app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
+    app.mount("/static", StaticFiles(packages=[("digitnet.serve", "static")]), name="static")
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        code = getattr(exc, "code", None) or CODES.get(exc.status_code, "error")
+        return JSONResponse({"error": code, "detail": exc.detail}, exc.status_code, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        return JSONResponse({"error": "invalid_request", "detail": detail}, 422)
+
+    @app.exception_handler(DigitnetError)
+    async def digitnet_error(request: Request, exc: DigitnetError) -> JSONResponse:
+        return JSONResponse({"error": "invalid_input", "detail": str(exc)}, 422)
+
+    async def decoder(request: Request, batch: bool) -> Callable[[], np.ndarray]:
+        """Read the body (async, limited) and return the CPU-bound rest as a function."""
+        ctype = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+        if ctype == "application/json" or ctype.endswith("+json"):
+            body = await request.body()
+            if batch:
+                return lambda: inputs.batch_from_json(inputs.parse_json(body), dim,
+                                                      limits.max_image_pixels, limits.max_batch)
+            return lambda: inputs.from_json(inputs.parse_json(body), dim, limits.max_image_pixels)
+        if ctype == "multipart/form-data":
+            files = await uploaded_files(request, limits.max_batch, single=not batch)
+            return lambda: np.stack([inputs.image(data, limits.max_image_pixels, name)
+                                     for name, data in files])
+        if not batch and (ctype.startswith("image/") or ctype == "application/octet-stream"):
+            body = await request.body()
+            return lambda: inputs.image(body, limits.max_image_pixels)[None]
+        accepted = "application/json or multipart/form-data"
+        if not batch:
+            accepted += ", or an image/* body"
+        raise ClientError(415, "unsupported_media_type",
+                          f"Content-Type {ctype or '(none)'} is not accepted; send {accepted}")
+
+    async def classify(request: Request, batch: bool) -> tuple[np.ndarray, np.ndarray]:
+        decode = await decoder(request, batch)
+
+        def run() -> tuple[np.ndarray, np.ndarray]:
+            x = decode()
+            return x, predictor(x)
+
+        return await run_in_threadpool(run)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def index() -> HTMLResponse:
+        return HTMLResponse(page)
+
+    @app.get("/health", summary="Liveness and the model being served")
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "model": predictor.info,
+                "uptime_seconds": round(time.time() - started, 1)}
+
+    @app.get("/model", summary="The model: layers, training configuration, test metrics, limits")
+    async def model_info() -> dict[str, Any]:
+        return {**predictor.describe(), "limits": limits.to_dict()}
+
+    @app.post("/predict", summary="Classify one digit",
+              description="One image as JSON pixels, a base64 image, a multipart upload, or a raw "
+                          "image/* body. The answer includes `input`: the 28×28 image the model saw.",
+              openapi_extra={"requestBody": ONE_IMAGE_BODY}, responses={200: {"model": Prediction}})
+    async def predict(request: Request) -> JSONResponse:
+        x, probs = await classify(request, batch=False)
+        return JSONResponse({"label": int(probs[0].argmax()), "probabilities": rounded(probs[0]),
+                             "model": predictor.info, "input": as_image(x[0], shape)})
+
+    @app.post("/predict/batch", summary="Classify many digits in one request",
+              description=f"At most {limits.max_batch} images: JSON pixels, base64 images, or "
+                          "multipart files (in order).",
+              openapi_extra={"requestBody": BATCH_BODY}, responses={200: {"model": BatchPrediction}})
+    async def predict_batch(request: Request) -> JSONResponse:
+        _, probs = await classify(request, batch=True)
+        return JSONResponse({"model": predictor.info,
+                             "predictions": [{"label": int(p.argmax()), "probabilities": rounded(p)}
+                                             for p in probs]})
+
+    return app
+
+
+async def uploaded_files(request: Request, max_files: int, single: bool) -> list[tuple[str, bytes]]:
+    form = await request.form(max_files=max_files)
+    files = [(f.filename or key, await f.read()) for key, f in form.multi_items()
+             if isinstance(f, UploadFile)]
+    if not files:
+        raise ClientError(422, "invalid_input", "the multipart body has no file part")
+    if single and len(files) > 1:
+        raise ClientError(422, "invalid_input", "send one file to /predict; use /predict/batch for more")
+    return files
+
+
+def rounded(probs: np.ndarray) -> list[float]:
+    """float32 carries about 7 significant digits; more would only be noise in the JSON."""
+    return [float(f"{p:.7g}") for p in probs.tolist()]
+
+
+def as_image(x: np.ndarray, shape: tuple[int, ...]) -> list[Any]:
+    """The model's input as rows of pixels; whole numbers as ints to keep the JSON short."""
+    img = x.reshape(shape)
+    return (img.astype(np.int64) if np.array_equal(img, np.round(img)) else img).tolist()

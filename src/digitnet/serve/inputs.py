@@ -1,0 +1,121 @@
+"""Request payloads → model inputs (N, 784) float32, with a ClientError for every mistake.
+
+Accepted forms of one image: 784 pixel values (flat, or 28 rows of 28) in MNIST form (white
+ink on black, 0–255); a base64 image file (PNG, JPEG, …; a data: URL is fine); an uploaded file.
+Image files go through digitnet.data.images, which turns a photo or drawing into MNIST form.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any
+
+import numpy as np
+
+from digitnet.data.images import ImageTooLarge, load_digit
+from digitnet.errors import DataError
+from digitnet.serve.limits import ClientError
+
+
+def parse_json(body: bytes) -> dict[str, Any]:
+    def no_constants(name: str) -> None:
+        raise ValueError(f"{name} is not allowed (JSON has no NaN or Infinity)")
+
+    try:
+        doc = json.loads(body, parse_constant=no_constants)
+    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
+        raise ClientError(400, "malformed_json", f"body is not valid JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise ClientError(422, "invalid_input", "the JSON body must be an object")
+    return doc
+
+
+def pixels(value: Any, dim: int, where: str = "pixels") -> np.ndarray:
+    """One image's pixel values, flat (dim,), checked: numbers, finite, within 0–255."""
+    flat: list[Any] = []
+
+    def walk(v: Any, depth: int) -> None:
+        if isinstance(v, list) and depth < 2:
+            for item in v:
+                walk(item, depth + 1)
+        else:
+            flat.append(v)
+
+    if not isinstance(value, list):
+        raise ClientError(422, "invalid_pixels", f"{where} must be a list of {dim} numbers")
+    walk(value, 0)
+    for v in flat:
+        if type(v) not in (int, float):  # bool is an int subclass but never a pixel
+            raise ClientError(422, "invalid_pixels", f"{where} must contain only numbers, found {v!r}")
+    if len(flat) != dim:
+        raise ClientError(422, "wrong_pixel_count",
+                          f"{where} must have {dim} values (28×28), got {len(flat)}")
+    arr = np.asarray(flat, dtype=np.float64)
+    if not np.isfinite(arr).all():
+        raise ClientError(422, "invalid_pixels", f"{where} contains NaN or infinite values")
+    if arr.min() < 0 or arr.max() > 255:
+        raise ClientError(422, "pixel_out_of_range",
+                          f"{where} values must be within 0–255, got {arr.min():g}…{arr.max():g}")
+    return arr.astype(np.float32)
+
+
+def base64_bytes(value: Any, where: str = "image") -> bytes:
+    if not isinstance(value, str):
+        raise ClientError(422, "invalid_image", f"{where} must be a base64 string")
+    if value.startswith("data:"):
+        value = value.partition(",")[2]
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise ClientError(422, "invalid_base64", f"{where} is not valid base64") from None
+
+
+def image(data: bytes, max_pixels: int, name: str = "image") -> np.ndarray:
+    """An image file's bytes → (784,) float32 in MNIST form."""
+    if not data:
+        raise ClientError(422, "invalid_image", f"{name} is empty")
+    try:
+        digit = load_digit(data, name, max_pixels=max_pixels)
+    except ImageTooLarge as exc:
+        raise ClientError(413, "image_too_large", str(exc)) from None
+    except DataError as exc:
+        raise ClientError(422, "invalid_image", str(exc)) from None
+    return digit.reshape(-1).astype(np.float32)
+
+
+def from_json(doc: dict[str, Any], dim: int, max_pixels: int) -> np.ndarray:
+    """{"pixels": [...]} or {"image": "<base64>"} → (1, dim)."""
+    keys = [k for k in ("pixels", "image") if k in doc]
+    if len(keys) != 1:
+        raise ClientError(422, "invalid_input",
+                          'give exactly one of "pixels" (784 numbers 0–255) or "image" (base64 PNG/JPEG)')
+    if keys[0] == "pixels":
+        return pixels(doc["pixels"], dim)[None]
+    return image(base64_bytes(doc["image"]), max_pixels)[None]
+
+
+def batch_from_json(doc: dict[str, Any], dim: int, max_pixels: int, max_batch: int) -> np.ndarray:
+    """{"pixels": [[...], ...]} or {"images": ["<base64>", ...]} → (N, dim)."""
+    keys = [k for k in ("pixels", "images") if k in doc]
+    if len(keys) != 1:
+        raise ClientError(422, "invalid_input",
+                          'give exactly one of "pixels" (a list of images, each 784 numbers) '
+                          'or "images" (a list of base64 image files)')
+    items = doc[keys[0]]
+    if not isinstance(items, list) or not items:
+        raise ClientError(422, "invalid_input", f'"{keys[0]}" must be a non-empty list')
+    if keys[0] == "pixels" and not all(isinstance(v, list) for v in items):
+        raise ClientError(422, "invalid_pixels", '"pixels" must be a list of images, each a list of numbers')
+    check_batch(len(items), max_batch)
+    if keys[0] == "pixels":
+        return np.stack([pixels(v, dim, f"pixels[{i}]") for i, v in enumerate(items)])
+    return np.stack([image(base64_bytes(v, f"images[{i}]"), max_pixels, f"images[{i}]")
+                     for i, v in enumerate(items)])
+
+
+def check_batch(n: int, max_batch: int) -> None:
+    if n > max_batch:
+        raise ClientError(413, "batch_too_large", f"batch of {n} exceeds the limit of {max_batch}")
+

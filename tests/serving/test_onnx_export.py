@@ -1,0 +1,64 @@
+"""ONNX export checked with onnxruntime: the same answers as digitnet on the whole test set."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+from digitnet.api import Model
+from digitnet.cli import main
+from digitnet.export import to_onnx
+from digitnet.model import ACTIVATIONS, MLPSpec, preprocess_stats
+
+
+def session(proto_or_path) -> ort.InferenceSession:
+    data = proto_or_path.SerializeToString() if hasattr(proto_or_path, "SerializeToString") \
+        else str(proto_or_path)
+    return ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+
+
+def test_cli_export_matches_digitnet_on_the_10k_test_set(run_dir, model, mnist, tmp_path, capsys):
+    out = tmp_path / "digits.onnx"
+    assert main(["export", str(run_dir), "--format", "onnx", "--out", str(out)]) == 0
+    assert str(out) in capsys.readouterr().out
+    proto = onnx.load(out)
+    assert proto.opset_import[0].version >= 17
+    (inp,) = proto.graph.input
+    assert inp.type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    assert [d.dim_value or d.dim_param for d in inp.type.tensor_type.shape.dim] == ["N", 28, 28]
+    probs, logits = session(out).run(["probabilities", "logits"], {"images": mnist.x_test})
+    expected = model.predict_proba(mnist.x_test)
+    assert probs.shape == (10_000, 10)
+    np.testing.assert_array_equal(probs.argmax(1), expected.argmax(1))
+    np.testing.assert_allclose(probs, expected, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(logits, model.logits(mnist.x_test), atol=1e-4, rtol=1e-5)
+
+
+def test_default_path_is_in_the_run(run_dir, tmp_path):
+    assert main(["export", str(run_dir)]) == 0
+    assert (run_dir / "model.onnx").is_file()
+
+
+@pytest.mark.parametrize("activation", list(ACTIVATIONS))
+def test_every_activation(activation, mnist):
+    spec = MLPSpec(hidden=(48, 24), activation=activation, dropout=0.3, preprocess="standardize")
+    rng = np.random.default_rng(3)
+    params = [{"kernel": rng.normal(0, 1 / np.sqrt(a), (a, b)).astype(np.float32),
+               "bias": rng.normal(0, 0.1, b).astype(np.float32)}
+              for a, b in zip(spec.sizes[:-1], spec.sizes[1:], strict=True)]
+    model = Model(spec, params, preprocess_stats(spec, mnist.x_train[:2000]))
+    x = mnist.x_test[:512]
+    probs, logits = session(to_onnx(model, opset=18)).run(None, {"images": x})
+    np.testing.assert_allclose(logits, model.logits(x), atol=1e-4, rtol=1e-5)
+    np.testing.assert_allclose(probs, model.predict_proba(x), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--format", "tflite"], "unknown export format 'tflite'"),
+    (["--opset", "16"], "opset must be at least 17"),
+])
+def test_bad_export_options(run_dir, args, message, capsys):
+    assert main(["export", str(run_dir), *args]) == 2
+    assert message in capsys.readouterr().err

@@ -1,0 +1,169 @@
+"""The Keras front end's API beyond the tutorial: data, layers, optimizers, losses, callbacks."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from digitnet import mnist
+from digitnet.keras import callbacks, layers, optimizers, utils
+from digitnet.keras.datasets import mnist as keras_mnist
+from digitnet.keras.models import Sequential, load_model
+from digitnet.metrics import cross_entropy, loss_values
+
+N = 2048  # a slice of MNIST: enough to train on, small enough to be quick
+
+
+@pytest.fixture(scope="module")
+def data():
+    x = ((mnist.train_images()[:N] / 255) - 0.5).reshape(-1, 784)
+    return x, mnist.train_labels()[:N]
+
+
+def mlp(*hidden_layers):
+    return Sequential([layers.Dense(32, activation="relu", input_shape=(784,)), *hidden_layers,
+                       layers.Dense(10, activation="softmax")])
+
+
+def test_mnist_modules():
+    (x, y), (xt, yt) = keras_mnist.load_data()
+    assert x.shape == (60000, 28, 28) and x.dtype == np.uint8 and y.dtype == np.uint8
+    assert xt.shape == (10000, 28, 28) and yt[:5].tolist() == [7, 2, 1, 0, 4]
+    a = mnist.train_images()
+    a[:] = 0  # a copy: the cached data set is untouched
+    assert mnist.train_images().any()
+
+
+def test_to_categorical():
+    np.testing.assert_array_equal(utils.to_categorical([2, 0]), [[0, 0, 1], [1, 0, 0]])
+    assert utils.to_categorical(np.array([[1], [3]]), num_classes=5).shape == (2, 5)
+    for bad in ([-1], [0.5], [[1, 2], [3, 4]]):
+        with pytest.raises(ValueError):
+            utils.to_categorical(bad)
+    with pytest.raises(ValueError, match="num_classes"):
+        utils.to_categorical([9], num_classes=3)
+
+
+def test_loss_values_match_their_definitions():
+    logits = jnp.array([[1.0, 2.0, 0.5], [0.1, -1.0, 3.0]])
+    labels = jnp.array([1, 2])
+    onehot = jnp.eye(3)[labels]
+    np.testing.assert_allclose(loss_values(logits, onehot), cross_entropy(logits, labels), rtol=1e-6)
+    p = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    np.testing.assert_allclose(loss_values(logits, labels, "mse"), ((p - onehot) ** 2).mean(1), rtol=1e-6)
+
+
+def test_layer_and_model_errors_name_the_problem(data):
+    x, y = data
+    with pytest.raises(ValueError, match="use_bias=False"):
+        layers.Dense(4, use_bias=False)
+    with pytest.raises(ValueError, match="kernel_regularizer"):
+        layers.Dense(4, kernel_regularizer="l2")
+    with pytest.raises(ValueError, match="activation 'swish'"):
+        layers.Dense(4, activation="swish")
+    with pytest.raises(ValueError, match="must be a classifier"):
+        Sequential([layers.Dense(10, activation="relu", input_shape=(784,))]).summary()
+    with pytest.raises(ValueError, match="Dropout"):
+        Sequential([layers.Dropout(0.2, input_shape=(784,)),
+                    layers.Dense(10, activation="softmax")]).summary()
+    with pytest.raises(ValueError, match="unique"):
+        Sequential([layers.Dense(8, name="a", input_shape=(784,)), layers.Dense(10, name="a")])
+    model = mlp()
+    with pytest.raises(ValueError, match="compile"):
+        model.fit(x, y)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    with pytest.raises(ValueError, match=r"reshape them with x.reshape\(\(-1, 784\)\)"):
+        model.predict(x.reshape(-1, 28, 28))
+    with pytest.raises(ValueError, match="loss='categorical_crossentropy'"):
+        model.evaluate(x, utils.to_categorical(y))
+    with pytest.raises(ValueError, match=r"labels must be in \[0, 10\)"):
+        model.evaluate(x[:2], np.array([3, 12]))
+    with pytest.raises(ValueError, match="NaN"):
+        model.predict(np.full((1, 784), np.nan))
+    with pytest.raises(ValueError, match="summary|built"):
+        Sequential([layers.Dense(10, activation="softmax")]).summary()
+
+
+def test_flatten_and_input_layers(data):
+    x, _ = data
+    images = x.reshape(-1, 28, 28)
+    a = Sequential([layers.Flatten(input_shape=(28, 28)), layers.Dense(10, activation="softmax")])
+    b = Sequential([layers.Input((784,)), layers.Dense(10, activation="softmax")])
+    b.set_weights(a.get_weights())
+    np.testing.assert_allclose(a.predict(images[:3]), b.predict(x[:3]), rtol=1e-6)
+    assert b.input_shape == (None, 784) and b.output_shape == (None, 10)
+
+
+def test_kernel_initializers():
+    model = Sequential([layers.Dense(256, kernel_initializer="he_normal", input_shape=(784,)),
+                        layers.Dense(10, activation="softmax", kernel_initializer="zeros")])
+    k0, b0, k1, _ = model.get_weights()
+    assert abs(k0.std() - np.sqrt(2 / 784)) < 0.1 * np.sqrt(2 / 784) and not b0.any() and not k1.any()
+    with pytest.raises(ValueError, match="initializer 'orthogonal' is not supported"):
+        layers.Dense(4, kernel_initializer="orthogonal")
+
+
+def test_optimizers():
+    assert optimizers.Adam(lr=0.005).learning_rate == 0.005
+    assert optimizers.get("sgd").learning_rate == 0.01  # Keras' defaults
+    assert optimizers.get("rmsprop").train_options() == {"optimizer": "rmsprop", "lr": 0.001}
+    assert optimizers.SGD(0.1, momentum=0.9, nesterov=True).train_options() == {
+        "optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "nesterov": True}
+    with pytest.raises(ValueError, match=r"Adam\(clipnorm=1.0\) is not supported"):
+        optimizers.Adam(clipnorm=1.0)
+    with pytest.raises(ValueError, match="unknown argument"):
+        optimizers.Adam(momentum=0.9)
+    with pytest.raises(ValueError, match="not supported"):
+        optimizers.get("adagrad")
+
+
+def test_fit_with_callbacks_and_validation_split(data, tmp_path):
+    x, y = data
+    utils.set_random_seed(5)
+    seen = []
+
+    class Recorder(callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            seen.append((epoch, sorted(logs), self.model is model))
+
+    model = mlp(layers.Dropout(0.1))
+    model.compile(optimizer=optimizers.Adam(learning_rate=0.003), loss="sparse_categorical_crossentropy",
+                  metrics=["acc"])
+    history = model.fit(x, y, epochs=4, batch_size=64, validation_split=0.25, verbose=0, callbacks=[
+        Recorder(),
+        callbacks.ModelCheckpoint(str(tmp_path / "ckpt-{epoch:02d}.keras")),
+        callbacks.ModelCheckpoint(str(tmp_path / "best.weights.h5"), monitor="val_acc",
+                                  save_best_only=True, save_weights_only=True),
+        callbacks.EarlyStopping(monitor="val_loss", patience=1, restore_best_weights=True),
+    ])
+    assert list(history.history) == ["loss", "acc", "val_loss", "val_acc"]
+    epochs = len(history.epoch)
+    assert seen == [(e, ["acc", "loss", "val_acc", "val_loss"], True) for e in range(epochs)]
+    assert sorted(p.name for p in tmp_path.glob("ckpt-*")) == [
+        f"ckpt-{e:02d}.keras" for e in range(1, epochs + 1)]
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    # The last checkpoint holds the weights after the last epoch; with restore_best_weights the
+    # model ends on its best val_loss epoch instead.
+    best = int(np.argmin(history.history["val_loss"]))
+    val_x, val_y = x[int(N * 0.75):], y[int(N * 0.75):]
+    assert model.evaluate(val_x, val_y)[0] == pytest.approx(history.history["val_loss"][best], rel=1e-5)
+    last = load_model(tmp_path / f"ckpt-{epochs:02d}.keras")
+    assert last.evaluate(val_x, val_y)[0] == pytest.approx(history.history["val_loss"][-1], rel=1e-5)
+    restored = mlp(layers.Dropout(0.1))
+    restored.load_weights(tmp_path / "best.weights.h5")
+    best_acc = int(np.argmax(history.history["val_acc"]))
+    restored.compile(loss="sparse_categorical_crossentropy", metrics=["acc"])
+    assert restored.evaluate(val_x, val_y)[1] == pytest.approx(history.history["val_acc"][best_acc])
+
+
+@pytest.mark.parametrize("loss", ["mse", "categorical_crossentropy"])
+def test_target_rows_train(loss, data):
+    """mse, and cross-entropy on soft labels (rows that are not one-hot) run on the engine."""
+    x, y = data
+    targets = utils.to_categorical(y, 10) * 0.9 + 0.01  # label smoothing
+    model = mlp()
+    model.compile(optimizer="adam", loss=loss, metrics=["accuracy"])
+    history = model.fit(x, targets, epochs=2, batch_size=64, verbose=0)
+    assert history.history["loss"][1] < history.history["loss"][0]
+    assert model.evaluate(x, targets)[1] > 0.5
