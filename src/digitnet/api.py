@@ -17,6 +17,7 @@ from digitnet.data.datasets import Dataset, load_dataset
 from digitnet.errors import ConfigError, ModelFileError
 from digitnet.metrics import Evaluation, evaluate_arrays
 from digitnet.model import MLPSpec, Params, predict_logits, preprocess_stats
+from digitnet.runtime import enable_compile_cache
 from digitnet.train import Callback, EarlyStopping, TrainConfig, TrainState, fit_arrays
 
 FORMAT = "digitnet-run"
@@ -98,6 +99,7 @@ class Model:
 def load(path: str | os.PathLike) -> Model:
     """Load a run directory written by `digitnet train` or `Model.save`."""
     path = art.check_run_dir(Path(path))
+    enable_compile_cache()
     config = art.read_json(path / art.CONFIG)
     if config.get("format") != FORMAT:
         raise ModelFileError(f"{path / art.CONFIG}: not a digitnet run config")
@@ -219,6 +221,7 @@ def fit(
     """
     spec = spec or MLPSpec()
     cfg = config or TrainConfig()
+    enable_compile_cache()
     ds = dataset if isinstance(dataset, Dataset) else load_dataset(dataset, data_dir)
     if ds.image_shape != spec.input_shape or ds.num_classes > spec.num_classes:
         spec = MLPSpec(**{**spec.to_dict(), "input_shape": ds.image_shape,

@@ -390,6 +390,10 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         if "argv" in args:  # sweeps and reports record the command that made them
             args.argv = argv
+        if args.command in ("train", "evaluate", "predict", "serve", "sweep"):
+            from digitnet.runtime import set_cpu_threading
+
+            set_cpu_threading()  # before JAX starts; see digitnet/runtime.py
         return COMMANDS[args.command](args)
     except DigitnetError as exc:
         print(f"digitnet: error: {exc}", file=sys.stderr)

@@ -35,6 +35,11 @@ def target_labels(targets: jax.Array) -> jax.Array:
     return targets if targets.ndim == 1 else jnp.argmax(targets, axis=-1)
 
 
+# One compiled program: called op by op, each of the loss's ops would compile on its own on
+# first use, slowing every process' first evaluation (the same values either way).
+compiled_loss_values = jax.jit(loss_values, static_argnames="loss")
+
+
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
     """counts[i, j] = how many examples of class i were predicted as j."""
     idx = np.asarray(y_true, np.int64) * num_classes + np.asarray(y_pred, np.int64)
@@ -94,7 +99,7 @@ def evaluate_arrays(spec, params, stats, x: np.ndarray, y: np.ndarray,
     from digitnet.model import predict_logits
 
     logits = predict_logits(spec, params, stats, x)
-    loss_value = float(np.asarray(loss_values(jnp.asarray(logits), jnp.asarray(y), loss)).mean())
+    loss_value = float(np.asarray(compiled_loss_values(logits, np.asarray(y), loss=loss)).mean())
     y = np.asarray(target_labels(np.asarray(y)))
     pred = logits.argmax(-1)
     return Evaluation(loss=loss_value, accuracy=float((pred == y).mean()),

@@ -171,10 +171,31 @@ def forward(
     return h @ params[-1]["kernel"] + params[-1]["bias"]
 
 
+# Inference runs the network over blocks of this many rows inside one compiled call. One
+# pass over 10k rows would materialise the float32 inputs (31 MB) in fresh pages on every
+# call; blocks keep each layer's working set in cache and reuse one buffer. Same results
+# bit for bit, ~3× less CPU on the 10k test images (bench/: "predict 10k").
+BLOCK = 1000
+
+
+def blocked_forward(params: Params, stats: dict[str, jax.Array], x: jax.Array,
+                    spec: MLPSpec) -> jax.Array:
+    """forward() over row blocks of x (for inference: no dropout)."""
+    n = x.shape[0]
+    full = n // BLOCK * BLOCK
+    if full <= BLOCK:
+        return forward(params, stats, x, spec)
+    blocks = x[:full].reshape(full // BLOCK, BLOCK, *x.shape[1:])
+    out = jax.lax.map(lambda b: forward(params, stats, b, spec), blocks).reshape(full, -1)
+    if full == n:
+        return out
+    return jnp.concatenate([out, forward(params, stats, x[full:], spec)])
+
+
 @lru_cache(maxsize=32)
 def compiled_forward(spec: MLPSpec) -> Callable[..., jax.Array]:
     """forward(params, stats, x) -> logits, jitted once per spec."""
-    return jax.jit(partial(forward, spec=spec))
+    return jax.jit(partial(blocked_forward, spec=spec))
 
 
 # Inference runs in slices of this many rows: one compiled shape covers any large input.

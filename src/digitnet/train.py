@@ -168,11 +168,28 @@ class Engine:
         self.train_chunk = jax.jit(self._train_chunk, static_argnames=("steps", "batch"),
                                    donate_argnums=(0, 1))
         self.epoch_order = jax.jit(self._epoch_order, static_argnames=("n",))
+        # Run once per fit, so compile it cheaply: LLVM's optimisations cost ~1 s here and save
+        # nothing (the same bits come out; it is integer hashing and one affine map).
+        self.init_state = jax.jit(self._init_state,
+                                  compiler_options={"xla_backend_optimization_level": 0})
 
-    def _epoch_order(self, key: jax.Array, epoch: jax.Array, n: int) -> jax.Array:
+    def _init_state(self, seed: jax.Array) -> tuple[Params, Any, jax.Array, jax.Array]:
+        """(params, optimizer state, shuffle key, dropout key) for a seed, in one compiled call:
+        run op by op, the same random draws and zeros would each compile on their own, which
+        cost more start-up time than compiling the training step (jax_log_compiles). The
+        values are the same bits either way."""
+        init_key, order_key, dropout_key = jax.random.split(jax.random.key(seed), 3)
+        params = init_params(self.spec, init_key)
+        return params, self.tx.init(params), order_key, dropout_key
+
+    def _epoch_order(self, key: jax.Array, dropout_key: jax.Array, epoch: jax.Array,
+                     n: int) -> tuple[jax.Array, jax.Array]:
+        """(the epoch's example order, its dropout key)."""
+        epoch_key = jax.random.fold_in(dropout_key, epoch)
         if not self.cfg.shuffle:
-            return jnp.arange(n, dtype=jnp.int32)
-        return jax.random.permutation(jax.random.fold_in(key, epoch), n).astype(jnp.int32)
+            return jnp.arange(n, dtype=jnp.int32), epoch_key
+        order = jax.random.permutation(jax.random.fold_in(key, epoch), n).astype(jnp.int32)
+        return order, epoch_key
 
     def _train_chunk(self, params, opt_state, stats, x, y, order, start, key, *, steps, batch):
         spec, tx, loss = self.spec, self.tx, self.cfg.loss
@@ -267,10 +284,9 @@ def fit_arrays(
     chunks = epoch_chunks(n, cfg.batch_size, cfg.chunks_per_epoch)
     steps_per_epoch = sum(steps for _, steps, _ in chunks)
     engine = Engine(spec, cfg, steps_per_epoch)
-    init_key, order_key, dropout_key = jax.random.split(jax.random.key(cfg.seed), 3)
+    params, opt_state, order_key, dropout_key = engine.init_state(cfg.seed)
     if state is None:
-        params = init_params(spec, init_key)
-        state = TrainState(params=params, opt_state=engine.tx.init(params))
+        state = TrainState(params=params, opt_state=opt_state)
     else:
         state.params = jax.tree.map(jnp.asarray, state.params)
         state.opt_state = jax.tree.map(jnp.asarray, state.opt_state)
@@ -284,8 +300,7 @@ def fit_arrays(
         t0 = time.perf_counter()
         for cb in callbacks:
             cb.on_epoch_begin(epoch)
-        order = engine.epoch_order(order_key, epoch, n=n)
-        epoch_key = jax.random.fold_in(dropout_key, epoch)
+        order, epoch_key = engine.epoch_order(order_key, dropout_key, epoch, n=n)
         meter = EpochMeter(epoch, cfg.lr, callbacks)
         # Read each chunk's loss only after the next chunk is queued, so that the device
         # never waits for Python.

@@ -1,0 +1,378 @@
+"""`python -m bench`: measure the floor, digitnet and its peers in one run; write
+docs/performance.md.
+
+    python -m bench                 # everything, n = 3 (about 10 minutes on a quiet machine)
+    python -m bench --n 5 --no-levers --peers torch,keras-jax
+    bash bench/peers/setup.sh       # once: the peers' environments, outside the repo
+
+Every number in the written document comes from this run. Nothing runs concurrently: each
+measurement is its own process, one after another.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench import cli_run, levers
+from bench.peer_runner import PEERS, run_peer, write_data
+from bench.proc import run
+from bench.report import fmt, ratio, summary, table, target_line, trainer_row
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {"PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}"}
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def machine() -> dict:
+    model = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+        flags = next(ln for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                     if ln.startswith("flags")).split()
+        isa = ", ".join(f for f in ("avx2", "fma", "avx512f") if f in flags)
+    except (OSError, StopIteration):
+        isa = "unknown"
+    import jax
+    import numpy as np
+    import optax
+
+    import digitnet
+
+    return {"cpu": model, "cores": os.cpu_count(), "isa": isa, "python": platform.python_version(),
+            "versions": {"digitnet": digitnet.__version__, "jax": jax.__version__,
+                         "optax": optax.__version__, "numpy": np.__version__},
+            "os": platform.platform()}
+
+
+def floor(n: int) -> dict:
+    """The BLAS floor at 1 and 2 threads and XLA's dots alone; each in a fresh process."""
+    out = {}
+    for label, which, env in (("numpy BLAS, 1 thread", "numpy", {"OPENBLAS_NUM_THREADS": "1"}),
+                              ("numpy BLAS, 2 threads", "numpy", {"OPENBLAS_NUM_THREADS": "2"}),
+                              ("XLA: the same dots + SGD in one scan, digitnet's XLA flags", "xla",
+                               {"XLA_FLAGS": levers.SINGLE_THREAD})):
+        r = run([sys.executable, "-m", "bench.floor", which, str(n)], env={**ENV, **env}).json()
+        out[label] = {**summary(r["seconds"]), "cpu": summary(r["cpu_seconds"])}
+        log(f"  floor, {label}: {fmt(out[label])} s/epoch")
+    return out
+
+
+def digitnet_runs(n: int) -> list[dict]:
+    runs = []
+    for i in range(n):
+        r = run([sys.executable, "-m", "bench.digitnet_run", str(i + 1)], env=ENV)
+        runs.append(r.json())
+        log(f"  digitnet run {i + 1}/{n}: epochs {[round(s, 3) for s in runs[-1]['epoch_seconds']]}")
+    return runs
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    ap.add_argument("--n", type=int, default=3, help="repeats of every measurement (default 3)")
+    ap.add_argument("--peers", default=",".join(PEERS), help="comma list, or 'none'")
+    ap.add_argument("--peer-threads", default="1,default",
+                    help="thread settings to run each peer with: a comma list of '1' (one"
+                         " compute thread, as digitnet trains) and 'default' (the library's own)")
+    ap.add_argument("--peer-budget", type=float, default=300,
+                    help="stop repeating a peer after this many seconds (default 300)")
+    ap.add_argument("--no-levers", action="store_true", help="skip the engine levers")
+    ap.add_argument("--out", default=str(ROOT / "docs" / "performance.md"))
+    ap.add_argument("--json", help="also write the raw measurements here")
+    ap.add_argument("--from-json", help="re-write the document from a saved --json run")
+    args = ap.parse_args()
+    if args.from_json:
+        Path(args.out).write_text(render(json.loads(Path(args.from_json).read_text())))
+        log(f"wrote {args.out}")
+        return
+
+    t_start = time.time()
+    res: dict = {"n": args.n, "load_before": os.getloadavg(), "machine": machine(),
+                 "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    log("floor …")
+    res["floor"] = floor(args.n)
+    log("digitnet (API, in-process numbers) …")
+    res["digitnet"] = digitnet_runs(args.n)
+    log("digitnet (the CLI) …")
+    res["cli"] = cli_run.measure(args.n, log=log)
+    res["peers"] = []
+    names = [] if args.peers == "none" else [p for p in args.peers.split(",") if p]
+    with tempfile.TemporaryDirectory() as tmp:
+        data = write_data(Path(tmp) / "mnist.npz") if names else None
+        for threads in args.peer_threads.split(","):
+            for name in names:
+                log(f"peer {name}, {threads} threads …")
+                res["peers"].append(run_peer(name, data, args.n, budget=args.peer_budget,
+                                             threads=threads, log=log))
+    if not args.no_levers:
+        log("engine levers …")
+        res["levers"] = levers.run_levers(rounds=args.n, env=ENV)
+    res["load_after"] = os.getloadavg()
+    res["minutes"] = (time.time() - t_start) / 60
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, indent=1))
+    text = render(res)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(text)
+    log(f"wrote {args.out}")
+
+
+def render(res: dict) -> str:
+    """docs/performance.md from one run's measurements."""
+    m = res["machine"]
+    fl = res["floor"]
+    blas = min((v for k, v in fl.items() if k.startswith("numpy")), key=lambda s: s["median"])
+    ours = trainer_row([{**r, "rss_mib": c["rss_mib"]}
+                        for r, c in zip(res["digitnet"], res["cli"]["cold"], strict=False)])
+    rows: list[tuple[str, dict | None, str]] = [("**digitnet**", ours, "")]
+    peer_rows: dict[str, dict] = {}
+    for p in res["peers"]:
+        threads = "1 thread" if p.get("threads") == "1" else "default threads"
+        if "skipped" in p:
+            rows.append((f"{p['name']} ({threads})", None, p["skipped"]))
+            continue
+        row = trainer_row(p["runs"])
+        rows.append((f"{p['label']} ({p['version']}; {threads}; n={len(p['runs'])})", row, ""))
+        # Targets compare against each peer's faster setting.
+        best = peer_rows.get(p["name"])
+        if best is None or row["epoch"]["median"] < best["epoch"]["median"]:
+            peer_rows[p["name"]] = row
+    cli = res["cli"]
+    cold, warm = (summary([r["wall"] for r in cli[k]]) for k in ("cold", "warm"))
+    help_s = summary(cli["help"])
+    la = res["load_before"], res["load_after"]
+    lines = [
+        "# Performance",
+        "",
+        "Written by `python -m bench` (bench/__main__.py); every number below comes from one run",
+        f"of it, started {res['started']}, {res['minutes']:.0f} min long. "
+        f"n = {res['n']} runs of each measurement, each in a fresh process, one at a time;",
+        "cells show the median and (min–max).",
+        "",
+        "## Machine",
+        "",
+        f"- CPU: {m['cpu']}, {m['cores']} cores ({m['isa']}); {m['os']}",
+        f"- Python {m['python']}; " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()),
+        f"- load average (1 min) {la[0][0]:.2f} at the start, {la[1][0]:.2f} at the end"
+        + (" — **the machine was shared and busy: wall times are inflated and noisy**"
+           if max(la[0][0], la[1][0]) >= 1.0 else ""),
+        "- GPU: none in this session, so the GPU target (≤ 0.03 s/epoch on an H100) is not measured"
+        " here. Nothing in digitnet is CPU-only: the XLA CPU flags it sets are ignored by GPU"
+        " backends.",
+        "",
+        "## The tutorial's config: 784-64-64-10 ReLU, Adam 1e-3, batch 32, 5 epochs, full MNIST",
+        "",
+        f"Floor (bench/floor.py): one epoch's eight matrix products (3 forward, 5 backward) × 1875"
+        f" steps, nothing else. BLAS floor = best of NumPy's BLAS at 1 or 2 threads = "
+        f"**{blas['median']:.3f} s/epoch**.",
+        "",
+        "| floor measurement | s/epoch | CPU s/epoch |",
+        "|---|---|---|",
+        *[f"| {k} | {fmt(v)} | {fmt(v.get('cpu'))} |" for k, v in fl.items()],
+        "",
+        *table(rows, blas, ours),
+        f"| floor (NumPy BLAS) | {blas['median']:.3f} | {fmt(blas.get('cpu'))} | | | | | 1.00× | |",
+        "",
+        "- steady s/epoch: the median of epochs 2–5 of a run (epoch 1 of JAX-based trainers "
+        "includes compilation); training only, no per-epoch validation, as the tutorial's fit.",
+        "- digitnet's row: `digitnet.fit(config=TrainConfig(validation='none'))` in a fresh process"
+        " (bench/digitnet_run.py, compile cache off, so the 5-epoch time includes compiling);"
+        " predict = `Model.predict` on the 10k test images after one warm-up call; peak RSS = the"
+        " `digitnet train` process below.",
+        "- peers: bench/peers/*.py, each in its own virtual environment (bench/peers/setup.sh);"
+        " '1 thread' caps the compute threads (OMP/OpenBLAS/MKL/TF intra- and inter-op"
+        " variables, XLA's single-thread flag), as digitnet trains; 'default threads' is each"
+        " library as installed. The speed-up targets use each peer's faster setting."
+        " predict = each library's own predict call.",
+        "",
+        "## The command line",
+        "",
+        "| measurement | seconds |",
+        "|---|---|",
+        "| `digitnet train` end to end, empty cache dir (start → 5 epochs → saved) "
+        f"| {fmt(cold, digits=2)} |",
+        f"| the same, second run (persistent compilation cache warm) | {fmt(warm, digits=2)} |",
+        f"| `digitnet --help` | {fmt(help_s)} |",
+        "",
+        "(bench/cli_run.py: `python -m digitnet train --quiet --out DIR` with DIGITNET_HOME in a"
+        " fresh temporary folder, run twice; then `python -m digitnet --help`.)",
+        "",
+    ]
+    lines += SETTINGS
+    lines += breakdown_section(res["digitnet"], ours)
+    lines += levers_section(res.get("levers"))
+    targets = targets_section(res, ours, blas, peer_rows, cold, warm, help_s)
+    lines += targets
+    lines += unmet_section(targets)
+    return "\n".join(lines) + "\n"
+
+
+SETTINGS = [
+    "## What digitnet does for speed, and its switches", "",
+    "- Training runs as one compiled `lax.scan` per chunk of steps over device-resident uint8"
+    " data; XLA's CPU dots run single-threaded (`--xla_cpu_multi_thread_eigen=false`, added to"
+    " XLA_FLAGS by the CLI before JAX starts; `DIGITNET_XLA_THREADS=auto` leaves JAX's default).",
+    "- Compiled programs persist in `<digitnet home>/jax-cache` (JAX's persistent compilation"
+    " cache, set by `digitnet.fit`/`digitnet.load` and the CLI); `DIGITNET_COMPILE_CACHE=0`"
+    " turns it off. The home is `$DIGITNET_HOME`, else `$XDG_CACHE_HOME/digitnet`, else"
+    " `~/.cache/digitnet`.",
+    "- Initial weights and optimizer state come from one compiled call (compiled without LLVM"
+    " optimisation: same bits, less compile time); inference runs in blocks of 1000 rows.",
+    "- `digitnet --help` and argument errors import neither JAX nor NumPy.",
+    "",
+    "Reproduce: `bash bench/peers/setup.sh` (once; peers go to /work/peers or"
+    " `$DIGITNET_PEERS`), then `python -m bench`.",
+    "",
+]
+
+
+def breakdown_section(runs: list[dict], ours: dict) -> list[str]:
+    """Where a training run's seconds go, from the in-process digitnet runs."""
+    first = summary([r["epoch_seconds"][0] for r in runs])
+    compile_s = summary([r["epoch_seconds"][0] - statistics.median(r["epoch_seconds"][1:])
+                         for r in runs if len(r["epoch_seconds"]) > 1])
+    rows = [("import digitnet.api (JAX, Optax) + start the CPU backend",
+             summary([r["import_seconds"] for r in runs if "import_seconds" in r])),
+            ("load MNIST (gunzip + SHA-256 of the embedded files)",
+             summary([r["load_seconds"] for r in runs if "load_seconds" in r])),
+            ("epoch 1 (compiles the step, then trains)", first),
+            ("of which compilation ≈ epoch 1 − steady epoch", compile_s),
+            ("one steady epoch", ours["epoch"]),
+            ("5 epochs, compilation included", ours["train"])]
+    return ["## Where a run's time goes (digitnet, in-process)", "",
+            "| phase | seconds |", "|---|---|",
+            *[f"| {name} | {fmt(v)} |" for name, v in rows if v], ""]
+
+
+# The peers' s/epoch in issue 4's own table (its measurement, quoted for comparison).
+ISSUE_EPOCH = {"keras-jax": 1.65, "keras-tf": 6.55, "torch": 2.64}
+
+# What was tried for each target, and where its time goes, shown when a target is not met.
+NOTES = {
+    "steady epoch vs floor": (
+        "Per step the engine runs the eight GEMMs plus about fifty small XLA ops (gathering and"
+        " converting the batch, bias + ReLU, softmax cross-entropy and its scatter gradient, four"
+        " bias-gradient reductions, three Adam fusions per parameter tensor); each op is a"
+        " separate thunk with a fixed dispatch cost in XLA's CPU runtime, which at batch 32 is"
+        " comparable to a GEMM. Tried (table above): single-threaded XLA (kept), one-hot loss,"
+        " fused and flat Adam, (out, in) kernels, one chunk per epoch, no donation, fewer host"
+        " reads, scan unrolling (less CPU per epoch, but a larger loop body to compile on every"
+        " first run: not kept). None removes the per-op cost; a hand-fused step would need a"
+        " custom kernel."),
+    "`digitnet train` end to end": (
+        "The run is: Python + JAX import and backend start, MNIST load, compilation, 5 epochs,"
+        " per-epoch validation, saving (see the breakdown). Done: lazy imports, single-threaded"
+        " XLA, the persistent compilation cache (the"
+        " second run skips compilation), one compiled call for the initial weights (its"
+        " compilation without LLVM optimisation). Left: importing JAX and compiling the training"
+        " step, the shuffle and inference, which the persistent cache removes from later runs."),
+    "predict 10k after warm-up": (
+        "10k × 784 × 64 multiply-adds is 1 GFLOP for the first layer alone; single-threaded"
+        " that is most of the budget. Done: blocked inference (1000 rows per block inside one"
+        " compiled call) so the float32 input never lands in fresh pages; on a busy machine"
+        " the wall time also counts waiting for a core."),
+    "peak RSS of `digitnet train`": (
+        "Most of it is the JAX/XLA runtime and its compiler; the data is held once as uint8."),
+}
+
+
+def unmet_section(target_rows: list[str]) -> list[str]:
+    unmet = [row.split("|")[1].strip() for row in target_rows if "**not met**" in row]
+    if not unmet:
+        return ["All measured targets are met in this run.", ""]
+    out = ["## Targets not met: what was tried, where the time goes", ""]
+    for name in unmet:
+        note = next((v for k, v in NOTES.items() if name.startswith(k)), "see the table.")
+        out.append(f"- **{name}**: {note}")
+    return out + [""]
+
+
+def levers_section(lev: dict | None) -> list[str]:
+    if not lev:
+        return []
+    base = summary(lev["base"]["epoch_seconds"])
+    base_cpu = summary(lev["base"]["epoch_cpu_seconds"])
+    out = ["## Engine levers (bench/levers.py)", "",
+           "Each variant trains the tutorial's config in its own process, all variants round-robin"
+           " so that load spikes hit them alike; a cell is the best timed epoch of each process"
+           " (median over rounds). CPU s is process CPU time, steadier than wall time on a shared"
+           " machine. Ratios are against `base` in this run (< 1 is faster).", "",
+           "| variant | XLA_FLAGS | wall s/epoch | ÷ base | CPU s/epoch | ÷ base |",
+           "|---|---|---|---|---|---|"]
+    for name, v in lev.items():
+        w, c = summary(v["epoch_seconds"]), summary(v["epoch_cpu_seconds"])
+        rc = ratio(c, base_cpu)
+        out.append(f"| {name} | `{v['flags'] or 'default'}` | {fmt(w)} | {ratio(w, base):.2f} "
+                   f"| {fmt(c)} | {'' if rc is None or rc != rc else f'{rc:.2f}'} |")
+    out += ["", *levers.DESCRIPTIONS, ""]
+    return out
+
+
+def targets_section(res, ours, blas, peer_rows, cold, warm, help_s) -> list[str]:
+    # On a busy machine wall time mostly measures the other jobs; then the speed targets are
+    # judged on process CPU time (each trainer's own work), and the table says so.
+    busy = max(res["load_before"][0], res["load_after"][0]) >= 1.0
+    key = "cpu" if busy and ours.get("cpu") and blas.get("cpu") else "epoch"
+    basis = "CPU time (busy machine)" if key == "cpu" else "wall time"
+    epoch = ours[key]
+    rows = ["## Targets (issue 4)", "", f"Speed ratios judged on {basis}.", "",
+            "| target | wanted | measured | |", "|---|---|---|---|"]
+    r_floor = ratio(epoch, blas[key] if key == "cpu" else blas)
+    rows.append(target_line("steady epoch vs floor", "≤ 1.5×", f"{r_floor:.2f}×", r_floor <= 1.5))
+    for name, want in (("keras-jax", 4), ("keras-tf", 15), ("torch", 6)):
+        pr = peer_rows.get(name)
+        sp = ratio(pr[key], epoch) if pr and pr.get(key) else None
+        rows.append(target_line(f"faster than {name}", f"≥ {want}×",
+                                f"{sp:.1f}×" if sp else "peer skipped", sp >= want if sp else None))
+    peer_acc = [r["acc"]["median"] for r in peer_rows.values()]
+    if peer_acc:
+        gap = (ours["acc"]["median"] - statistics.median(peer_acc)) * 100
+        # Read as "no worse than": a higher accuracy than the peers is not a miss.
+        rows.append(target_line("test accuracy vs the peers' median", "≥ −0.3 pp",
+                                f"{gap:+.2f} pp", gap >= -0.3))
+    rows.append(target_line("`digitnet train` end to end", "≤ 5 s", fmt(cold, digits=2),
+                            cold["median"] <= 5))
+    rows.append(target_line("`digitnet --help`", "< 0.5 s", fmt(help_s), help_s["median"] < 0.5))
+    rss = ours["rss"]
+    peer_rss = [r["rss"]["median"] for r in peer_rows.values() if r["rss"]]
+    rows.append(target_line("peak RSS of `digitnet train`", "≤ 450 MiB and below every peer",
+                            f"{rss['median']:.0f} MiB" + (f" (lowest peer {min(peer_rss):.0f})"
+                                                          if peer_rss else ""),
+                            rss["median"] <= 450 and all(rss["median"] < p for p in peer_rss)))
+    pred = ours["predict"]
+    rows.append(target_line("predict 10k after warm-up", "≤ 10 ms", fmt(pred, 1000, 1, " ms"),
+                            pred["median"] <= 0.010))
+    rows.append(target_line("second `digitnet train` skips compilation", "compile cache hit",
+                            f"{fmt(warm, digits=2)} s vs {fmt(cold, digits=2)} s",
+                            warm["median"] < cold["median"]))
+    rows.append(target_line("GPU: tutorial config on an H100", "≤ 0.03 s/epoch",
+                            "no GPU in this session", None))
+    # Why a speed-up target can be out of reach: the floor bounds digitnet's epoch from below.
+    floor_s = blas[key]["median"] if key == "cpu" else blas["median"]
+    for name, want in (("keras-jax", 4), ("keras-tf", 15), ("torch", 6)):
+        pr = peer_rows.get(name)
+        if pr and pr.get(key) and ratio(pr[key], epoch) < want:
+            need = pr[key]["median"] / want
+            NOTES[f"faster than {name}"] = (
+                f"{want}× would need an epoch of {need:.3f} s ({basis}), {need / floor_s:.2f}× the"
+                f" floor; digitnet's is {epoch['median']:.3f} s ({epoch['median'] / floor_s:.2f}×"
+                f" the floor). The issue's table expected {ISSUE_EPOCH[name]} s/epoch for this"
+                f" peer; this run measured {pr['epoch']['median']:.3f} s wall.")
+    return rows + [""]
+
+
+if __name__ == "__main__":
+    main()

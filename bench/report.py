@@ -1,0 +1,76 @@
+"""Turn one bench run's measurements into docs/performance.md: the table, ratios, targets."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+
+NA = "—"
+
+
+def summary(values: Sequence[float]) -> dict | None:
+    """Median and min–max of a sample, or None for an empty one."""
+    vals = [float(v) for v in values]
+    if not vals:
+        return None
+    return {"median": statistics.median(vals), "min": min(vals), "max": max(vals), "n": len(vals)}
+
+
+def fmt(s: dict | None, scale: float = 1.0, digits: int = 3, unit: str = "") -> str:
+    """'median (min–max)' of a summary, scaled (e.g. 1000 for ms)."""
+    if s is None:
+        return NA
+    med, lo, hi = (s[k] * scale for k in ("median", "min", "max"))
+    if s["n"] == 1 or lo == hi:
+        return f"{med:.{digits}f}{unit}"
+    return f"{med:.{digits}f}{unit} ({lo:.{digits}f}–{hi:.{digits}f})"
+
+
+def steady(epoch_seconds: Sequence[float]) -> float:
+    """One run's steady-state epoch: the median of its epochs after the first (which
+    includes compilation for JAX-based trainers), or its only epoch."""
+    rest = list(epoch_seconds[1:]) or list(epoch_seconds)
+    return statistics.median(rest)
+
+
+def trainer_row(runs: list[dict]) -> dict:
+    """The table's numbers for one trainer (digitnet or a peer) from its n runs."""
+    return {
+        "epoch": summary([steady(r["epoch_seconds"]) for r in runs]),
+        "cpu": summary([steady(r["epoch_cpu_seconds"]) for r in runs if "epoch_cpu_seconds" in r]),
+        "train": summary([r["train_seconds"] for r in runs]),
+        "acc": summary([r["test_accuracy"] for r in runs]),
+        "predict": summary([min(r["predict_seconds"]) for r in runs]),
+        "rss": summary([r["rss_mib"] for r in runs if "rss_mib" in r]),
+    }
+
+
+def ratio(a: dict | None, b: dict | None) -> float | None:
+    return a["median"] / b["median"] if a and b and b["median"] else None
+
+
+def table(rows: list[tuple[str, dict | None, str]], floor: dict, ours: dict) -> list[str]:
+    """Markdown rows: name, numbers, × floor, and digitnet's speed-up over it (wall; CPU)."""
+    out = ["| trainer | steady s/epoch | CPU s/epoch | 5-epoch training s | test acc "
+           "| predict 10k ms | peak RSS MiB | epoch ÷ floor | digitnet is × faster (wall; CPU) |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    for name, row, note in rows:
+        if row is None:
+            out.append(f"| {name} | skipped: {note} | | | | | | | |")
+            continue
+        vs_floor = ratio(row["epoch"], floor)
+        speedup = ratio(row["epoch"], ours["epoch"])
+        cpu_speedup = ratio(row["cpu"], ours["cpu"])
+        faster = "" if row is ours else f"{speedup:.1f}×" + (
+            f"; {cpu_speedup:.1f}×" if cpu_speedup else "")
+        acc = fmt(row["acc"], 100, 2, "%")
+        out.append(
+            f"| {name} | {fmt(row['epoch'])} | {fmt(row['cpu'])} | {fmt(row['train'], digits=2)} "
+            f"| {acc} | {fmt(row['predict'], 1000, 1)} | {fmt(row['rss'], digits=0)} "
+            f"| {vs_floor:.2f}× | {faster} |")
+    return out
+
+
+def target_line(name: str, target: str, measured: str, ok: bool | None) -> str:
+    mark = {True: "met", False: "**not met**", None: "not measured"}[ok]
+    return f"| {name} | {target} | {measured} | {mark} |"

@@ -1,0 +1,67 @@
+"""How digitnet sets up JAX before its first computation: XLA's CPU threading and the
+persistent compilation cache. See docs/performance.md for the measurements behind both.
+
+Opt-outs (environment):
+  DIGITNET_COMPILE_CACHE=0   no persistent compilation cache
+  DIGITNET_XLA_THREADS=auto  leave XLA's CPU threading at JAX's default
+  XLA_FLAGS                  flags given here are kept; ours are only added when absent
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+# The tutorial's GEMMs (batch 32 × ≤784 × 64) are too small to split across cores: Eigen's
+# thread pool spends more on hand-offs and work stealing than it saves, and on a shared
+# machine a step that waits for a second, busy core stalls. Measured in bench/levers.py.
+SINGLE_THREAD_FLAGS = ("--xla_cpu_multi_thread_eigen=false",)
+
+
+def set_cpu_threading() -> bool:
+    """Add the single-threaded XLA CPU flags to XLA_FLAGS, if JAX has not started yet.
+
+    XLA reads XLA_FLAGS once, when its CPU backend starts, so this only works before
+    `import jax`; returns whether the flags were set. GPU backends ignore these flags.
+    """
+    if "jax" in sys.modules or os.environ.get("DIGITNET_XLA_THREADS", "").lower() == "auto":
+        return False
+    given = os.environ.get("XLA_FLAGS", "")
+    extra = [f for f in SINGLE_THREAD_FLAGS if f.split("=")[0] not in given]
+    if extra:
+        os.environ["XLA_FLAGS"] = " ".join([given, *extra]).strip()
+    return True
+
+
+def compile_cache_dir() -> Path | None:
+    """Where compiled programs are kept across runs: home()/jax-cache, or None when off."""
+    if os.environ.get("DIGITNET_COMPILE_CACHE", "1").lower() in ("0", "false", "no", "off"):
+        return None
+    from digitnet.data.datasets import home
+
+    return home() / "jax-cache"
+
+
+def enable_compile_cache() -> Path | None:
+    """Turn on JAX's persistent compilation cache in digitnet's cache dir (idempotent).
+
+    JAX by default only persists programs that took ≥ 1 s to compile; digitnet's each take
+    less, yet together they are most of a short run's start-up, so every program is kept.
+    A cache the user configured themselves (jax_compilation_cache_dir) is left alone.
+    """
+    path = compile_cache_dir()
+    if path is None:
+        return None
+    import jax
+
+    if jax.config.jax_compilation_cache_dir:
+        return Path(jax.config.jax_compilation_cache_dir)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None  # a read-only home: run without the cache rather than fail
+    jax.config.update("jax_compilation_cache_dir", str(path))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    return path

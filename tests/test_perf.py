@@ -1,0 +1,105 @@
+"""Performance plumbing: lazy start-up, XLA settings, the compile and data caches, and the
+bench's own code paths (speed itself is measured by `python -m bench`, never asserted here)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def py(code: str, **env: str) -> subprocess.CompletedProcess:
+    """Python code in a fresh process with this checkout's src and bench importable."""
+    full = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}", **env}
+    full.pop("XLA_FLAGS", None) if "XLA_FLAGS" not in env else None
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=full, timeout=120, check=True)
+
+
+def test_cli_and_help_do_not_import_jax():
+    out = py("import sys, digitnet.cli\n"
+             "try:\n    digitnet.cli.main(['--help'])\nexcept SystemExit:\n    pass\n"
+             "print(sorted(m for m in ('jax', 'numpy', 'optax') if m in sys.modules))").stdout
+    assert out.strip().splitlines()[-1] == "[]"
+
+
+def test_cli_sets_single_threaded_xla_before_jax_starts():
+    code = ("import os, sys\nfrom digitnet.runtime import set_cpu_threading\n"
+            "print(set_cpu_threading(), os.environ.get('XLA_FLAGS'))")
+    assert py(code).stdout.split() == ["True", "--xla_cpu_multi_thread_eigen=false"]
+    # the user's own value of the flag wins, other flags are kept
+    mine = "--xla_cpu_multi_thread_eigen=true --xla_force_host_platform_device_count=2"
+    assert py(code, XLA_FLAGS=mine).stdout.strip() == f"True {mine}"
+    assert py(code, DIGITNET_XLA_THREADS="auto").stdout.split() == ["False", "None"]
+    # once JAX is imported its flags are read already: nothing is set (a stand-in module
+    # marks it imported here, so that the test need not pay for importing JAX)
+    late = "import sys\nsys.modules['jax'] = sys\n" + code
+    assert py(late).stdout.split() == ["False", "None"]
+
+
+def test_compile_cache_lives_in_digitnet_home_and_is_reused(tmp_path):
+    code = ("import jax, jax.numpy as jnp\nfrom digitnet.runtime import enable_compile_cache\n"
+            "p = enable_compile_cache()\n"
+            "jax.jit(lambda x: x * 2 + 1)(jnp.arange(3.0)).block_until_ready()\n"
+            "print(p, jax.config.jax_compilation_cache_dir)")
+    out = py(code, DIGITNET_HOME=str(tmp_path)).stdout.split()
+    assert out == [str(tmp_path / "jax-cache")] * 2
+    entries = sorted(os.listdir(tmp_path / "jax-cache"))
+    assert entries, "the compiled program was not written to the cache"
+    py(code, DIGITNET_HOME=str(tmp_path))  # a second process finds it and adds nothing
+    assert sorted(os.listdir(tmp_path / "jax-cache")) == entries
+
+
+
+def test_compile_cache_opt_out(monkeypatch, tmp_path):
+    from digitnet.runtime import compile_cache_dir, enable_compile_cache
+
+    monkeypatch.setenv("DIGITNET_HOME", str(tmp_path))
+    assert compile_cache_dir() == tmp_path / "jax-cache"
+    monkeypatch.setenv("DIGITNET_COMPILE_CACHE", "0")
+    assert compile_cache_dir() is None and enable_compile_cache() is None
+
+
+def test_floor_and_peer_runner(tmp_path):
+    sys.path.insert(0, str(ROOT))
+    from bench.floor import numpy_epoch_seconds
+    from bench.peer_runner import run_peer
+    from bench.proc import run
+
+    times = numpy_epoch_seconds(repeats=2, steps=20)
+    assert len(times) == 2 and all(t > 0 for t in times)
+    skipped = run_peer("torch", tmp_path / "data.npz", n=1, root=tmp_path, log=lambda m: None)
+    assert "skipped" in skipped and str(tmp_path / "torch") in skipped["skipped"]
+    r = run([sys.executable, "-c", "b = bytearray(200 << 20); print('{\"ok\": 1}')"])
+    assert r.json() == {"ok": 1} and r.rss_mib >= 200
+
+
+def test_report_marks_skipped_peers_and_unmet_targets():
+    sys.path.insert(0, str(ROOT))
+    from bench.__main__ import render
+
+    run = {"epoch_seconds": [1.0, 0.3, 0.3, 0.3, 0.3], "train_seconds": 2.2,
+           "test_accuracy": 0.9664, "predict_seconds": [0.004, 0.005]}
+    cli = {"wall": 4.0, "rss_mib": 400.0, "test_accuracy": 0.9664}
+    peer = {**run, "epoch_seconds": [3.0] * 5, "rss_mib": 800.0, "peer": "PyTorch (eager)",
+            "version": "2.13.0", "wall": 20.0}
+    res = {"n": 1, "started": "now", "minutes": 1.0, "load_before": (3.0, 0, 0),
+           "load_after": (0.5, 0, 0),
+           "machine": {"cpu": "AMD EPYC", "cores": 2, "isa": "avx2", "python": "3.11",
+                       "versions": {"jax": "0.10"}, "os": "Linux"},
+           "floor": {"numpy BLAS, 1 thread": {"median": 0.1, "min": 0.1, "max": 0.1, "n": 1}},
+           "digitnet": [run], "cli": {"cold": [cli], "warm": [{**cli, "wall": 3.0}], "help": [0.05]},
+           "peers": [{"name": "keras-tf", "skipped": "no environment at /x"},
+                     {"name": "torch", "label": "PyTorch (eager)", "version": "2.13.0",
+                      "runs": [peer]}]}
+    doc = render(res)
+    assert "| keras-tf (default threads) | skipped: no environment at /x |" in doc
+    assert "| steady epoch vs floor | ≤ 1.5× | 3.00× | **not met** |" in doc
+    assert "| faster than torch | ≥ 6× | 10.0× | met |" in doc
+    assert "| faster than keras-tf | ≥ 15× | peer skipped | not measured |" in doc
+    assert "busy" in doc and "GPU: none in this session" in doc
+    json.dumps(res)  # what --json writes
