@@ -47,6 +47,7 @@ class MLPSpec:
     activation: str = "relu"
     dropout: tuple[float, ...] = field(default=())  # after each hidden layer; () means none
     preprocess: str = "center"
+    input_dropout: float = 0.0  # dropout on the (preprocessed) inputs
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "input_shape", tuple(int(d) for d in self.input_shape))
@@ -59,7 +60,8 @@ class MLPSpec:
             raise ConfigError(
                 f"dropout needs one rate or one per hidden layer ({len(self.hidden)}), got {len(drop)}"
             )
-        if any(not 0.0 <= d < 1.0 for d in drop):
+        object.__setattr__(self, "input_dropout", float(self.input_dropout))
+        if any(not 0.0 <= d < 1.0 for d in (*drop, self.input_dropout)):
             raise ConfigError(f"dropout rates must be in [0, 1), got {list(drop)}")
         object.__setattr__(self, "dropout", drop if any(drop) else ())
         if self.activation not in ACTIVATIONS:
@@ -100,6 +102,8 @@ class MLPSpec:
     def summary(self) -> str:
         """A Keras-style table: layers, output shapes, parameter counts."""
         rows = []
+        if self.input_dropout:
+            rows.append((f"input_dropout (Dropout {self.input_dropout:g})", f"(None, {self.input_dim})", 0))
         for i, (a, b) in enumerate(zip(self.sizes[:-1], self.sizes[1:], strict=True)):
             last = i == len(self.hidden)
             act = "softmax" if last else self.activation
@@ -152,14 +156,21 @@ def forward(
 ) -> jax.Array:
     """Logits for a batch of raw inputs x (uint8 or float, any shape with N first)."""
     h = (x.reshape(x.shape[0], -1).astype(jnp.float32) - stats["shift"]) * stats["scale"]
+    if dropout_key is not None and spec.input_dropout > 0:
+        # Index len(hidden) is free: hidden layer i's mask uses index i.
+        h = dropout(h, spec.input_dropout, jax.random.fold_in(dropout_key, len(spec.hidden)))
     act = ACTIVATIONS[spec.activation]
     for i, layer in enumerate(params[:-1]):
         h = act(h @ layer["kernel"] + layer["bias"])
         rate = spec.dropout[i] if spec.dropout else 0.0
         if dropout_key is not None and rate > 0:
-            keep = jax.random.bernoulli(jax.random.fold_in(dropout_key, i), 1 - rate, h.shape)
-            h = jnp.where(keep, h / (1 - rate), 0.0)
+            h = dropout(h, rate, jax.random.fold_in(dropout_key, i))
     return h @ params[-1]["kernel"] + params[-1]["bias"]
+
+
+def dropout(h: jax.Array, rate: float, key: jax.Array) -> jax.Array:
+    keep = jax.random.bernoulli(key, 1 - rate, h.shape)
+    return jnp.where(keep, h / (1 - rate), 0.0)
 
 
 @lru_cache(maxsize=32)
