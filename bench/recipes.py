@@ -45,6 +45,8 @@ def hardware() -> str:
 
 
 def run_one(recipe: str, seed: int, overrides: list[str]) -> dict:
+    from digitnet.recipes import recipe_options
+
     flags = []
     for item in overrides:
         key, _, value = item.partition("=")
@@ -62,6 +64,7 @@ def run_one(recipe: str, seed: int, overrides: list[str]) -> dict:
         config = json.loads((out / "config.json").read_text())
     m = config["metrics"]
     return {"recipe": recipe, "seed": seed, "overrides": overrides, "command": shown,
+            "recipe_options": recipe_options(recipe),
             "test_accuracy": m["test_accuracy"], "test_loss": m["test_loss"],
             "epochs": m["epochs"], "train_seconds": m["train_seconds"], "wall_seconds": round(wall, 1),
             "load_before": round(load_before, 2), "load_after": round(os.getloadavg()[0], 2),
@@ -85,7 +88,8 @@ def fmt_pct(values: list[float]) -> str:
     return f"{100 * mean:.2f} ± {100 * std:.2f}"
 
 
-def verdict(recipe: str, accs: list[float], walls: list[float], overrides: list[str]) -> str:
+def verdict(recipe: str, accs: list[float], walls: list[float], overrides: list[str],
+            stale: bool) -> str:
     low, max_wall = TARGETS.get(recipe, (None, None))
     notes = []
     if low is not None:
@@ -100,6 +104,8 @@ def verdict(recipe: str, accs: list[float], walls: list[float], overrides: list[
                      f"(slowest seed {worst / 60:.1f} min)")
     if overrides:
         notes.append("shortened/changed from the shipped recipe by the overrides shown")
+    if stale:
+        notes.append("STALE: the recipe file has changed since these runs")
     return "; ".join(notes) or "the tutorial baseline"
 
 
@@ -136,7 +142,7 @@ compiled step):
 
 
 def report(rows: list[dict]) -> str:
-    from digitnet.recipes import FOLDER, recipe_names
+    from digitnet.recipes import FOLDER, recipe_names, recipe_options
 
     groups: dict[tuple[str, tuple[str, ...]], list[dict]] = {}
     for r in rows:
@@ -163,11 +169,12 @@ def report(rows: list[dict]) -> str:
         accs = [r["test_accuracy"] for r in rs]
         walls = [r["wall_seconds"] for r in rs]
         loads = [r["load_before"] for r in rs]
+        stale = any(r["recipe_options"] != recipe_options(key[0]) for r in rs)
         lines.append(
             f"| `{key[0]}` | {' '.join(key[1]) or '—'} | {', '.join(str(r['seed']) for r in rs)} "
             f"| {fmt_pct(accs)} | {100 * min(accs):.2f} – {100 * max(accs):.2f} "
             f"| {statistics.fmean(walls):.0f}, {max(walls):.0f} "
-            f"| {min(loads):.1f} – {max(loads):.1f} | {verdict(key[0], accs, walls, list(key[1]))} |")
+            f"| {min(loads):.1f} – {max(loads):.1f} | {verdict(key[0], accs, walls, list(key[1]), stale)} |")
     lines += ["", "## Commands and hardware", ""]
     for key in keys:
         rs = sorted(groups[key], key=lambda x: x["seed"])
