@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))  # this checkout's digitnet, not an installed one
 RESULTS = ROOT / "bench" / "results" / "recipes.json"
 DOC = ROOT / "docs" / "recipes.md"
 # What each recipe promises (issue 7): (minimum mean test accuracy, maximum wall seconds).
