@@ -99,3 +99,20 @@ def test_input_dropout_only_in_training():
     dropped = forward(params, stats, x, spec, jax.random.key(0))
     assert not np.allclose(np.asarray(dropped), np.asarray(plain))
     assert "input_dropout (Dropout 0.5)" in spec.summary()
+
+
+def test_early_stopping_restores_the_best_average():
+    from digitnet.train import EarlyStopping
+
+    tx = make_optimizer(TrainConfig(optimizer="sgd", lr=0.1, ema=0.5), total_steps=3)
+    params = toy_params()
+    state = TrainState(params=params, opt_state=tx.init(params))
+    stopper = EarlyStopping(patience=1)
+    stopper.on_epoch_end(state, {"val_loss": 1.0})
+    best = [np.asarray(v) for v in jax.tree.leaves(state.weights())]
+    state.opt_state = tx.update(jax.tree.map(jnp.ones_like, params), state.opt_state, params)[1]
+    stopper.on_epoch_end(state, {"val_loss": 2.0})
+    assert state.stop
+    stopper.on_train_end(state)
+    for u, v in zip(best, jax.tree.leaves(state.weights()), strict=True):
+        np.testing.assert_array_equal(u, np.asarray(v))

@@ -212,7 +212,7 @@ def fit(
 
     With `out`, the run directory is written there: a checkpoint every epoch, then the final
     model. `resume=True` continues from that directory's last checkpoint. `recipe` (a name from
-    digitnet.config.recipe_names(), e.g. "best") supplies the spec and config not given.
+    digitnet.recipes.recipe_names(), e.g. "best") supplies the spec and config not given.
     """
     if recipe is not None:
         from digitnet.config import recipe as recipe_setup

@@ -62,7 +62,7 @@ class MLPSpec:
             )
         object.__setattr__(self, "input_dropout", float(self.input_dropout))
         if any(not 0.0 <= d < 1.0 for d in (*drop, self.input_dropout)):
-            raise ConfigError(f"dropout rates must be in [0, 1), got {list(drop)}")
+            raise ConfigError(f"dropout rates must be in [0, 1), got {[*drop, self.input_dropout]}")
         object.__setattr__(self, "dropout", drop if any(drop) else ())
         if self.activation not in ACTIVATIONS:
             raise ConfigError(

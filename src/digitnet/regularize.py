@@ -66,6 +66,12 @@ def weight_ema(decay: float) -> optax.GradientTransformation:
     return optax.GradientTransformation(init, update)
 
 
+def replace_ema(opt_state: Any, params: Any) -> Any:
+    """The optimizer state with its EMA weights (if any) replaced by `params`."""
+    return jax.tree.map(lambda n: EmaState(ema=params) if isinstance(n, EmaState) else n, opt_state,
+                        is_leaf=lambda n: isinstance(n, EmaState))
+
+
 def ema_params(opt_state: Any) -> Any | None:
     """The EMA weights held in an optimizer state, or None if it tracks none."""
     for node in jax.tree.leaves(opt_state, is_leaf=lambda n: isinstance(n, EmaState)):

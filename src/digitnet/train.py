@@ -190,7 +190,7 @@ class EarlyStopping(Callback):
         if self.mode * value < self.best - self.min_delta:
             self.best, self.wait = self.mode * value, 0
             if self.restore_best:
-                self.best_params = jax.tree.map(np.array, state.params)
+                self.best_params = jax.tree.map(np.array, state.weights())
         else:
             self.wait += 1
             if self.wait >= self.patience:
@@ -199,6 +199,7 @@ class EarlyStopping(Callback):
     def on_train_end(self, state: TrainState) -> None:
         if self.restore_best and self.best_params is not None:
             state.params = jax.tree.map(jnp.asarray, self.best_params)
+            state.opt_state = regularize.replace_ema(state.opt_state, state.params)
 
 
 # Folded into a batch's key for its augmentation draws; dropout uses small layer indices.
