@@ -45,18 +45,26 @@ def hardware() -> str:
     return f"{model}, {os.cpu_count()} cores visible, {platform.system()} (CPU, JAX)"
 
 
-def run_one(recipe: str, seed: int, overrides: list[str]) -> dict:
-    from digitnet.recipes import recipe_options
-
+def command(recipe: str, overrides: list[str], seed: str, out: str) -> list[str]:
+    """The CLI command line of one run (overrides are KEY=VALUE recipe options)."""
     flags = []
     for item in overrides:
         key, _, value = item.partition("=")
         flags += [f"--{key.replace('_', '-')}", value]
+    return ["python", "-m", "digitnet", "train", "--recipe", recipe, "--seed", seed, *flags, "--quiet",
+            "--out", out]
+
+
+def shown_command(recipe: str, overrides: list[str]) -> str:
+    return "nice " + shlex.join(command(recipe, overrides, "SEED", "RUN_DIR"))
+
+
+def run_one(recipe: str, seed: int, overrides: list[str]) -> dict:
+    from digitnet.recipes import recipe_options
+
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "run"
-        cmd = ["python", "-m", "digitnet", "train", "--recipe", recipe, "--seed", str(seed), *flags,
-               "--quiet", "--out", str(out)]
-        shown = "nice " + shlex.join([*cmd[:5], "--seed", "SEED", *cmd[7:-1], "RUN_DIR"])
+        cmd = command(recipe, overrides, str(seed), str(out))
         load_before = os.getloadavg()[0]
         t0 = time.perf_counter()
         subprocess.run(["nice", sys.executable, *cmd[1:]], check=True, cwd=ROOT,
@@ -64,7 +72,8 @@ def run_one(recipe: str, seed: int, overrides: list[str]) -> dict:
         wall = time.perf_counter() - t0
         config = json.loads((out / "config.json").read_text())
     m = config["metrics"]
-    return {"recipe": recipe, "seed": seed, "overrides": overrides, "command": shown,
+    return {"recipe": recipe, "seed": seed, "overrides": overrides,
+            "command": shown_command(recipe, overrides),
             "recipe_options": recipe_options(recipe),
             "test_accuracy": m["test_accuracy"], "test_loss": m["test_loss"],
             "epochs": m["epochs"], "train_seconds": m["train_seconds"], "wall_seconds": round(wall, 1),
@@ -155,11 +164,11 @@ def report(rows: list[dict]) -> str:
         "",
         "Written by `bench/recipes.py` from the runs in `bench/results/recipes.json`; do not edit by",
         "hand. Each row is one recipe (with any overrides) trained from scratch for each seed with the",
-        "command shown (`RUN_DIR` a fresh temporary folder), then evaluated on the 10,000 MNIST test",
-        "images. Wall time is the whole process (start-up, data, compilation, training,",
-        "evaluation). The machine is a shared 2-core VM: the load average when each run started is",
-        "listed, and a load above 2 means other jobs were competing for the cores, so wall times are",
-        "upper bounds for this hardware.",
+        "command shown (from the repository root with PYTHONPATH=src; `RUN_DIR` a fresh temporary",
+        "folder), then evaluated on the 10,000 MNIST test images. Wall time is the whole process",
+        "(start-up, data, compilation, training, evaluation). The machine is a shared 2-core VM: the",
+        "load average when each run started is listed, and a load above 2 means other jobs were",
+        "competing for the cores, so wall times are upper bounds for this hardware.",
         "",
         "| recipe | overrides | seeds | test accuracy % (mean ± std) | min – max % | wall s (mean, max) "
         "| load avg | verdict |",
@@ -177,9 +186,10 @@ def report(rows: list[dict]) -> str:
             f"| {statistics.fmean(walls):.0f}, {max(walls):.0f} "
             f"| {min(loads):.1f} – {max(loads):.1f} | {verdict(key[0], accs, walls, list(key[1]), stale)} |")
     lines += ["", "## Commands and hardware", ""]
-    for key in keys:
-        rs = sorted(groups[key], key=lambda x: x["seed"])
-        lines += [f"- `{key[0]}` {' '.join(key[1])}: `{rs[0]['command']}` for SEED in "
+    for recipe, overrides in keys:
+        rs = sorted(groups[recipe, overrides], key=lambda x: x["seed"])
+        shown = shown_command(recipe, list(overrides))
+        lines += [f"- `{recipe}` {' '.join(overrides)}: `{shown}` for SEED in "
                   f"{', '.join(str(x['seed']) for x in rs)}; {rs[0]['hardware']}; "
                   f"measured {min(x['when'] for x in rs)}."]
     lines += ["", USAGE, "## The recipes (src/digitnet/recipes/*.toml)", ""]
