@@ -151,6 +151,12 @@ compiled step):
 """
 
 
+def unset(options: dict, overrides: tuple[str, ...]) -> dict:
+    """The recipe options that the overrides leave in force."""
+    replaced = {item.partition("=")[0].replace("-", "_") for item in overrides}
+    return {k: v for k, v in options.items() if k not in replaced}
+
+
 def report(rows: list[dict]) -> str:
     from digitnet.recipes import FOLDER, recipe_names, recipe_options
 
@@ -179,7 +185,8 @@ def report(rows: list[dict]) -> str:
         accs = [r["test_accuracy"] for r in rs]
         walls = [r["wall_seconds"] for r in rs]
         loads = [r["load_before"] for r in rs]
-        stale = any(r["recipe_options"] != recipe_options(key[0]) for r in rs)
+        stale = any(unset(r["recipe_options"], key[1]) != unset(recipe_options(key[0]), key[1])
+                    for r in rs)
         lines.append(
             f"| `{key[0]}` | {' '.join(key[1]) or '—'} | {', '.join(str(r['seed']) for r in rs)} "
             f"| {fmt_pct(accs)} | {100 * min(accs):.2f} – {100 * max(accs):.2f} "
