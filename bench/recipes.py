@@ -98,8 +98,18 @@ def fmt_pct(values: list[float]) -> str:
     return f"{100 * mean:.2f} ± {100 * std:.2f}"
 
 
-def verdict(recipe: str, accs: list[float], walls: list[float], overrides: list[str],
-            stale: bool) -> str:
+def matches(override: str, options: dict) -> bool:
+    """Whether KEY=VALUE sets what the recipe already has."""
+    key, _, value = override.partition("=")
+    current = options.get(key.replace("-", "_"))
+    text = ",".join(map(str, current)) if isinstance(current, list) else str(current)
+    try:
+        return [float(v) for v in value.split(",")] == [float(v) for v in text.split(",")]
+    except ValueError:
+        return value == text
+
+
+def verdict(recipe: str, accs: list[float], walls: list[float], overrides: list[str]) -> str:
     low, max_wall = TARGETS.get(recipe, (None, None))
     notes = []
     if low is not None:
@@ -112,10 +122,13 @@ def verdict(recipe: str, accs: list[float], walls: list[float], overrides: list[
         worst = max(walls)
         notes.append(f"≤ {max_wall / 60:.0f} min: {'met' if worst <= max_wall else 'NOT met'} "
                      f"(slowest seed {worst / 60:.1f} min)")
-    if overrides:
-        notes.append("shortened/changed from the shipped recipe by the overrides shown")
-    if stale:
-        notes.append("STALE: the recipe file has changed since these runs")
+    from digitnet.recipes import recipe_options
+
+    changed = [o for o in overrides if not matches(o, recipe_options(recipe))]
+    if changed:
+        notes.append(f"the shipped recipe changed by {' '.join(changed)}")
+    elif overrides:
+        notes.append("the overrides equal the shipped recipe's values")
     return "; ".join(notes) or "the tutorial baseline"
 
 
@@ -157,6 +170,22 @@ def unset(options: dict, overrides: tuple[str, ...]) -> dict:
     return {k: v for k, v in options.items() if k not in replaced}
 
 
+def table(keys: list[tuple[str, tuple[str, ...]]], groups: dict) -> list[str]:
+    lines = ["| recipe | overrides | seeds | test accuracy % (mean ± std) | min – max % "
+             "| wall s (mean, max) | load avg | verdict |", "|---|---|---|---|---|---|---|---|"]
+    for key in keys:
+        rs = sorted(groups[key], key=lambda r: r["seed"])
+        accs = [r["test_accuracy"] for r in rs]
+        walls = [r["wall_seconds"] for r in rs]
+        loads = [r["load_before"] for r in rs]
+        lines.append(
+            f"| `{key[0]}` | {' '.join(key[1]) or '—'} | {', '.join(str(r['seed']) for r in rs)} "
+            f"| {fmt_pct(accs)} | {100 * min(accs):.2f} – {100 * max(accs):.2f} "
+            f"| {statistics.fmean(walls):.0f}, {max(walls):.0f} "
+            f"| {min(loads):.1f} – {max(loads):.1f} | {verdict(key[0], accs, walls, list(key[1]))} |")
+    return lines
+
+
 def report(rows: list[dict]) -> str:
     from digitnet.recipes import FOLDER, recipe_names, recipe_options
 
@@ -176,29 +205,25 @@ def report(rows: list[dict]) -> str:
         "load average when each run started is listed, and a load above 2 means other jobs were",
         "competing for the cores, so wall times are upper bounds for this hardware.",
         "",
-        "| recipe | overrides | seeds | test accuracy % (mean ± std) | min – max % | wall s (mean, max) "
-        "| load avg | verdict |",
-        "|---|---|---|---|---|---|---|---|",
     ]
-    for key in keys:
-        rs = sorted(groups[key], key=lambda r: r["seed"])
-        accs = [r["test_accuracy"] for r in rs]
-        walls = [r["wall_seconds"] for r in rs]
-        loads = [r["load_before"] for r in rs]
-        stale = any(unset(r["recipe_options"], key[1]) != unset(recipe_options(key[0]), key[1])
-                    for r in rs)
-        lines.append(
-            f"| `{key[0]}` | {' '.join(key[1]) or '—'} | {', '.join(str(r['seed']) for r in rs)} "
-            f"| {fmt_pct(accs)} | {100 * min(accs):.2f} – {100 * max(accs):.2f} "
-            f"| {statistics.fmean(walls):.0f}, {max(walls):.0f} "
-            f"| {min(loads):.1f} – {max(loads):.1f} | {verdict(key[0], accs, walls, list(key[1]), stale)} |")
+
+    def is_stale(key: tuple[str, tuple[str, ...]]) -> bool:
+        return any(unset(r["recipe_options"], key[1]) != unset(recipe_options(key[0]), key[1])
+                   for r in groups[key])
+
+    current = [k for k in keys if not is_stale(k)]
+    stale = [k for k in keys if is_stale(k)]
+    lines += table(current, groups)
+    if stale:
+        lines += ["", "### Earlier runs of recipes whose file has changed since (not the shipped recipe)",
+                  ""] + table(stale, groups)
     lines += ["", "## Commands and hardware", ""]
     for recipe, overrides in keys:
         rs = sorted(groups[recipe, overrides], key=lambda x: x["seed"])
         shown = shown_command(recipe, list(overrides))
         lines += [f"- `{recipe}` {' '.join(overrides)}: `{shown}` for SEED in "
                   f"{', '.join(str(x['seed']) for x in rs)}; {rs[0]['hardware']}; "
-                  f"measured {min(x['when'] for x in rs)}."]
+                  f"runs finished {min(x['when'] for x in rs)} – {max(x['when'] for x in rs)}."]
     lines += ["", USAGE, "## The recipes (src/digitnet/recipes/*.toml)", ""]
     for name in recipe_names():
         lines += [f"### `{name}`", "", "```toml", (FOLDER / f"{name}.toml").read_text().strip(), "```", ""]
