@@ -213,12 +213,19 @@ def fit(
     resume: bool = False,
     verbose: bool = True,
     callbacks: list[Callback] | None = None,
+    recipe: str | None = None,
 ) -> Model:
     """Train an MLP (by default the tutorial's 784-64-64-10 on MNIST) and return it.
 
     With `out`, the run directory is written there: a checkpoint every epoch, then the final
-    model. `resume=True` continues from that directory's last checkpoint.
+    model. `resume=True` continues from that directory's last checkpoint. `recipe` (a name from
+    digitnet.recipes.recipe_names(), e.g. "best") supplies the spec and config not given.
     """
+    if recipe is not None:
+        from digitnet.config import recipe as recipe_setup
+
+        r_spec, r_cfg, _ = recipe_setup(recipe)
+        spec, config = spec or r_spec, config or r_cfg
     spec = spec or MLPSpec()
     cfg = config or TrainConfig()
     enable_compile_cache()
@@ -236,6 +243,8 @@ def fit(
 
         cbs.append(ProgressBar())
     config_doc: dict[str, Any] = {"train": cfg.to_dict(), "dataset": ds.describe()}
+    if recipe is not None:
+        config_doc["recipe"] = recipe
     if data_dir is not None:
         config_doc["dataset"]["path"] = str(Path(data_dir).resolve())
     state = None
@@ -258,7 +267,7 @@ def fit(
     t0 = time.perf_counter()
     state = fit_arrays(spec, cfg, x, y, stats, val, state=state, callbacks=cbs)
     train_seconds = time.perf_counter() - t0
-    params = jax.tree.map(np.asarray, state.params)
+    params = jax.tree.map(np.asarray, state.weights())
     test = evaluate_arrays(spec, params, stats, ds.x_test, ds.y_test)
     config_doc.update(
         status="complete",

@@ -36,13 +36,14 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
     t.add_argument("--lr", type=float, help="learning rate")
     t.add_argument("--momentum", type=float, help="SGD momentum")
     t.add_argument("--nesterov", action="store_true", default=None, help="Nesterov momentum")
-    t.add_argument("--schedule", help="constant, cosine, onecycle")
+    t.add_argument("--schedule", help="constant, cosine, onecycle, step")
     t.add_argument("--weight-decay", type=float, help="L2 weight decay on kernels")
     t.add_argument("--epochs", type=int)
     t.add_argument("--batch-size", type=int)
     t.add_argument("--validation", help="test, none, or a held-out fraction of train (0.1)")
     t.add_argument("--patience", type=int, help="early stopping patience (epochs); 0 = off")
     t.add_argument("--seed", type=int)
+    add_recipe_options(p)
     d = p.add_argument_group("data and output")
     d.add_argument("--dataset", help="dataset name (default mnist, embedded)")
     d.add_argument("--data-dir", help="a folder holding the four standard IDX files")
@@ -52,6 +53,26 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
     d.add_argument("--quiet", action="store_true", help="no progress bar")
     d.add_argument("--tensorboard", metavar="DIR",
                    help="also write TensorBoard event files here (needs tensorboardX)")
+
+
+def add_recipe_options(p: argparse.ArgumentParser) -> None:
+    from digitnet.recipes import recipe_names
+
+    r = p.add_argument_group("recipes, regularisation and augmentation (0 = off)")
+    r.add_argument("--recipe", help=f"start from a shipped recipe: {', '.join(recipe_names())}")
+    r.add_argument("--input-dropout", type=float, help="dropout rate on the inputs")
+    r.add_argument("--max-norm", type=float, help="max L2 norm of each unit's incoming weights")
+    r.add_argument("--label-smoothing", type=float, help="label smoothing ε")
+    r.add_argument("--ema", type=float, help="EMA decay of the weights (0.999), used for evaluation")
+    r.add_argument("--warmup", type=float, help="epochs of linear warm-up (cosine schedule)")
+    r.add_argument("--step-epochs", type=int, help="step schedule: decay every N epochs")
+    r.add_argument("--step-gamma", type=float, help="step schedule: decay factor (0.1)")
+    r.add_argument("--aug-shift", type=float, help="random shift bound, pixels")
+    r.add_argument("--aug-rotate", type=float, help="random rotation bound, degrees")
+    r.add_argument("--aug-scale", type=float, help="random zoom bound: 0.1 = 0.9–1.1")
+    r.add_argument("--aug-shear", type=float, help="random shear bound, degrees")
+    r.add_argument("--elastic-alpha", type=float, help="elastic distortion α (Simard: 34)")
+    r.add_argument("--elastic-sigma", type=float, help="elastic distortion σ in pixels (4)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -128,8 +149,10 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_train(args: argparse.Namespace) -> int:
     from digitnet.api import fit
     from digitnet.config import read_toml, split_options
+    from digitnet.recipes import recipe_options
 
-    options: dict[str, Any] = read_toml(args.config) if args.config else {}
+    options: dict[str, Any] = recipe_options(args.recipe) if args.recipe else {}
+    options.update(read_toml(args.config) if args.config else {})
     if args.resume:
         if not args.out:
             raise UsageError("--resume needs --out DIR (the run to continue)")
@@ -148,7 +171,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         options.setdefault("dataset", ds.get("name"))
         options.setdefault("data_dir", ds.get("path"))
     flags = {k: v for k, v in vars(args).items()
-             if k not in ("command", "config", "resume", "quiet", "func", "tensorboard")
+             if k not in ("command", "config", "resume", "quiet", "func", "tensorboard", "recipe")
              and v is not None}
     spec, cfg, run = split_options({**options, **flags})
     dataset = run.get("dataset", "mnist")
@@ -159,7 +182,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         callbacks.append(TensorBoard(args.tensorboard, {"model": spec.to_dict(), "train": cfg.to_dict()}))
     model = fit(spec, cfg, dataset, data_dir=run.get("data_dir"), out=out, resume=args.resume,
-                verbose=not args.quiet, callbacks=callbacks)
+                verbose=not args.quiet, callbacks=callbacks, recipe=args.recipe)
     metrics = model.config["metrics"]
     first = model.predict(model_test_images(model)[:5]).tolist()
     print(f"test accuracy {metrics['test_accuracy']:.4f}  test loss {metrics['test_loss']:.4f}  "

@@ -16,6 +16,7 @@ from typing import Any
 
 from digitnet.errors import ConfigError
 from digitnet.model import MLPSpec
+from digitnet.recipes import recipe_options
 from digitnet.train import TrainConfig
 
 RUN_KEYS = ("dataset", "data_dir", "out")
@@ -31,6 +32,12 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: no such config file") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML ({exc})") from None
+
+
+def recipe(name: str, **overrides: Any) -> tuple[MLPSpec, TrainConfig, dict[str, Any]]:
+    """(spec, config, run options) of a shipped recipe, with some options overridden:
+    `recipe("best", epochs=3)`."""
+    return split_options({**recipe_options(name), **overrides})
 
 
 def split_options(options: dict[str, Any]) -> tuple[MLPSpec, TrainConfig, dict[str, Any]]:

@@ -50,6 +50,7 @@ class MLPSpec:
     # One activation per hidden layer, where they differ (as a Keras model may have); () means
     # `activation` for all of them.
     activations: tuple[str, ...] = field(default=())
+    input_dropout: float = 0.0  # dropout on the (preprocessed) inputs
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "input_shape", tuple(int(d) for d in self.input_shape))
@@ -62,8 +63,9 @@ class MLPSpec:
             raise ConfigError(
                 f"dropout needs one rate or one per hidden layer ({len(self.hidden)}), got {len(drop)}"
             )
-        if any(not 0.0 <= d < 1.0 for d in drop):
-            raise ConfigError(f"dropout rates must be in [0, 1), got {list(drop)}")
+        object.__setattr__(self, "input_dropout", float(self.input_dropout))
+        if any(not 0.0 <= d < 1.0 for d in (*drop, self.input_dropout)):
+            raise ConfigError(f"dropout rates must be in [0, 1), got {[*drop, self.input_dropout]}")
         object.__setattr__(self, "dropout", drop if any(drop) else ())
         object.__setattr__(self, "activations", tuple(str(a) for a in self.activations))
         if self.activations and len(self.activations) != len(self.hidden):
@@ -110,6 +112,8 @@ class MLPSpec:
     def summary(self) -> str:
         """A Keras-style table: layers, output shapes, parameter counts."""
         rows = []
+        if self.input_dropout:
+            rows.append((f"input_dropout (Dropout {self.input_dropout:g})", f"(None, {self.input_dim})", 0))
         for i, (a, b) in enumerate(zip(self.sizes[:-1], self.sizes[1:], strict=True)):
             last = i == len(self.hidden)
             act = "softmax" if last else self.hidden_activations[i]
@@ -162,13 +166,20 @@ def forward(
 ) -> jax.Array:
     """Logits for a batch of raw inputs x (uint8 or float, any shape with N first)."""
     h = (x.reshape(x.shape[0], -1).astype(jnp.float32) - stats["shift"]) * stats["scale"]
+    if dropout_key is not None and spec.input_dropout > 0:
+        # Index len(hidden) is free: hidden layer i's mask uses index i.
+        h = dropout(h, spec.input_dropout, jax.random.fold_in(dropout_key, len(spec.hidden)))
     for i, (layer, act) in enumerate(zip(params[:-1], spec.hidden_activations, strict=True)):
         h = ACTIVATIONS[act](h @ layer["kernel"] + layer["bias"])
         rate = spec.dropout[i] if spec.dropout else 0.0
         if dropout_key is not None and rate > 0:
-            keep = jax.random.bernoulli(jax.random.fold_in(dropout_key, i), 1 - rate, h.shape)
-            h = jnp.where(keep, h / (1 - rate), 0.0)
+            h = dropout(h, rate, jax.random.fold_in(dropout_key, i))
     return h @ params[-1]["kernel"] + params[-1]["bias"]
+
+
+def dropout(h: jax.Array, rate: float, key: jax.Array) -> jax.Array:
+    keep = jax.random.bernoulli(key, 1 - rate, h.shape)
+    return jnp.where(keep, h / (1 - rate), 0.0)
 
 
 # Inference runs the network over blocks of this many rows inside one compiled call. One

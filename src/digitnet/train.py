@@ -18,12 +18,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from digitnet import augment, regularize
 from digitnet.errors import ConfigError, TrainingDiverged
 from digitnet.metrics import LOSSES, loss_values, target_labels
 from digitnet.model import MLPSpec, Params, forward, init_params
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
-SCHEDULES = ("constant", "cosine", "onecycle")
+SCHEDULES = ("constant", "cosine", "onecycle", "step")
 
 
 @dataclass
@@ -44,6 +45,22 @@ class TrainConfig:
     patience: int = 0  # early stopping on val_loss after this many epochs without progress
     chunks_per_epoch: int = 20  # how often per epoch the progress bar moves
     loss: str = "cross_entropy"  # or "mse" (of the softmax probabilities)
+    # Schedules: cosine warms up linearly over `warmup` epochs; step multiplies the rate by
+    # step_gamma every step_epochs epochs (0: a third of the run).
+    warmup: float = 0.0
+    step_epochs: int = 0
+    step_gamma: float = 0.1
+    # Regularisation (see digitnet.regularize); 0 = off.
+    label_smoothing: float = 0.0
+    max_norm: float = 0.0  # bound on the L2 norm of each unit's incoming weights
+    ema: float = 0.0  # decay of an average of the weights, used for evaluation and saving
+    # Augmentation on the device (see digitnet.augment); 0 = off. Bounds of uniform draws.
+    aug_shift: float = 0.0  # pixels, per axis
+    aug_rotate: float = 0.0  # degrees
+    aug_scale: float = 0.0  # fraction: zoom in [1 - s, 1 + s]
+    aug_shear: float = 0.0  # degrees
+    elastic_alpha: float = 0.0  # Simard's α (pixels); 0 = no elastic distortion
+    elastic_sigma: float = 4.0  # Simard's σ (pixels)
 
     def __post_init__(self) -> None:
         self.validation = str(self.validation)
@@ -66,6 +83,11 @@ class TrainConfig:
                 raise ConfigError(
                     f"validation must be 'test', 'none' or a fraction in (0, 1), got {self.validation!r}"
                 )
+        if not (0 <= self.label_smoothing < 1 and 0 <= self.ema < 1):
+            raise ConfigError("label_smoothing and ema must be in [0, 1)")
+        if self.max_norm < 0 or self.warmup < 0 or self.step_epochs < 0 or not 0 < self.step_gamma <= 1:
+            raise ConfigError("max_norm, warmup and step_epochs must be ≥ 0, step_gamma in (0, 1]")
+        augment.validate(self)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -79,9 +101,27 @@ class TrainConfig:
 
 
 def make_optimizer(cfg: TrainConfig, total_steps: int) -> optax.GradientTransformation:
+    """The optimizer, then the max-norm projection and the weight average if asked for."""
+    tx = base_optimizer(cfg, total_steps)
+    if cfg.max_norm:
+        tx = optax.chain(tx, regularize.max_norm(cfg.max_norm))
+    if cfg.ema:
+        tx = optax.chain(tx, regularize.weight_ema(cfg.ema))
+    return tx
+
+
+def base_optimizer(cfg: TrainConfig, total_steps: int) -> optax.GradientTransformation:
     """The optimizer with Keras' defaults (eps=1e-7 for Adam and RMSprop, rho=0.9)."""
-    if cfg.schedule == "cosine":
+    steps_per_epoch = max(total_steps, 1) / cfg.epochs
+    if cfg.schedule == "cosine" and cfg.warmup:
+        lr = optax.warmup_cosine_decay_schedule(0.0, cfg.lr, round(cfg.warmup * steps_per_epoch),
+                                                max(total_steps, 1))
+    elif cfg.schedule == "cosine":
         lr = optax.cosine_decay_schedule(cfg.lr, max(total_steps, 1))
+    elif cfg.schedule == "step":
+        every = cfg.step_epochs or max(1, cfg.epochs // 3)
+        lr = optax.exponential_decay(cfg.lr, max(1, round(every * steps_per_epoch)), cfg.step_gamma,
+                                     staircase=True)
     elif cfg.schedule == "onecycle":
         lr = optax.cosine_onecycle_schedule(max(total_steps, 1), cfg.lr)
     else:
@@ -120,6 +160,11 @@ class TrainState:
     history: list[dict[str, float]] = field(default_factory=list)
     stop: bool = False
 
+    def weights(self) -> Params:
+        """The weights to evaluate and save: the EMA when one is tracked, else the parameters."""
+        ema = regularize.ema_params(self.opt_state)
+        return self.params if ema is None else ema
+
 
 class Callback:
     """Hooks called between compiled chunks; never inside the per-step path."""
@@ -148,7 +193,7 @@ class EarlyStopping(Callback):
         if self.mode * value < self.best - self.min_delta:
             self.best, self.wait = self.mode * value, 0
             if self.restore_best:
-                self.best_params = jax.tree.map(np.array, state.params)
+                self.best_params = jax.tree.map(np.array, state.weights())
         else:
             self.wait += 1
             if self.wait >= self.patience:
@@ -157,6 +202,11 @@ class EarlyStopping(Callback):
     def on_train_end(self, state: TrainState) -> None:
         if self.restore_best and self.best_params is not None:
             state.params = jax.tree.map(jnp.asarray, self.best_params)
+            state.opt_state = regularize.replace_ema(state.opt_state, state.params)
+
+
+# Folded into a batch's key for its augmentation draws; dropout uses small layer indices.
+AUGMENT_STREAM = 0x6A09E667
 
 
 class Engine:
@@ -165,6 +215,7 @@ class Engine:
     def __init__(self, spec: MLPSpec, cfg: TrainConfig, steps_per_epoch: int):
         self.spec, self.cfg = spec, cfg
         self.tx = make_optimizer(cfg, steps_per_epoch * cfg.epochs)
+        self.augment = augment.make_augment(cfg, spec.input_shape)
         self.train_chunk = jax.jit(self._train_chunk, static_argnames=("steps", "batch"),
                                    donate_argnums=(0, 1))
         self.epoch_order = jax.jit(self._epoch_order, static_argnames=("n",))
@@ -193,11 +244,17 @@ class Engine:
 
     def _train_chunk(self, params, opt_state, stats, x, y, order, start, key, *, steps, batch):
         spec, tx, loss = self.spec, self.tx, self.cfg.loss
-        use_dropout = bool(spec.dropout)
+        aug, smoothing = self.augment, self.cfg.label_smoothing
+        use_dropout = bool(spec.dropout) or bool(spec.input_dropout)
 
         def loss_fn(p, xb, yb, k):
+            if aug is not None:
+                xb = aug(jax.random.fold_in(k, AUGMENT_STREAM), xb)
             logits = forward(p, stats, xb, spec, k if use_dropout else None)
-            losses = loss_values(logits, yb, loss)
+            if smoothing:
+                losses = regularize.smoothed_cross_entropy(logits, yb, smoothing)
+            else:
+                losses = loss_values(logits, yb, loss)
             return losses.mean(), (losses.sum(), jnp.sum(jnp.argmax(logits, -1) == target_labels(yb)))
 
         def step(carry, i):
@@ -321,7 +378,7 @@ def fit_arrays(
             "accuracy": meter.correct / meter.seen,
         }
         if validation is not None:
-            ev = evaluate_arrays(spec, state.params, statsd, *validation, loss=cfg.loss)
+            ev = evaluate_arrays(spec, state.weights(), statsd, *validation, loss=cfg.loss)
             logs["val_loss"], logs["val_accuracy"] = ev.loss, ev.accuracy
         logs["seconds"] = time.perf_counter() - t0
         state.epoch = epoch + 1
