@@ -262,9 +262,10 @@ class Engine:
             idx = jax.lax.dynamic_slice(order, (start + i * batch,), (batch,))
             k = jax.random.fold_in(key, start + i * batch)
             # Loss and accuracy come from the same forward pass as the gradient, as in Keras.
-            (_, (loss, hits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(p, x[idx], y[idx], k)
+            (_, (batch_loss, hits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+                p, x[idx], y[idx], k)
             updates, s = tx.update(grads, s, p)
-            return (optax.apply_updates(p, updates), s, loss_sum + loss, correct + hits), None
+            return (optax.apply_updates(p, updates), s, loss_sum + batch_loss, correct + hits), None
 
         zero = jnp.zeros((), jnp.float32)
         (params, opt_state, loss_sum, correct), _ = jax.lax.scan(
