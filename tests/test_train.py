@@ -154,3 +154,13 @@ def test_held_out_validation_fraction(mnist):
     none = digitnet.fit(config=TrainConfig(epochs=1, validation="none"),
                         dataset=subset(mnist, 2000), verbose=False)
     assert "val_accuracy" not in none.history[0]
+
+
+def test_runs_differing_only_in_seed_share_compiled_code():
+    from digitnet.train import engine_for
+
+    spec = MLPSpec()
+    a = engine_for(spec, TrainConfig(seed=1, validation="none"), 100)
+    assert engine_for(spec, TrainConfig(seed=2, patience=3), 100) is a
+    assert engine_for(spec, TrainConfig(seed=1, lr=0.01), 100) is not a
+    assert engine_for(MLPSpec(hidden=(32,)), TrainConfig(seed=1), 100) is not a

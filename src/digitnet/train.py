@@ -11,6 +11,7 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import jax
@@ -273,6 +274,22 @@ class Engine:
         return params, opt_state, loss_sum, correct
 
 
+# TrainConfig fields that never reach the compiled functions. Runs that differ only in these
+# (the seeds of a sweep, say) share one Engine, so its programs are traced and compiled once
+# per process instead of once per run.
+HOST_ONLY = ("seed", "validation", "patience", "chunks_per_epoch")
+
+
+def engine_for(spec: MLPSpec, cfg: TrainConfig, steps_per_epoch: int) -> Engine:
+    compiled = tuple((k, v) for k, v in cfg.to_dict().items() if k not in HOST_ONLY)
+    return _cached_engine(spec, compiled, steps_per_epoch)
+
+
+@lru_cache(maxsize=8)
+def _cached_engine(spec: MLPSpec, compiled: tuple, steps_per_epoch: int) -> Engine:
+    return Engine(spec, TrainConfig(**dict(compiled)), steps_per_epoch)
+
+
 class EpochMeter:
     """Running loss and accuracy of one epoch, fed chunk by chunk; stops on a NaN/Inf loss."""
 
@@ -341,7 +358,7 @@ def fit_arrays(
         raise ConfigError("no training examples")
     chunks = epoch_chunks(n, cfg.batch_size, cfg.chunks_per_epoch)
     steps_per_epoch = sum(steps for _, steps, _ in chunks)
-    engine = Engine(spec, cfg, steps_per_epoch)
+    engine = engine_for(spec, cfg, steps_per_epoch)
     params, opt_state, order_key, dropout_key = engine.init_state(cfg.seed)
     if state is None:
         state = TrainState(params=params, opt_state=opt_state)
