@@ -148,6 +148,10 @@ model = digitnet.fit(recipe="best")             # or: spec, cfg, _ = digitnet.co
 Options (TOML keys / CLI flags; 0 turns each off, and a feature that is off adds nothing to the
 compiled step):
 
+- `deskew` (`--deskew`, `--no-deskew`): straighten and centre every image by its moments
+  (digitnet/deskew.py) before the network. Preprocessing, not augmentation: the same fixed
+  transform at training, evaluation, serving and inside the exported ONNX graph. It uses the
+  images' 2-D layout, so a deskewed model is not permutation-invariant.
 - `input_dropout` (`--input-dropout`), `dropout`: dropout on the inputs and after each hidden layer.
   Input dropout zeroes network inputs, so use it with `preprocess = "unit"` (background 0).
 - `max_norm`: after every step each unit's incoming weight vector is projected to L2 norm ≤ this.

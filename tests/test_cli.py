@@ -30,12 +30,15 @@ def test_train_then_predict_evaluate_summary(tmp_path):
 
 def test_train_from_a_toml_config_with_flags_winning(tmp_path):
     cfg = tmp_path / "c.toml"
-    cfg.write_text('hidden = [16]\nepochs = 3\nactivation = "tanh"\n')
+    cfg.write_text('hidden = [16]\nepochs = 3\nactivation = "tanh"\ndeskew = true\n')
     out = tmp_path / "run"
     r = run_cli("train", "--config", str(cfg), "--epochs", "1", "--quiet", "--out", str(out))
     assert r.returncode == 0, r.stderr
     config = json.loads((out / "config.json").read_text())
     assert config["model"]["hidden"] == [16] and config["model"]["activation"] == "tanh"
+    assert config["model"]["deskew"] is True
+    r = run_cli("summary", str(out))
+    assert "preprocess deskew, center" in r.stdout
     assert config["train"]["epochs"] == 1
 
 

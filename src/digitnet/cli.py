@@ -31,6 +31,8 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
     m.add_argument("--activation", help="relu, sigmoid, tanh, gelu, elu, leaky_relu, selu")
     m.add_argument("--dropout", help="one rate, or one per hidden layer: 0.5 or 0.2,0.5")
     m.add_argument("--preprocess", help="center (x/255-0.5), unit (x/255), standardize")
+    m.add_argument("--deskew", action=argparse.BooleanOptionalAction, default=None,
+                   help="straighten and centre each image by its moments before the network")
     t = p.add_argument_group("training (defaults: Adam 1e-3, 5 epochs, batch 32)")
     t.add_argument("--optimizer", help="adam, adamw, sgd, rmsprop")
     t.add_argument("--lr", type=float, help="learning rate")

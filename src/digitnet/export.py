@@ -45,6 +45,70 @@ def activation_nodes(name: str, x: str, out: str, helper: Any) -> list[Any]:
     raise ConfigError(f"cannot export activation {name!r} to ONNX")
 
 
+def deskew_nodes(x: str, out: str, shape: tuple[int, ...], opset: int) -> tuple[list, list]:
+    """ONNX nodes and constants for digitnet.deskew on float images x (N, H, W): the moments by
+    reductions, then bilinear sampling by GridSample (zero padding, corners aligned to pixel
+    centres, as map_coordinates samples), rounded to whole pixel values."""
+    from onnx import helper, numpy_helper
+
+    h, w = shape
+    r, c = np.arange(h, dtype=np.float32), np.arange(w, dtype=np.float32)
+    dr = np.broadcast_to((r - (h - 1) / 2)[:, None], (h, w))
+    dc = np.broadcast_to((c - (w - 1) / 2)[None, :], (h, w))
+    consts = {"dk_r": r, "dk_c": c, "dk_r2": r * r, "dk_rc": np.outer(r, c), "dk_dr": dr,
+              "dk_dc": dc, "dk_eps": np.array(1e-6), "dk_var_min": np.array(1e-3),
+              "dk_zero": np.array(0.0), "dk_max": np.array(255.0),
+              "dk_sy": np.array(2 / (h - 1)), "dk_sx": np.array(2 / (w - 1)), "dk_one": np.array(1.0)}
+    inits = [numpy_helper.from_array(np.ascontiguousarray(v, np.float32), k) for k, v in consts.items()]
+    inits += [numpy_helper.from_array(np.array(v, np.int64), k) for k, v in
+              (("dk_ax1", [1]), ("dk_ax2", [2]), ("dk_ax12", [1, 2]), ("dk_ax3", [3]))]
+    n = helper.make_node
+    nodes = [
+        n("ReduceSum", [x, "dk_ax2"], ["dk_rows"], keepdims=0),  # (N, H)
+        n("ReduceSum", [x, "dk_ax1"], ["dk_cols"], keepdims=0),  # (N, W)
+        n("ReduceSum", ["dk_rows", "dk_ax1"], ["dk_mass"], keepdims=0),
+        n("Max", ["dk_mass", "dk_eps"], ["dk_safe"]),
+        n("MatMul", ["dk_rows", "dk_r"], ["dk_r_sum"]),
+        n("Div", ["dk_r_sum", "dk_safe"], ["dk_r_mean"]),
+        n("MatMul", ["dk_cols", "dk_c"], ["dk_c_sum"]),
+        n("Div", ["dk_c_sum", "dk_safe"], ["dk_c_mean"]),
+        n("MatMul", ["dk_rows", "dk_r2"], ["dk_r2_sum"]),
+        n("Div", ["dk_r2_sum", "dk_safe"], ["dk_r2_mean"]),
+        n("Mul", ["dk_r_mean", "dk_r_mean"], ["dk_r_mean_sq"]),
+        n("Sub", ["dk_r2_mean", "dk_r_mean_sq"], ["dk_r_var"]),
+        n("Mul", [x, "dk_rc"], ["dk_xrc"]),
+        n("ReduceSum", ["dk_xrc", "dk_ax12"], ["dk_rc_sum"], keepdims=0),
+        n("Div", ["dk_rc_sum", "dk_safe"], ["dk_rc_mean"]),
+        n("Mul", ["dk_r_mean", "dk_c_mean"], ["dk_rc_means"]),
+        n("Sub", ["dk_rc_mean", "dk_rc_means"], ["dk_cov"]),
+        n("Max", ["dk_r_var", "dk_var_min"], ["dk_var_safe"]),
+        n("Div", ["dk_cov", "dk_var_safe"], ["dk_ratio"]),
+        n("Greater", ["dk_r_var", "dk_var_min"], ["dk_has_var"]),
+        n("Where", ["dk_has_var", "dk_ratio", "dk_zero"], ["dk_alpha"]),
+        # Sampling positions (N, H, W), in pixels, then in GridSample's [-1, 1] coordinates.
+        n("Unsqueeze", ["dk_r_mean", "dk_ax12"], ["dk_r_mean3"]),
+        n("Unsqueeze", ["dk_c_mean", "dk_ax12"], ["dk_c_mean3"]),
+        n("Unsqueeze", ["dk_alpha", "dk_ax12"], ["dk_alpha3"]),
+        n("Add", ["dk_r_mean3", "dk_dr"], ["dk_y"]),
+        n("Mul", ["dk_alpha3", "dk_dr"], ["dk_slant"]),
+        n("Add", ["dk_c_mean3", "dk_dc"], ["dk_x0"]),
+        n("Add", ["dk_x0", "dk_slant"], ["dk_x"]),
+        n("Mul", ["dk_y", "dk_sy"], ["dk_y2"]),
+        n("Sub", ["dk_y2", "dk_one"], ["dk_gy"]),
+        n("Mul", ["dk_x", "dk_sx"], ["dk_x2"]),
+        n("Sub", ["dk_x2", "dk_one"], ["dk_gx"]),
+        n("Unsqueeze", ["dk_gx", "dk_ax3"], ["dk_gx4"]),
+        n("Unsqueeze", ["dk_gy", "dk_ax3"], ["dk_gy4"]),
+        n("Concat", ["dk_gx4", "dk_gy4"], ["dk_grid"], axis=3),
+        n("Unsqueeze", [x, "dk_ax1"], ["dk_image4"]),
+        n("GridSample", ["dk_image4", "dk_grid"], ["dk_sampled"], align_corners=1,
+          mode="linear" if opset >= 20 else "bilinear", padding_mode="zeros"),
+        n("Clip", ["dk_sampled", "dk_zero", "dk_max"], ["dk_clipped"]),
+        n("Round", ["dk_clipped"], [out]),
+    ]
+    return nodes, inits
+
+
 def to_onnx(model: Model, opset: int = MIN_OPSET, name: str = "digitnet") -> Any:
     """The ONNX ModelProto for `model` (checked by onnx.checker)."""
     try:
@@ -62,11 +126,16 @@ def to_onnx(model: Model, opset: int = MIN_OPSET, name: str = "digitnet") -> Any
     inits = [const("preprocess_shift", model.stats["shift"]),
              const("preprocess_scale", model.stats["scale"]),
              numpy_helper.from_array(np.array([-1, spec.input_dim], np.int64), "flat_shape")]
-    nodes = [helper.make_node("Cast", ["images"], ["pixels"], to=TensorProto.FLOAT),
-             helper.make_node("Reshape", ["pixels", "flat_shape"], ["flat"]),
-             helper.make_node("Sub", ["flat", "preprocess_shift"], ["shifted"]),
-             helper.make_node("Mul", ["shifted", "preprocess_scale"], ["h0"])]
-    if spec.activation == "gelu":
+    nodes = [helper.make_node("Cast", ["images"], ["pixels"], to=TensorProto.FLOAT)]
+    if spec.deskew:
+        more_nodes, more_inits = deskew_nodes("pixels", "deskewed", spec.input_shape, opset)
+        nodes += more_nodes
+        inits += more_inits
+    nodes += [helper.make_node("Reshape", ["deskewed" if spec.deskew else "pixels", "flat_shape"],
+                               ["flat"]),
+              helper.make_node("Sub", ["flat", "preprocess_shift"], ["shifted"]),
+              helper.make_node("Mul", ["shifted", "preprocess_scale"], ["h0"])]
+    if "gelu" in spec.hidden_activations:
         inits += [const("gelu_inv_sqrt2", np.array(1 / math.sqrt(2))),
                   const("gelu_one", np.array(1.0)), const("gelu_half", np.array(0.5))]
     h = "h0"
@@ -79,7 +148,7 @@ def to_onnx(model: Model, opset: int = MIN_OPSET, name: str = "digitnet") -> Any
                   helper.make_node("Add", [f"dense_{i}_mm", f"dense_{i}.bias"], [pre])]
         if i < last:  # dropout is identity at inference
             h = f"h{i + 1}"
-            nodes += activation_nodes(spec.activation, pre, h, helper)
+            nodes += activation_nodes(spec.hidden_activations[i], pre, h, helper)
     nodes.append(helper.make_node("Softmax", ["logits"], ["probabilities"], axis=-1))
     graph = helper.make_graph(
         nodes, name,

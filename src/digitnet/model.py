@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from digitnet.deskew import deskew, deskew_dataset
 from digitnet.errors import ConfigError
 
 Params = list[dict[str, jax.Array]]
@@ -51,6 +52,7 @@ class MLPSpec:
     # `activation` for all of them.
     activations: tuple[str, ...] = field(default=())
     input_dropout: float = 0.0  # dropout on the (preprocessed) inputs
+    deskew: bool = False  # straighten and centre each image first (digitnet.deskew)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "input_shape", tuple(int(d) for d in self.input_shape))
@@ -78,6 +80,10 @@ class MLPSpec:
             raise ConfigError(
                 f"unknown preprocess {self.preprocess!r}; choose from {', '.join(PREPROCESS)}"
             )
+        object.__setattr__(self, "deskew", bool(self.deskew))
+        if self.deskew and (len(self.input_shape) != 2 or self.preprocess == "none"):
+            raise ConfigError("deskew needs 2-D images of raw 0-255 pixels (input_shape (H, W) "
+                              "and a preprocess other than 'none')")
         if any(h <= 0 for h in self.hidden) or self.num_classes < 2 or self.input_dim <= 0:
             raise ConfigError("layer sizes must be positive and there must be at least 2 classes")
 
@@ -122,7 +128,8 @@ class MLPSpec:
                 rows.append((f"dropout_{i} (Dropout {self.dropout[i]:g})", f"(None, {b})", 0))
         width = max(len(r[0]) for r in rows) + 2
         line = "─" * (width + 30)
-        out = [f"Model: MLP, input {self.input_shape} → {self.input_dim}, preprocess {self.preprocess}",
+        prep = f"deskew, {self.preprocess}" if self.deskew else self.preprocess
+        out = [f"Model: MLP, input {self.input_shape} → {self.input_dim}, preprocess {prep}",
                line, f"{'Layer (type)':<{width}}{'Output Shape':<16}{'Param #':>14}", line]
         out += [f"{name:<{width}}{shape:<16}{n:>14,}" for name, shape, n in rows]
         out += [line, f"Total params: {self.num_params:,}", f"Trainable params: {self.num_params:,}"]
@@ -140,7 +147,8 @@ def init_params(spec: MLPSpec, key: jax.Array) -> Params:
 
 
 def preprocess_stats(spec: MLPSpec, x_train: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-pixel (shift, scale) with inputs = (x - shift) * scale, computed once from train data."""
+    """Per-pixel (shift, scale) with inputs = (x - shift) * scale, computed once from train data
+    (after deskewing, for a model that deskews)."""
     d = spec.input_dim
     if spec.preprocess == "center":
         shift, scale = np.full(d, 127.5), np.full(d, 1 / 255)
@@ -149,6 +157,8 @@ def preprocess_stats(spec: MLPSpec, x_train: np.ndarray) -> dict[str, np.ndarray
     elif spec.preprocess == "none":
         shift, scale = np.zeros(d), np.ones(d)
     else:
+        if spec.deskew:
+            x_train = np.asarray(deskew_dataset(np.asarray(x_train).reshape(-1, *spec.input_shape)))
         flat = x_train.reshape(len(x_train), -1)
         # Two passes in float64 on the host: exact, and only done once per training run.
         shift = flat.mean(axis=0, dtype=np.float64)
@@ -165,6 +175,8 @@ def forward(
     dropout_key: jax.Array | None = None,
 ) -> jax.Array:
     """Logits for a batch of raw inputs x (uint8 or float, any shape with N first)."""
+    if spec.deskew:
+        x = deskew(x.reshape(x.shape[0], *spec.input_shape))
     h = (x.reshape(x.shape[0], -1).astype(jnp.float32) - stats["shift"]) * stats["scale"]
     if dropout_key is not None and spec.input_dropout > 0:
         # Index len(hidden) is free: hidden layer i's mask uses index i.

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from typing import Any
 
@@ -20,6 +20,7 @@ import numpy as np
 import optax
 
 from digitnet import augment, regularize
+from digitnet.deskew import deskew_dataset
 from digitnet.errors import ConfigError, TrainingDiverged
 from digitnet.metrics import LOSSES, loss_values, target_labels
 from digitnet.model import MLPSpec, Params, forward, init_params
@@ -244,7 +245,8 @@ class Engine:
         return order, epoch_key
 
     def _train_chunk(self, params, opt_state, stats, x, y, order, start, key, *, steps, batch):
-        spec, tx, loss = self.spec, self.tx, self.cfg.loss
+        # fit_arrays hands the step data that is already deskewed (see digitnet.deskew).
+        spec, tx, loss = replace(self.spec, deskew=False), self.tx, self.cfg.loss
         aug, smoothing = self.augment, self.cfg.label_smoothing
         use_dropout = bool(spec.dropout) or bool(spec.input_dropout)
 
@@ -366,7 +368,10 @@ def fit_arrays(
         state.params = jax.tree.map(jnp.asarray, state.params)
         state.opt_state = jax.tree.map(jnp.asarray, state.opt_state)
     y = np.asarray(y, np.float32 if np.ndim(y) == 2 else np.int32)
-    xd, yd = jax.device_put(x), jax.device_put(y)
+    # Deskewing is deterministic: done once here, not in every step (it rounds to uint8, so
+    # the step sees the same pixels either way).
+    xd = deskew_dataset(x.reshape(n, *spec.input_shape)) if spec.deskew else jax.device_put(x)
+    yd = jax.device_put(y)
     statsd = jax.device_put(stats)
     for cb in callbacks:
         cb.on_train_begin(state, steps_per_epoch, cfg.epochs)

@@ -62,3 +62,32 @@ def test_every_activation(activation, mnist):
 def test_bad_export_options(run_dir, args, message, capsys):
     assert main(["export", str(run_dir), *args]) == 2
     assert message in capsys.readouterr().err
+
+
+def random_model(spec: MLPSpec, x_train: np.ndarray) -> Model:
+    rng = np.random.default_rng(3)
+    params = [{"kernel": rng.normal(0, 1 / np.sqrt(a), (a, b)).astype(np.float32),
+               "bias": rng.normal(0, 0.1, b).astype(np.float32)}
+              for a, b in zip(spec.sizes[:-1], spec.sizes[1:], strict=True)]
+    return Model(spec, params, preprocess_stats(spec, x_train))
+
+
+def test_per_layer_activations(mnist):
+    model = random_model(MLPSpec(hidden=(32, 16), activations=("tanh", "gelu")), mnist.x_train[:100])
+    x = mnist.x_test[:256]
+    (logits,) = session(to_onnx(model)).run(["logits"], {"images": x})
+    np.testing.assert_allclose(logits, model.logits(x), atol=1e-4, rtol=1e-5)
+
+
+@pytest.mark.parametrize("opset", [17, 20])  # GridSample's mode is "bilinear" before 20, "linear" from
+def test_deskew_in_the_graph(opset, mnist):
+    model = random_model(MLPSpec(hidden=(64,), deskew=True, preprocess="standardize"),
+                         mnist.x_train[:2000])
+    x = mnist.x_test
+    probs, logits = session(to_onnx(model, opset=opset)).run(None, {"images": x})
+    # Deskewed pixels are rounded to whole values, and float rounding in the two samplers may
+    # land a value on the other side of .5: about one image in 100 has a pixel one step apart.
+    expected = model.predict_proba(x)
+    np.testing.assert_array_equal(probs.argmax(1), expected.argmax(1))
+    row_err = np.abs(probs - expected).max(1)
+    assert (row_err <= 1e-5).mean() >= 0.98 and row_err.max() < 0.02
