@@ -51,6 +51,7 @@ def test_recipe_api_reads_the_file_and_takes_overrides(name):
     spec, cfg, _ = recipe(name, epochs=2)
     assert cfg.epochs == 2
     assert list(spec.hidden) == options["hidden"]
+    assert spec.deskew == options.get("deskew", False) and spec.preprocess == options["preprocess"]
     for key, value in options.items():
         if key in TrainConfig.__dataclass_fields__ and key != "epochs":
             assert getattr(cfg, key) == value, key
