@@ -65,7 +65,7 @@ def floor(n: int) -> dict:
     for label, which, env in (("numpy BLAS, 1 thread", "numpy", {"OPENBLAS_NUM_THREADS": "1"}),
                               ("numpy BLAS, 2 threads", "numpy", {"OPENBLAS_NUM_THREADS": "2"}),
                               ("XLA: the same dots + SGD in one scan, digitnet's XLA flags", "xla",
-                               {"XLA_FLAGS": levers.SINGLE_THREAD})):
+                               {"XLA_FLAGS": levers.DIGITNET_FLAGS})):
         r = run([sys.executable, "-m", "bench.floor", which, str(n)], env={**ENV, **env}).json()
         out[label] = {**summary(r["seconds"]), "cpu": summary(r["cpu_seconds"])}
         log(f"  floor, {label}: {fmt(out[label])} s/epoch")
@@ -236,8 +236,10 @@ def render(res: dict) -> str:
 SETTINGS = [
     "## What digitnet does for speed, and its switches", "",
     "- Training runs as one compiled `lax.scan` per chunk of steps over device-resident uint8"
-    " data; XLA's CPU dots run single-threaded (`--xla_cpu_multi_thread_eigen=false`, added to"
-    " XLA_FLAGS by the CLI before JAX starts; `DIGITNET_XLA_THREADS=auto` leaves JAX's default).",
+    " data; XLA's CPU dots run single-threaded (`--xla_cpu_multi_thread_eigen=false`) and its"
+    " ops are scheduled as one short sequence"
+    " (`--xla_cpu_enable_concurrency_optimized_scheduler=false`): both added to XLA_FLAGS by the"
+    " CLI before JAX starts (see the levers); `DIGITNET_XLA_THREADS=auto` leaves JAX's default.",
     "- Compiled programs persist in `<digitnet home>/jax-cache` (JAX's persistent compilation"
     " cache, set by `digitnet.fit`/`digitnet.load` and the CLI); `DIGITNET_COMPILE_CACHE=0`"
     " turns it off. The home is `$DIGITNET_HOME`, else `$XDG_CACHE_HOME/digitnet`, else"

@@ -19,12 +19,15 @@ import sys
 import time
 from collections.abc import Callable
 
-SINGLE_THREAD = "--xla_cpu_multi_thread_eigen=false"  # = digitnet.runtime.SINGLE_THREAD_FLAGS
+SINGLE_THREAD = "--xla_cpu_multi_thread_eigen=false"
+NO_CONCURRENT_SCHEDULER = "--xla_cpu_enable_concurrency_optimized_scheduler=false"
+DIGITNET_FLAGS = f"{SINGLE_THREAD} {NO_CONCURRENT_SCHEDULER}"  # = digitnet.runtime.CPU_FLAGS
 
 # name: (code options, XLA_FLAGS). "base" is the engine as the core issue left it.
 VARIANTS: dict[str, tuple[dict, str]] = {
     "base": ({}, ""),
     "single-thread": ({}, SINGLE_THREAD),
+    "sequential-scheduler": ({}, NO_CONCURRENT_SCHEDULER),
     "onehot-loss": ({"loss": "onehot"}, ""),
     "fused-adam": ({"opt": "fused"}, ""),
     "flat-adam": ({"opt": "flat"}, ""),
@@ -33,7 +36,7 @@ VARIANTS: dict[str, tuple[dict, str]] = {
     "no-donation": ({"donate": False}, ""),
     "scan-unroll-4": ({"unroll": 4}, ""),
     "read-loss-once-per-epoch": ({"sync": "epoch"}, ""),
-    "engine": ({"engine": True}, SINGLE_THREAD),
+    "engine": ({"engine": True}, DIGITNET_FLAGS),
 }
 
 DESCRIPTIONS = [
@@ -41,6 +44,9 @@ DESCRIPTIONS = [
     " gather (take_along_axis), Keras' (in, out) kernels, 20 compiled chunks per epoch, params"
     " and optimizer state donated, the loss read back after each chunk; XLA's default threads.",
     "- `single-thread`: XLA's dots on the calling thread (`--xla_cpu_multi_thread_eigen=false`).",
+    "- `sequential-scheduler`: XLA schedules the step's ops for a short sequence rather than"
+    " for running independent ops at once (`--xla_cpu_enable_concurrency_optimized_scheduler"
+    "=false`).",
     "- `onehot-loss`: cross-entropy as −Σ one_hot·log_softmax (its gradient is a fused"
     " elementwise op instead of a scatter).",
     "- `fused-adam`: Adam written as one elementwise expression per leaf (same arithmetic).",

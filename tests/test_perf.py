@@ -30,10 +30,11 @@ def test_cli_and_help_do_not_import_jax():
 def test_cli_sets_single_threaded_xla_before_jax_starts():
     code = ("import os, sys\nfrom digitnet.runtime import set_cpu_threading\n"
             "print(set_cpu_threading(), os.environ.get('XLA_FLAGS'))")
-    assert py(code).stdout.split() == ["True", "--xla_cpu_multi_thread_eigen=false"]
-    # the user's own value of the flag wins, other flags are kept
+    sequential = "--xla_cpu_enable_concurrency_optimized_scheduler=false"
+    assert py(code).stdout.split() == ["True", "--xla_cpu_multi_thread_eigen=false", sequential]
+    # the user's own value of a flag wins, other flags are kept
     mine = "--xla_cpu_multi_thread_eigen=true --xla_force_host_platform_device_count=2"
-    assert py(code, XLA_FLAGS=mine).stdout.strip() == f"True {mine}"
+    assert py(code, XLA_FLAGS=mine).stdout.strip() == f"True {mine} {sequential}"
     assert py(code, DIGITNET_XLA_THREADS="auto").stdout.split() == ["False", "None"]
     # once JAX is imported its flags are read already: nothing is set (a stand-in module
     # marks it imported here, so that the test need not pay for importing JAX)
