@@ -93,13 +93,16 @@ def test_report_marks_skipped_peers_and_unmet_targets():
            "machine": {"cpu": "AMD EPYC", "cores": 2, "isa": "avx2", "python": "3.11",
                        "versions": {"jax": "0.10"}, "os": "Linux"},
            "floor": {"numpy BLAS, 1 thread": {"median": 0.1, "min": 0.1, "max": 0.1, "n": 1}},
-           "digitnet": [run], "cli": {"cold": [cli], "warm": [{**cli, "wall": 3.0}], "help": [0.05]},
+           "digitnet": [run], "digitnet_one_core": [{**run, "epoch_seconds": [1.0] + [0.12] * 4}],
+           "cli": {"cold": [cli], "warm": [{**cli, "wall": 3.0}], "help": [0.05]},
            "peers": [{"name": "keras-tf", "skipped": "no environment at /x"},
                      {"name": "torch", "label": "PyTorch (eager)", "version": "2.13.0",
                       "runs": [peer]}]}
     doc = render(res)
     assert "| keras-tf (default threads) | skipped: no environment at /x |" in doc
     assert "| steady epoch vs floor | ≤ 1.5× | 3.00× | **not met** |" in doc
+    assert "| digitnet pinned to one core (`taskset`) | 0.120 |" in doc
+    assert "1-thread BLAS, wall) | ≤ 1.5× | 1.20× | met |" in doc
     assert "| faster than torch | ≥ 6× | 10.0× | met |" in doc
     assert "| faster than keras-tf | ≥ 15× | peer skipped | not measured |" in doc
     assert "busy" in doc and "GPU: none in this session" in doc
