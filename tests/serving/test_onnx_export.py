@@ -41,14 +41,18 @@ def test_default_path_is_in_the_run(run_dir, tmp_path):
     assert (run_dir / "model.onnx").is_file()
 
 
-@pytest.mark.parametrize("activation", list(ACTIVATIONS))
-def test_every_activation(activation, mnist):
-    spec = MLPSpec(hidden=(48, 24), activation=activation, dropout=0.3, preprocess="standardize")
+def random_model(spec: MLPSpec, x_train: np.ndarray) -> Model:
     rng = np.random.default_rng(3)
     params = [{"kernel": rng.normal(0, 1 / np.sqrt(a), (a, b)).astype(np.float32),
                "bias": rng.normal(0, 0.1, b).astype(np.float32)}
               for a, b in zip(spec.sizes[:-1], spec.sizes[1:], strict=True)]
-    model = Model(spec, params, preprocess_stats(spec, mnist.x_train[:2000]))
+    return Model(spec, params, preprocess_stats(spec, x_train))
+
+
+@pytest.mark.parametrize("activation", list(ACTIVATIONS))
+def test_every_activation(activation, mnist):
+    spec = MLPSpec(hidden=(48, 24), activation=activation, dropout=0.3, preprocess="standardize")
+    model = random_model(spec, mnist.x_train[:2000])
     x = mnist.x_test[:512]
     probs, logits = session(to_onnx(model, opset=18)).run(None, {"images": x})
     np.testing.assert_allclose(logits, model.logits(x), atol=1e-4, rtol=1e-5)
@@ -62,14 +66,6 @@ def test_every_activation(activation, mnist):
 def test_bad_export_options(run_dir, args, message, capsys):
     assert main(["export", str(run_dir), *args]) == 2
     assert message in capsys.readouterr().err
-
-
-def random_model(spec: MLPSpec, x_train: np.ndarray) -> Model:
-    rng = np.random.default_rng(3)
-    params = [{"kernel": rng.normal(0, 1 / np.sqrt(a), (a, b)).astype(np.float32),
-               "bias": rng.normal(0, 0.1, b).astype(np.float32)}
-              for a, b in zip(spec.sizes[:-1], spec.sizes[1:], strict=True)]
-    return Model(spec, params, preprocess_stats(spec, x_train))
 
 
 def test_per_layer_activations(mnist):
