@@ -151,7 +151,7 @@ def render(res: dict) -> str:
     one_core = trainer_row(res["digitnet_one_core"]) if res.get("digitnet_one_core") else None
     if one_core:
         rows.append(("digitnet pinned to one core (`taskset`)", one_core, ""))
-    peer_rows: dict[str, dict] = {}
+    peer_settings: dict[str, list[dict]] = {}
     for p in res["peers"]:
         threads = "1 thread" if p.get("threads") == "1" else "default threads"
         if "skipped" in p:
@@ -159,10 +159,7 @@ def render(res: dict) -> str:
             continue
         row = trainer_row(p["runs"])
         rows.append((f"{p['label']} ({p['version']}; {threads}; n={len(p['runs'])})", row, ""))
-        # Targets compare against each peer's faster setting.
-        best = peer_rows.get(p["name"])
-        if best is None or row["epoch"]["median"] < best["epoch"]["median"]:
-            peer_rows[p["name"]] = row
+        peer_settings.setdefault(p["name"], []).append(row)
     cli = res["cli"]
     cold, warm = (summary([r["wall"] for r in cli[k]]) for k in ("cold", "warm"))
     help_s = summary(cli["help"])
@@ -179,9 +176,10 @@ def render(res: dict) -> str:
         "",
         f"- CPU: {m['cpu']}, {m['cores']} cores ({m['isa']}); {m['os']}",
         f"- Python {m['python']}; " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()),
-        f"- load average (1 min) {la[0][0]:.2f} at the start, {la[1][0]:.2f} at the end"
-        + (" — **the machine was shared and busy: wall times are inflated and noisy**"
-           if max(la[0][0], la[1][0]) >= 1.0 else ""),
+        f"- load average (1 min) {la[0][0]:.2f} before the bench started, {la[1][0]:.2f} at the end"
+        " (which counts the bench's own processes)"
+        + (" — **other jobs were using the cores: wall times are inflated and noisy**"
+           if la[0][0] >= 1.0 else ""),
         "- GPU: none in this session, so the GPU target (≤ 0.03 s/epoch on an H100) is not measured"
         " here. Nothing in digitnet is CPU-only: the XLA CPU flags it sets are ignored by GPU"
         " backends.",
@@ -227,7 +225,7 @@ def render(res: dict) -> str:
     lines += SETTINGS
     lines += breakdown_section(res["digitnet"], ours)
     lines += levers_section(res.get("levers"))
-    targets = targets_section(res, ours, blas, peer_rows, cold, warm, help_s, one_core, fl)
+    targets = targets_section(ours, fl, peer_settings, cold, warm, help_s, one_core)
     lines += targets
     lines += unmet_section(targets)
     return "\n".join(lines) + "\n"
@@ -282,7 +280,8 @@ NOTES = {
         " converting the batch, bias + ReLU, softmax cross-entropy and its scatter gradient, four"
         " bias-gradient reductions, three Adam fusions per parameter tensor); each op is a"
         " separate thunk with a fixed dispatch cost in XLA's CPU runtime, which at batch 32 is"
-        " comparable to a GEMM. Tried (table above): single-threaded XLA (kept), one-hot loss,"
+        " comparable to a GEMM. Tried (table above): single-threaded XLA (kept), XLA's sequential"
+        " scheduler (kept: about 10% less wall time), one-hot loss,"
         " fused and flat Adam, (out, in) kernels, one chunk per epoch, no donation, fewer host"
         " reads, scan unrolling (less CPU per epoch, but a larger loop body to compile on every"
         " first run: not kept). None removes the per-op cost; a hand-fused step would need a"
@@ -309,7 +308,8 @@ NOTES = {
 
 
 def unmet_section(target_rows: list[str]) -> list[str]:
-    unmet = [row.split("|")[1].strip() for row in target_rows if "**not met**" in row]
+    unmet = [row.split("|")[1].strip() for row in target_rows
+             if "**not met**" in row or "only**" in row]
     if not unmet:
         return ["All measured targets are met in this run.", ""]
     out = ["## Targets not met: what was tried, where the time goes", ""]
@@ -340,30 +340,59 @@ def levers_section(lev: dict | None) -> list[str]:
     return out
 
 
-def targets_section(res, ours, blas, peer_rows, cold, warm, help_s, one_core=None,
-                    fl=None) -> list[str]:
-    # On a busy machine wall time mostly measures the other jobs; then the speed targets are
-    # judged on process CPU time (each trainer's own work), and the table says so.
-    busy = max(res["load_before"][0], res["load_after"][0]) >= 1.0
-    key = "cpu" if busy and ours.get("cpu") and blas.get("cpu") else "epoch"
-    basis = "CPU time (busy machine)" if key == "cpu" else "wall time"
-    epoch = ours[key]
-    rows = ["## Targets (issue 4)", "", f"Speed ratios judged on {basis}.", "",
-            "| target | wanted | measured | |", "|---|---|---|---|"]
-    r_floor = ratio(epoch, blas[key] if key == "cpu" else blas)
-    rows.append(target_line("steady epoch vs floor", "≤ 1.5×", f"{r_floor:.2f}×", r_floor <= 1.5))
-    blas_1 = (fl or {}).get("numpy BLAS, 1 thread")
+def fastest(rows: list[dict], key: str) -> dict | None:
+    """The row with the lowest median `key` ('epoch' = wall, 'cpu'), among those that have it."""
+    have = [r for r in rows if r.get(key)]
+    return min(have, key=lambda r: r[key]["median"]) if have else None
+
+
+def speed_verdict(wall_ok: bool | None, cpu_ok: bool | None) -> bool | str | None:
+    """Met on both clocks, on one of them (said which), or on neither."""
+    if cpu_ok is None or wall_ok == cpu_ok:
+        return wall_ok
+    return "met on CPU time only" if cpu_ok else "met on wall time only"
+
+
+def targets_section(ours, fl, peer_settings, cold, warm, help_s, one_core=None) -> list[str]:
+    # Wall time is what a user waits; process CPU time is each trainer's own work, steadier
+    # when other jobs share the cores. Speed targets are judged on both and say which held.
+    blas = min((v for k, v in fl.items() if k.startswith("numpy")), key=lambda v: v["median"])
+    blas_cpu = min((v["cpu"] for k, v in fl.items() if k.startswith("numpy") and v.get("cpu")),
+                   key=lambda v: v["median"], default=None)
+    rows = ["## Targets (issue 4)", "",
+            "Speed ratios on wall time; CPU time (each process' own CPU seconds) after the"
+            " semicolon. The floor is the faster NumPy BLAS setting on each clock; each peer is"
+            " taken at its faster thread setting on each clock.", "",
+            "| target | wanted | measured (wall; CPU) | |", "|---|---|---|---|"]
+    r_wall = ratio(ours["epoch"], blas)
+    r_cpu = ratio(ours.get("cpu"), blas_cpu)
+    rows.append(target_line("steady epoch vs floor", "≤ 1.5×",
+                            f"{r_wall:.2f}×" + (f"; {r_cpu:.2f}×" if r_cpu else ""),
+                            speed_verdict(r_wall <= 1.5, r_cpu <= 1.5 if r_cpu else None)))
+    blas_1 = fl.get("numpy BLAS, 1 thread")
     if one_core and blas_1:
         # One core against one BLAS thread: wall time is CPU time here, so load from other
         # processes costs both sides alike and the ratio is steady.
         r1 = ratio(one_core["epoch"], blas_1)
         rows.append(target_line("steady epoch vs floor, one core (digitnet pinned by taskset vs "
-                                "1-thread BLAS, wall)", "≤ 1.5×", f"{r1:.2f}×", r1 <= 1.5))
+                                "1-thread BLAS)", "≤ 1.5×", f"{r1:.2f}×", r1 <= 1.5))
+    peer_rows = {name: fastest(rs, "epoch") for name, rs in peer_settings.items()}
     for name, want in (("keras-jax", 4), ("keras-tf", 15), ("torch", 6)):
-        pr = peer_rows.get(name)
-        sp = ratio(pr[key], epoch) if pr and pr.get(key) else None
-        rows.append(target_line(f"faster than {name}", f"≥ {want}×",
-                                f"{sp:.1f}×" if sp else "peer skipped", sp >= want if sp else None))
+        settings = peer_settings.get(name, [])
+        pw, pc = fastest(settings, "epoch"), fastest(settings, "cpu")
+        sw = ratio(pw["epoch"], ours["epoch"]) if pw else None
+        sc = ratio(pc["cpu"], ours["cpu"]) if pc and ours.get("cpu") else None
+        measured = (f"{sw:.1f}×" + (f"; {sc:.1f}×" if sc else "")) if sw else "peer skipped"
+        rows.append(target_line(f"faster than {name}", f"≥ {want}×", measured,
+                                speed_verdict(sw >= want, sc >= want if sc else None)
+                                if sw else None))
+        if sw and (sw < want or (sc and sc < want)):
+            need = pw["epoch"]["median"] / want
+            NOTES[f"faster than {name}"] = (
+                f"{want}× would need an epoch of {need:.3f} s wall, {need / blas['median']:.2f}×"
+                f" the floor; digitnet's is {ours['epoch']['median']:.3f} s"
+                f" ({r_wall:.2f}× the floor). The issue's table expected {ISSUE_EPOCH[name]}"
+                f" s/epoch for this peer; this run measured {pw['epoch']['median']:.3f} s wall.")
     peer_acc = [r["acc"]["median"] for r in peer_rows.values()]
     if peer_acc:
         gap = (ours["acc"]["median"] - statistics.median(peer_acc)) * 100
@@ -387,17 +416,6 @@ def targets_section(res, ours, blas, peer_rows, cold, warm, help_s, one_core=Non
                             warm["median"] < cold["median"]))
     rows.append(target_line("GPU: tutorial config on an H100", "≤ 0.03 s/epoch",
                             "no GPU in this session", None))
-    # Why a speed-up target can be out of reach: the floor bounds digitnet's epoch from below.
-    floor_s = blas[key]["median"] if key == "cpu" else blas["median"]
-    for name, want in (("keras-jax", 4), ("keras-tf", 15), ("torch", 6)):
-        pr = peer_rows.get(name)
-        if pr and pr.get(key) and ratio(pr[key], epoch) < want:
-            need = pr[key]["median"] / want
-            NOTES[f"faster than {name}"] = (
-                f"{want}× would need an epoch of {need:.3f} s ({basis}), {need / floor_s:.2f}× the"
-                f" floor; digitnet's is {epoch['median']:.3f} s ({epoch['median'] / floor_s:.2f}×"
-                f" the floor). The issue's table expected {ISSUE_EPOCH[name]} s/epoch for this"
-                f" peer; this run measured {pr['epoch']['median']:.3f} s wall.")
     return rows + [""]
 
 

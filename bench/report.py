@@ -71,6 +71,8 @@ def table(rows: list[tuple[str, dict | None, str]], floor: dict, ours: dict) -> 
     return out
 
 
-def target_line(name: str, target: str, measured: str, ok: bool | None) -> str:
-    mark = {True: "met", False: "**not met**", None: "not measured"}[ok]
+def target_line(name: str, target: str, measured: str, ok: bool | str | None) -> str:
+    """A row of the targets table; `ok` may be a partial verdict such as 'met on CPU time only'."""
+    mark = f"**{ok}**" if isinstance(ok, str) else {True: "met", False: "**not met**",
+                                                     None: "not measured"}[ok]
     return f"| {name} | {target} | {measured} | {mark} |"

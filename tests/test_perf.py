@@ -102,8 +102,8 @@ def test_report_marks_skipped_peers_and_unmet_targets():
     assert "| keras-tf (default threads) | skipped: no environment at /x |" in doc
     assert "| steady epoch vs floor | ≤ 1.5× | 3.00× | **not met** |" in doc
     assert "| digitnet pinned to one core (`taskset`) | 0.120 |" in doc
-    assert "1-thread BLAS, wall) | ≤ 1.5× | 1.20× | met |" in doc
+    assert "1-thread BLAS) | ≤ 1.5× | 1.20× | met |" in doc
     assert "| faster than torch | ≥ 6× | 10.0× | met |" in doc
     assert "| faster than keras-tf | ≥ 15× | peer skipped | not measured |" in doc
-    assert "busy" in doc and "GPU: none in this session" in doc
+    assert "other jobs were using the cores" in doc and "GPU: none in this session" in doc
     json.dumps(res)  # what --json writes
