@@ -314,10 +314,16 @@ class EpochMeter:
             cb.on_chunk_end(self.steps, self.loss / self.seen, self.correct / self.seen)
 
 
+@jax.jit
+def all_finite(params: Params) -> jax.Array:
+    # One compiled call: op by op, the checks cost ~15 ms an epoch (a tenth of a tutorial epoch).
+    return jnp.all(jnp.stack([jnp.isfinite(v).all() for v in jax.tree.leaves(params)]))
+
+
 def check_finite(params: Params, epoch: int, lr: float) -> None:
     """The last step of an epoch can blow the weights up after its loss was read; such
     weights must not reach a checkpoint."""
-    if not all(bool(jnp.isfinite(v).all()) for v in jax.tree.leaves(params)):
+    if not bool(all_finite(params)):
         raise TrainingDiverged(
             f"the weights became NaN or infinite in epoch {epoch + 1}; training stopped "
             f"(lower the learning rate, now {lr:g})"
@@ -376,11 +382,16 @@ def fit_arrays(
     for cb in callbacks:
         cb.on_train_begin(state, steps_per_epoch, cfg.epochs)
 
+    upcoming = engine.epoch_order(order_key, dropout_key, state.epoch, n=n)
     for epoch in range(state.epoch, cfg.epochs):
         t0 = time.perf_counter()
         for cb in callbacks:
             cb.on_epoch_begin(epoch)
-        order, epoch_key = engine.epoch_order(order_key, dropout_key, epoch, n=n)
+        order, epoch_key = upcoming
+        if epoch + 1 < cfg.epochs:
+            # Queued now, the next epoch's shuffle (a 60k-key sort, ~20 ms) runs beside this
+            # epoch's training instead of before the next one.
+            upcoming = engine.epoch_order(order_key, dropout_key, epoch + 1, n=n)
         meter = EpochMeter(epoch, cfg.lr, callbacks)
         # Read each chunk's loss only after the next chunk is queued, so that the device
         # never waits for Python.
