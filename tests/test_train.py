@@ -164,3 +164,22 @@ def test_runs_differing_only_in_seed_share_compiled_code():
     assert engine_for(spec, TrainConfig(seed=2, patience=3), 100) is a
     assert engine_for(spec, TrainConfig(seed=1, lr=0.01), 100) is not a
     assert engine_for(MLPSpec(hidden=(32,)), TrainConfig(seed=1), 100) is not a
+
+
+@pytest.mark.parametrize("n", [1, 1000, 60_000, 70_001])
+def test_epoch_order_is_jax_random_permutation(n):
+    # The engine sorts JAX's random keys in NumPy (faster on a CPU); the order must be exactly
+    # what jax.random.permutation gives, or runs would change with that choice.
+    import jax
+
+    from digitnet.train import engine_for
+
+    engine = engine_for(MLPSpec(), TrainConfig(), 10)
+    key, dropout_key = jax.random.key(3), jax.random.key(4)
+    for epoch in (0, 7):
+        order, epoch_key = engine.epoch_order(key, dropout_key, epoch, n)
+        expected = jax.random.permutation(jax.random.fold_in(key, epoch), n)
+        np.testing.assert_array_equal(order, np.asarray(expected))
+        assert order.dtype == np.int32
+    unshuffled = engine_for(MLPSpec(), TrainConfig(shuffle=False), 10)
+    np.testing.assert_array_equal(unshuffled.epoch_order(key, dropout_key, 0, n)[0], np.arange(n))
