@@ -254,7 +254,7 @@ class Engine:
         return rounds, epoch_key
 
     def epoch_order(self, key: jax.Array, dropout_key: jax.Array, epoch: int,
-                    n: int) -> tuple[np.ndarray, jax.Array]:
+                    n: int) -> tuple[jax.Array, jax.Array]:
         """(the epoch's example order, its dropout key). The order is exactly
         jax.random.permutation(fold_in(key, epoch), n): its sort keys come from JAX, but the
         stable sorts run in NumPy, which takes a quarter of XLA's time on the CPU and can run
@@ -263,7 +263,7 @@ class Engine:
         order = np.arange(n, dtype=np.int32)
         for bits in rounds:
             order = order[np.argsort(np.asarray(bits), kind="stable")]
-        return order, epoch_key
+        return jax.device_put(order), epoch_key  # once, not at each of the epoch's chunks
 
     def _train_chunk(self, params, opt_state, stats, x, y, order, start, key, *, steps, batch):
         # fit_arrays hands the step data that is already deskewed (see digitnet.deskew).
