@@ -242,6 +242,9 @@ SETTINGS = [
     " cache, set by `digitnet.fit`/`digitnet.load` and the CLI); `DIGITNET_COMPILE_CACHE=0`"
     " turns it off. The home is `$DIGITNET_HOME`, else `$XDG_CACHE_HOME/digitnet`, else"
     " `~/.cache/digitnet`.",
+    "- Each epoch's shuffle (the same permutation as `jax.random.permutation`) is sorted in"
+    " NumPy in a thread while the previous epoch trains; the end-of-epoch check that the weights"
+    " are finite is one compiled call.",
     "- Initial weights and optimizer state come from one compiled call (compiled without LLVM"
     " optimisation: same bits, less compile time); inference runs in blocks of 1000 rows.",
     "- `digitnet --help` and argument errors import neither JAX nor NumPy.",
