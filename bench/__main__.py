@@ -225,7 +225,7 @@ def render(res: dict) -> str:
     lines += SETTINGS
     lines += breakdown_section(res["digitnet"], ours)
     lines += levers_section(res.get("levers"))
-    targets = targets_section(ours, fl, peer_settings, cold, warm, help_s, one_core)
+    targets = targets_section(ours, fl, blas, peer_settings, cold, warm, help_s, one_core)
     lines += targets
     lines += unmet_section(targets)
     return "\n".join(lines) + "\n"
@@ -358,10 +358,10 @@ def speed_verdict(wall_ok: bool | None, cpu_ok: bool | None) -> bool | str | Non
     return "met on CPU time only" if cpu_ok else "met on wall time only"
 
 
-def targets_section(ours, fl, peer_settings, cold, warm, help_s, one_core=None) -> list[str]:
+def targets_section(ours, fl, blas, peer_settings, cold, warm, help_s,
+                    one_core=None) -> list[str]:
     # Wall time is what a user waits; process CPU time is each trainer's own work, steadier
     # when other jobs share the cores. Speed targets are judged on both and say which held.
-    blas = min((v for k, v in fl.items() if k.startswith("numpy")), key=lambda v: v["median"])
     blas_cpu = min((v["cpu"] for k, v in fl.items() if k.startswith("numpy") and v.get("cpu")),
                    key=lambda v: v["median"], default=None)
     rows = ["## Targets (issue 4)", "",

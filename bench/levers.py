@@ -19,9 +19,11 @@ import sys
 import time
 from collections.abc import Callable
 
-SINGLE_THREAD = "--xla_cpu_multi_thread_eigen=false"
-NO_CONCURRENT_SCHEDULER = "--xla_cpu_enable_concurrency_optimized_scheduler=false"
-DIGITNET_FLAGS = f"{SINGLE_THREAD} {NO_CONCURRENT_SCHEDULER}"  # = digitnet.runtime.CPU_FLAGS
+from digitnet.runtime import CPU_FLAGS
+
+# digitnet's CLI adds both to XLA_FLAGS; each is also a lever of its own below.
+SINGLE_THREAD, NO_CONCURRENT_SCHEDULER = CPU_FLAGS
+DIGITNET_FLAGS = " ".join(CPU_FLAGS)
 
 # name: (code options, XLA_FLAGS). "base" is the engine as the core issue left it.
 VARIANTS: dict[str, tuple[dict, str]] = {

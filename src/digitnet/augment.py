@@ -44,9 +44,15 @@ def warp(images: jax.Array, shift: jax.Array, angle: jax.Array, scale: jax.Array
     y, x = cos * y + sin * x, cos * x - sin * y  # undo the rotation
     y = y - jnp.tan(shear)[:, None, None] * x  # undo the shear (rows sheared along columns)
     inv = 1.0 / scale[:, None, None]
-    sample = jax.vmap(lambda img, yy, xx: map_coordinates(img, [yy, xx], order=1, mode="constant",
+    return sample_bilinear(images, y * inv + cy, x * inv + cx)
+
+
+def sample_bilinear(images: jax.Array, rows: jax.Array, cols: jax.Array) -> jax.Array:
+    """out[k, i, j] = images[k] at the fractional position (rows[k, i, j], cols[k, i, j]),
+    interpolated bilinearly; positions outside the image read 0 (MNIST's background)."""
+    sample = jax.vmap(lambda img, rr, cc: map_coordinates(img, [rr, cc], order=1, mode="constant",
                                                           cval=0.0))
-    return sample(images.astype(jnp.float32), y * inv + cy, x * inv + cx)
+    return sample(images.astype(jnp.float32), rows, cols)
 
 
 def gaussian_matrix(n: int, sigma: float) -> np.ndarray:

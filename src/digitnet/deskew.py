@@ -23,7 +23,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.scipy.ndimage import map_coordinates
+
+from digitnet.augment import sample_bilinear
 
 # Rows per compiled call when a whole dataset is deskewed.
 BLOCK = 10_000
@@ -44,9 +45,7 @@ def deskew(images: jax.Array) -> jax.Array:
     dc = c[None, :] - (w - 1) / 2  # (1, W)
     rows = jnp.broadcast_to(r_mean[:, None, None] + dr[None], (n, h, w))
     cols = c_mean[:, None, None] + dc[None] + alpha[:, None, None] * dr[None]
-    sample = jax.vmap(lambda img, rr, cc: map_coordinates(img, [rr, cc], order=1, mode="constant",
-                                                          cval=0.0))
-    return jnp.round(jnp.clip(sample(x, rows, cols), 0.0, 255.0))
+    return jnp.round(jnp.clip(sample_bilinear(x, rows, cols), 0.0, 255.0))
 
 
 _deskew_uint8 = jax.jit(lambda x: deskew(x).astype(jnp.uint8))
