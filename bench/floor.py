@@ -64,7 +64,7 @@ def numpy_epoch_seconds(repeats: int = 3, steps: int = STEPS,
 
 
 def xla_epoch_seconds(repeats: int = 3, steps: int = STEPS,
-                      cpu: list[float] | None = None) -> list[float]:
+                      cpu: list[float] | None = None, unroll: int = 1) -> list[float]:
     """Seconds per epoch of the same eight products compiled by XLA in one lax.scan, with a
     plain SGD update so that the loop carries a dependence from step to step (else XLA may
     hoist or drop the products)."""
@@ -89,7 +89,7 @@ def xla_epoch_seconds(repeats: int = 3, steps: int = STEPS,
             dw1 = xb.T @ dh1
             return (w1 - 1e-6 * dw1, w2 - 1e-6 * dw2, w3 - 1e-6 * dw3), None
 
-        return jax.lax.scan(step, (w1, w2, w3), jnp.arange(steps))[0]
+        return jax.lax.scan(step, (w1, w2, w3), jnp.arange(steps), unroll=unroll)[0]
 
     ws = [jax.device_put(a) for a in w]
     jax.block_until_ready(epoch(x, *ws))

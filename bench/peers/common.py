@@ -37,7 +37,8 @@ def report(**fields) -> None:
 
 
 def args() -> tuple[str, int, int, int]:
-    """data.npz, epochs, batch size and seed from the command line."""
+    """data.npz, epochs, batch size and seed from the command line (a fifth argument, the
+    device, is read by the peers that can use one)."""
     return sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 
 

@@ -1,0 +1,384 @@
+"""#4's GPU measurements, in one script sized for one short lease of a GPU machine.
+
+`python -m bench.gpu OUTDIR [--budget SECONDS]` runs the parts below one after another, each
+in its own process (XLA reads its flags once per process; PyTorch and JAX never share one),
+writes OUTDIR/gpu.json and prints a summary. A part that fails or runs out of budget is
+recorded as such; the rest still run. `python -m bench` puts gpu.json's numbers into
+docs/performance.md when bench/results/gpu.json exists.
+
+Parts, most important first:
+- env: the device and the versions.
+- engine: digitnet.fit on the tutorial's config (784-64-64-10, Adam 1e-3, batch 32, 5 epochs),
+  seeds 1–3, for each loop unrolling (digitnet.train.SCAN_UNROLL) tried; test accuracy and
+  predict time too. The compiled training chunk's optimised HLO is kept for reading.
+- torch: PyTorch eager on the same GPU — the peer script of the CPU bench (DataLoader, each
+  batch moved to the GPU), seeds 1–3.
+- floor: the step's eight matrix products for 1875 steps: through XLA (lax.scan, as
+  bench/floor.py does on the CPU) and through cuBLAS from PyTorch, launched one by one and
+  replayed from a CUDA graph (the fewest launch gaps a GPU allows).
+- levers: bench/levers.py's step variants on the GPU, in one process.
+- flags: the engine under other XLA GPU flags (command buffers), one process per setting.
+- recipes: `fast` and `best` trained on the GPU.
+- cli: `digitnet train` end to end, cold (empty compilation cache), then warm.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+UNROLLS = (1, 5, 25, 75)  # the tutorial's epoch compiles as 25 chunks of 75 steps
+SEEDS = (1, 2, 3)
+
+
+def steady(epoch_seconds: list[float]) -> float:
+    """A run's steady epoch: the median of its epochs after the first (which compiles)."""
+    return statistics.median(epoch_seconds[1:] or epoch_seconds)
+
+
+# --- parts (each runs in its own process and prints one JSON line) ---------------------------
+
+def part_env() -> dict:
+    out: dict = {"python": sys.version.split()[0]}
+    try:
+        smi = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total,"
+                              "clocks.max.sm", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=30)
+        out["nvidia_smi"] = smi.stdout.strip()
+    except (OSError, subprocess.SubprocessError) as exc:
+        out["nvidia_smi"] = f"unavailable: {exc}"
+    import jax
+    import jaxlib
+    import optax
+
+    out |= {"jax": jax.__version__, "jaxlib": jaxlib.__version__, "optax": optax.__version__,
+            "backend": jax.default_backend(), "devices": [str(d) for d in jax.devices()],
+            "device_kind": jax.devices()[0].device_kind}
+    try:
+        import torch
+
+        out["torch"] = torch.__version__
+    except ImportError:
+        out["torch"] = None
+    return out
+
+
+def part_engine(unrolls: list[int], seeds: list[int], precision: str = "") -> dict:
+    """digitnet.fit, the tutorial's config without validation, per unrolling and seed."""
+    import jax
+
+    import digitnet
+    from digitnet import train
+    from digitnet.train import TrainConfig
+
+    backend = jax.default_backend()
+    ds = digitnet.load_dataset()
+    out: dict = {"backend": backend, "precision": precision or "default", "runs": {}}
+    for u in unrolls:
+        train.SCAN_UNROLL[backend] = u
+        train._cached_engine.cache_clear()  # a fresh engine: traced and compiled with u
+        runs = []
+        for seed in seeds:
+            t0 = time.perf_counter()
+            with jax.default_matmul_precision(precision or None):
+                model = digitnet.fit(config=TrainConfig(validation="none", seed=seed),
+                                     dataset=ds, verbose=False)
+            train_seconds = time.perf_counter() - t0
+            pred = model.predict(ds.x_test)
+            predict = []
+            for _ in range(5):
+                t = time.perf_counter()
+                model.predict(ds.x_test)
+                predict.append(time.perf_counter() - t)
+            runs.append({"seed": seed, "epoch_seconds": [h["seconds"] for h in model.history],
+                         "train_seconds": train_seconds,
+                         "test_accuracy": float((pred == ds.y_test).mean()),
+                         "first_five": [int(v) for v in pred[:5]],
+                         "predict_seconds": predict})
+        out["runs"][str(u)] = runs
+    return out
+
+
+def part_floor() -> dict:
+    """The eight products per step, 1875 steps, through XLA and through cuBLAS (PyTorch)."""
+    from bench.floor import xla_epoch_seconds
+
+    out: dict = {"xla_scan": {str(u): xla_epoch_seconds(repeats=5, unroll=u) for u in (1, 25)}}
+    return out
+
+
+def part_torch_floor(device: str = "cuda") -> dict:
+    import torch
+
+    from bench.floor import BATCH, SIZES, STEPS
+
+    chunk = 75
+    torch.manual_seed(0)
+    x = torch.randn(STEPS * BATCH, SIZES[0], device=device)
+    w1, w2, w3 = (torch.randn(a, b, device=device) * 0.05 for a, b in zip(SIZES, SIZES[1:], strict=False))
+    h1, h2, z = (torch.empty(BATCH, d, device=device) for d in SIZES[1:])
+    dh2, dh1 = torch.empty(BATCH, SIZES[2], device=device), torch.empty(BATCH, SIZES[1], device=device)
+    dw1, dw2, dw3 = (torch.empty_like(w) for w in (w1, w2, w3))
+
+    def step(s: int) -> None:
+        xb = x[s * BATCH:(s + 1) * BATCH]
+        torch.mm(xb, w1, out=h1)
+        torch.mm(h1, w2, out=h2)
+        torch.mm(h2, w3, out=z)
+        torch.mm(h2.t(), z, out=dw3)
+        torch.mm(z, w3.t(), out=dh2)
+        torch.mm(h1.t(), dh2, out=dw2)
+        torch.mm(dh2, w2.t(), out=dh1)
+        torch.mm(xb.t(), dh1, out=dw1)
+
+    def sync() -> None:
+        if device != "cpu":
+            torch.cuda.synchronize()
+
+    out: dict = {}
+    for tf32 in (False, True):
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        eager = []
+        for _ in range(4):
+            sync()
+            t0 = time.perf_counter()
+            for s in range(STEPS):
+                step(s)
+            sync()
+            eager.append(time.perf_counter() - t0)
+        res = {"eager": eager[1:]}
+        if device != "cpu":
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                for s in range(chunk):
+                    step(s)
+            torch.cuda.current_stream().wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                for s in range(chunk):
+                    step(s)
+            graphed = []
+            for _ in range(6):
+                sync()
+                t0 = time.perf_counter()
+                for _ in range(STEPS // chunk):
+                    graph.replay()
+                sync()
+                graphed.append(time.perf_counter() - t0)
+            res["cuda_graph"] = graphed[1:]
+        out["tf32" if tf32 else "fp32"] = res
+    return out
+
+
+def part_levers(names: list[str]) -> dict:
+    from bench.levers import VARIANTS, measure
+
+    return {name: measure(VARIANTS[name][0]) if name in VARIANTS else
+            measure({"unroll": int(name.split("-")[-1])}) for name in names}
+
+
+def part_recipes(names: list[str], unroll: int) -> dict:
+    import jax
+
+    import digitnet
+    from digitnet import train
+
+    train.SCAN_UNROLL[jax.default_backend()] = unroll
+    ds = digitnet.load_dataset()
+    out = {}
+    for name in names:
+        t0 = time.perf_counter()
+        model = digitnet.fit(recipe=name, dataset=ds, verbose=False)
+        out[name] = {"train_seconds": time.perf_counter() - t0,
+                     "epoch_seconds": [h["seconds"] for h in model.history],
+                     "test_accuracy": float((model.predict(ds.x_test) == ds.y_test).mean())}
+    return out
+
+
+def part_cli(unroll: int) -> dict:
+    """`digitnet train` as a user runs it, twice, in a fresh digitnet home (so the first run
+    compiles and the second finds the persistent compilation cache)."""
+    home = tempfile.mkdtemp(prefix="digitnet-home-")
+    # Only an unrolling other than the shipped one needs digitnet.train patched before main().
+    cmd = ["-m", "digitnet"] if unroll == 1 else [
+        "-c", "import sys; from digitnet import train; "
+        f"train.SCAN_UNROLL['gpu'] = {unroll}; "
+        "from digitnet.cli import main; sys.exit(main(sys.argv[1:]))"]
+    out = {}
+    for name in ("cold", "warm"):
+        t0 = time.perf_counter()
+        r = subprocess.run([sys.executable, *cmd, "train", "--out", f"{home}/run-{name}"],
+                           env={**os.environ, "DIGITNET_HOME": home}, capture_output=True,
+                           text=True, timeout=300)
+        out[name] = {"seconds": time.perf_counter() - t0, "returncode": r.returncode,
+                     "tail": (r.stdout + r.stderr)[-1500:]}
+    return out
+
+
+PARTS = {"env": part_env, "engine": part_engine, "floor": part_floor,
+         "torch-floor": part_torch_floor, "levers": part_levers, "recipes": part_recipes,
+         "cli": part_cli}
+
+
+# --- the orchestrator ------------------------------------------------------------------------
+
+def run_part(name: str, args: list, deadline: float, env: dict | None = None,
+             python: str = sys.executable) -> dict:
+    left = deadline - time.monotonic()
+    if left < 5:
+        return {"skipped": "out of budget"}
+    t0 = time.monotonic()
+    try:
+        r = subprocess.run([python, "-m", "bench.gpu", "--part", name, json.dumps(args)],
+                           env={**os.environ, "PYTHONPATH": f"{ROOT}:{ROOT / 'src'}", **(env or {})},
+                           cwd=ROOT, capture_output=True, text=True, timeout=left)
+    except subprocess.TimeoutExpired:
+        return {"skipped": f"killed at the budget after {time.monotonic() - t0:.0f} s"}
+    took = time.monotonic() - t0
+    if r.returncode:
+        return {"error": (r.stdout + r.stderr)[-3000:], "seconds": took}
+    result = json.loads(r.stdout.strip().splitlines()[-1])
+    result["_seconds"] = took
+    return result
+
+
+def run_peer(data: Path, seeds, deadline: float, device: str = "cuda") -> dict:
+    runs = []
+    for seed in seeds:
+        left = deadline - time.monotonic()
+        if left < 5:
+            break
+        try:
+            r = subprocess.run([sys.executable, str(ROOT / "bench/peers/torch_mlp.py"), str(data),
+                                "5", "32", str(seed), device],
+                               env={**os.environ, "PYTHONPATH": str(ROOT / "bench/peers")},
+                               capture_output=True, text=True, timeout=left)
+        except subprocess.TimeoutExpired:
+            break
+        if r.returncode:
+            return {"error": (r.stdout + r.stderr)[-3000:], "runs": runs}
+        runs.append(json.loads(r.stdout.strip().splitlines()[-1]))
+    return {"runs": runs}
+
+
+def summarize(res: dict) -> list[str]:
+    lines = [f"device: {res.get('env', {}).get('device_kind')}  "
+             f"jax {res.get('env', {}).get('jax')}  torch {res.get('env', {}).get('torch')}"]
+    eng = res.get("engine", {}).get("runs", {})
+    for u, runs in eng.items():
+        st = [steady(r["epoch_seconds"]) for r in runs]
+        lines.append(f"digitnet unroll {u:>3}: steady epoch median {statistics.median(st):.4f} s "
+                     f"(min {min(st):.4f}, max {max(st):.4f}); epoch 1 {runs[0]['epoch_seconds'][0]:.2f} s; "
+                     f"acc {[round(r['test_accuracy'], 4) for r in runs]}; "
+                     f"predict {min(runs[0]['predict_seconds']) * 1e3:.2f} ms; {runs[0]['first_five']}")
+    for key in ("engine-highest",):
+        for u, runs in res.get(key, {}).get("runs", {}).items():
+            st = [steady(r["epoch_seconds"]) for r in runs]
+            lines.append(f"{key} unroll {u}: {statistics.median(st):.4f} s; acc "
+                         f"{[round(r['test_accuracy'], 4) for r in runs]}")
+    for name, r in res.get("flags", {}).items():
+        for u, runs in r.get("runs", {}).items():
+            st = [steady(x["epoch_seconds"]) for x in runs]
+            lines.append(f"flags {name} unroll {u}: {statistics.median(st):.4f} s")
+        if "error" in r or "skipped" in r:
+            lines.append(f"flags {name}: {str(r.get('error') or r.get('skipped'))[-300:]}")
+    peer = res.get("torch", {}).get("runs", [])
+    if peer:
+        st = [steady(r["epoch_seconds"]) for r in peer]
+        lines.append(f"PyTorch eager cuda: steady epoch median {statistics.median(st):.4f} s "
+                     f"(min {min(st):.4f}, max {max(st):.4f}); "
+                     f"acc {[round(r['test_accuracy'], 4) for r in peer]}")
+    fl = res.get("floor", {}).get("xla_scan", {})
+    for u, t in fl.items():
+        lines.append(f"floor XLA scan unroll {u}: {statistics.median(t):.4f} s")
+    for prec, r in res.get("torch-floor", {}).items():
+        if isinstance(r, dict):
+            lines.append(f"floor cuBLAS {prec}: " + ", ".join(
+                f"{k} {statistics.median(v):.4f} s" for k, v in r.items()))
+    for name, r in res.get("levers", {}).items():
+        if isinstance(r, dict) and "epoch_seconds" in r:
+            lines.append(f"lever {name}: {statistics.median(r['epoch_seconds']):.4f} s")
+    for name, r in res.get("recipes", {}).items():
+        if isinstance(r, dict) and "test_accuracy" in r:
+            lines.append(f"recipe {name}: {r['train_seconds']:.1f} s, acc {r['test_accuracy']:.4f}, "
+                         f"steady epoch {steady(r['epoch_seconds']):.4f} s")
+    for name, r in res.get("cli", {}).items():
+        if isinstance(r, dict) and "seconds" in r:
+            lines.append(f"cli {name}: {r['seconds']:.2f} s rc {r['returncode']}")
+    for name, r in res.items():
+        if isinstance(r, dict) and ("error" in r or "skipped" in r):
+            lines.append(f"PART {name}: {str(r.get('error') or r.get('skipped'))[-800:]}")
+    return lines
+
+
+def main(argv: list[str]) -> None:
+    if argv and argv[0] == "--part":
+        print(json.dumps(PARTS[argv[1]](*json.loads(argv[2]))))
+        return
+    out_dir = Path(argv[0] if argv else "bench/results")
+    budget = float(argv[argv.index("--budget") + 1]) if "--budget" in argv else 600.0
+    unroll = int(argv[argv.index("--unroll") + 1]) if "--unroll" in argv else 0
+    out_dir.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + budget
+    res: dict = {"started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+                 "budget_seconds": budget}
+
+    def save() -> None:
+        (out_dir / "gpu.json").write_text(json.dumps(res, indent=1))
+
+    res["env"] = run_part("env", [], deadline)
+    save()
+    dump = Path(tempfile.mkdtemp(prefix="xla-dump-"))
+    unrolls = [unroll] if unroll else list(UNROLLS)
+    res["engine"] = run_part("engine", [unrolls, list(SEEDS)], deadline, env={
+        "XLA_FLAGS": f"--xla_dump_to={dump} --xla_dump_hlo_module_re=.*train_chunk.*"})
+    save()
+    for f in sorted(dump.glob("*after_optimizations.txt"))[:6]:
+        (out_dir / f"hlo-{f.name[-60:]}").write_text(f.read_text())
+    best = unroll or min(
+        (statistics.median(steady(r["epoch_seconds"]) for r in runs), int(u))
+        for u, runs in res["engine"].get("runs", {"1": [{"epoch_seconds": [0]}]}).items())[1]
+    res["best_unroll"] = best
+    with tempfile.TemporaryDirectory() as tmp:
+        sys.path[:0] = [str(ROOT), str(ROOT / "src")]  # digitnet need not be installed
+        from bench.peer_runner import write_data
+
+        data = write_data(Path(tmp) / "mnist.npz")
+        res["torch"] = run_peer(data, SEEDS, deadline)
+    save()
+    res["floor"] = run_part("floor", [], deadline)
+    res["torch-floor"] = run_part("torch-floor", [], deadline)
+    save()
+    res["engine-highest"] = run_part("engine", [[best], [1], "highest"], deadline)
+    save()
+    res["recipes"] = run_part("recipes", [["fast", "best"], best], deadline)
+    save()
+    res["cli"] = run_part("cli", [best], deadline)
+    save()
+    if not unroll:
+        res["levers"] = run_part("levers", [["base", "flat-adam", "onehot-loss",
+                                             "one-chunk-per-epoch", "scan-unroll-4"]], deadline)
+        save()
+        res["flags"] = {
+            "no-command-buffers": run_part("engine", [[1, best], [1]], deadline,
+                                           env={"XLA_FLAGS": "--xla_gpu_enable_command_buffer="}),
+            "while-in-command-buffers": run_part(
+                "engine", [[1, best], [1]], deadline,
+                env={"XLA_FLAGS": "--xla_gpu_enable_command_buffer=FUSION,CUBLAS,CUBLASLT,"
+                                  "CUSTOM_CALL,CUDNN,WHILE,CONDITIONAL"}),
+        }
+    res["finished"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+    save()
+    print("\n".join(summarize(res)))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
