@@ -341,7 +341,7 @@ def main(argv: list[str]) -> None:
     res["engine"] = run_part("engine", [unrolls, list(SEEDS)], deadline, env={
         "XLA_FLAGS": f"--xla_dump_to={dump} --xla_dump_hlo_module_re=.*train_chunk.*"})
     save()
-    for f in sorted(dump.glob("*after_optimizations.txt"))[:6]:
+    for f in sorted(dump.glob("*after_optimizations.txt"))[:5]:
         (out_dir / f"hlo-{f.name[-60:]}").write_text(f.read_text())
     best = unroll or min(
         (statistics.median(steady(r["epoch_seconds"]) for r in runs), int(u))
