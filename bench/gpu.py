@@ -1,6 +1,6 @@
 """#4's GPU measurements, in one script sized for one short lease of a GPU machine.
 
-`python -m bench.gpu OUTDIR [--budget SECONDS]` runs the parts below one after another, each
+`python -m bench.gpu OUTDIR [--budget SECONDS] [--explore]` runs the parts below one after another, each
 in its own process (XLA reads its flags once per process; PyTorch and JAX never share one),
 writes OUTDIR/gpu.json and prints a summary. A part that fails or runs out of budget is
 recorded as such; the rest still run. `python -m bench` puts gpu.json's numbers into
@@ -9,17 +9,19 @@ docs/performance.md when bench/results/gpu.json exists.
 Parts, most important first:
 - env: the device and the versions.
 - engine: digitnet.fit on the tutorial's config (784-64-64-10, Adam 1e-3, batch 32, 5 epochs),
-  seeds 1–3, for each loop unrolling (digitnet.train.SCAN_UNROLL) tried; test accuracy and
-  predict time too. The compiled training chunk's optimised HLO is kept for reading.
+  seeds 1–3, with the shipped loop unrolling (digitnet.train.SCAN_UNROLL) and with none
+  (--explore: 1, 5, 25 and 75, and the training chunk's optimised HLO is kept for reading);
+  test accuracy and predict time too.
 - torch: PyTorch eager on the same GPU — the peer script of the CPU bench (DataLoader, each
-  batch moved to the GPU), seeds 1–3.
+  batch moved to the GPU), seeds 1–3; torch-resident: eager PyTorch written for speed.
 - floor: the step's eight matrix products for 1875 steps: through XLA (lax.scan, as
   bench/floor.py does on the CPU) and through cuBLAS from PyTorch, launched one by one and
   replayed from a CUDA graph (the fewest launch gaps a GPU allows).
-- levers: bench/levers.py's step variants on the GPU, in one process.
-- flags: the engine under other XLA GPU flags (command buffers), one process per setting.
 - recipes: `fast` and `best` trained on the GPU.
 - cli: `digitnet train` end to end, cold (empty compilation cache), then warm.
+- flags: the engine under other XLA GPU flags (autotuning off; --explore: command buffers),
+  one process per setting.
+- levers (--explore): bench/levers.py's step variants on the GPU, in one process.
 """
 
 from __future__ import annotations
@@ -178,6 +180,47 @@ def part_torch_floor(device: str = "cuda") -> dict:
     return out
 
 
+def part_torch_resident(data: str, seeds: list[int], device: str = "cuda") -> dict:
+    """PyTorch eager written for speed rather than from the tutorials: the data on the GPU
+    (uint8, normalised per batch, as digitnet does), batches by slicing a torch.randperm
+    order, Adam's fused CUDA kernel. The stronger PyTorch baseline on a GPU: the peer script's
+    DataLoader spends most of its epoch collating batches on the host."""
+    import numpy as np
+    import torch
+    from torch import nn
+
+    d = np.load(data)  # written by bench.peer_runner.write_data: uint8 pixels, int labels
+    x = torch.from_numpy(d["x_train"].reshape(len(d["x_train"]), -1)).to(device)
+    y = torch.from_numpy(d["y_train"].astype("int64")).to(device)
+    xt = torch.from_numpy(d["x_test"].reshape(len(d["x_test"]), -1)).to(device)
+    runs = []
+    for seed in seeds:
+        torch.manual_seed(seed)
+        model = nn.Sequential(nn.Linear(784, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(),
+                              nn.Linear(64, 10)).to(device)
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3, fused=device != "cpu")
+        loss_fn = nn.CrossEntropyLoss()
+        epochs = []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            order = torch.randperm(len(y), device=device)
+            for i in range(0, len(y), 32):
+                idx = order[i:i + 32]
+                xb = x[idx].float() / 255 - 0.5
+                loss = loss_fn(model(xb), y[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            if device != "cpu":
+                torch.cuda.synchronize()
+            epochs.append(time.perf_counter() - t0)
+        with torch.no_grad():
+            pred = model(xt.float() / 255 - 0.5).argmax(1).cpu().numpy()
+        runs.append({"seed": seed, "epoch_seconds": epochs,
+                     "test_accuracy": float((pred == d["y_test"]).mean())})
+    return {"version": torch.__version__, "runs": runs}
+
+
 def part_levers(names: list[str]) -> dict:
     from bench.levers import VARIANTS, measure
 
@@ -206,9 +249,11 @@ def part_recipes(names: list[str], unroll: int) -> dict:
 def part_cli(unroll: int) -> dict:
     """`digitnet train` as a user runs it, twice, in a fresh digitnet home (so the first run
     compiles and the second finds the persistent compilation cache)."""
+    from digitnet.train import SCAN_UNROLL
+
     home = tempfile.mkdtemp(prefix="digitnet-home-")
     # Only an unrolling other than the shipped one needs digitnet.train patched before main().
-    cmd = ["-m", "digitnet"] if unroll == 1 else [
+    cmd = ["-m", "digitnet"] if unroll == SCAN_UNROLL.get("gpu") else [
         "-c", "import sys; from digitnet import train; "
         f"train.SCAN_UNROLL['gpu'] = {unroll}; "
         "from digitnet.cli import main; sys.exit(main(sys.argv[1:]))"]
@@ -224,8 +269,8 @@ def part_cli(unroll: int) -> dict:
 
 
 PARTS = {"env": part_env, "engine": part_engine, "floor": part_floor,
-         "torch-floor": part_torch_floor, "levers": part_levers, "recipes": part_recipes,
-         "cli": part_cli}
+         "torch-floor": part_torch_floor, "torch-resident": part_torch_resident,
+         "levers": part_levers, "recipes": part_recipes, "cli": part_cli}
 
 
 # --- the orchestrator ------------------------------------------------------------------------
@@ -287,7 +332,8 @@ def summarize(res: dict) -> list[str]:
     for name, r in res.get("flags", {}).items():
         for u, runs in r.get("runs", {}).items():
             st = [steady(x["epoch_seconds"]) for x in runs]
-            lines.append(f"flags {name} unroll {u}: {statistics.median(st):.4f} s")
+            lines.append(f"flags {name} unroll {u}: {statistics.median(st):.4f} s; "
+                         f"epoch 1 {runs[0]['epoch_seconds'][0]:.2f} s")
         if "error" in r or "skipped" in r:
             lines.append(f"flags {name}: {str(r.get('error') or r.get('skipped'))[-300:]}")
     peer = res.get("torch", {}).get("runs", [])
@@ -296,6 +342,12 @@ def summarize(res: dict) -> list[str]:
         lines.append(f"PyTorch eager cuda: steady epoch median {statistics.median(st):.4f} s "
                      f"(min {min(st):.4f}, max {max(st):.4f}); "
                      f"acc {[round(r['test_accuracy'], 4) for r in peer]}")
+    fast = res.get("torch-resident", {}).get("runs", [])
+    if fast:
+        st = [steady(r["epoch_seconds"]) for r in fast]
+        lines.append(f"PyTorch eager, data on the GPU: steady epoch median {statistics.median(st):.4f} s "
+                     f"(min {min(st):.4f}, max {max(st):.4f}); "
+                     f"acc {[round(r['test_accuracy'], 4) for r in fast]}")
     fl = res.get("floor", {}).get("xla_scan", {})
     for u, t in fl.items():
         lines.append(f"floor XLA scan unroll {u}: {statistics.median(t):.4f} s")
@@ -325,11 +377,17 @@ def main(argv: list[str]) -> None:
         return
     out_dir = Path(argv[0] if argv else "bench/results")
     budget = float(argv[argv.index("--budget") + 1]) if "--budget" in argv else 600.0
-    unroll = int(argv[argv.index("--unroll") + 1]) if "--unroll" in argv else 0
+    explore = "--explore" in argv
+    sys.path[:0] = [str(ROOT), str(ROOT / "src")]  # digitnet need not be installed
+    from bench.peer_runner import write_data
+    from digitnet.train import SCAN_UNROLL
+
+    shipped = SCAN_UNROLL.get("gpu", 1)
+    unrolls = list(UNROLLS) if explore else sorted({shipped, 1})
     out_dir.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + budget
     res: dict = {"started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
-                 "budget_seconds": budget}
+                 "budget_seconds": budget, "shipped_unroll": shipped}
 
     def save() -> None:
         (out_dir / "gpu.json").write_text(json.dumps(res, indent=1))
@@ -337,22 +395,23 @@ def main(argv: list[str]) -> None:
     res["env"] = run_part("env", [], deadline)
     save()
     dump = Path(tempfile.mkdtemp(prefix="xla-dump-"))
-    unrolls = [unroll] if unroll else list(UNROLLS)
     res["engine"] = run_part("engine", [unrolls, list(SEEDS)], deadline, env={
-        "XLA_FLAGS": f"--xla_dump_to={dump} --xla_dump_hlo_module_re=.*train_chunk.*"})
+        "XLA_FLAGS": f"--xla_dump_to={dump} --xla_dump_hlo_module_re=.*train_chunk.*"}
+        if explore else None)
     save()
     for f in sorted(dump.glob("*after_optimizations.txt"))[:5]:
         (out_dir / f"hlo-{f.name[-60:]}").write_text(f.read_text())
-    best = unroll or min(
-        (statistics.median(steady(r["epoch_seconds"]) for r in runs), int(u))
-        for u, runs in res["engine"].get("runs", {"1": [{"epoch_seconds": [0]}]}).items())[1]
+    best = shipped
+    if explore:
+        best = min((statistics.median(steady(r["epoch_seconds"]) for r in runs), int(u))
+                   for u, runs in res["engine"].get("runs", {str(shipped): [{"epoch_seconds": [0]}]})
+                   .items())[1]
     res["best_unroll"] = best
     with tempfile.TemporaryDirectory() as tmp:
-        sys.path[:0] = [str(ROOT), str(ROOT / "src")]  # digitnet need not be installed
-        from bench.peer_runner import write_data
-
         data = write_data(Path(tmp) / "mnist.npz")
         res["torch"] = run_peer(data, SEEDS, deadline)
+        save()
+        res["torch-resident"] = run_part("torch-resident", [str(data), list(SEEDS)], deadline)
     save()
     res["floor"] = run_part("floor", [], deadline)
     res["torch-floor"] = run_part("torch-floor", [], deadline)
@@ -363,18 +422,19 @@ def main(argv: list[str]) -> None:
     save()
     res["cli"] = run_part("cli", [best], deadline)
     save()
-    if not unroll:
+    flags = {"autotune-level-0": "--xla_gpu_autotune_level=0"}
+    if explore:
         res["levers"] = run_part("levers", [["base", "flat-adam", "onehot-loss",
                                              "one-chunk-per-epoch", "scan-unroll-4"]], deadline)
         save()
-        res["flags"] = {
-            "no-command-buffers": run_part("engine", [[1, best], [1]], deadline,
-                                           env={"XLA_FLAGS": "--xla_gpu_enable_command_buffer="}),
-            "while-in-command-buffers": run_part(
-                "engine", [[1, best], [1]], deadline,
-                env={"XLA_FLAGS": "--xla_gpu_enable_command_buffer=FUSION,CUBLAS,CUBLASLT,"
-                                  "CUSTOM_CALL,CUDNN,WHILE,CONDITIONAL"}),
-        }
+        flags |= {"no-command-buffers": "--xla_gpu_enable_command_buffer=",
+                  "while-in-command-buffers": "--xla_gpu_enable_command_buffer=FUSION,CUBLAS,"
+                                              "CUBLASLT,CUSTOM_CALL,CUDNN,WHILE,CONDITIONAL"}
+    res["flags"] = {}
+    for name, value in flags.items():
+        res["flags"][name] = run_part("engine", [sorted({1, best}), [1]], deadline,
+                                      env={"XLA_FLAGS": value})
+        save()
     res["finished"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
     save()
     print("\n".join(summarize(res)))
