@@ -98,12 +98,48 @@ def test_report_marks_skipped_peers_and_unmet_targets():
            "peers": [{"name": "keras-tf", "skipped": "no environment at /x"},
                      {"name": "torch", "label": "PyTorch (eager)", "version": "2.13.0",
                       "runs": [peer]}]}
-    doc = render(res)
+    doc = render(res, gpu_results=(None, None))
     assert "| keras-tf (default threads) | skipped: no environment at /x |" in doc
     assert "| steady epoch vs floor | ≤ 1.5× | 3.00× | **not met** |" in doc
     assert "| digitnet pinned to one core (`taskset`) | 0.120 |" in doc
     assert "1-thread BLAS) | ≤ 1.5× | 1.20× | met |" in doc
     assert "| faster than torch | ≥ 6× | 10.0× | met |" in doc
     assert "| faster than keras-tf | ≥ 15× | peer skipped | not measured |" in doc
-    assert "other jobs were using the cores" in doc and "GPU: none in this session" in doc
+    assert "other jobs were using the cores" in doc and "no `python -m bench.gpu` run" in doc
+    assert "| GPU: tutorial config on an H100 | ≤ 0.03 s/epoch | no GPU run saved |" in doc
     json.dumps(res)  # what --json writes
+
+
+def test_gpu_section_from_the_saved_h100_runs():
+    # bench/results holds the GPU runs behind docs/performance.md (bench/gpu.py on a lent
+    # H100); the section and the target line are computed from them, never typed in.
+    sys.path.insert(0, str(ROOT))
+    from bench import gpu
+
+    run, explore = gpu.load_results()
+    lines, epoch = gpu.gpu_section(run, explore)
+    shipped = run["engine"]["runs"][str(run["shipped_unroll"])]
+    assert epoch["n"] == len(shipped) == 3
+    assert epoch["median"] == sorted(gpu.steady(r["epoch_seconds"]) for r in shipped)[1]
+    text = "\n".join(lines)
+    assert "H100" in text and "[7, 2, 1, 0, 4] in every run" in text
+    measured, ok, note = gpu.gpu_target(run, epoch)
+    assert ok is (epoch["median"] <= 0.03) and "XLA's eight-product floor" in measured
+    assert note.startswith("0.03 s/epoch is")
+    # the kernel count read from the saved HLO: one while-loop body, every fusion and call
+    assert gpu.step_kernels((gpu.RESULTS / "gpu-train-chunk-hlo.txt").read_text()) == {
+        "kernels": 29, "gemm": 10, "other": 19}
+
+
+def test_step_kernels_counts_the_loop_body_only():
+    sys.path.insert(0, str(ROOT))
+    from bench.gpu import step_kernels
+
+    hlo = ("%body.1 (p: f32[]) -> f32[] {\n"
+           "  %a = f32[32,64]{1,0} fusion(%x), kind=kCustom, calls=%gemm_fusion_dot\n"
+           "  %b = f32[32,64]{1,0} fusion(%a), kind=kLoop, calls=%fused_add\n"
+           "  %c = f32[32,64]{1,0} custom-call(%b), custom_call_target=\"__cublas$gemm\"\n"
+           "}\n\nENTRY %main {\n"
+           "  %f = f32[] fusion(%p), kind=kLoop, calls=%outside\n"
+           "  %w = (s32[]) while(%t), condition=%cond.1, body=%body.1\n}\n")
+    assert step_kernels(hlo) == {"kernels": 3, "gemm": 2, "other": 1}

@@ -183,3 +183,25 @@ def test_epoch_order_is_jax_random_permutation(n):
         assert order.dtype == np.int32
     unshuffled = engine_for(MLPSpec(), TrainConfig(shuffle=False), 10)
     np.testing.assert_array_equal(unshuffled.epoch_order(key, dropout_key, 0, n)[0], np.arange(n))
+
+
+def test_loop_unrolling_changes_speed_not_the_training(mnist, monkeypatch):
+    # GPUs run several steps per loop iteration (SCAN_UNROLL); the steps, and so the weights,
+    # must be the same as one step per iteration, up to float rounding of a fused program.
+    import jax
+
+    from digitnet import train
+
+    small, cfg = subset(mnist, 1600), TrainConfig(epochs=2, seed=3, validation="none")
+    backend = jax.default_backend()
+    plain = digitnet.fit(config=cfg, dataset=small, verbose=False)
+    monkeypatch.setitem(train.SCAN_UNROLL, backend, 4)  # 50 steps a chunk: 12 iterations + 2
+    train._cached_engine.cache_clear()
+    try:
+        assert train.scan_unroll(50) == 4 and train.scan_unroll(2) == 2
+        unrolled = digitnet.fit(config=cfg, dataset=small, verbose=False)
+    finally:
+        train._cached_engine.cache_clear()
+    for a, b in zip(weights_of(plain), weights_of(unrolled), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    assert unrolled.history[-1]["loss"] == pytest.approx(plain.history[-1]["loss"], rel=1e-5)
