@@ -466,6 +466,24 @@ def gpu_section(run: dict | None, explore: dict | None) -> tuple[list[str], dict
                 f"`{k}` {v['test_accuracy'] * 100:.2f}% in {v['train_seconds']:.1f} s"
                 f" (first epoch, which compiles, {v['epoch_seconds'][0]:.1f} s)"
                 for k, v in rec.items() if isinstance(v, dict) and "train_seconds" in v) + ".")
+    profile = RESULTS / "gpu-compile-profile.txt"
+    if profile.exists():
+        default, no_autotune = (compile_profile(part) for part in
+                                profile.read_text().split("== XLA_FLAGS=")[1:3])
+        lines.append(
+            "- Cold start: the recipes' first epochs are compilation, mostly of the training loop"
+            " (bench/results/gpu-compile-profile.txt, from bench/gpu_compile_profile.py):"
+            f" `fast`'s loop of five steps per iteration compiled in {default['fast'][0]:.1f} s"
+            f" and the same step alone (its epoch's last, partial batch) in"
+            f" {default['fast'][1]:.1f} s; `best`'s in {default['best'][0]:.1f} s and"
+            f" {default['best'][1]:.1f} s. Without GEMM autotuning they compiled only a little"
+            f" faster ({no_autotune['fast'][0]:.1f} s, {no_autotune['best'][0]:.1f} s) and"
+            f" `best`'s epochs took {no_autotune['best_epoch']:.3f} s instead of"
+            f" {default['best_epoch']:.3f} s. So digitnet now runs a step with random draws"
+            " (dropout, augmentation: `fast`, `best` and `ceiling` have them) one per loop"
+            " iteration on a GPU."
+            " The recipe timings above were taken before that change; they are not re-measured"
+            " (this session's GPU time was spent).")
     if "cold" in cli:
         lines.append(f"- `digitnet train` end to end on this machine: {cli['cold']['seconds']:.1f} s"
                      f" with an empty cache, {cli['warm']['seconds']:.1f} s with the persistent"
@@ -512,6 +530,21 @@ def gpu_section(run: dict | None, explore: dict | None) -> tuple[list[str], dict
                   f" {per_step / k['kernels']:.1f} µs."]
     lines.append("")
     return lines, ours["epoch"]
+
+
+def compile_profile(text: str) -> dict:
+    """Per recipe in one section of gpu-compile-profile.txt: the compile seconds of its
+    training-chunk programs, and its steady epoch ('<recipe>_epoch')."""
+    out: dict = {}
+    chunks: list[float] = []
+    for line in text.splitlines():
+        if line.startswith("compiled jit(_train_chunk)"):
+            chunks.append(float(line.split()[-2]))
+        elif line.startswith("recipe "):
+            name = line.split()[1].rstrip(":")
+            epochs = json.loads(line.split("epochs ", 1)[1])
+            out[name], out[f"{name}_epoch"], chunks = chunks, steady(epochs), []
+    return out
 
 
 def gpu_target(run: dict | None, epoch: dict | None) -> tuple[str, bool | None, str]:

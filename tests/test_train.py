@@ -199,6 +199,7 @@ def test_loop_unrolling_changes_speed_not_the_training(mnist, monkeypatch):
     train._cached_engine.cache_clear()
     try:
         assert train.scan_unroll(50) == 4 and train.scan_unroll(2) == 2
+        assert train.scan_unroll(50, draws=True) == 1  # dropout or augmentation
         unrolled = digitnet.fit(config=cfg, dataset=small, verbose=False)
     finally:
         train._cached_engine.cache_clear()
