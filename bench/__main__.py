@@ -300,8 +300,14 @@ NOTES = {
         " custom kernel. Two cores: the floor takes the faster of NumPy's 1- and 2-thread BLAS,"
         " and 2-thread BLAS is about 1.5× faster than 1 thread, while XLA gains little from a"
         " second core on GEMMs this small (compare the one-core row with digitnet's: the second"
-        " core mostly adds CPU time). Pinned to one core and set against one BLAS thread (the"
-        " 'one core' target line), the same engine is within the target."),
+        " core mostly adds CPU time). That second thread is XLA's CPU client pool (a thread per"
+        " core, running independent parts of a step side by side); cut to one thread"
+        " (`NPROC=1`, the lever `engine-one-xla-thread`) the epoch's CPU time falls to about its"
+        " wall time, and its wall time rises to about the one-core row's: the two clocks trade"
+        " against each other, and digitnet keeps the pool for single runs (a user waits on wall"
+        " time) and cuts it in a sweep's parallel workers (docs/sweeps.md). Pinned to one core"
+        " and set against one BLAS thread (the 'one core' target line), the same engine is"
+        " within the target."),
     "`digitnet train` end to end": (
         "The run is: Python + JAX import and backend start, MNIST load, compilation, 5 epochs,"
         " per-epoch validation, saving (see the breakdown). Done: lazy imports, single-threaded"

@@ -39,7 +39,10 @@ VARIANTS: dict[str, tuple[dict, str]] = {
     "scan-unroll-4": ({"unroll": 4}, ""),
     "read-loss-once-per-epoch": ({"sync": "epoch"}, ""),
     "engine": ({"engine": True}, DIGITNET_FLAGS),
+    "engine-one-xla-thread": ({"engine": True}, DIGITNET_FLAGS),
 }
+# Environment beyond XLA_FLAGS, per variant.
+VARIANT_ENV: dict[str, dict[str, str]] = {"engine-one-xla-thread": {"NPROC": "1"}}
 
 DESCRIPTIONS = [
     "- `base`: the engine as the core issue wrote it: optax.adam over the params pytree, loss by"
@@ -64,6 +67,9 @@ DESCRIPTIONS = [
     " run in NumPy in a thread, one epoch ahead, beside training), the"
     " accuracy count, per-step dropout keys and a check that the weights are finite (one"
     " compiled call; op by op it took about 15 ms an epoch).",
+    "- `engine-one-xla-thread`: the engine with XLA's CPU client pool cut to one thread"
+    " (`NPROC=1`; by default it has a thread per core and runs independent parts of a step side"
+    " by side). What a sweep's worker processes use (digitnet.runtime.one_xla_thread).",
 ]
 
 BATCH, EPOCH_STEPS = 32, 1875
@@ -222,6 +228,7 @@ def run_levers(names: list[str] | None = None, rounds: int = 3, python: str = sy
             flags = VARIANTS[name][1]
             e = {**os.environ, **(env or {})}
             e["XLA_FLAGS"] = (e.get("XLA_FLAGS", "") + " " + flags).strip()
+            e.update(VARIANT_ENV.get(name, {}))
             res = subprocess.run([python, "-m", "bench.levers", name], env=e, check=True,
                                  capture_output=True, text=True)
             r = json.loads(res.stdout.strip().splitlines()[-1])

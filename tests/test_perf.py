@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -54,6 +56,26 @@ def test_compile_cache_lives_in_digitnet_home_and_is_reused(tmp_path):
     py(code, DIGITNET_HOME=str(tmp_path))  # a second process finds it and adds nothing
     assert sorted(os.listdir(tmp_path / "jax-cache")) == entries
 
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="XLA's pool has one thread anyway")
+def test_sweep_workers_give_xla_one_thread():
+    # A sweep's worker processes call one_xla_thread before their first computation; XLA's CPU
+    # client then runs a pool of one thread (named XLAEigen) instead of one per core.
+    code = ("import os, sys\n{}import jax\njax.numpy.ones(3).sum().block_until_ready()\n"
+            "names = [open(f'/proc/self/task/{{t}}/comm').read() for t in os.listdir('/proc/self/task')]\n"
+            "print(sum('XLAEigen' in n for n in names))")
+    env = {k: v for k, v in os.environ.items() if k != "NPROC"}
+    default = subprocess.run([sys.executable, "-c", code.format("")], env=env, check=True,
+                             capture_output=True, text=True, timeout=120)
+    one = subprocess.run([sys.executable, "-c", code.format(
+        "from digitnet.runtime import one_xla_thread\none_xla_thread()\n")], env=env,
+        check=True, capture_output=True, text=True, timeout=120)
+    assert int(default.stdout) >= 2 and int(one.stdout) == 1
+    # an NPROC the user chose is kept
+    kept = py("import os\nfrom digitnet.runtime import one_xla_thread\none_xla_thread()\n"
+              "print(os.environ['NPROC'])", NPROC="2")
+    assert kept.stdout.strip() == "2"
 
 
 def test_compile_cache_opt_out(monkeypatch, tmp_path):

@@ -61,8 +61,11 @@ def run_processes(jobs: list[Job], workers: int) -> Iterator[Outcome]:
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
 
+    from digitnet.runtime import one_xla_thread
+
     # spawn, not fork: JAX's runtime threads do not survive a fork.
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=one_xla_thread)
     try:
         pending = {pool.submit(execute, t.options, start): t for t, start in jobs}
         while pending:
@@ -93,7 +96,9 @@ def run_ray(jobs: list[Job], address: str | None) -> Iterator[Outcome]:
         raise ConfigError(f"cannot connect to the Ray cluster at {address}: {exc}") from None
     pending: dict[Any, Trial] = {}
     try:
-        remote = ray.remote(num_cpus=1, max_retries=1)(execute)
+        # A trial holds one CPU, so its XLA gets one thread (see runtime.one_xla_thread).
+        remote = ray.remote(num_cpus=1, max_retries=1,
+                            runtime_env={"env_vars": {"NPROC": "1"}})(execute)
         pending.update((remote.remote(t.options, start), t) for t, start in jobs)
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
