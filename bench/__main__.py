@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import cli_run, gpu, levers
+from bench import cli_run, gpu_report, levers
 from bench.peer_runner import PEERS, run_peer, write_data
 from bench.proc import run
 from bench.report import fmt, ratio, summary, table, target_line, trainer_row
@@ -165,8 +165,8 @@ def render(res: dict, gpu_results: tuple[dict | None, dict | None] | None = None
     cold, warm = (summary([r["wall"] for r in cli[k]]) for k in ("cold", "warm"))
     help_s = summary(cli["help"])
     la = res["load_before"], res["load_after"]
-    gpu_run, gpu_explore = gpu_results if gpu_results is not None else gpu.load_results()
-    gpu_lines, gpu_epoch = gpu.gpu_section(gpu_run, gpu_explore)
+    gpu_run, gpu_explore = gpu_results if gpu_results is not None else gpu_report.load_results()
+    gpu_lines, gpu_epoch = gpu_report.gpu_section(gpu_run, gpu_explore)
     gpu_line = (f"- GPU: measured separately, by `python -m bench.gpu` on a lent"
                 f" {gpu_run['env']['device_kind']} machine: see the GPU section below."
                 if gpu_epoch else gpu_lines[0])
@@ -232,7 +232,7 @@ def render(res: dict, gpu_results: tuple[dict | None, dict | None] | None = None
     if gpu_epoch:
         lines += gpu_lines
     targets = targets_section(ours, fl, blas, peer_settings, cold, warm, help_s, one_core,
-                              gpu.gpu_target(gpu_run, gpu_epoch))
+                              gpu_report.gpu_target(gpu_run, gpu_epoch))
     lines += targets
     lines += unmet_section(targets)
     return "\n".join(lines) + "\n"
@@ -433,7 +433,7 @@ def targets_section(ours, fl, blas, peer_settings, cold, warm, help_s,
                             f"{fmt(warm, digits=2)} s vs {fmt(cold, digits=2)} s",
                             warm["median"] < cold["median"]))
     measured, ok, note = gpu_target
-    rows.append(target_line("GPU: tutorial config on an H100", f"≤ {gpu.TARGET_EPOCH} s/epoch",
+    rows.append(target_line("GPU: tutorial config on an H100", f"≤ {gpu_report.TARGET_EPOCH} s/epoch",
                             measured, ok))
     if note:
         NOTES["GPU: tutorial config on an H100"] = note

@@ -57,9 +57,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         config = sweep_file(Path(tmp) / "sweep.toml", args.trials)
         for r in range(args.rounds):
-            for name, env in SETTINGS.items():
-                out = Path(tmp) / f"out-{r}-{len(res[name])}-{hash(name) & 0xffff}"
-                res[name].append(run_once(config, out, args.workers, env))
+            for i, (name, env) in enumerate(SETTINGS.items()):
+                res[name].append(run_once(config, Path(tmp) / f"out-{r}-{i}", args.workers, env))
     metrics = {json.dumps(run["metrics"]) for runs in res.values() for run in runs}
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     print(f"`python -m bench.sweep_workers --rounds {args.rounds} --trials {args.trials}"

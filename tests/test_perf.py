@@ -136,7 +136,7 @@ def test_gpu_section_from_the_saved_h100_runs():
     # bench/results holds the GPU runs behind docs/performance.md (bench/gpu.py on a lent
     # H100); the section and the target line are computed from them, never typed in.
     sys.path.insert(0, str(ROOT))
-    from bench import gpu
+    from bench import gpu_report as gpu
 
     run, explore = gpu.load_results()
     lines, epoch = gpu.gpu_section(run, explore)
@@ -155,7 +155,7 @@ def test_gpu_section_from_the_saved_h100_runs():
 
 def test_step_kernels_counts_the_loop_body_only():
     sys.path.insert(0, str(ROOT))
-    from bench.gpu import step_kernels
+    from bench.gpu_report import step_kernels
 
     hlo = ("%body.1 (p: f32[]) -> f32[] {\n"
            "  %a = f32[32,64]{1,0} fusion(%x), kind=kCustom, calls=%gemm_fusion_dot\n"

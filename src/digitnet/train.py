@@ -219,9 +219,10 @@ AUGMENT_STREAM = 0x6A09E667
 # Training steps per iteration of the compiled loop, by JAX backend (jax.default_backend()).
 # CPU: one. Unrolling four steps makes a tutorial epoch ~8% faster there, but the larger loop
 # body compiles ~1.5 s longer on every cold run (bench/levers.py).
-# GPU: five. Each iteration of XLA's loop costs the GPU a trip through the host; on an H100 a
-# tutorial epoch took 0.061 s at one step per iteration, 0.050 s at five, 0.051 s at 25 and
-# 0.074 s at 75 (the whole chunk, which also compiled for 27 s; five compiled fastest, in 2 s).
+# GPU: five. Each iteration of XLA's loop costs the GPU a fixed overhead beyond its kernels;
+# on an H100 a tutorial epoch took 0.061 s at one step per iteration, 0.050 s at five, 0.051 s
+# at 25 and 0.074 s at 75 (the whole chunk, which also compiled for 27 s; five compiled
+# fastest, in 2 s).
 # Measured by bench/gpu.py; see docs/performance.md.
 SCAN_UNROLL: dict[str, int] = {"cpu": 1, "gpu": 5}
 
