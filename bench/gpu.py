@@ -312,42 +312,29 @@ def run_peer(data: Path, seeds, deadline: float, device: str = "cuda") -> dict:
     return {"runs": runs}
 
 
+def trainer_line(label: str, runs: list[dict]) -> str:
+    st = [steady(r["epoch_seconds"]) for r in runs]
+    return (f"{label}: steady epoch median {statistics.median(st):.4f} s (min {min(st):.4f},"
+            f" max {max(st):.4f}); epoch 1 {runs[0]['epoch_seconds'][0]:.2f} s;"
+            f" acc {[round(r['test_accuracy'], 4) for r in runs]}")
+
+
 def summarize(res: dict) -> list[str]:
-    lines = [f"device: {res.get('env', {}).get('device_kind')}  "
-             f"jax {res.get('env', {}).get('jax')}  torch {res.get('env', {}).get('torch')}"]
-    eng = res.get("engine", {}).get("runs", {})
-    for u, runs in eng.items():
-        st = [steady(r["epoch_seconds"]) for r in runs]
-        lines.append(f"digitnet unroll {u:>3}: steady epoch median {statistics.median(st):.4f} s "
-                     f"(min {min(st):.4f}, max {max(st):.4f}); epoch 1 {runs[0]['epoch_seconds'][0]:.2f} s; "
-                     f"acc {[round(r['test_accuracy'], 4) for r in runs]}; "
-                     f"predict {min(runs[0]['predict_seconds']) * 1e3:.2f} ms; {runs[0]['first_five']}")
-    for key in ("engine-highest",):
+    """The console summary of a run (the reply of the device tool shows the end of it)."""
+    env = res.get("env", {})
+    lines = [f"device: {env.get('device_kind')}  jax {env.get('jax')}  torch {env.get('torch')}"]
+    for key in ("engine", "engine-highest"):
         for u, runs in res.get(key, {}).get("runs", {}).items():
-            st = [steady(r["epoch_seconds"]) for r in runs]
-            lines.append(f"{key} unroll {u}: {statistics.median(st):.4f} s; acc "
-                         f"{[round(r['test_accuracy'], 4) for r in runs]}")
+            lines.append(trainer_line(f"{key} unroll {u}", runs) +
+                         f"; predict {min(runs[0]['predict_seconds']) * 1e3:.2f} ms;"
+                         f" {runs[0]['first_five']}")
     for name, r in res.get("flags", {}).items():
         for u, runs in r.get("runs", {}).items():
-            st = [steady(x["epoch_seconds"]) for x in runs]
-            lines.append(f"flags {name} unroll {u}: {statistics.median(st):.4f} s; "
-                         f"epoch 1 {runs[0]['epoch_seconds'][0]:.2f} s")
-        if "error" in r or "skipped" in r:
-            lines.append(f"flags {name}: {str(r.get('error') or r.get('skipped'))[-300:]}")
-    peer = res.get("torch", {}).get("runs", [])
-    if peer:
-        st = [steady(r["epoch_seconds"]) for r in peer]
-        lines.append(f"PyTorch eager cuda: steady epoch median {statistics.median(st):.4f} s "
-                     f"(min {min(st):.4f}, max {max(st):.4f}); "
-                     f"acc {[round(r['test_accuracy'], 4) for r in peer]}")
-    fast = res.get("torch-resident", {}).get("runs", [])
-    if fast:
-        st = [steady(r["epoch_seconds"]) for r in fast]
-        lines.append(f"PyTorch eager, data on the GPU: steady epoch median {statistics.median(st):.4f} s "
-                     f"(min {min(st):.4f}, max {max(st):.4f}); "
-                     f"acc {[round(r['test_accuracy'], 4) for r in fast]}")
-    fl = res.get("floor", {}).get("xla_scan", {})
-    for u, t in fl.items():
+            lines.append(trainer_line(f"flags {name} unroll {u}", runs))
+    for key in ("torch", "torch-resident"):
+        if res.get(key, {}).get("runs"):
+            lines.append(trainer_line(f"PyTorch {key}", res[key]["runs"]))
+    for u, t in res.get("floor", {}).get("xla_scan", {}).items():
         lines.append(f"floor XLA scan unroll {u}: {statistics.median(t):.4f} s")
     for prec, r in res.get("torch-floor", {}).items():
         if isinstance(r, dict):
@@ -358,12 +345,13 @@ def summarize(res: dict) -> list[str]:
             lines.append(f"lever {name}: {statistics.median(r['epoch_seconds']):.4f} s")
     for name, r in res.get("recipes", {}).items():
         if isinstance(r, dict) and "test_accuracy" in r:
-            lines.append(f"recipe {name}: {r['train_seconds']:.1f} s, acc {r['test_accuracy']:.4f}, "
-                         f"steady epoch {steady(r['epoch_seconds']):.4f} s")
+            lines.append(f"recipe {name}: {r['train_seconds']:.1f} s, acc {r['test_accuracy']:.4f},"
+                         f" steady epoch {steady(r['epoch_seconds']):.4f} s")
     for name, r in res.get("cli", {}).items():
         if isinstance(r, dict) and "seconds" in r:
             lines.append(f"cli {name}: {r['seconds']:.2f} s rc {r['returncode']}")
-    for name, r in res.items():
+    parts = {**res, **{f"flags {k}": v for k, v in res.get("flags", {}).items()}}
+    for name, r in parts.items():
         if isinstance(r, dict) and ("error" in r or "skipped" in r):
             lines.append(f"PART {name}: {str(r.get('error') or r.get('skipped'))[-800:]}")
     return lines
