@@ -155,7 +155,8 @@ compiled step):
 - `input_dropout` (`--input-dropout`), `dropout`: dropout on the inputs and after each hidden layer.
   Input dropout zeroes network inputs, so use it with `preprocess = "unit"` (background 0).
 - `max_norm`: after every step each unit's incoming weight vector is projected to L2 norm ≤ this.
-- `weight_decay`: L2 on kernels (decoupled with `optimizer = "adamw"`). `label_smoothing`: ε.
+- `weight_decay`: L2 on kernels (decoupled with `optimizer = "adamw"`). `label_smoothing`: ε (part of the
+  training loss, so of val_loss too, as in Keras; test_loss stays plain cross-entropy).
 - `ema`: decay of an exponential moving average of the weights; when set, evaluation (val_* each
   epoch, test) and the saved model use the average.
 - `schedule`: `constant`, `cosine` (with `warmup` epochs of linear warm-up), `onecycle`, `step`

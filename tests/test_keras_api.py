@@ -167,3 +167,34 @@ def test_target_rows_train(loss, data):
     history = model.fit(x, targets, epochs=2, batch_size=64, verbose=0)
     assert history.history["loss"][1] < history.history["loss"][0]
     assert model.evaluate(x, targets)[1] > 0.5
+
+
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_label_smoothing_is_keras_categorical_crossentropy_option(suffix, data, tmp_path):
+    """CategoricalCrossentropy(label_smoothing=ε): trained on, reported in loss, val_loss and
+    evaluate as Keras does (targets (1 - ε)·t + ε/K), and kept in saved models."""
+    from digitnet.keras import losses
+
+    x, y = data
+    t = utils.to_categorical(y, 10)
+    model = mlp()
+    model.compile(optimizer="adam", loss=losses.CategoricalCrossentropy(label_smoothing=0.2),
+                  metrics=["accuracy"])
+    history = model.fit(x[:1536], t[:1536], epochs=2, batch_size=64, verbose=0,
+                        validation_data=(x[1536:], t[1536:]))
+    loss, acc = model.evaluate(x[1536:], t[1536:])
+    p = model.predict(x[1536:])
+    smoothed = -((0.8 * t[1536:] + 0.02) * np.log(p)).sum(1).mean()
+    assert loss == pytest.approx(smoothed, rel=1e-4) and acc > 0.5
+    assert history.history["val_loss"][-1] == pytest.approx(loss, rel=1e-5)
+    plain = -(t[1536:] * np.log(p)).sum(1).mean()
+    assert smoothed > plain + 0.1  # the smoothing term is really there
+    path = tmp_path / f"m{suffix}"
+    model.save(path)
+    again = load_model(path)
+    assert again.label_smoothing == 0.2
+    assert again.evaluate(x[1536:], t[1536:])[0] == pytest.approx(loss, rel=1e-6)
+    with pytest.raises(ValueError, match=r"label_smoothing must be in \[0, 1\)"):
+        losses.CategoricalCrossentropy(label_smoothing=1.5)
+    with pytest.raises(ValueError, match="label_smoothing"):
+        losses.SparseCategoricalCrossentropy(label_smoothing=0.1)  # not a Keras option there

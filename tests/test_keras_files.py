@@ -298,3 +298,15 @@ def test_load_weights_from_a_keras_archive(tmp_path, probe):
     model = tutorial_model()
     model.load_weights(write_archive(tmp_path / "k.keras", keras_config()))
     np.testing.assert_allclose(model.predict(probe), recorded("seed.weights.h5"), atol=1e-5)
+
+
+def test_a_keras_file_compiled_with_label_smoothing_keeps_it(tmp_path):
+    # Written by real Keras 3 (see fixtures/keras/README.md): the loss is an object config.
+    model = load_model(FIXTURES / "label_smoothing.keras")
+    assert (model.loss, model.label_smoothing) == ("categorical_crossentropy", 0.2)
+    with zipfile.ZipFile(FIXTURES / "label_smoothing.keras") as z:
+        theirs = json.loads(z.read("config.json"))["compile_config"]["loss"]
+    model.save(tmp_path / "again.keras")
+    with zipfile.ZipFile(tmp_path / "again.keras") as z:
+        ours = json.loads(z.read("config.json"))["compile_config"]["loss"]
+    assert ours == theirs  # written back the way Keras writes it

@@ -8,8 +8,10 @@ import numpy as np
 import optax
 import pytest
 
+from digitnet.errors import ConfigError
+from digitnet.metrics import loss_values
 from digitnet.model import MLPSpec, forward, init_params
-from digitnet.regularize import ema_params, smoothed_cross_entropy
+from digitnet.regularize import ema_params
 from digitnet.train import TrainConfig, TrainState, make_optimizer
 
 
@@ -18,15 +20,19 @@ def toy_params(seed: int = 0):
 
 
 def test_label_smoothing_matches_the_hand_formula():
+    # Keras' definition: cross-entropy against (1 - ε)·t + ε/K, for labels and target rows alike.
     logits = np.array([[2.0, -1.0, 0.5], [0.0, 3.0, -2.0]], np.float32)
     labels = np.array([0, 2])
+    soft = np.array([[0.7, 0.2, 0.1], [0.0, 0.5, 0.5]], np.float32)
     eps, k = 0.1, 3
     p = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
-    q = np.full((2, k), eps / k)
-    q[np.arange(2), labels] += 1 - eps
-    expected = -(q * np.log(p)).sum(1)
-    got = smoothed_cross_entropy(jnp.asarray(logits), jnp.asarray(labels), eps)
-    np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-5)
+    for t in (np.eye(k)[labels], soft):
+        expected = -(((1 - eps) * t + eps / k) * np.log(p)).sum(1)
+        given = labels if t is not soft else soft
+        got = loss_values(jnp.asarray(logits), jnp.asarray(given), "cross_entropy", eps)
+        np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-5)
+    with pytest.raises(ConfigError, match="cross-entropy"):
+        TrainConfig(loss="mse", label_smoothing=0.1)
 
 
 def test_max_norm_holds_after_a_step():

@@ -18,16 +18,25 @@ def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
 LOSSES = ("cross_entropy", "mse")
 
 
-def loss_values(logits: jax.Array, targets: jax.Array, loss: str = "cross_entropy") -> jax.Array:
+def loss_values(logits: jax.Array, targets: jax.Array, loss: str = "cross_entropy",
+                smoothing: float = 0.0) -> jax.Array:
     """Per-example loss of softmax(logits) against integer labels (N,) or target rows (N, C)
-    such as soft labels: cross-entropy, or the mean squared error of the probabilities."""
-    if loss == "cross_entropy" and targets.ndim == 1:
-        return cross_entropy(logits, targets)
+    such as soft labels: cross-entropy, or the mean squared error of the probabilities.
+
+    Label smoothing ε (cross-entropy only) moves each target toward uniform, (1 − ε)·t + ε/C, as
+    Keras' label_smoothing does. Cross-entropy is linear in the target, so that loss is
+    (1 − ε)·CE(t) + ε·mean(−log p), with no (N, C) target rows built for integer labels."""
+    if loss == "mse":
+        if targets.ndim == 1:
+            targets = jax.nn.one_hot(targets, logits.shape[-1])
+        return jnp.mean((jax.nn.softmax(logits) - targets) ** 2, axis=-1)
     if targets.ndim == 1:
-        targets = jax.nn.one_hot(targets, logits.shape[-1])
-    if loss == "cross_entropy":
-        return -jnp.sum(targets * jax.nn.log_softmax(logits), axis=-1)
-    return jnp.mean((jax.nn.softmax(logits) - targets) ** 2, axis=-1)
+        ce = cross_entropy(logits, targets)
+    else:
+        ce = -jnp.sum(targets * jax.nn.log_softmax(logits), axis=-1)
+    if smoothing:
+        ce = (1.0 - smoothing) * ce - smoothing * jax.nn.log_softmax(logits).mean(axis=-1)
+    return ce
 
 
 def target_labels(targets: jax.Array) -> jax.Array:
@@ -37,7 +46,7 @@ def target_labels(targets: jax.Array) -> jax.Array:
 
 # One compiled program: called op by op, each of the loss's ops would compile on its own on
 # first use, slowing every process' first evaluation (the same values either way).
-compiled_loss_values = jax.jit(loss_values, static_argnames="loss")
+compiled_loss_values = jax.jit(loss_values, static_argnames=("loss", "smoothing"))
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
@@ -93,13 +102,14 @@ class Evaluation:
 
 
 def evaluate_arrays(spec, params, stats, x: np.ndarray, y: np.ndarray,
-                    loss: str = "cross_entropy") -> Evaluation:
+                    loss: str = "cross_entropy", smoothing: float = 0.0) -> Evaluation:
     """Loss, accuracy and confusion matrix of a model on raw inputs x and integer labels y
-    (N,), or target rows y (N, classes)."""
+    (N,), or target rows y (N, classes). The loss is `loss`, label-smoothed by `smoothing`."""
     from digitnet.model import predict_logits
 
     logits = predict_logits(spec, params, stats, x)
-    loss_value = float(np.asarray(compiled_loss_values(logits, np.asarray(y), loss=loss)).mean())
+    loss_value = float(np.asarray(compiled_loss_values(logits, np.asarray(y), loss=loss,
+                                                          smoothing=smoothing)).mean())
     y = np.asarray(target_labels(np.asarray(y)))
     pred = logits.argmax(-1)
     return Evaluation(loss=loss_value, accuracy=float((pred == y).mean()),

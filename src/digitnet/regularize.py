@@ -1,4 +1,5 @@
-"""Regularisers of the training step: label smoothing, max-norm, and an EMA of the weights.
+"""Regularisers of the training step: max-norm and an EMA of the weights (label smoothing is
+part of the loss: digitnet.metrics.loss_values).
 
 Max-norm and the EMA are Optax transformations chained after the optimizer, so they run inside
 the compiled step, their state is checkpointed with the optimizer's, and when they are off they
@@ -12,13 +13,6 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
-
-
-def smoothed_cross_entropy(logits: jax.Array, labels: jax.Array, smoothing: float) -> jax.Array:
-    """Per-example cross-entropy against (1 - ε)·onehot(y) + ε/K, K classes."""
-    logp = jax.nn.log_softmax(logits)
-    nll = -jnp.take_along_axis(logp, labels[:, None].astype(jnp.int32), axis=1)[:, 0]
-    return (1.0 - smoothing) * nll - smoothing * logp.mean(axis=-1)
 
 
 def clip_columns(kernel: jax.Array, max_norm: float) -> jax.Array:

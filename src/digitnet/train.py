@@ -88,6 +88,8 @@ class TrainConfig:
                 )
         if not (0 <= self.label_smoothing < 1 and 0 <= self.ema < 1):
             raise ConfigError("label_smoothing and ema must be in [0, 1)")
+        if self.label_smoothing and self.loss != "cross_entropy":
+            raise ConfigError(f"label smoothing applies to the cross-entropy loss, not {self.loss}")
         if self.max_norm < 0 or self.warmup < 0 or self.step_epochs < 0 or not 0 < self.step_gamma <= 1:
             raise ConfigError("max_norm, warmup and step_epochs must be ≥ 0, step_gamma in (0, 1]")
         augment.validate(self)
@@ -296,10 +298,7 @@ class Engine:
             if aug is not None:
                 xb = aug(jax.random.fold_in(k, AUGMENT_STREAM), xb)
             logits = forward(p, stats, xb, spec, k if use_dropout else None)
-            if smoothing:
-                losses = regularize.smoothed_cross_entropy(logits, yb, smoothing)
-            else:
-                losses = loss_values(logits, yb, loss)
+            losses = loss_values(logits, yb, loss, smoothing)
             return losses.mean(), (losses.sum(), jnp.sum(jnp.argmax(logits, -1) == target_labels(yb)))
 
         def step(carry, i):
@@ -456,7 +455,9 @@ def fit_arrays(
                 "accuracy": meter.correct / meter.seen,
             }
             if validation is not None:
-                ev = evaluate_arrays(spec, state.weights(), statsd, *validation, loss=cfg.loss)
+                # val_loss is the training objective (label smoothing included), as in Keras.
+                ev = evaluate_arrays(spec, state.weights(), statsd, *validation, loss=cfg.loss,
+                                     smoothing=cfg.label_smoothing)
                 logs["val_loss"], logs["val_accuracy"] = ev.loss, ev.accuracy
             logs["seconds"] = time.perf_counter() - t0
             state.epoch = epoch + 1

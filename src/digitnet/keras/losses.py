@@ -23,6 +23,7 @@ NAMES = {
 
 class Loss:
     keras_name = ""
+    label_smoothing = 0.0
 
     def __init__(self, from_logits: bool = False, reduction: str = "sum_over_batch_size",
                  name: str | None = None, **options: Any):
@@ -40,6 +41,13 @@ class Loss:
 class CategoricalCrossentropy(Loss):
     keras_name = "categorical_crossentropy"
 
+    def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0, axis: int = -1,
+                 reduction: str = "sum_over_batch_size", name: str | None = None, **options: Any):
+        super().__init__(from_logits, reduction, name, axis=axis, **options)
+        if not 0 <= label_smoothing < 1:
+            raise KerasValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+        self.label_smoothing = float(label_smoothing)
+
 
 class SparseCategoricalCrossentropy(Loss):
     keras_name = "sparse_categorical_crossentropy"
@@ -52,16 +60,17 @@ class MeanSquaredError(Loss):
 CLASSES = {c.__name__: c for c in (CategoricalCrossentropy, SparseCategoricalCrossentropy, MeanSquaredError)}
 
 
-def get(identifier: Any) -> str:
-    """The canonical Keras name of a loss given by name, instance or Keras config dict."""
-    if isinstance(identifier, Loss):
-        return identifier.keras_name
+def get(identifier: Any) -> tuple[str, float]:
+    """(canonical Keras name, label smoothing) of a loss given by name, instance or Keras
+    config dict."""
     if isinstance(identifier, dict) and identifier.get("class_name") in CLASSES:
         if identifier.get("registered_name"):
             raise KerasValueError(f"custom loss {identifier['registered_name']!r} is not supported")
-        return CLASSES[identifier["class_name"]](**(identifier.get("config") or {})).keras_name
+        identifier = CLASSES[identifier["class_name"]](**(identifier.get("config") or {}))
+    if isinstance(identifier, Loss):
+        return identifier.keras_name, identifier.label_smoothing
     if isinstance(identifier, str) and identifier in NAMES:
-        return NAMES[identifier][0]
+        return NAMES[identifier][0], 0.0
     name = identifier.get("class_name") if isinstance(identifier, dict) else identifier
     raise KerasValueError(f"loss {name!r} is not supported; use 'categorical_crossentropy', "
                           "'sparse_categorical_crossentropy' or 'mse'")
@@ -69,6 +78,17 @@ def get(identifier: Any) -> str:
 
 def engine_loss(name: str) -> str:
     return NAMES[name][1]
+
+
+def config(name: str, label_smoothing: float) -> str | dict[str, Any]:
+    """How a saved model's compile config names the loss: by name, or, with label smoothing,
+    as the Keras config of a CategoricalCrossentropy object (what Keras itself writes)."""
+    if not label_smoothing:
+        return name
+    return {"module": "keras.losses", "class_name": "CategoricalCrossentropy",
+            "config": {"name": name, "reduction": "sum_over_batch_size", "from_logits": False,
+                       "label_smoothing": label_smoothing, "axis": -1},
+            "registered_name": None}
 
 
 def targets(name: str, y: Any, classes: int) -> np.ndarray:

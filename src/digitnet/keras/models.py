@@ -45,6 +45,7 @@ class Sequential:
         self.spec: MLPSpec | None = None
         self.optimizer: optimizers.Optimizer | None = None
         self.loss: str | None = None
+        self.label_smoothing = 0.0
         self.metric_names: list[str] = []
         self.stop_training = False
         self.history: cbs.History | None = None
@@ -315,7 +316,7 @@ class Sequential:
         if len(names) > 1:
             raise KerasValueError("compile: give one accuracy metric")
         self.optimizer = optimizers.get(optimizer)
-        self.loss = losses.get(loss) if loss is not None else None
+        self.loss, self.label_smoothing = losses.get(loss) if loss is not None else (None, 0.0)
         self.metric_names = names
 
     def _inputs(self, x: Any) -> np.ndarray:
@@ -377,6 +378,7 @@ class Sequential:
         verbose = 1 if verbose == "auto" else int(verbose)
         cfg = TrainConfig(epochs=int(epochs), batch_size=int(batch_size or 32), validation="none",
                           seed=next_seed(), shuffle=shuffle, loss=losses.engine_loss(self.loss),
+                          label_smoothing=self.label_smoothing,
                           **self.optimizer.train_options())
         params = self.params()
         opt_state = self.optimizer.state
@@ -402,7 +404,7 @@ class Sequential:
         x = self._inputs(x)
         t = self._targets(y, len(x))
         ev = evaluate_arrays(self.spec, self.params(), self._stats(), x, t,
-                             loss=losses.engine_loss(self.loss))
+                             loss=losses.engine_loss(self.loss), smoothing=self.label_smoothing)
         values = {"loss": ev.loss, **{m: ev.accuracy for m in self.metric_names}}
         if return_dict:
             return values

@@ -17,6 +17,7 @@ from typing import Any
 
 import h5py
 
+from digitnet.keras import losses
 from digitnet.keras.errors import KerasFileError, KerasValueError
 from digitnet.keras.h5weights import ASCII, BACKEND, KERAS_VERSION, LayerWeights, write_legacy
 from digitnet.keras.layers import DTYPE_POLICY, LAYER_CLASSES, Dense, InputLayer, Layer
@@ -67,9 +68,9 @@ def model_config(model: Any, keras3: bool) -> dict[str, Any]:
 
 
 def training_options(model: Any) -> dict[str, Any]:
-    return {"loss": model.loss, "loss_weights": None, "metrics": list(model.metric_names),
-            "weighted_metrics": None, "run_eagerly": False, "steps_per_execution": 1,
-            "jit_compile": True}
+    return {"loss": losses.config(model.loss, model.label_smoothing), "loss_weights": None,
+            "metrics": list(model.metric_names), "weighted_metrics": None, "run_eagerly": False,
+            "steps_per_execution": 1, "jit_compile": True}
 
 
 def archive_bytes(model: Any, weights: bytes) -> bytes:
