@@ -8,13 +8,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-
-def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
-    """Per-example categorical cross-entropy of softmax(logits) against integer labels."""
-    logp = jax.nn.log_softmax(logits)
-    return -jnp.take_along_axis(logp, labels[:, None].astype(jnp.int32), axis=1)[:, 0]
-
-
 LOSSES = ("cross_entropy", "mse")
 
 
@@ -30,12 +23,13 @@ def loss_values(logits: jax.Array, targets: jax.Array, loss: str = "cross_entrop
         if targets.ndim == 1:
             targets = jax.nn.one_hot(targets, logits.shape[-1])
         return jnp.mean((jax.nn.softmax(logits) - targets) ** 2, axis=-1)
+    logp = jax.nn.log_softmax(logits)  # once: the gradient then takes one path through it
     if targets.ndim == 1:
-        ce = cross_entropy(logits, targets)
+        ce = -jnp.take_along_axis(logp, targets[:, None].astype(jnp.int32), axis=1)[:, 0]
     else:
-        ce = -jnp.sum(targets * jax.nn.log_softmax(logits), axis=-1)
+        ce = -jnp.sum(targets * logp, axis=-1)
     if smoothing:
-        ce = (1.0 - smoothing) * ce - smoothing * jax.nn.log_softmax(logits).mean(axis=-1)
+        ce = (1.0 - smoothing) * ce - smoothing * logp.mean(axis=-1)
     return ce
 
 
