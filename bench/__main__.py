@@ -241,7 +241,9 @@ def render(res: dict, gpu_results: tuple[dict | None, dict | None] | None = None
 SETTINGS = [
     "## What digitnet does for speed, and its switches", "",
     "- Training runs as one compiled `lax.scan` per chunk of steps over device-resident uint8"
-    " data; XLA's CPU dots run single-threaded (`--xla_cpu_multi_thread_eigen=false`) and its"
+    " data, two steps per loop iteration on a CPU (five on a GPU; one when a step draws random"
+    " numbers for dropout or augmentation: digitnet.train.SCAN_UNROLL); XLA's CPU dots run"
+    " single-threaded (`--xla_cpu_multi_thread_eigen=false`) and its"
     " ops are scheduled as one short sequence"
     " (`--xla_cpu_enable_concurrency_optimized_scheduler=false`): both added to XLA_FLAGS by the"
     " CLI before JAX starts (see the levers); `DIGITNET_XLA_THREADS=auto` leaves JAX's default.",
@@ -293,10 +295,11 @@ NOTES = {
         " comparable to a GEMM. Kept: single-threaded XLA, XLA's sequential scheduler (about 10%"
         " less wall time), the next epoch's shuffle worked out in a thread beside training (its"
         " sorts in NumPy, the same permutation as jax.random.permutation) and the finiteness"
-        " check as one compiled call (together about 13%). Tried too: one-hot loss,"
+        " check as one compiled call (together about 13%), and two steps per loop iteration"
+        " (the lever `engine-unroll-1` is the engine at one; four steps compiled ~0.6 s longer"
+        " on every cold run for no further gain). Tried too: one-hot loss,"
         " fused and flat Adam, (out, in) kernels, one chunk per epoch, no donation, fewer host"
-        " reads, scan unrolling (less CPU per epoch, but a larger loop body to compile on every"
-        " first run: not kept). None removes the per-op cost; a hand-fused step would need a"
+        " reads. None removes the per-op cost; a hand-fused step would need a"
         " custom kernel. Two cores: the floor takes the faster of NumPy's 1- and 2-thread BLAS,"
         " and 2-thread BLAS is about 1.5× faster than 1 thread, while XLA gains little from a"
         " second core on GEMMs this small (compare the one-core row with digitnet's: the second"

@@ -40,6 +40,7 @@ VARIANTS: dict[str, tuple[dict, str]] = {
     "read-loss-once-per-epoch": ({"sync": "epoch"}, ""),
     "engine": ({"engine": True}, DIGITNET_FLAGS),
     "engine-one-xla-thread": ({"engine": True}, DIGITNET_FLAGS),
+    "engine-unroll-1": ({"engine": True, "unroll": 1}, DIGITNET_FLAGS),
 }
 # Environment beyond XLA_FLAGS, per variant.
 VARIANT_ENV: dict[str, dict[str, str]] = {"engine-one-xla-thread": {"NPROC": "1"}}
@@ -70,6 +71,8 @@ DESCRIPTIONS = [
     "- `engine-one-xla-thread`: the engine with XLA's CPU client pool cut to one thread"
     " (`NPROC=1`; by default it has a thread per core and runs independent parts of a step side"
     " by side). What a sweep's worker processes use (digitnet.runtime.one_xla_thread).",
+    "- `engine-unroll-1`: the engine with one training step per loop iteration (it runs two on a"
+    " CPU: digitnet.train.SCAN_UNROLL).",
 ]
 
 BATCH, EPOCH_STEPS = 32, 1875
@@ -166,7 +169,7 @@ def measure(options: dict, epochs: int = 3) -> dict:
 
     ds = load_dataset()
     if options.get("engine"):
-        return measure_engine(ds, epochs)
+        return measure_engine(ds, epochs, options.get("unroll"))
     layout = options.get("layout", "in_out")
     fn = make_chunk(options.get("loss", "gather"), options.get("opt", "optax"), layout,
                     options.get("donate", True), options.get("unroll", 1))
@@ -197,14 +200,19 @@ def measure(options: dict, epochs: int = 3) -> dict:
             "checksum": float(np.asarray(params[0]["kernel"]).sum())}
 
 
-def measure_engine(ds, epochs: int) -> dict:
-    """The real engine: digitnet.train.fit_arrays without validation, per-epoch seconds."""
+def measure_engine(ds, epochs: int, unroll: int | None = None) -> dict:
+    """The real engine: digitnet.train.fit_arrays without validation, per-epoch seconds;
+    `unroll` overrides its steps per loop iteration."""
+    import jax
     import numpy as np
 
     from bench.digitnet_run import cpu_clock
+    from digitnet import train
     from digitnet.model import MLPSpec, preprocess_stats
     from digitnet.train import TrainConfig, fit_arrays
 
+    if unroll:
+        train.SCAN_UNROLL[jax.default_backend()] = unroll
     spec = MLPSpec()
     cfg = TrainConfig(epochs=epochs + 1, validation="none")
     clock = cpu_clock()

@@ -219,14 +219,15 @@ def shuffle_rounds(n: int) -> int:
 AUGMENT_STREAM = 0x6A09E667
 
 # Training steps per iteration of the compiled loop, by JAX backend (jax.default_backend()).
-# CPU: one. Unrolling four steps makes a tutorial epoch ~8% faster there, but the larger loop
-# body compiles ~1.5 s longer on every cold run (bench/levers.py).
+# CPU: two. A tutorial epoch takes ~9% less wall and CPU time than at one step per iteration
+# (same weights, bit for bit), for ~0.25 s more compilation on a cold run; four compiled ~0.6 s
+# longer for no further gain (bench/levers.py: engine vs engine-unroll-1).
 # GPU: five. Each iteration of XLA's loop costs the GPU a fixed overhead beyond its kernels;
 # on an H100 a tutorial epoch took 0.061 s at one step per iteration, 0.050 s at five, 0.051 s
 # at 25 and 0.074 s at 75 (the whole chunk, which also compiled for 27 s; five compiled
 # fastest, in 2 s).
 # Measured by bench/gpu.py; see docs/performance.md.
-SCAN_UNROLL: dict[str, int] = {"cpu": 1, "gpu": 5}
+SCAN_UNROLL: dict[str, int] = {"cpu": 2, "gpu": 5}
 
 
 def scan_unroll(steps: int, draws: bool = False) -> int:
