@@ -41,7 +41,7 @@ def set_cpu_threading() -> bool:
 def one_xla_thread() -> None:
     """Give XLA's CPU client a pool of one thread, in a worker process that shares the machine's
     cores with other workers (a sweep's). The pool runs independent parts of a step side by
-    side: alone on two cores that saves ~10% wall time for 50–60% more CPU time, which workers
+    side: alone on two cores that saves 10–15% wall time for 50–60% more CPU time, which workers
     filling every core cannot spare. XLA sizes the pool from NPROC, else the core count, when
     its CPU backend starts, so this must run before the worker's first computation; an NPROC
     the user set is kept. Measured by bench/sweep_workers.py (see docs/sweeps.md)."""
