@@ -293,25 +293,6 @@ def run_part(name: str, args: list, deadline: float, env: dict | None = None,
     return result
 
 
-def run_peer(data: Path, seeds, deadline: float, device: str = "cuda") -> dict:
-    runs = []
-    for seed in seeds:
-        left = deadline - time.monotonic()
-        if left < 5:
-            break
-        try:
-            r = subprocess.run([sys.executable, str(ROOT / "bench/peers/torch_mlp.py"), str(data),
-                                "5", "32", str(seed), device],
-                               env={**os.environ, "PYTHONPATH": str(ROOT / "bench/peers")},
-                               capture_output=True, text=True, timeout=left)
-        except subprocess.TimeoutExpired:
-            break
-        if r.returncode:
-            return {"error": (r.stdout + r.stderr)[-3000:], "runs": runs}
-        runs.append(json.loads(r.stdout.strip().splitlines()[-1]))
-    return {"runs": runs}
-
-
 def trainer_line(label: str, runs: list[dict]) -> str:
     st = [steady(r["epoch_seconds"]) for r in runs]
     return (f"{label}: steady epoch median {statistics.median(st):.4f} s (min {min(st):.4f},"
@@ -365,7 +346,7 @@ def main(argv: list[str]) -> None:
     budget = float(argv[argv.index("--budget") + 1]) if "--budget" in argv else 600.0
     explore = "--explore" in argv
     sys.path[:0] = [str(ROOT), str(ROOT / "src")]  # digitnet need not be installed
-    from bench.peer_runner import write_data
+    from bench.peer_runner import run_peer, write_data
     from digitnet.train import SCAN_UNROLL
 
     shipped = SCAN_UNROLL.get("gpu", 1)
@@ -395,7 +376,8 @@ def main(argv: list[str]) -> None:
     res["best_unroll"] = best
     with tempfile.TemporaryDirectory() as tmp:
         data = write_data(Path(tmp) / "mnist.npz")
-        res["torch"] = run_peer(data, SEEDS, deadline)
+        res["torch"] = run_peer("torch", data, len(SEEDS), python=sys.executable, device="cuda",
+                                budget=max(deadline - time.monotonic(), 1), log=lambda m: None)
         save()
         res["torch-resident"] = run_part("torch-resident", [str(data), list(SEEDS)], deadline)
     save()

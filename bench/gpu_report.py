@@ -9,7 +9,7 @@ import re
 import statistics
 from pathlib import Path
 
-from bench.report import fmt, steady, summary
+from bench.report import fmt, steady, summary, trainer_row
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGET_EPOCH = 0.03  # #4: the tutorial's config on an H100, seconds per epoch
@@ -35,11 +35,6 @@ def step_kernels(hlo: str) -> dict[str, int]:
     return {"kernels": len(calls), "gemm": gemms, "other": len(calls) - gemms}
 
 
-def trainer(runs: list[dict]) -> dict:
-    return {"epoch": summary([steady(r["epoch_seconds"]) for r in runs]),
-            "acc": summary([r["test_accuracy"] for r in runs])}
-
-
 def gpu_section(run: dict | None, explore: dict | None) -> tuple[list[str], dict | None]:
     """Markdown lines for docs/performance.md and digitnet's shipped steady epoch (a summary),
     or ([...no GPU...], None) when no GPU run is saved."""
@@ -47,10 +42,10 @@ def gpu_section(run: dict | None, explore: dict | None) -> tuple[list[str], dict
         return (["- GPU: no `python -m bench.gpu` run is saved in bench/results, so the GPU"
                  " target (≤ 0.03 s/epoch on an H100) is not measured."], None)
     env, shipped = run["env"], str(run["shipped_unroll"])
-    ours = trainer(run["engine"]["runs"][shipped])
-    one = trainer(run["engine"]["runs"]["1"])
-    highest = trainer(run["engine-highest"]["runs"][str(run["best_unroll"])])
-    peer, resident = trainer(run["torch"]["runs"]), trainer(run["torch-resident"]["runs"])
+    ours = trainer_row(run["engine"]["runs"][shipped])
+    one = trainer_row(run["engine"]["runs"]["1"])
+    highest = trainer_row(run["engine-highest"]["runs"][str(run["best_unroll"])])
+    peer, resident = trainer_row(run["torch"]["runs"]), trainer_row(run["torch-resident"]["runs"])
     xla = {u: summary(v) for u, v in run["floor"]["xla_scan"].items()}
     cublas = {p: {k: summary(v) for k, v in r.items()} for p, r in run["torch-floor"].items()
               if isinstance(r, dict)}
@@ -134,12 +129,12 @@ def gpu_section(run: dict | None, explore: dict | None) -> tuple[list[str], dict
                   f" {explore['started']}):", "",
                   "| setting | steady s/epoch | first epoch (compiles) s |", "|---|---|---|"]
         for u, runs in explore["engine"]["runs"].items():
-            lines.append(f"| {u} step(s) per loop iteration | {fmt(trainer(runs)['epoch'], digits=4)}"
+            lines.append(f"| {u} step(s) per loop iteration | {fmt(trainer_row(runs)['epoch'], digits=4)}"
                          f" | {runs[0]['epoch_seconds'][0]:.1f} |")
         for name, r in explore.get("flags", {}).items():
             for u, runs in r.get("runs", {}).items():
                 lines.append(f"| XLA flags `{name}`, {u} step(s) per iteration "
-                             f"| {fmt(trainer(runs)['epoch'], digits=4)} "
+                             f"| {fmt(trainer_row(runs)['epoch'], digits=4)} "
                              f"| {runs[0]['epoch_seconds'][0]:.1f} |")
         lev = {k: v for k, v in explore.get("levers", {}).items() if isinstance(v, dict)}
         if lev:

@@ -51,11 +51,13 @@ def write_data(path: Path) -> Path:
 
 def run_peer(name: str, data: Path, n: int, epochs: int = 5, batch: int = 32,
              root: Path | None = None, budget: float = 900, threads: str = "default",
-             log=print) -> dict:
+             log=print, python: str | None = None, device: str | None = None) -> dict:
     """n fresh processes of one peer: each run's report, wall and peak RSS; or skipped.
     Once the runs so far took `budget` seconds, no further run starts (the table shows n);
-    a run still going at `budget` seconds is killed."""
-    exe = peer_python(name, root)
+    a run still going at `budget` seconds is killed. `python` is an interpreter that has the
+    peer's library (else its environment under the peers root); `device` is passed on to the
+    peer scripts that take one (bench/gpu.py: "cuda")."""
+    exe = Path(python) if python else peer_python(name, root)
     venv, script, env = PEERS[name]
     if exe is None:
         return {"name": name, "threads": threads,
@@ -64,7 +66,7 @@ def run_peer(name: str, data: Path, n: int, epochs: int = 5, batch: int = 32,
     for i in range(n):
         # run i uses seed i + 1, as digitnet's runs do (digitnet's default seed is 1)
         r = run([str(exe), str(PEERS_DIR / script), str(data), str(epochs), str(batch),
-                 str(i + 1)],
+                 str(i + 1), *([device] if device else [])],
                 env={**env, **thread_env(threads), "PYTHONPATH": str(PEERS_DIR)},
                 cwd=str(PEERS_DIR),
                 timeout=budget)

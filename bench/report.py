@@ -34,13 +34,14 @@ def steady(epoch_seconds: Sequence[float]) -> float:
 
 
 def trainer_row(runs: list[dict]) -> dict:
-    """The table's numbers for one trainer (digitnet or a peer) from its n runs."""
+    """The table's numbers for one trainer (digitnet or a peer) from its n runs; a measurement
+    the runs do not report is None."""
     return {
         "epoch": summary([steady(r["epoch_seconds"]) for r in runs]),
         "cpu": summary([steady(r["epoch_cpu_seconds"]) for r in runs if "epoch_cpu_seconds" in r]),
-        "train": summary([r["train_seconds"] for r in runs]),
+        "train": summary([r["train_seconds"] for r in runs if "train_seconds" in r]),
         "acc": summary([r["test_accuracy"] for r in runs]),
-        "predict": summary([min(r["predict_seconds"]) for r in runs]),
+        "predict": summary([min(r["predict_seconds"]) for r in runs if "predict_seconds" in r]),
         "rss": summary([r["rss_mib"] for r in runs if "rss_mib" in r]),
     }
 

@@ -221,7 +221,7 @@ def fit(
     model. `resume=True` continues from that directory's last checkpoint. `recipe` (a name from
     digitnet.recipes.recipe_names(), e.g. "best") supplies the spec and config not given.
     """
-    if recipe is not None:
+    if recipe is not None and (spec is None or config is None):
         from digitnet.config import recipe as recipe_setup
 
         r_spec, r_cfg, _ = recipe_setup(recipe)

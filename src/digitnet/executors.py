@@ -96,9 +96,11 @@ def run_ray(jobs: list[Job], address: str | None) -> Iterator[Outcome]:
         raise ConfigError(f"cannot connect to the Ray cluster at {address}: {exc}") from None
     pending: dict[Any, Trial] = {}
     try:
+        from digitnet.runtime import ONE_XLA_THREAD
+
         # A trial holds one CPU, so its XLA gets one thread (see runtime.one_xla_thread).
         remote = ray.remote(num_cpus=1, max_retries=1,
-                            runtime_env={"env_vars": {"NPROC": "1"}})(execute)
+                            runtime_env={"env_vars": ONE_XLA_THREAD})(execute)
         pending.update((remote.remote(t.options, start), t) for t, start in jobs)
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)

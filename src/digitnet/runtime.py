@@ -38,6 +38,10 @@ def set_cpu_threading() -> bool:
     return True
 
 
+# The environment that sizes XLA's CPU client pool to one thread (what one_xla_thread sets).
+ONE_XLA_THREAD = {"NPROC": "1"}
+
+
 def one_xla_thread() -> None:
     """Give XLA's CPU client a pool of one thread, in a worker process that shares the machine's
     cores with other workers (a sweep's). The pool runs independent parts of a step side by
@@ -45,7 +49,8 @@ def one_xla_thread() -> None:
     filling every core cannot spare. XLA sizes the pool from NPROC, else the core count, when
     its CPU backend starts, so this must run before the worker's first computation; an NPROC
     the user set is kept. Measured by bench/sweep_workers.py (see docs/sweeps.md)."""
-    os.environ.setdefault("NPROC", "1")
+    for name, value in ONE_XLA_THREAD.items():
+        os.environ.setdefault(name, value)
 
 
 def compile_cache_dir() -> Path | None:
