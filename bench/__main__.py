@@ -247,6 +247,10 @@ SETTINGS = [
     " ops are scheduled as one short sequence"
     " (`--xla_cpu_enable_concurrency_optimized_scheduler=false`): both added to XLA_FLAGS by the"
     " CLI before JAX starts (see the levers); `DIGITNET_XLA_THREADS=auto` leaves JAX's default.",
+    "- On an NVIDIA GPU (compute capability ≥ 8.0), a step of the tutorial's kind (ReLU layers,"
+    " Adam at a constant rate, cross-entropy, a batch of 16–128 that is a power of two) runs as"
+    " two hand-written kernels (digitnet.fused: Pallas, lowered to Triton) instead of XLA's 29;"
+    " `DIGITNET_FUSED_STEP=0` turns them off (see the GPU section).",
     "- Compiled programs persist in `<digitnet home>/jax-cache` (JAX's persistent compilation"
     " cache, set by `digitnet.fit`/`digitnet.load` and the CLI); `DIGITNET_COMPILE_CACHE=0`"
     " turns it off. The home is `$DIGITNET_HOME`, else `$XDG_CACHE_HOME/digitnet`, else"

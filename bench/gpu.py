@@ -9,10 +9,14 @@ into bench/results: `python -m bench` then writes docs/performance.md's GPU sect
 
 Parts, most important first:
 - env: the device and the versions.
+- fused-tiles: the tutorial's config under other tilings of digitnet.fused's kernels and loop
+  unrollings (3 epochs each); the fastest settings are what the parts below measure.
 - engine: digitnet.fit on the tutorial's config (784-64-64-10, Adam 1e-3, batch 32, 5 epochs),
-  seeds 1–3, with the shipped loop unrolling (digitnet.train.SCAN_UNROLL) and with none
-  (--explore: 1, 5, 25 and 75, and the training chunk's optimised HLO is kept for reading);
-  test accuracy and predict time too.
+  seeds 1–3, with those settings (--explore: at 1, 5, 25 and 75 steps per loop iteration, and
+  the training chunk's optimised HLO is kept for reading); test accuracy and predict time too.
+  engine-xla-step: the same with XLA's step (DIGITNET_FUSED_STEP=0).
+- fused-check: one chunk of 40 steps through the fused kernels and through XLA's step, from the
+  same start, for several layer widths and batch sizes.
 - torch: PyTorch eager on the same GPU — the peer script of the CPU bench (DataLoader, each
   batch moved to the GPU), seeds 1–3; torch-resident: eager PyTorch written for speed.
 - floor: the step's eight matrix products for 1875 steps: through XLA (lax.scan, as
@@ -70,17 +74,23 @@ def part_env() -> dict:
     return out
 
 
-def part_engine(unrolls: list[int], seeds: list[int], precision: str = "") -> dict:
+def part_engine(unrolls: list[int], seeds: list[int], precision: str = "",
+                fused_settings: dict | None = None) -> dict:
     """digitnet.fit, the tutorial's config without validation, per unrolling and seed."""
     import jax
 
+    if fused_settings:
+        apply_fused(fused_settings)
+
     import digitnet
-    from digitnet import train
+    from digitnet import fused, train
     from digitnet.train import TrainConfig
 
     backend = jax.default_backend()
     ds = digitnet.load_dataset()
-    out: dict = {"backend": backend, "precision": precision or "default", "runs": {}}
+    out: dict = {"backend": backend, "precision": precision or "default", "runs": {},
+                 "fused_step": fused.mode(),
+                 "fused_settings": {k: getattr(fused, k) for k in FUSED_KNOBS}}
     for u in unrolls:
         train.SCAN_UNROLL[backend] = u
         train._cached_engine.cache_clear()  # a fresh engine: traced and compiled with u
@@ -104,6 +114,101 @@ def part_engine(unrolls: list[int], seeds: list[int], precision: str = "") -> di
                          "predict_seconds": predict})
         out["runs"][str(u)] = runs
     return out
+
+
+# (hidden widths, batch size) checked fused against XLA's step: the tutorial, then the edges of
+# what digitnet.fused takes (widths padded to powers of two, one to three hidden layers).
+FUSED_SHAPES = [((64, 64), 32), ((128, 128), 128), ((32,), 16), ((100, 50, 30), 64),
+                ((128,), 64), ((64, 64), 16)]
+
+
+def part_fused_check(shapes: list, steps: int = 40, mode: str = "gpu",
+                     fused_settings: dict | None = None) -> dict:
+    """One chunk of training through digitnet.fused's kernels and through XLA's step, from the
+    same start on the same real batches: the largest difference in any parameter or moment."""
+    import jax
+    import numpy as np
+
+    import digitnet
+    from digitnet.model import MLPSpec, preprocess_stats
+    from digitnet.train import Engine, TrainConfig
+
+    apply_fused(fused_settings or {})
+    ds = digitnet.load_dataset()
+    x, y = jax.device_put(ds.x_train), jax.device_put(ds.y_train.astype(np.int32))
+    order = jax.device_put(np.random.default_rng(0).permutation(len(ds.x_train)).astype(np.int32))
+    out = {}
+    for hidden, batch in shapes:
+        spec, cfg = MLPSpec(hidden=tuple(hidden)), TrainConfig(batch_size=batch, validation="none")
+        stats = jax.device_put(preprocess_stats(spec, ds.x_train))
+        res = {}
+        try:
+            for name, engine_mode in (("fused", mode), ("xla", None)):
+                engine = Engine(spec, cfg, steps, engine_mode)
+                params, opt_state, _, key = engine.init_state(1)
+                t0 = time.perf_counter()
+                got = engine.train_chunk(params, opt_state, stats, x, y, order, 0, key,
+                                         steps=steps, batch=batch)
+                jax.block_until_ready(got)
+                res[name] = (time.perf_counter() - t0, got)
+            (_, a), (_, b) = res["fused"], res["xla"]
+            diffs = [float(np.max(np.abs(np.asarray(u, np.float64) - np.asarray(v))))
+                     for u, v in zip(jax.tree.leaves(a[:2]), jax.tree.leaves(b[:2]), strict=True)]
+            out[f"{hidden} batch {batch}"] = {
+                "max_param_diff": max(diffs), "loss": [float(a[2]), float(b[2])],
+                "hits": [int(a[3]), int(b[3])],
+                "first_call_seconds": [res["fused"][0], res["xla"][0]]}
+        except Exception as exc:  # noqa: BLE001 - recorded for the reader, the next shape runs
+            out[f"{hidden} batch {batch}"] = {"error": f"{type(exc).__name__}: {exc}"[-2500:]}
+    return out
+
+
+FUSED_KNOBS = ("TILE", "NUM_WARPS", "NUM_WARPS_Q")
+
+
+def apply_fused(settings: dict) -> None:
+    """Set digitnet.fused's knobs (and the GPU loop unrolling) for the engines made after."""
+    import jax
+
+    from digitnet import fused, train
+
+    for k, v in settings.items():
+        if k == "unroll":
+            train.SCAN_UNROLL[jax.default_backend()] = v
+        else:
+            setattr(fused, k, v)
+    train._cached_engine.cache_clear()
+
+
+def part_fused_tiles(variants: list[dict]) -> dict:
+    """The tutorial's config (seed 1, 3 epochs) under other tilings of digitnet.fused's kernels
+    and loop unrollings; each variant starts from the shipped settings, and its result records
+    the settings it ran with in full."""
+    import jax
+
+    import digitnet
+    from digitnet import fused, train
+    from digitnet.train import TrainConfig
+
+    shipped = {k: getattr(fused, k) for k in FUSED_KNOBS}
+    shipped["unroll"] = train.SCAN_UNROLL.get(jax.default_backend(), 1)
+    ds = digitnet.load_dataset()
+    out = {}
+    for v in variants:
+        settings = {**shipped, **v}
+        apply_fused(settings)
+        try:
+            model = digitnet.fit(config=TrainConfig(validation="none", epochs=3), dataset=ds,
+                                 verbose=False)
+            out[json.dumps(v)] = {"settings": settings,
+                                  "epoch_seconds": [h["seconds"] for h in model.history]}
+        except Exception as exc:  # noqa: BLE001
+            out[json.dumps(v)] = {"settings": settings, "error": f"{type(exc).__name__}: {exc}"[-1500:]}
+    return out
+
+
+FUSED_TILES = [{}, {"TILE": 64}, {"TILE": 16}, {"NUM_WARPS": 8}, {"NUM_WARPS_Q": 4},
+               {"unroll": 1}, {"unroll": 25}]
 
 
 def part_floor() -> dict:
@@ -244,16 +349,14 @@ def part_recipes(names: list[str], unroll: int) -> dict:
     return out
 
 
-def part_cli(unroll: int) -> dict:
+def part_cli(settings: dict) -> dict:
     """`digitnet train` as a user runs it, twice, in a fresh digitnet home (so the first run
-    compiles and the second finds the persistent compilation cache)."""
-    from digitnet.train import SCAN_UNROLL
-
+    compiles and the second finds the persistent compilation cache). Settings other than the
+    shipped ones (loop unrolling, digitnet.fused's knobs) are patched in before main()."""
     home = tempfile.mkdtemp(prefix="digitnet-home-")
-    # Only an unrolling other than the shipped one needs digitnet.train patched before main().
-    cmd = ["-m", "digitnet"] if unroll == SCAN_UNROLL.get("gpu") else [
-        "-c", "import sys; from digitnet import train; "
-        f"train.SCAN_UNROLL['gpu'] = {unroll}; "
+    cmd = ["-m", "digitnet"] if not settings else [
+        "-c", "import sys; from bench.gpu import apply_fused; "
+        f"apply_fused({settings!r}); "
         "from digitnet.cli import main; sys.exit(main(sys.argv[1:]))"]
     out = {}
     for name in ("cold", "warm"):
@@ -267,6 +370,7 @@ def part_cli(unroll: int) -> dict:
 
 
 PARTS = {"env": part_env, "engine": part_engine, "floor": part_floor,
+         "fused-check": part_fused_check, "fused-tiles": part_fused_tiles,
          "torch-floor": part_torch_floor, "torch-resident": part_torch_resident,
          "levers": part_levers, "recipes": part_recipes, "cli": part_cli}
 
@@ -304,11 +408,18 @@ def summarize(res: dict) -> list[str]:
     """The console summary of a run (the reply of the device tool shows the end of it)."""
     env = res.get("env", {})
     lines = [f"device: {env.get('device_kind')}  jax {env.get('jax')}  torch {env.get('torch')}"]
-    for key in ("engine", "engine-highest"):
+    for key in ("engine", "engine-xla-step", "engine-highest"):
         for u, runs in res.get(key, {}).get("runs", {}).items():
             lines.append(trainer_line(f"{key} unroll {u}", runs) +
                          f"; predict {min(runs[0]['predict_seconds']) * 1e3:.2f} ms;"
                          f" {runs[0]['first_five']}")
+    lines.append(f"best fused settings: {res.get('best_fused')}")
+    for shape, r in res.get("fused-check", {}).items():
+        if isinstance(r, dict):
+            lines.append(f"fused-check {shape}: {r.get('error') or r}"[:1500])
+    for v, r in res.get("fused-tiles", {}).items():
+        if isinstance(r, dict):
+            lines.append(f"fused-tiles {v}: {r.get('epoch_seconds') or r.get('error')}"[:600])
     for name, r in res.get("flags", {}).items():
         for u, runs in r.get("runs", {}).items():
             lines.append(trainer_line(f"flags {name} unroll {u}", runs))
@@ -350,7 +461,6 @@ def main(argv: list[str]) -> None:
     from digitnet.train import SCAN_UNROLL
 
     shipped = SCAN_UNROLL.get("gpu", 1)
-    unrolls = list(UNROLLS) if explore else sorted({shipped, 1})
     out_dir.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + budget
     res: dict = {"started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
@@ -361,19 +471,34 @@ def main(argv: list[str]) -> None:
 
     res["env"] = run_part("env", [], deadline)
     save()
+    # digitnet.fused's variants first: the fastest is what the rest measures as digitnet.
+    res["fused-tiles"] = run_part("fused-tiles", [FUSED_TILES], deadline)
+    save()
+    timed = {v: statistics.median(t["epoch_seconds"][1:]) for v, t in res["fused-tiles"].items()
+             if isinstance(t, dict) and "epoch_seconds" in t}
+    best_fused = json.loads(min(timed, key=timed.get)) if timed else {}
+    res["best_fused"] = best_fused
+    unrolls = list(UNROLLS) if explore else [best_fused.get("unroll", shipped)]
     dump = Path(tempfile.mkdtemp(prefix="xla-dump-"))
-    res["engine"] = run_part("engine", [unrolls, list(SEEDS)], deadline, env={
+    res["engine"] = run_part("engine", [unrolls, list(SEEDS), "", best_fused], deadline, env={
         "XLA_FLAGS": f"--xla_dump_to={dump} --xla_dump_hlo_module_re=.*train_chunk.*"}
         if explore else None)
     save()
     for f in sorted(dump.glob("*after_optimizations.txt"))[:5]:
         (out_dir / f"hlo-{f.name[-60:]}").write_text(f.read_text())
-    best = shipped
+    best = best_fused.get("unroll", shipped)
     if explore:
         best = min((statistics.median(steady(r["epoch_seconds"]) for r in runs), int(u))
                    for u, runs in res["engine"].get("runs", {str(shipped): [{"epoch_seconds": [0]}]})
                    .items())[1]
     res["best_unroll"] = best
+    res["engine-xla-step"] = run_part("engine", [[best], list(SEEDS)], deadline,
+                                      env={"DIGITNET_FUSED_STEP": "0"})
+    save()
+    res["fused-check"] = run_part("fused-check", [FUSED_SHAPES, 40, "gpu", best_fused], deadline)
+    save()
+    res["cli"] = run_part("cli", [best_fused], deadline)
+    save()
     with tempfile.TemporaryDirectory() as tmp:
         data = write_data(Path(tmp) / "mnist.npz")
         res["torch"] = run_peer("torch", data, len(SEEDS), python=sys.executable, device="cuda",
@@ -384,11 +509,9 @@ def main(argv: list[str]) -> None:
     res["floor"] = run_part("floor", [], deadline)
     res["torch-floor"] = run_part("torch-floor", [], deadline)
     save()
-    res["engine-highest"] = run_part("engine", [[best], [1], "highest"], deadline)
+    res["engine-highest"] = run_part("engine", [[best], [1], "highest", best_fused], deadline)
     save()
     res["recipes"] = run_part("recipes", [["fast", "best"], best], deadline)
-    save()
-    res["cli"] = run_part("cli", [best], deadline)
     save()
     flags = {"autotune-level-0": "--xla_gpu_autotune_level=0"}
     if explore:
@@ -400,7 +523,7 @@ def main(argv: list[str]) -> None:
                                               "CUBLASLT,CUSTOM_CALL,CUDNN,WHILE,CONDITIONAL"}
     res["flags"] = {}
     for name, value in flags.items():
-        res["flags"][name] = run_part("engine", [sorted({1, best}), [1]], deadline,
+        res["flags"][name] = run_part("engine", [sorted({1, best}), [1], "", best_fused], deadline,
                                       env={"XLA_FLAGS": value})
         save()
     res["finished"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())

@@ -4,6 +4,7 @@ persistent compilation cache. See docs/performance.md for the measurements behin
 Opt-outs (environment):
   DIGITNET_COMPILE_CACHE=0   no persistent compilation cache
   DIGITNET_XLA_THREADS=auto  leave XLA's CPU threading at JAX's default
+  DIGITNET_FUSED_STEP=0      train with XLA's step on a GPU too (see fused_step)
   XLA_FLAGS                  flags given here are kept; ours are only added when absent
 """
 
@@ -84,3 +85,26 @@ def enable_compile_cache() -> Path | None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     return path
+
+
+def fused_step() -> str | None:
+    """How training steps that digitnet.fused covers run: "gpu" (its Triton kernels; the
+    default on an NVIDIA GPU from Ampere on, compute capability ≥ 8.0), None (XLA's step:
+    CPUs, other GPUs, DIGITNET_FUSED_STEP=0), or "interpret" (DIGITNET_FUSED_STEP=interpret:
+    the kernels in Pallas' interpreter, on any backend; slow, for tests)."""
+    env = os.environ.get("DIGITNET_FUSED_STEP", "").lower()
+    if env == "interpret":
+        return "interpret"
+    import jax
+
+    if env in ("0", "off", "false", "no") or jax.default_backend() != "gpu":
+        return None
+    # ROCm devices name their architecture here instead of a capability.
+    major = str(getattr(jax.devices()[0], "compute_capability", "0")).split(".")[0]
+    if not (major.isdigit() and int(major) >= 8):
+        return None
+    try:
+        import digitnet.fused  # noqa: F401 - a JAX without this Pallas API trains with XLA's step
+    except (ImportError, AttributeError):
+        return None
+    return "gpu"

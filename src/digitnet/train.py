@@ -3,6 +3,8 @@
 The training set lives on the device, as given (uint8 pixels stay uint8; the model's
 preprocessing runs inside the compiled step). One jitted call trains a chunk of an epoch with
 `lax.scan`, so Python only runs between chunks: to move the progress bar and read the loss.
+On a GPU, the steps that digitnet.fused covers (the tutorial's: a ReLU MLP, Adam, cross-entropy)
+run as its two hand-written kernels instead of XLA's step (runtime.fused_step).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from digitnet import augment, regularize
+from digitnet import augment, regularize, runtime
 from digitnet.deskew import deskew_dataset
 from digitnet.errors import ConfigError, TrainingDiverged
 from digitnet.metrics import LOSSES, loss_values, target_labels
@@ -223,9 +225,10 @@ AUGMENT_STREAM = 0x6A09E667
 # (same weights, bit for bit), for ~0.25 s more compilation on a cold run; four compiled ~0.6 s
 # longer for no further gain (bench/levers.py: engine vs engine-unroll-1).
 # GPU: five. Each iteration of XLA's loop costs the GPU a fixed overhead beyond its kernels;
-# on an H100 a tutorial epoch took 0.061 s at one step per iteration, 0.050 s at five, 0.051 s
-# at 25 and 0.074 s at 75 (the whole chunk, which also compiled for 27 s; five compiled
-# fastest, in 2 s).
+# on an H100 a tutorial epoch with XLA's step took 0.061 s at one step per iteration, 0.050 s
+# at five, 0.051 s at 25 and 0.074 s at 75 (the whole chunk, which also compiled for 27 s;
+# five compiled fastest, in 2 s). digitnet.fused's step: 0.076 s at one, 0.065 s at five and
+# at 25 (with 128 rows per program of P).
 # Measured by bench/gpu.py; see docs/performance.md.
 SCAN_UNROLL: dict[str, int] = {"cpu": 2, "gpu": 5}
 
@@ -242,10 +245,12 @@ def scan_unroll(steps: int, draws: bool = False) -> int:
 
 
 class Engine:
-    """Compiled training and inference for one model spec and one training config."""
+    """Compiled training and inference for one model spec and one training config.
+    fused_mode: runtime.fused_step()'s answer, fixed when the engine is made."""
 
-    def __init__(self, spec: MLPSpec, cfg: TrainConfig, steps_per_epoch: int):
-        self.spec, self.cfg = spec, cfg
+    def __init__(self, spec: MLPSpec, cfg: TrainConfig, steps_per_epoch: int,
+                 fused_mode: str | None = None):
+        self.spec, self.cfg, self.fused_mode = spec, cfg, fused_mode
         self.tx = make_optimizer(cfg, steps_per_epoch * cfg.epochs)
         self.augment = augment.make_augment(cfg, spec.input_shape)
         self.train_chunk = jax.jit(self._train_chunk, static_argnames=("steps", "batch"),
@@ -294,6 +299,15 @@ class Engine:
         spec, tx, loss = replace(self.spec, deskew=False), self.tx, self.cfg.loss
         aug, smoothing = self.augment, self.cfg.label_smoothing
         use_dropout = bool(spec.dropout) or bool(spec.input_dropout)
+        if self.fused_mode:
+            from digitnet import fused  # Pallas: only where the fused step may run
+
+            if fused.applies(spec, self.cfg, batch, soft_labels=y.ndim == 2,
+                             augmented=aug is not None):
+                return fused.train_chunk(params, opt_state, stats, x, y, order, start,
+                                         steps=steps, batch=batch, lr=self.cfg.lr,
+                                         unroll=scan_unroll(steps),
+                                         interpret=self.fused_mode == "interpret")
 
         def loss_fn(p, xb, yb, k):
             if aug is not None:
@@ -327,12 +341,13 @@ HOST_ONLY = ("seed", "validation", "patience", "chunks_per_epoch")
 
 def engine_for(spec: MLPSpec, cfg: TrainConfig, steps_per_epoch: int) -> Engine:
     compiled = tuple((k, v) for k, v in cfg.to_dict().items() if k not in HOST_ONLY)
-    return _cached_engine(spec, compiled, steps_per_epoch)
+    return _cached_engine(spec, compiled, steps_per_epoch, runtime.fused_step())
 
 
 @lru_cache(maxsize=8)
-def _cached_engine(spec: MLPSpec, compiled: tuple, steps_per_epoch: int) -> Engine:
-    return Engine(spec, TrainConfig(**dict(compiled)), steps_per_epoch)
+def _cached_engine(spec: MLPSpec, compiled: tuple, steps_per_epoch: int,
+                   fused_mode: str | None) -> Engine:
+    return Engine(spec, TrainConfig(**dict(compiled)), steps_per_epoch, fused_mode)
 
 
 class EpochMeter:
