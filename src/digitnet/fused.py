@@ -38,8 +38,10 @@ from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as plgpu
 
 from digitnet.model import MLPSpec, Params
+from digitnet.train import ADAM_B1 as B1
+from digitnet.train import ADAM_B2 as B2
+from digitnet.train import ADAM_EPS as EPS
 
-B1, B2, EPS = 0.9, 0.999, 1e-7  # train.base_optimizer's Adam
 # On an H100, rows of the first kernel per program of P: 128 (7 programs) gave a tutorial
 # epoch of 0.065 s, 64 0.039 s, 32 0.038 s (bench/gpu.py: fused-tiles).
 TILE = 32
@@ -186,8 +188,11 @@ def train_chunk(params: Params, opt_state: Any, stats: dict, x: jax.Array, y: ja
     return rebuild(ps, w1), (adam, *rest), loss_sum, hits
 
 
-def _chunk(small, first, count, x, y, order, start, steps, unroll, shift, scale, sizes,
-              widths, keys, batch, lr, interpret):
+def _chunk(small, first, count, x, y, order, start, steps, unroll, shift, scale, sizes, widths,
+           keys, batch, lr, interpret):
+    """The chunk's steps as kernels P and Q, on flat lists of tensors: `small` = (parameters,
+    first moments, second moments) of the tensors in `keys`, `first` = the same three of the
+    first kernel. Returns them updated, with Adam's count, the summed loss and the hits."""
     # The chunk's examples in training order, gathered once: the kernels read whole batches.
     idx = jax.lax.dynamic_slice(order, (start,), (steps * batch,))
     xs, ys = x[idx], y[idx]

@@ -29,6 +29,7 @@ from digitnet.metrics import LOSSES, loss_values, target_labels
 from digitnet.model import MLPSpec, Params, forward, init_params
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
+ADAM_B1, ADAM_B2, ADAM_EPS = 0.9, 0.999, 1e-7  # Keras' Adam (digitnet.fused runs the same)
 SCHEDULES = ("constant", "cosine", "onecycle", "step")
 
 
@@ -134,9 +135,9 @@ def base_optimizer(cfg: TrainConfig, total_steps: int) -> optax.GradientTransfor
     else:
         lr = cfg.lr
     if cfg.optimizer == "adam":
-        tx = optax.adam(lr, b1=0.9, b2=0.999, eps=1e-7)
+        tx = optax.adam(lr, b1=ADAM_B1, b2=ADAM_B2, eps=ADAM_EPS)
     elif cfg.optimizer == "adamw":
-        return optax.adamw(lr, b1=0.9, b2=0.999, eps=1e-7, weight_decay=cfg.weight_decay,
+        return optax.adamw(lr, b1=ADAM_B1, b2=ADAM_B2, eps=ADAM_EPS, weight_decay=cfg.weight_decay,
                            mask=kernel_mask)
     elif cfg.optimizer == "sgd":
         tx = optax.sgd(lr, momentum=cfg.momentum or None, nesterov=cfg.nesterov)
