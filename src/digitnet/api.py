@@ -17,7 +17,7 @@ from digitnet.data.datasets import Dataset, load_dataset
 from digitnet.errors import ConfigError, ModelFileError
 from digitnet.metrics import Evaluation, evaluate_arrays
 from digitnet.model import MLPSpec, Params, predict_logits, preprocess_stats
-from digitnet.runtime import enable_compile_cache
+from digitnet.runtime import enable_compile_cache, fused_step
 from digitnet.train import Callback, EarlyStopping, TrainConfig, TrainState, fit_arrays
 
 FORMAT = "digitnet-run"
@@ -141,6 +141,13 @@ def versions() -> dict[str, str]:
 
     return {"digitnet": __version__, "jax": jax.__version__, "optax": optax.__version__,
             "numpy": np.__version__, "python": platform.python_version()}
+
+
+def device() -> dict[str, str]:
+    """What trained a run: JAX's backend and device, and whether digitnet.fused's GPU step was
+    on (it trains the steps it covers; see digitnet.runtime.fused_step)."""
+    return {"backend": jax.default_backend(), "device": jax.devices()[0].device_kind,
+            "fused_step": fused_step() or "off"}
 
 
 class Checkpoint(Callback):
@@ -272,6 +279,7 @@ def fit(
     config_doc.update(
         status="complete",
         versions=versions(),
+        device=device(),
         metrics={"test_loss": test.loss, "test_accuracy": test.accuracy,
                  "epochs": state.epoch, "train_seconds": round(train_seconds, 3),
                  **{k: v for k, v in (state.history[-1] if state.history else {}).items()
