@@ -99,7 +99,7 @@ def fused_step() -> str | None:
 
     if env in ("0", "off", "false", "no") or jax.default_backend() != "gpu":
         return None
-    # ROCm devices name their architecture here instead of a capability.
+    # A GPU without a CUDA compute capability of 8.0 or more gets XLA's step.
     major = str(getattr(jax.devices()[0], "compute_capability", "0")).split(".")[0]
     if not (major.isdigit() and int(major) >= 8):
         return None
