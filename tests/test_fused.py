@@ -5,6 +5,8 @@ the CPU), and their lowering to Triton for CUDA is checked without compiling it.
 
 from __future__ import annotations
 
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -133,3 +135,28 @@ def test_fused_step_switch(monkeypatch):
     monkeypatch.delenv("DIGITNET_FUSED_STEP")
     if jax.default_backend() == "cpu":
         assert runtime.fused_step() is None
+
+
+def test_a_fused_step_that_fails_to_compile_gives_way_to_xla(mnist):
+    """Here (no GPU) the Triton kernels cannot compile: the engine warns once and trains with
+    XLA's step, bit for bit what an engine without the fused step trains."""
+    spec, cfg = MLPSpec(), TrainConfig(validation="none")
+    x, y = mnist
+    stats = jax.device_put(preprocess_stats(spec, x))
+    order = jnp.arange(len(x), dtype=jnp.int32)
+    results = []
+    for mode in ("gpu", None):
+        engine = Engine(spec, cfg, 4, mode)
+        params, opt_state, _, key = engine.init_state(1)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            results.append(engine.run_chunk(params, opt_state, stats, jnp.asarray(x), jnp.asarray(y),
+                                            order, 0, key, steps=4, batch=32))
+        assert engine.fused_mode is None
+        messages = [str(w.message) for w in caught if "fused GPU" in str(w.message)]
+        if mode == "gpu":
+            assert len(messages) == 1 and "training with XLA's step instead" in messages[0]
+        else:
+            assert not messages
+    for a, b in zip(jax.tree.leaves(results[0]), jax.tree.leaves(results[1]), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

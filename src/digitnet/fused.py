@@ -24,7 +24,8 @@ other in Pallas' interpreter on the CPU, and that the kernels lower to Triton fo
 by bench/gpu.py (docs/performance.md): an H100's tutorial epoch takes 0.040 s instead of 0.052.
 Where it does not apply (other activations, dropout, augmentation, other optimizers or losses,
 batch sizes that are not a power of two), XLA's step trains; digitnet.runtime.fused_step says
-whether it is on (DIGITNET_FUSED_STEP=0 turns it off).
+whether it is on (DIGITNET_FUSED_STEP=0 turns it off), and where its kernels fail to compile,
+train.Engine.run_chunk warns and trains with XLA's step.
 """
 
 from __future__ import annotations

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 
 import jax
@@ -254,13 +255,37 @@ class Engine:
         self.spec, self.cfg, self.fused_mode = spec, cfg, fused_mode
         self.tx = make_optimizer(cfg, steps_per_epoch * cfg.epochs)
         self.augment = augment.make_augment(cfg, spec.input_shape)
-        self.train_chunk = jax.jit(self._train_chunk, static_argnames=("steps", "batch"),
-                                   donate_argnums=(0, 1))
+        self.train_chunk = self._jit_train_chunk()
         self.epoch_bits = jax.jit(self._epoch_bits, static_argnames=("n",))
         # Run once per fit, so compile it cheaply: LLVM's optimisations cost ~1 s here and save
         # nothing (the same bits come out; it is integer hashing and one affine map).
         self.init_state = jax.jit(self._init_state,
                                   compiler_options={"xla_backend_optimization_level": 0})
+
+    def _jit_train_chunk(self) -> Any:
+        # The mode is bound here, not read from self while tracing: JAX keeps traces per
+        # function, and a bound method is the same function however often it is jitted.
+        return jax.jit(partial(self._train_chunk, fused_mode=self.fused_mode),
+                       static_argnames=("steps", "batch"), donate_argnums=(0, 1))
+
+    def run_chunk(self, *args: Any, steps: int, batch: int) -> tuple:
+        """train_chunk, except that a fused step that fails to compile (on a GPU or a JAX that
+        its Triton kernels do not suit) gives way to XLA's step, with a warning, for the rest of
+        the process."""
+        try:
+            return self.train_chunk(*args, steps=steps, batch=batch)
+        except Exception as exc:
+            # Inputs already donated to a run that failed cannot be trained on again.
+            donated = [a for a in jax.tree.leaves(args[:2]) if isinstance(a, jax.Array)]
+            if not self.fused_mode or any(a.is_deleted() for a in donated):
+                raise
+            first = (str(exc).strip().splitlines() or [""])[0][:300]
+            warnings.warn(f"digitnet: the fused GPU training step failed ({type(exc).__name__}:"
+                          f" {first}); training with XLA's step instead (DIGITNET_FUSED_STEP=0"
+                          " skips the attempt)", RuntimeWarning, stacklevel=2)
+            self.fused_mode = None
+            self.train_chunk = self._jit_train_chunk()
+            return self.train_chunk(*args, steps=steps, batch=batch)
 
     def _init_state(self, seed: jax.Array) -> tuple[Params, Any, jax.Array, jax.Array]:
         """(params, optimizer state, shuffle key, dropout key) for a seed, in one compiled call:
@@ -295,12 +320,13 @@ class Engine:
             order = order[np.argsort(np.asarray(bits), kind="stable")]
         return jax.device_put(order), epoch_key  # once, not at each of the epoch's chunks
 
-    def _train_chunk(self, params, opt_state, stats, x, y, order, start, key, *, steps, batch):
+    def _train_chunk(self, params, opt_state, stats, x, y, order, start, key, *, steps, batch,
+                     fused_mode):
         # fit_arrays hands the step data that is already deskewed (see digitnet.deskew).
         spec, tx, loss = replace(self.spec, deskew=False), self.tx, self.cfg.loss
         aug, smoothing = self.augment, self.cfg.label_smoothing
         use_dropout = bool(spec.dropout) or bool(spec.input_dropout)
-        if self.fused_mode:
+        if fused_mode:
             from digitnet import fused  # Pallas: only where the fused step may run
 
             if fused.applies(spec, self.cfg, batch, soft_labels=y.ndim == 2,
@@ -308,7 +334,7 @@ class Engine:
                 return fused.train_chunk(params, opt_state, stats, x, y, order, start,
                                          steps=steps, batch=batch, lr=self.cfg.lr,
                                          unroll=scan_unroll(steps),
-                                         interpret=self.fused_mode == "interpret")
+                                         interpret=fused_mode == "interpret")
 
         def loss_fn(p, xb, yb, k):
             if aug is not None:
@@ -457,7 +483,7 @@ def fit_arrays(
             # never waits for Python.
             pending = None
             for start, steps, batch in chunks:
-                state.params, state.opt_state, loss_sum, correct = engine.train_chunk(
+                state.params, state.opt_state, loss_sum, correct = engine.run_chunk(
                     state.params, state.opt_state, statsd, xd, yd, order, start, epoch_key,
                     steps=steps, batch=batch)
                 if pending is not None:
