@@ -122,8 +122,7 @@ FUSED_SHAPES = [((64, 64), 32), ((128, 128), 128), ((32,), 16), ((100, 50, 30), 
                 ((128,), 64), ((64, 64), 16)]
 
 
-def part_fused_check(shapes: list, steps: int = 40, mode: str = "gpu",
-                     fused_settings: dict | None = None) -> dict:
+def part_fused_check(shapes: list, steps: int, fused_settings: dict) -> dict:
     """One chunk of training through digitnet.fused's kernels and through XLA's step, from the
     same start on the same real batches: the largest difference in any parameter or moment."""
     import jax
@@ -133,7 +132,7 @@ def part_fused_check(shapes: list, steps: int = 40, mode: str = "gpu",
     from digitnet.model import MLPSpec, preprocess_stats
     from digitnet.train import Engine, TrainConfig
 
-    apply_fused(fused_settings or {})
+    apply_fused(fused_settings)
     ds = digitnet.load_dataset()
     x, y = jax.device_put(ds.x_train), jax.device_put(ds.y_train.astype(np.int32))
     order = jax.device_put(np.random.default_rng(0).permutation(len(ds.x_train)).astype(np.int32))
@@ -143,7 +142,7 @@ def part_fused_check(shapes: list, steps: int = 40, mode: str = "gpu",
         stats = jax.device_put(preprocess_stats(spec, ds.x_train))
         res = {}
         try:
-            for name, engine_mode in (("fused", mode), ("xla", None)):
+            for name, engine_mode in (("fused", "gpu"), ("xla", None)):
                 engine = Engine(spec, cfg, steps, engine_mode)
                 params, opt_state, _, key = engine.init_state(1)
                 t0 = time.perf_counter()
@@ -495,7 +494,7 @@ def main(argv: list[str]) -> None:
     res["engine-xla-step"] = run_part("engine", [[best], list(SEEDS)], deadline,
                                       env={"DIGITNET_FUSED_STEP": "0"})
     save()
-    res["fused-check"] = run_part("fused-check", [FUSED_SHAPES, 40, "gpu", best_fused], deadline)
+    res["fused-check"] = run_part("fused-check", [FUSED_SHAPES, 40, best_fused], deadline)
     save()
     res["cli"] = run_part("cli", [best_fused], deadline)
     save()

@@ -95,7 +95,7 @@ def gpu_section(run: dict | None, explore: dict | None) -> tuple[list[str], dict
                      f" with an empty cache, {cli['warm']['seconds']:.1f} s with the persistent"
                      " compilation cache (CUDA's start-up and the GPU's compilation and GEMM"
                      " autotuning are most of the difference from the CPU machine's figures).")
-    lines += fused_lines(run) + recipe_lines(RESULTS / "gpu-first-fused.json")
+    lines += fused_lines(run) + earlier_lines(RESULTS / "gpu-first-fused.json")
     if explore:
         lines += ["", "Choosing the loop unrolling for XLA's step (bench/results/gpu-explore.json,"
                   f" `python -m bench.gpu OUT --explore`, an earlier lease of the same kind, before"
@@ -167,8 +167,9 @@ def fused_lines(run: dict) -> list[str]:
     return lines
 
 
-def recipe_lines(path: Path) -> list[str]:
-    """The first run of the fused work: its first design's timing, and the recipes."""
+def earlier_lines(path: Path) -> list[str]:
+    """From the first run of the fused work: its first design's timing and the recipes; and the
+    cold-start compile profile."""
     if not path.exists():
         return []
     first = json.loads(path.read_text())

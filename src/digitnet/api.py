@@ -17,7 +17,7 @@ from digitnet.data.datasets import Dataset, load_dataset
 from digitnet.errors import ConfigError, ModelFileError
 from digitnet.metrics import Evaluation, evaluate_arrays
 from digitnet.model import MLPSpec, Params, predict_logits, preprocess_stats
-from digitnet.runtime import enable_compile_cache, fused_step
+from digitnet.runtime import enable_compile_cache
 from digitnet.train import Callback, EarlyStopping, TrainConfig, TrainState, fit_arrays
 
 FORMAT = "digitnet-run"
@@ -144,10 +144,8 @@ def versions() -> dict[str, str]:
 
 
 def device() -> dict[str, str]:
-    """What trained a run: JAX's backend and device, and whether digitnet.fused's GPU step was
-    on (it trains the steps it covers; see digitnet.runtime.fused_step)."""
-    return {"backend": jax.default_backend(), "device": jax.devices()[0].device_kind,
-            "fused_step": fused_step() or "off"}
+    """What trained a run: JAX's backend and device."""
+    return {"backend": jax.default_backend(), "device": jax.devices()[0].device_kind}
 
 
 class Checkpoint(Callback):

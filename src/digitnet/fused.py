@@ -71,25 +71,29 @@ def padded(n: int) -> int:
     return max(16, 1 << (n - 1).bit_length())
 
 
-def _block(ref, rows: int, cols: int | None = None, start: Any = 0):
-    """The (rows, cols) block of a 2-D ref from row `start` (or `rows` items of a 1-D ref),
-    zero outside the ref."""
+def _window(ref, rows: int, cols: int | None, start: Any):
+    """(view, mask) of the (rows, cols) block of a 2-D ref from row `start`, or of `rows` items
+    of a 1-D ref (cols None); the mask is False outside the ref."""
     r = start + jnp.arange(rows)
     if cols is None:
-        return plgpu.load(ref.at[pl.ds(start, rows)], mask=r < ref.shape[0], other=0.0)
+        return ref.at[pl.ds(start, rows)], r < ref.shape[0]
     c = jnp.arange(cols)
     mask = (r < ref.shape[0])[:, None] & (c < ref.shape[1])[None, :]
-    return plgpu.load(ref.at[pl.ds(start, rows), pl.ds(0, cols)], mask=mask, other=0.0)
+    return ref.at[pl.ds(start, rows), pl.ds(0, cols)], mask
 
 
-def _store(ref, value, start: Any = 0) -> None:
-    r = start + jnp.arange(value.shape[0])
-    if value.ndim == 1:
-        plgpu.store(ref.at[pl.ds(start, value.shape[0])], value, mask=r < ref.shape[0])
-        return
-    c = jnp.arange(value.shape[1])
-    mask = (r < ref.shape[0])[:, None] & (c < ref.shape[1])[None, :]
-    plgpu.store(ref.at[pl.ds(start, value.shape[0]), pl.ds(0, value.shape[1])], value, mask=mask)
+def _block(ref, rows: int, cols: int | None = None, start: Any = 0):
+    """The block _window names, zero outside the ref."""
+    view, mask = _window(ref, rows, cols, start)
+    return plgpu.load(view, mask=mask, other=0.0)
+
+
+def _store(refs, values, start: Any = 0) -> None:
+    """Each value into its ref from row `start`, but for what falls outside the ref."""
+    for ref, value in zip(refs, values, strict=True):
+        view, mask = _window(ref, value.shape[0], value.shape[1] if value.ndim == 2 else None,
+                             start)
+        plgpu.store(view, value, mask=mask)
 
 
 def _adam(p, m, v, g, lr: float, corr1, corr2):
@@ -145,11 +149,9 @@ def _padded_shape(key: tuple[int, str], widths: list[int]) -> tuple[int, ...]:
 def _adam_all(grads, params, m_in, v_in, p_out, m_out, v_out, lr, count) -> None:
     corr1, corr2 = _corrections(count)
     for j, g in grads.items():
-        p, m, v = _adam(params[j], _block(m_in[j], *g.shape), _block(v_in[j], *g.shape), g, lr,
-                        corr1, corr2)
-        _store(p_out[j], p)
-        _store(m_out[j], m)
-        _store(v_out[j], v)
+        _store((p_out[j], m_out[j], v_out[j]),
+               _adam(params[j], _block(m_in[j], *g.shape), _block(v_in[j], *g.shape), g, lr,
+                     corr1, corr2))
 
 
 def _shapes(ts):
@@ -213,9 +215,7 @@ def _chunk(small, first, count, x, y, order, start, steps, unroll, shift, scale,
             corr1, corr2 = _corrections(count_ref[...] - 1)
             w, m, v = _adam(w, _block(m_ref, TILE, widths[1], row),
                             _block(v_ref, TILE, widths[1], row), g, lr, corr1, corr2)
-            _store(w_out, w, row)
-            _store(m_out, m, row)
-            _store(v_out, v, row)
+            _store((w_out, m_out, v_out), (w, m, v), row)
         if forward:
             xt = _rows(xs_ref, shift_ref, scale_ref, pos, batch, row, TILE)
             part_out[tile] = jnp.dot(xt, w)
