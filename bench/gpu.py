@@ -26,7 +26,7 @@ Parts, most important first:
 - cli: `digitnet train` end to end, cold (empty compilation cache), then warm.
 - flags: the engine under other XLA GPU flags (autotuning off; --explore: command buffers),
   one process per setting.
-- levers (--explore): bench/levers.py's step variants on the GPU, in one process.
+- levers (--explore): bench/levers.py's engine settings on the GPU, in one process.
 """
 
 from __future__ import annotations
@@ -38,9 +38,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bench.report import steady
+
+if TYPE_CHECKING:
+    from digitnet.engine import EngineSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 UNROLLS = (1, 5, 25, 75)  # the tutorial's epoch compiles as 25 chunks of 75 steps
@@ -79,27 +84,22 @@ def part_engine(unrolls: list[int], seeds: list[int], precision: str = "",
     """digitnet.fit, the tutorial's config without validation, per unrolling and seed."""
     import jax
 
-    if fused_settings:
-        apply_fused(fused_settings)
-
     import digitnet
-    from digitnet import fused, train
     from digitnet.train import TrainConfig
 
     backend = jax.default_backend()
     ds = digitnet.load_dataset()
+    base = engine_settings(fused_settings)
     out: dict = {"backend": backend, "precision": precision or "default", "runs": {},
-                 "fused_step": fused.mode(),
-                 "fused_settings": {k: getattr(fused, k) for k in FUSED_KNOBS}}
+                 "fused_step": base.fused, "fused_settings": dict(base.kernels)}
     for u in unrolls:
-        train.SCAN_UNROLL[backend] = u
-        train._cached_engine.cache_clear()  # a fresh engine: traced and compiled with u
+        settings = replace(base, unroll=u)
         runs = []
         for seed in seeds:
             t0 = time.perf_counter()
             with jax.default_matmul_precision(precision or None):
                 model = digitnet.fit(config=TrainConfig(validation="none", seed=seed),
-                                     dataset=ds, verbose=False)
+                                     dataset=ds, verbose=False, settings=settings)
             train_seconds = time.perf_counter() - t0
             pred = model.predict(ds.x_test)
             predict = []
@@ -129,10 +129,11 @@ def part_fused_check(shapes: list, steps: int, fused_settings: dict) -> dict:
     import numpy as np
 
     import digitnet
+    from digitnet.engine import Engine
     from digitnet.model import MLPSpec, preprocess_stats
-    from digitnet.train import Engine, TrainConfig
+    from digitnet.train import TrainConfig
 
-    apply_fused(fused_settings)
+    base = engine_settings(fused_settings)
     ds = digitnet.load_dataset()
     x, y = jax.device_put(ds.x_train), jax.device_put(ds.y_train.astype(np.int32))
     order = jax.device_put(np.random.default_rng(0).permutation(len(ds.x_train)).astype(np.int32))
@@ -143,7 +144,7 @@ def part_fused_check(shapes: list, steps: int, fused_settings: dict) -> dict:
         res = {}
         try:
             for name, engine_mode in (("fused", "gpu"), ("xla", None)):
-                engine = Engine(spec, cfg, steps, engine_mode)
+                engine = Engine(spec, cfg, steps, replace(base, fused=engine_mode))
                 params, opt_state, _, key = engine.init_state(1)
                 t0 = time.perf_counter()
                 got = engine.train_chunk(params, opt_state, stats, x, y, order, 0, key,
@@ -162,43 +163,40 @@ def part_fused_check(shapes: list, steps: int, fused_settings: dict) -> dict:
     return out
 
 
-FUSED_KNOBS = ("TILE", "NUM_WARPS", "NUM_WARPS_Q")
+# digitnet.fused's kernel geometry: its constant -> digitnet.fused.train_chunk's keyword.
+FUSED_KNOBS = {"TILE": "tile", "NUM_WARPS": "num_warps", "NUM_WARPS_Q": "num_warps_q"}
 
 
-def apply_fused(settings: dict) -> None:
-    """Set digitnet.fused's knobs (and the GPU loop unrolling) for the engines made after."""
-    import jax
+def engine_settings(variant: dict | None = None) -> EngineSettings:
+    """This machine's shipped engine settings with a variant's loop unrolling ("unroll") and
+    fused kernel geometry (FUSED_KNOBS' names) in their place."""
+    from digitnet.engine import EngineSettings
 
-    from digitnet import fused, train
-
-    for k, v in settings.items():
-        if k == "unroll":
-            train.SCAN_UNROLL[jax.default_backend()] = v
-        else:
-            setattr(fused, k, v)
-    train._cached_engine.cache_clear()
+    variant = dict(variant or {})
+    base = EngineSettings.default()
+    unroll = variant.pop("unroll", base.unroll)
+    return replace(base, unroll=unroll,
+                   kernels=tuple(sorted((FUSED_KNOBS[k], v) for k, v in variant.items())))
 
 
 def part_fused_tiles(variants: list[dict]) -> dict:
     """The tutorial's config (seed 1, 3 epochs) under other tilings of digitnet.fused's kernels
     and loop unrollings; each variant starts from the shipped settings, and its result records
     the settings it ran with in full."""
-    import jax
-
     import digitnet
-    from digitnet import fused, train
+    from digitnet import fused
+    from digitnet.engine import EngineSettings
     from digitnet.train import TrainConfig
 
     shipped = {k: getattr(fused, k) for k in FUSED_KNOBS}
-    shipped["unroll"] = train.SCAN_UNROLL.get(jax.default_backend(), 1)
+    shipped["unroll"] = EngineSettings.default().unroll
     ds = digitnet.load_dataset()
     out = {}
     for v in variants:
         settings = {**shipped, **v}
-        apply_fused(settings)
         try:
             model = digitnet.fit(config=TrainConfig(validation="none", epochs=3), dataset=ds,
-                                 verbose=False)
+                                 verbose=False, settings=engine_settings(settings))
             out[json.dumps(v)] = {"settings": settings,
                                   "epoch_seconds": [h["seconds"] for h in model.history]}
         except Exception as exc:  # noqa: BLE001
@@ -326,37 +324,29 @@ def part_torch_resident(data: str, seeds: list[int], device: str = "cuda") -> di
 def part_levers(names: list[str]) -> dict:
     from bench.levers import VARIANTS, measure
 
-    return {name: measure(VARIANTS[name][0]) if name in VARIANTS else
-            measure({"unroll": int(name.split("-")[-1])}) for name in names}
+    return {name: measure(VARIANTS[name][0]) for name in names}
 
 
 def part_recipes(names: list[str], unroll: int) -> dict:
-    import jax
-
     import digitnet
-    from digitnet import train
 
-    train.SCAN_UNROLL[jax.default_backend()] = unroll
+    settings = engine_settings({"unroll": unroll})
     ds = digitnet.load_dataset()
     out = {}
     for name in names:
         t0 = time.perf_counter()
-        model = digitnet.fit(recipe=name, dataset=ds, verbose=False)
+        model = digitnet.fit(recipe=name, dataset=ds, verbose=False, settings=settings)
         out[name] = {"train_seconds": time.perf_counter() - t0,
                      "epoch_seconds": [h["seconds"] for h in model.history],
                      "test_accuracy": float((model.predict(ds.x_test) == ds.y_test).mean())}
     return out
 
 
-def part_cli(settings: dict) -> dict:
-    """`digitnet train` as a user runs it, twice, in a fresh digitnet home (so the first run
-    compiles and the second finds the persistent compilation cache). Settings other than the
-    shipped ones (loop unrolling, digitnet.fused's knobs) are patched in before main()."""
+def part_cli() -> dict:
+    """`digitnet train` as a user runs it (shipped settings), twice, in a fresh digitnet home
+    (so the first run compiles and the second finds the persistent compilation cache)."""
     home = tempfile.mkdtemp(prefix="digitnet-home-")
-    cmd = ["-m", "digitnet"] if not settings else [
-        "-c", "import sys; from bench.gpu import apply_fused; "
-        f"apply_fused({settings!r}); "
-        "from digitnet.cli import main; sys.exit(main(sys.argv[1:]))"]
+    cmd = ["-m", "digitnet"]
     out = {}
     for name in ("cold", "warm"):
         t0 = time.perf_counter()
@@ -457,9 +447,9 @@ def main(argv: list[str]) -> None:
     explore = "--explore" in argv
     sys.path[:0] = [str(ROOT), str(ROOT / "src")]  # digitnet need not be installed
     from bench.peer_runner import run_peer, write_data
-    from digitnet.train import SCAN_UNROLL
+    from digitnet.engine import DEFAULT_UNROLL
 
-    shipped = SCAN_UNROLL.get("gpu", 1)
+    shipped = DEFAULT_UNROLL["gpu"]
     out_dir.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + budget
     res: dict = {"started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
@@ -496,7 +486,7 @@ def main(argv: list[str]) -> None:
     save()
     res["fused-check"] = run_part("fused-check", [FUSED_SHAPES, 40, best_fused], deadline)
     save()
-    res["cli"] = run_part("cli", [best_fused], deadline)
+    res["cli"] = run_part("cli", [], deadline)
     save()
     with tempfile.TemporaryDirectory() as tmp:
         data = write_data(Path(tmp) / "mnist.npz")
@@ -514,8 +504,8 @@ def main(argv: list[str]) -> None:
     save()
     flags = {"autotune-level-0": "--xla_gpu_autotune_level=0"}
     if explore:
-        res["levers"] = run_part("levers", [["base", "flat-adam", "onehot-loss",
-                                             "one-chunk-per-epoch", "scan-unroll-4"]], deadline)
+        res["levers"] = run_part("levers", [["base", "one-chunk-per-epoch", "unroll-1",
+                                             "unroll-4"]], deadline)
         save()
         flags |= {"no-command-buffers": "--xla_gpu_enable_command_buffer=",
                   "while-in-command-buffers": "--xla_gpu_enable_command_buffer=FUSION,CUBLAS,"

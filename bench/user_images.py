@@ -16,7 +16,7 @@ import numpy as np
 
 import digitnet
 from digitnet.data.images import load_digit
-from digitnet.data.uploads import STYLES, make_upload
+from bench.uploads import STYLES, make_upload
 
 
 def main() -> None:

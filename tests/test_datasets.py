@@ -151,3 +151,12 @@ def test_datasets_list_and_verify_in_an_empty_cache(tmp_path, monkeypatch, capsy
     assert main(["datasets", "verify", "mnist"]) == 0
     assert main(["datasets", "verify", "fashion-mnist"]) == 2
     assert "4 of 4 files missing or corrupt" in capsys.readouterr().err
+
+
+def test_loaded_arrays_are_read_only():
+    # load_dataset's result is cached and shared: a write into it would leak into later runs.
+    ds = load_dataset("mnist")
+    for arr in (ds.x_train, ds.y_train, ds.x_test, ds.y_test):
+        assert not arr.flags.writeable
+        with pytest.raises(ValueError):
+            arr[0] = 0

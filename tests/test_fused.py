@@ -14,8 +14,9 @@ import pytest
 
 import digitnet
 from digitnet import fused, runtime
+from digitnet.engine import Engine, EngineSettings
 from digitnet.model import MLPSpec, preprocess_stats
-from digitnet.train import Engine, TrainConfig, fit_arrays
+from digitnet.train import TrainConfig, fit_arrays
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +26,7 @@ def mnist():
 
 
 def run_chunk(spec, cfg, mode, x, y, steps):
-    engine = Engine(spec, cfg, steps, mode)
+    engine = Engine(spec, cfg, steps, EngineSettings(unroll=2, fused=mode))
     params, opt_state, _, key = engine.init_state(cfg.seed)
     params = jax.tree.map(jnp.copy, params)  # the chunk donates its inputs
     stats = jax.device_put(preprocess_stats(spec, x))
@@ -47,8 +48,8 @@ def test_fused_chunk_matches_xla_step(mnist, hidden, batch, preprocess):
     x, y = mnist
     steps = 5
     start = Engine(spec, cfg, steps).init_state(cfg.seed)[0]
-    params, opt_state, loss_sum, hits = run_chunk(spec, cfg, "interpret", x, y, steps)
-    ref_params, ref_state, ref_loss, ref_hits = run_chunk(spec, cfg, None, x, y, steps)
+    params, opt_state, loss_sum, hits, per_step = run_chunk(spec, cfg, "interpret", x, y, steps)
+    ref_params, ref_state, ref_loss, ref_hits, ref_per_step = run_chunk(spec, cfg, None, x, y, steps)
     assert jax.tree.structure(params) == jax.tree.structure(ref_params)
     assert jax.tree.structure(opt_state) == jax.tree.structure(ref_state)
     # Same up to float rounding and the order of sums. Adam's moments are running sums of the
@@ -69,9 +70,14 @@ def test_fused_chunk_matches_xla_step(mnist, hidden, batch, preprocess):
     assert int(opt_state[0].count) == steps
     np.testing.assert_allclose(float(loss_sum), float(ref_loss), rtol=1e-5)
     assert int(hits) == int(ref_hits)
+    # Each step's values, in order, and the totals are their running sums.
+    np.testing.assert_allclose(np.asarray(per_step[0]), np.asarray(ref_per_step[0]), rtol=1e-5)
+    np.testing.assert_array_equal(np.asarray(per_step[1]), np.asarray(ref_per_step[1]))
+    assert per_step[0].shape == per_step[1].shape == (steps,)
+    assert int(np.asarray(per_step[1]).sum()) == int(hits)
 
 
-def test_fit_with_the_fused_step_matches_xla(mnist, monkeypatch):
+def test_fit_with_the_fused_step_matches_xla(mnist):
     """Whole epochs through the engine: chunks of several fused steps, and a last partial batch
     (12 examples) that XLA's step trains."""
     x, y = mnist[0][:300], mnist[1][:300]
@@ -79,10 +85,9 @@ def test_fit_with_the_fused_step_matches_xla(mnist, monkeypatch):
     cfg = TrainConfig(epochs=2, validation="none", chunks_per_epoch=3)
     stats = preprocess_stats(spec, x)
     states = {}
-    for mode in ("interpret", "0"):
-        monkeypatch.setenv("DIGITNET_FUSED_STEP", mode)
-        states[mode] = fit_arrays(spec, cfg, x, y, stats)
-    got, want = states["interpret"], states["0"]
+    for mode in ("interpret", None):
+        states[mode] = fit_arrays(spec, cfg, x, y, stats, settings=EngineSettings(unroll=2, fused=mode))
+    got, want = states["interpret"], states[None]
     for a, b in zip(jax.tree.leaves(got.params), jax.tree.leaves(want.params), strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)
     for h, r in zip(got.history, want.history, strict=True):
@@ -116,7 +121,7 @@ def test_kernels_lower_to_triton_for_cuda():
     that Triton's lowering cannot take, such as a block whose size is not a power of two,
     fails here)."""
     spec, cfg = MLPSpec(hidden=(100, 64)), TrainConfig(validation="none")
-    engine = Engine(spec, cfg, 8, "gpu")
+    engine = Engine(spec, cfg, 8, EngineSettings(unroll=5, fused="gpu"))
     params, opt_state, _, key = engine.init_state(1)
     stats = jax.device_put(preprocess_stats(spec, np.zeros((2, 784), np.uint8)))
     x, y = jnp.zeros((512, 28, 28), jnp.uint8), jnp.zeros(512, jnp.int32)
@@ -146,13 +151,13 @@ def test_a_fused_step_that_fails_to_compile_gives_way_to_xla(mnist):
     order = jnp.arange(len(x), dtype=jnp.int32)
     results = []
     for mode in ("gpu", None):
-        engine = Engine(spec, cfg, 4, mode)
+        engine = Engine(spec, cfg, 4, EngineSettings(unroll=2, fused=mode))
         params, opt_state, _, key = engine.init_state(1)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             results.append(engine.run_chunk(params, opt_state, stats, jnp.asarray(x), jnp.asarray(y),
                                             order, 0, key, steps=4, batch=32))
-        assert engine.fused_mode is None
+        assert engine.settings.fused is None
         messages = [str(w.message) for w in caught if "fused GPU" in str(w.message)]
         if mode == "gpu":
             assert len(messages) == 1 and "training with XLA's step instead" in messages[0]

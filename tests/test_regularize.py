@@ -8,11 +8,13 @@ import numpy as np
 import optax
 import pytest
 
+from digitnet.callbacks import TrainState
 from digitnet.errors import ConfigError
 from digitnet.metrics import loss_values
 from digitnet.model import MLPSpec, forward, init_params
+from digitnet.optimizers import make_optimizer
 from digitnet.regularize import ema_params
-from digitnet.train import TrainConfig, TrainState, make_optimizer
+from digitnet.train import TrainConfig
 
 
 def toy_params(seed: int = 0):

@@ -88,8 +88,8 @@ def test_a_diverging_run_stops_with_one_line_and_keeps_its_checkpoint(tmp_path):
 
 
 def test_weights_that_blew_up_after_the_last_loss_never_reach_a_checkpoint():
+    from digitnet.engine import check_finite
     from digitnet.errors import TrainingDiverged
-    from digitnet.train import check_finite
 
     check_finite([{"kernel": np.ones((2, 2), np.float32)}], 0, 0.1)
     with pytest.raises(TrainingDiverged, match="weights became NaN or infinite in epoch 3"):

@@ -5,10 +5,12 @@ import pytest
 
 import digitnet
 from digitnet import artifacts as art
+from digitnet.callbacks import Callback
 from digitnet.data.datasets import Dataset
+from digitnet.engine import chunk_length, epoch_chunks
 from digitnet.errors import TrainingDiverged
 from digitnet.model import MLPSpec
-from digitnet.train import Callback, TrainConfig, chunk_length, epoch_chunks
+from digitnet.train import TrainConfig
 
 
 def subset(ds: Dataset, n_train: int, n_test: int = 1000) -> Dataset:
@@ -157,7 +159,7 @@ def test_held_out_validation_fraction(mnist):
 
 
 def test_runs_differing_only_in_seed_share_compiled_code():
-    from digitnet.train import engine_for
+    from digitnet.engine import engine_for
 
     spec = MLPSpec()
     a = engine_for(spec, TrainConfig(seed=1, validation="none"), 100)
@@ -172,7 +174,7 @@ def test_epoch_order_is_jax_random_permutation(n):
     # what jax.random.permutation gives, or runs would change with that choice.
     import jax
 
-    from digitnet.train import engine_for
+    from digitnet.engine import engine_for
 
     engine = engine_for(MLPSpec(), TrainConfig(), 10)
     key, dropout_key = jax.random.key(3), jax.random.key(4)
@@ -185,24 +187,59 @@ def test_epoch_order_is_jax_random_permutation(n):
     np.testing.assert_array_equal(unshuffled.epoch_order(key, dropout_key, 0, n)[0], np.arange(n))
 
 
-def test_loop_unrolling_changes_speed_not_the_training(mnist, monkeypatch):
-    # GPUs run several steps per loop iteration (SCAN_UNROLL); the steps, and so the weights,
-    # must be the same as one step per iteration, up to float rounding of a fused program.
-    import jax
-
-    from digitnet import train
+def test_loop_unrolling_changes_speed_not_the_training(mnist):
+    # GPUs run several steps per loop iteration (EngineSettings.unroll); the steps, and so the
+    # weights, must be the same as one step per iteration, up to float rounding of a fused
+    # program.
+    from digitnet.engine import EngineSettings
 
     small, cfg = subset(mnist, 1600), TrainConfig(epochs=2, seed=3, validation="none")
-    backend = jax.default_backend()
-    plain = digitnet.fit(config=cfg, dataset=small, verbose=False)
-    monkeypatch.setitem(train.SCAN_UNROLL, backend, 4)  # 50 steps a chunk: 12 iterations + 2
-    train._cached_engine.cache_clear()
-    try:
-        assert train.scan_unroll(50) == 4 and train.scan_unroll(2) == 2
-        assert train.scan_unroll(50, draws=True) == 1  # dropout or augmentation
-        unrolled = digitnet.fit(config=cfg, dataset=small, verbose=False)
-    finally:
-        train._cached_engine.cache_clear()
+    four = EngineSettings(unroll=4)  # 50 steps a chunk: 12 iterations + 2
+    assert four.scan_unroll(50) == 4 and four.scan_unroll(2) == 2
+    assert four.scan_unroll(50, draws=True) == 1  # dropout or augmentation
+    plain = digitnet.fit(config=cfg, dataset=small, verbose=False, settings=EngineSettings(unroll=1))
+    unrolled = digitnet.fit(config=cfg, dataset=small, verbose=False, settings=four)
     for a, b in zip(weights_of(plain), weights_of(unrolled), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
     assert unrolled.history[-1]["loss"] == pytest.approx(plain.history[-1]["loss"], rel=1e-5)
+
+
+def test_engine_settings_are_part_of_the_engine_cache_key():
+    from digitnet.engine import EngineSettings, engine_for
+
+    spec, cfg = MLPSpec(), TrainConfig()
+    one, two = EngineSettings(unroll=1), EngineSettings(unroll=2)
+    assert engine_for(spec, cfg, 100, one) is engine_for(spec, cfg, 100, EngineSettings(unroll=1))
+    assert engine_for(spec, cfg, 100, two) is not engine_for(spec, cfg, 100, one)
+    assert engine_for(spec, cfg, 100, two).settings == two
+    with pytest.raises(ValueError):
+        EngineSettings(unroll=0)
+
+
+def test_per_batch_values_add_up_to_the_epoch(mnist):
+    """on_batches_end gets each batch's loss and accuracy, in step order, chunk by chunk; they
+    average to the epoch's logs (a last partial batch weighs by its size)."""
+
+    class Batches(Callback):
+        def __init__(self):
+            self.rows: dict[int, tuple[float, float]] = {}
+
+        def on_batches_end(self, first_step, losses, accuracies):
+            for i, (loss, acc) in enumerate(zip(losses, accuracies, strict=True)):
+                assert first_step + i not in self.rows
+                self.rows[first_step + i] = (loss, acc)
+
+        def on_epoch_end(self, state, logs):
+            self.logs = logs
+
+    n, batch = 1010, 32
+    cb = Batches()
+    digitnet.fit(config=TrainConfig(epochs=1, batch_size=batch, validation="none", chunks_per_epoch=4),
+                 dataset=subset(mnist, n), verbose=False, callbacks=[cb])
+    steps = -(-n // batch)
+    assert sorted(cb.rows) == list(range(steps))
+    sizes = np.array([batch] * (steps - 1) + [n - batch * (steps - 1)])
+    losses, accs = (np.array([cb.rows[i][j] for i in range(steps)]) for j in (0, 1))
+    assert float((losses * sizes).sum() / n) == pytest.approx(cb.logs["loss"], rel=1e-5)
+    assert float((accs * sizes).sum() / n) == pytest.approx(cb.logs["accuracy"], abs=1e-9)
+    assert all(0 <= a <= 1 for a in accs) and losses.std() > 0

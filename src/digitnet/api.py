@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import time
@@ -13,15 +12,14 @@ import jax
 import numpy as np
 
 from digitnet import artifacts as art
+from digitnet.callbacks import Callback
 from digitnet.data.datasets import Dataset, load_dataset
+from digitnet.engine import EngineSettings
 from digitnet.errors import ConfigError, ModelFileError
 from digitnet.metrics import Evaluation, evaluate_arrays
 from digitnet.model import MLPSpec, Params, predict_logits, preprocess_stats
 from digitnet.runtime import enable_compile_cache
-from digitnet.train import Callback, EarlyStopping, TrainConfig, TrainState, fit_arrays
-
-FORMAT = "digitnet-run"
-FORMAT_VERSION = 1
+from digitnet.train import EarlyStopping, TrainConfig, fit_arrays
 
 
 class Model:
@@ -81,11 +79,11 @@ class Model:
     def save(self, path: str | os.PathLike) -> Path:
         """Write the run directory (config.json, weights.safetensors, history.csv)."""
         path = Path(path)
-        config = {"format": FORMAT, "format_version": FORMAT_VERSION, **self.config,
+        config = {"format": art.FORMAT, "format_version": art.FORMAT_VERSION, **self.config,
                   "model": self.spec.to_dict()}
         # One staged write: a full disk leaves the previous model whole, not half replaced.
         art.atomic_write_files(path, {
-            art.WEIGHTS: art.tensors_bytes(self.tensors(), {"format": FORMAT}),
+            art.WEIGHTS: art.tensors_bytes(self.tensors(), {"format": art.FORMAT}),
             art.HISTORY: art.history_bytes(self.history),
             art.CONFIG: art.json_bytes(config),
         })
@@ -101,32 +99,13 @@ def load(path: str | os.PathLike) -> Model:
     path = art.check_run_dir(Path(path))
     enable_compile_cache()
     config = art.read_json(path / art.CONFIG)
-    if config.get("format") != FORMAT:
+    if config.get("format") != art.FORMAT:
         raise ModelFileError(f"{path / art.CONFIG}: not a digitnet run config")
-    spec = spec_from_config(config, path)
+    spec = art.spec_from_config(config, path)
     tensors, _ = art.read_tensors(path / art.WEIGHTS)
     params = art.tensors_to_params(tensors, spec.sizes, path / art.WEIGHTS)
-    stats = read_stats(tensors, spec, path / art.WEIGHTS)
+    stats = art.read_stats(tensors, spec, path / art.WEIGHTS)
     return Model(spec, params, stats, config, art.read_history(path / art.HISTORY))
-
-
-def spec_from_config(config: dict[str, Any], path: Path) -> MLPSpec:
-    try:
-        return MLPSpec.from_dict(config["model"])
-    except (KeyError, TypeError, ValueError, OverflowError) as exc:
-        raise ModelFileError(f"{path / art.CONFIG}: bad or missing model spec ({exc})") from None
-    except ConfigError as exc:
-        raise ModelFileError(f"{path / art.CONFIG}: {exc}") from None
-
-
-def read_stats(tensors: dict[str, np.ndarray], spec: MLPSpec, path: Path) -> dict[str, np.ndarray]:
-    stats = {}
-    for k in ("shift", "scale"):
-        v = tensors.get(f"preprocess.{k}")
-        if v is None or v.shape != (spec.input_dim,) or v.dtype != np.float32:
-            raise ModelFileError(f"{path}: missing or malformed tensor preprocess.{k}")
-        stats[k] = v
-    return stats
 
 
 def dataset_from_config(config: dict[str, Any]) -> Dataset:
@@ -146,54 +125,6 @@ def versions() -> dict[str, str]:
 def device() -> dict[str, str]:
     """What trained a run: JAX's backend and device."""
     return {"backend": jax.default_backend(), "device": jax.devices()[0].device_kind}
-
-
-class Checkpoint(Callback):
-    """After every epoch: weights + optimizer state + history in one atomic file."""
-
-    def __init__(self, run_dir: Path, stats: dict[str, np.ndarray]):
-        self.run_dir, self.stats = run_dir, stats
-
-    def on_epoch_end(self, state: TrainState, logs: dict[str, float]) -> None:
-        save_checkpoint(self.run_dir, state, self.stats)
-
-
-def save_checkpoint(run_dir: Path, state: TrainState, stats: dict[str, np.ndarray]) -> None:
-    """The checkpoint and history.csv, staged together so that they always agree."""
-    leaves = jax.tree.leaves(state.opt_state)
-    tensors = {**art.params_to_tensors(state.params, "params."),
-               **{f"opt.{i}": np.asarray(v) for i, v in enumerate(leaves)},
-               **{f"preprocess.{k}": v for k, v in stats.items()}}
-    meta = {"format": FORMAT, "epoch": str(state.epoch), "history": json.dumps(state.history)}
-    art.atomic_write_files(run_dir, {art.CHECKPOINT: art.tensors_bytes(tensors, meta),
-                                     art.HISTORY: art.history_bytes(state.history)})
-
-
-def load_checkpoint(run_dir: Path, spec: MLPSpec, cfg: TrainConfig, n_train: int) -> TrainState:
-    """The training state saved after the last complete epoch. The optimizer state's structure
-    comes from a fresh `tx.init`, so nothing but arrays is read from disk."""
-    from digitnet.model import init_params
-    from digitnet.train import epoch_chunks, make_optimizer
-
-    path = run_dir / art.CHECKPOINT
-    tensors, meta = art.read_tensors(path)
-    params = art.tensors_to_params(tensors, spec.sizes, path, prefix="params.")
-    steps = sum(s for _, s, _ in epoch_chunks(n_train, cfg.batch_size, cfg.chunks_per_epoch))
-    tx = make_optimizer(cfg, steps * cfg.epochs)
-    leaves, treedef = jax.tree.flatten(tx.init(init_params(spec, jax.random.key(0))))
-    restored = []
-    for i, leaf in enumerate(leaves):
-        v = tensors.get(f"opt.{i}")
-        # safetensors stores 0-d arrays (step counters) as shape (1,)
-        if v is None or v.size != np.size(leaf) or v.dtype != leaf.dtype:
-            raise ModelFileError(f"{path}: optimizer state does not match this configuration")
-        restored.append(v.reshape(np.shape(leaf)))
-    try:
-        epoch, history = int(meta["epoch"]), json.loads(meta["history"])
-    except (KeyError, ValueError) as exc:
-        raise ModelFileError(f"{path}: bad checkpoint metadata ({exc})") from None
-    return TrainState(params=params, opt_state=jax.tree.unflatten(treedef, restored),
-                      epoch=epoch, history=history)
 
 
 def split_validation(ds: Dataset, cfg: TrainConfig):
@@ -219,12 +150,15 @@ def fit(
     verbose: bool = True,
     callbacks: list[Callback] | None = None,
     recipe: str | None = None,
+    settings: EngineSettings | None = None,
 ) -> Model:
     """Train an MLP (by default the tutorial's 784-64-64-10 on MNIST) and return it.
 
     With `out`, the run directory is written there: a checkpoint every epoch, then the final
     model. `resume=True` continues from that directory's last checkpoint. `recipe` (a name from
     digitnet.recipes.recipe_names(), e.g. "best") supplies the spec and config not given.
+    `settings` says how the engine runs (digitnet.engine.EngineSettings; this machine's
+    defaults when None): speed, not results.
     """
     if recipe is not None and (spec is None or config is None):
         from digitnet.config import recipe as recipe_setup
@@ -258,19 +192,19 @@ def fit(
         if run_dir.is_dir():
             art.remove_stale_temps(run_dir)  # left by a killed writer
         if resume and (run_dir / art.CHECKPOINT).exists():
-            state = load_checkpoint(run_dir, spec, cfg, len(x))
+            state = art.load_checkpoint(run_dir, spec, cfg, len(x))
         elif (run_dir / art.WEIGHTS).exists():
             # Starting afresh would pair a new config.json with the old weights until the end:
             # a kill or a full disk meanwhile would leave neither model loadable.
             raise ConfigError(f"{run_dir} already holds a trained model"
                               f"{'' if resume else ' (continue it with --resume)'}; "
                               "choose another output folder or delete it")
-        art.write_json(run_dir / art.CONFIG, {"format": FORMAT, "format_version": FORMAT_VERSION,
+        art.write_json(run_dir / art.CONFIG, {"format": art.FORMAT, "format_version": art.FORMAT_VERSION,
                                               "status": "training", **config_doc,
                                               "model": spec.to_dict(), "versions": versions()})
-        cbs.insert(0, Checkpoint(run_dir, stats))
+        cbs.insert(0, art.Checkpoint(run_dir, stats))
     t0 = time.perf_counter()
-    state = fit_arrays(spec, cfg, x, y, stats, val, state=state, callbacks=cbs)
+    state = fit_arrays(spec, cfg, x, y, stats, val, state=state, callbacks=cbs, settings=settings)
     train_seconds = time.perf_counter() - t0
     params = jax.tree.map(np.asarray, state.weights())
     test = evaluate_arrays(spec, params, stats, ds.x_test, ds.y_test)

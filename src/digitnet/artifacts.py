@@ -1,7 +1,8 @@
-"""The run directory: config.json + weights.safetensors + history.csv (+ checkpoint.safetensors).
+"""The run directory: config.json + weights.safetensors + history.csv (+ checkpoint.safetensors),
+and the training checkpoint (weights, optimizer state and history after each epoch).
 
-Every file is written atomically (temporary file in the same folder, fsync, rename), so a
-crash leaves either the old file or the new one, never half of one. Nothing is unpickled.
+Every file is written atomically (digitnet.files), so a crash leaves either the old file or the
+new one, never half of one. Nothing is unpickled.
 """
 
 from __future__ import annotations
@@ -9,59 +10,31 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import jax
 import numpy as np
 
-from digitnet.errors import ModelFileError, StorageError
+from digitnet.callbacks import Callback, TrainState
+from digitnet.engine import steps_per_epoch
+from digitnet.errors import ConfigError, ModelFileError
+from digitnet.files import TMP_SUFFIX
+from digitnet.files import atomic_write_bytes as atomic_write_bytes  # the run dir's writes
+from digitnet.files import atomic_write_files as atomic_write_files
+from digitnet.model import MLPSpec, init_params
+from digitnet.optimizers import make_optimizer
 
+if TYPE_CHECKING:
+    from digitnet.train import TrainConfig
+
+FORMAT = "digitnet-run"
+FORMAT_VERSION = 1
 CONFIG = "config.json"
 WEIGHTS = "weights.safetensors"
 HISTORY = "history.csv"
 CHECKPOINT = "checkpoint.safetensors"
-UMASK = os.umask(0o022)
-os.umask(UMASK)
 HISTORY_FIELDS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds")
-TMP_SUFFIX = ".tmp"
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path = Path(path)
-    atomic_write_files(path.parent, {path.name: data})
-
-
-def atomic_write_files(folder: Path, files: dict[str, bytes]) -> None:
-    """Write several files of one folder, each atomically. All are staged (written and synced
-    to temporary files) before any is renamed, so a full disk or a failed write changes
-    nothing: the folder keeps its previous files. Failures raise StorageError."""
-    folder = Path(folder)
-    staged: list[tuple[str, Path]] = []
-    target = folder
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        for name, data in files.items():
-            target = folder / name
-            fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=TMP_SUFFIX)
-            staged.append((tmp, folder / name))
-            with os.fdopen(fd, "wb") as f:
-                os.fchmod(fd, 0o666 & ~UMASK)  # mkstemp makes 0600; a model file is for sharing
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-        while staged:
-            tmp, target = staged[0]
-            os.replace(tmp, target)
-            staged.pop(0)
-        target = folder
-        fsync_dir(folder)
-    except OSError as exc:
-        raise StorageError(f"cannot write {target}: {exc.strerror or exc}") from None
-    finally:
-        for tmp, _ in staged:
-            Path(tmp).unlink(missing_ok=True)
 
 
 def remove_stale_temps(folder: Path) -> list[Path]:
@@ -72,15 +45,6 @@ def remove_stale_temps(folder: Path) -> list[Path]:
     for p in stale:
         p.unlink(missing_ok=True)
     return stale
-
-
-def fsync_dir(folder: Path) -> None:
-    """Make a rename in `folder` durable (the directory entry itself is flushed)."""
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -199,3 +163,66 @@ def check_run_dir(path: Path) -> Path:
         if not (path / name).is_file():
             raise ModelFileError(f"{path}: not a digitnet run (missing {name})")
     return path
+
+
+def save_checkpoint(run_dir: Path, state: TrainState, stats: dict[str, np.ndarray]) -> None:
+    """The checkpoint and history.csv, staged together so that they always agree."""
+    leaves = jax.tree.leaves(state.opt_state)
+    tensors = {**params_to_tensors(state.params, "params."),
+               **{f"opt.{i}": np.asarray(v) for i, v in enumerate(leaves)},
+               **{f"preprocess.{k}": v for k, v in stats.items()}}
+    meta = {"format": FORMAT, "epoch": str(state.epoch), "history": json.dumps(state.history)}
+    atomic_write_files(run_dir, {CHECKPOINT: tensors_bytes(tensors, meta),
+                                     HISTORY: history_bytes(state.history)})
+
+
+def load_checkpoint(run_dir: Path, spec: MLPSpec, cfg: TrainConfig, n_train: int) -> TrainState:
+    """The training state saved after the last complete epoch. The optimizer state's structure
+    comes from a fresh `tx.init`, so nothing but arrays is read from disk."""
+    path = run_dir / CHECKPOINT
+    tensors, meta = read_tensors(path)
+    params = tensors_to_params(tensors, spec.sizes, path, prefix="params.")
+    tx = make_optimizer(cfg, steps_per_epoch(n_train, cfg) * cfg.epochs)
+    leaves, treedef = jax.tree.flatten(tx.init(init_params(spec, jax.random.key(0))))
+    restored = []
+    for i, leaf in enumerate(leaves):
+        v = tensors.get(f"opt.{i}")
+        # safetensors stores 0-d arrays (step counters) as shape (1,)
+        if v is None or v.size != np.size(leaf) or v.dtype != leaf.dtype:
+            raise ModelFileError(f"{path}: optimizer state does not match this configuration")
+        restored.append(v.reshape(np.shape(leaf)))
+    try:
+        epoch, history = int(meta["epoch"]), json.loads(meta["history"])
+    except (KeyError, ValueError) as exc:
+        raise ModelFileError(f"{path}: bad checkpoint metadata ({exc})") from None
+    return TrainState(params=params, opt_state=jax.tree.unflatten(treedef, restored),
+                      epoch=epoch, history=history)
+
+
+def spec_from_config(config: dict[str, Any], path: Path) -> MLPSpec:
+    try:
+        return MLPSpec.from_dict(config["model"])
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
+        raise ModelFileError(f"{path / CONFIG}: bad or missing model spec ({exc})") from None
+    except ConfigError as exc:
+        raise ModelFileError(f"{path / CONFIG}: {exc}") from None
+
+
+def read_stats(tensors: dict[str, np.ndarray], spec: MLPSpec, path: Path) -> dict[str, np.ndarray]:
+    stats = {}
+    for k in ("shift", "scale"):
+        v = tensors.get(f"preprocess.{k}")
+        if v is None or v.shape != (spec.input_dim,) or v.dtype != np.float32:
+            raise ModelFileError(f"{path}: missing or malformed tensor preprocess.{k}")
+        stats[k] = v
+    return stats
+
+
+class Checkpoint(Callback):
+    """After every epoch: weights + optimizer state + history in one atomic file."""
+
+    def __init__(self, run_dir: Path, stats: dict[str, np.ndarray]):
+        self.run_dir, self.stats = run_dir, stats
+
+    def on_epoch_end(self, state: TrainState, logs: dict[str, float]) -> None:
+        save_checkpoint(self.run_dir, state, self.stats)

@@ -10,17 +10,24 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from digitnet import artifacts as art
 from digitnet.config import split_options
 from digitnet.errors import ConfigError, DigitnetError
 
-if TYPE_CHECKING:
-    from digitnet.sweep import Trial
-
 Files = dict[str, bytes]
+
+
+@dataclass
+class Trial:
+    """One run of a sweep: its id, its full flat options (base + point + seed), its groups."""
+
+    id: str
+    options: dict[str, Any]
+    groups: list[str] = field(default_factory=list)
 
 
 def execute(options: dict[str, Any], start: Files | None = None) -> dict[str, Any]:
@@ -47,8 +54,8 @@ def execute(options: dict[str, Any], start: Files | None = None) -> dict[str, An
             "wall_seconds": time.perf_counter() - t0}
 
 
-Job = tuple["Trial", Files | None]
-Outcome = tuple["Trial", dict[str, Any]]
+Job = tuple[Trial, Files | None]
+Outcome = tuple[Trial, dict[str, Any]]
 
 
 def run_local(jobs: list[Job]) -> Iterator[Outcome]:

@@ -25,7 +25,7 @@ by bench/gpu.py (docs/performance.md): an H100's tutorial epoch takes 0.040 s in
 Where it does not apply (other activations, dropout, augmentation, other optimizers or losses,
 batch sizes that are not a power of two), XLA's step trains; digitnet.runtime.fused_step says
 whether it is on (DIGITNET_FUSED_STEP=0 turns it off), and where its kernels fail to compile,
-train.Engine.run_chunk warns and trains with XLA's step.
+engine.Engine.run_chunk warns and trains with XLA's step.
 """
 
 from __future__ import annotations
@@ -39,12 +39,12 @@ from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as plgpu
 
 from digitnet.model import MLPSpec, Params
-from digitnet.train import ADAM_B1 as B1
-from digitnet.train import ADAM_B2 as B2
-from digitnet.train import ADAM_EPS as EPS
+from digitnet.optimizers import ADAM_B1 as B1
+from digitnet.optimizers import ADAM_B2 as B2
+from digitnet.optimizers import ADAM_EPS as EPS
 
-# On an H100, rows of the first kernel per program of P: 128 (7 programs) gave a tutorial
-# epoch of 0.065 s, 64 0.039 s, 32 0.038 s (bench/gpu.py: fused-tiles).
+# Rows of the first kernel per program of P: the fastest tiling bench/gpu.py's fused-tiles
+# found (bench/results/gpu.json); EngineSettings.kernels overrides it and the warps below.
 TILE = 32
 BATCHES = (16, 32, 64, 128)  # Triton's products need ≥ 16 rows; registers bound the top
 MAX_WIDTH = 128  # widest layer (padded to a power of two) Q holds in registers
@@ -160,8 +160,10 @@ def _shapes(ts):
 
 def train_chunk(params: Params, opt_state: Any, stats: dict, x: jax.Array, y: jax.Array,
                 order: jax.Array, start: jax.Array, *, steps: int, batch: int, lr: float,
-                unroll: int, interpret: bool) -> tuple[Params, Any, jax.Array, jax.Array]:
-    """Train `steps` steps of `batch` examples, as Engine._train_chunk does with XLA's step."""
+                unroll: int, interpret: bool, tile: int = TILE, num_warps: int = NUM_WARPS,
+                num_warps_q: int = NUM_WARPS_Q) -> tuple[Params, Any, jax.Array, jax.Array, tuple]:
+    """Train `steps` steps of `batch` examples, as Engine._train_chunk does with XLA's step:
+    (params, opt_state, loss sum, hits, (per-step loss sums, per-step hits))."""
     adam, rest = opt_state[0], opt_state[1:]
     sizes = [params[0]["kernel"].shape[0]] + [layer["bias"].shape[0] for layer in params]
     widths = [padded(n) for n in sizes]
@@ -183,42 +185,43 @@ def train_chunk(params: Params, opt_state: Any, stats: dict, x: jax.Array, y: ja
 
     small = (tensors(params), tensors(adam.mu), tensors(adam.nu))
     first = (params[0]["kernel"], adam.mu[0]["kernel"], adam.nu[0]["kernel"])
-    small, first, count, loss_sum, hits = _chunk(
+    small, first, count, loss_sum, hits, per_step = _chunk(
         small, first, adam.count, x, y, order, start, steps, unroll, stats["shift"],
-        stats["scale"], sizes, widths, keys, batch, lr, interpret)
+        stats["scale"], sizes, widths, keys, batch, lr, interpret, tile, num_warps, num_warps_q)
     (ps, ms, vs), (w1, m1, v1) = small, first
     adam = adam._replace(count=count, mu=rebuild(ms, m1), nu=rebuild(vs, v1))
-    return rebuild(ps, w1), (adam, *rest), loss_sum, hits
+    return rebuild(ps, w1), (adam, *rest), loss_sum, hits, per_step
 
 
 def _chunk(small, first, count, x, y, order, start, steps, unroll, shift, scale, sizes, widths,
-           keys, batch, lr, interpret):
+           keys, batch, lr, interpret, tile, num_warps, num_warps_q):
     """The chunk's steps as kernels P and Q, on flat lists of tensors: `small` = (parameters,
     first moments, second moments) of the tensors in `keys`, `first` = the same three of the
-    first kernel. Returns them updated, with Adam's count, the summed loss and the hits."""
+    first kernel. Returns them updated, with Adam's count, the summed loss and the hits, and
+    each step's loss sum and hits."""
     # The chunk's examples in training order, gathered once: the kernels read whole batches.
     idx = jax.lax.dynamic_slice(order, (start,), (steps * batch,))
     xs, ys = x[idx], y[idx]
-    n_tiles = pl.cdiv(sizes[0], TILE)
+    n_tiles = pl.cdiv(sizes[0], tile)
     k = len(keys)
 
     def kernel_p(update, forward, xs_ref, shift_ref, scale_ref, pos_ref, count_ref, delta_ref,
                  w_ref, m_ref, v_ref, part_ref, w_out, m_out, v_out, part_out):
         # After Q: the position has moved past the batch just trained, the count counts it.
-        tile = pl.program_id(0)
-        row = tile * TILE
+        program = pl.program_id(0)
+        row = program * tile
         pos = pos_ref[...]
-        w = _block(w_ref, TILE, widths[1], row)
+        w = _block(w_ref, tile, widths[1], row)
         if update:
-            xt = _rows(xs_ref, shift_ref, scale_ref, pos - batch, batch, row, TILE)
+            xt = _rows(xs_ref, shift_ref, scale_ref, pos - batch, batch, row, tile)
             g = jnp.dot(xt.T, delta_ref[...])
             corr1, corr2 = _corrections(count_ref[...] - 1)
-            w, m, v = _adam(w, _block(m_ref, TILE, widths[1], row),
-                            _block(v_ref, TILE, widths[1], row), g, lr, corr1, corr2)
+            w, m, v = _adam(w, _block(m_ref, tile, widths[1], row),
+                            _block(v_ref, tile, widths[1], row), g, lr, corr1, corr2)
             _store((w_out, m_out, v_out), (w, m, v), row)
         if forward:
-            xt = _rows(xs_ref, shift_ref, scale_ref, pos, batch, row, TILE)
-            part_out[tile] = jnp.dot(xt, w)
+            xt = _rows(xs_ref, shift_ref, scale_ref, pos, batch, row, tile)
+            part_out[program] = jnp.dot(xt, w)
 
     def kernel_q(part_ref, ys_ref, pos_ref, count_ref, loss_ref, hits_ref, *refs):
         p_in, m_in, v_in = refs[:k], refs[k:2 * k], refs[2 * k:3 * k]
@@ -241,7 +244,7 @@ def _chunk(small, first, count, x, y, order, start, steps, unroll, shift, scale,
         w1, m1, v1, part = pl.pallas_call(
             partial(kernel_p, update, forward), name="digitnet_step_p", grid=(n_tiles,),
             out_shape=_shapes([w1, m1, v1, part]), input_output_aliases={6: 0, 7: 1, 8: 2, 9: 3},
-            interpret=interpret, compiler_params=plgpu.CompilerParams(num_warps=NUM_WARPS),
+            interpret=interpret, compiler_params=plgpu.CompilerParams(num_warps=num_warps),
         )(xs, shift, scale, pos, count, delta, w1, m1, v1, part)
         return (ps, ms, vs), (w1, m1, v1), pos, count, loss_sum, hits, delta, part
 
@@ -252,14 +255,23 @@ def _chunk(small, first, count, x, y, order, start, steps, unroll, shift, scale,
             out_shape=[jax.ShapeDtypeStruct((batch, widths[1]), jnp.float32),
                        *_shapes([pos, count, loss_sum, hits, *ps, *ms, *vs])],
             input_output_aliases={2 + i: 1 + i for i in range(4)} | {6 + i: 5 + i for i in range(3 * k)},
-            interpret=interpret, compiler_params=plgpu.CompilerParams(num_warps=NUM_WARPS_Q),
+            interpret=interpret, compiler_params=plgpu.CompilerParams(num_warps=num_warps_q),
         )(part, ys, pos, count, loss_sum, hits, *ps, *ms, *vs)
         delta, pos, count, loss_sum, hits = out[:5]
         small = (list(out[5:5 + k]), list(out[5 + k:5 + 2 * k]), list(out[5 + 2 * k:]))
         return small, w1s, pos, count, loss_sum, hits, delta, part
 
+    def q_step(carry):
+        # Q starts each step's counters at zero and the sums run here, in the same order as Q's
+        # own running sums would: so each step's values come out too.
+        loss_sum, hits = carry[4], carry[5]
+        carry = q_call((*carry[:4], jnp.zeros_like(loss_sum), jnp.zeros_like(hits), *carry[6:]))
+        step_loss, step_hits = carry[4], carry[5]
+        return (*carry[:4], loss_sum + step_loss, hits + step_hits, *carry[6:]), (step_loss, step_hits)
+
     def step(carry, _):
-        return p_call(True, True, q_call(carry)), None
+        carry, per_step = q_step(carry)
+        return p_call(True, True, carry), per_step
 
     carry = (small, first, jnp.zeros((), jnp.int32), count, jnp.zeros((), jnp.float32),
              jnp.zeros((), jnp.int32), jnp.zeros((batch, widths[1]), jnp.float32),
@@ -268,10 +280,14 @@ def _chunk(small, first, count, x, y, order, start, steps, unroll, shift, scale,
     # forward pass with the updated tile: so a chunk begins with a forward-only P and ends
     # with an update-only P.
     carry = p_call(False, True, carry)
+    losses, step_hits = jnp.zeros((0,), jnp.float32), jnp.zeros((0,), jnp.int32)
     if steps > 1:
-        carry, _ = jax.lax.scan(step, carry, None, length=steps - 1, unroll=min(unroll, steps - 1))
-    small, first, _, count, loss_sum, hits, _, _ = p_call(True, False, q_call(carry))
-    return small, first, count, loss_sum, hits
+        carry, (losses, step_hits) = jax.lax.scan(step, carry, None, length=steps - 1,
+                                                  unroll=min(unroll, steps - 1))
+    carry, (last_loss, last_hits) = q_step(carry)
+    small, first, _, count, loss_sum, hits, _, _ = p_call(True, False, carry)
+    per_step = (jnp.append(losses, last_loss), jnp.append(step_hits, last_hits))
+    return small, first, count, loss_sum, hits, per_step
 
 
 def _rows(xs_ref, shift_ref, scale_ref, r0, batch: int, c0, tile: int):

@@ -108,3 +108,9 @@ def evaluate_arrays(spec, params, stats, x: np.ndarray, y: np.ndarray,
     pred = logits.argmax(-1)
     return Evaluation(loss=loss_value, accuracy=float((pred == y).mean()),
                       confusion=confusion_matrix(y, pred, spec.num_classes))
+
+
+def higher_is_better(name: str) -> bool:
+    """Whether a larger value of the metric `name` is better: accuracies (accuracy,
+    val_accuracy, test_accuracy, Keras' acc), not losses."""
+    return "acc" in name

@@ -12,7 +12,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from digitnet.train import Callback, TrainState
+from digitnet.callbacks import Callback, TrainState
 
 
 class ProgressBar(Callback):

@@ -44,14 +44,15 @@ import platform
 import random
 import statistics
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from digitnet import artifacts as art
 from digitnet.config import read_toml, split_options
 from digitnet.errors import ConfigError, DigitnetError
-from digitnet.executors import Files, Job, run_local, run_processes, run_ray
+from digitnet.executors import Files, Job, Trial, run_local, run_processes, run_ray
+from digitnet.metrics import higher_is_better
 
 FORMAT = "digitnet-sweep"
 RESULTS_JSON = "results.json"
@@ -63,13 +64,6 @@ METRICS = ("test_accuracy", "test_loss", "val_accuracy", "val_loss", "accuracy",
            "train_seconds")
 # results.csv has one column per option too, so the metric `epochs` (how many ran) is renamed.
 CSV_METRICS = {k: "epochs_trained" if k == "epochs" else k for k in METRICS}
-
-
-@dataclass
-class Trial:
-    id: str
-    options: dict[str, Any]  # full flat options: base + point + seed
-    groups: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -363,7 +357,7 @@ def successive_halving(sweep: SweepRun, halving: dict[str, Any]) -> None:
     `metric` over seeds), train those eta times longer, continuing from their checkpoints, and
     so on until the survivors reach their full epochs. Each rung is a trial of its own."""
     eta, metric = halving["eta"], halving["metric"]
-    sign = -1.0 if "loss" in metric else 1.0
+    sign = 1.0 if higher_is_better(metric) else -1.0
     points: dict[str, list[Trial]] = {}
     for t in sweep.plan.trials:
         points.setdefault(point_key(t), []).append(t)

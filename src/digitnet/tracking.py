@@ -10,8 +10,8 @@ import json
 import os
 from typing import Any
 
+from digitnet.callbacks import Callback, TrainState
 from digitnet.errors import ConfigError
-from digitnet.train import Callback, TrainState
 
 SCALARS = ("loss", "accuracy", "val_loss", "val_accuracy")
 

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from digitnet.data.images import ImageTooLarge, load_digit
-from digitnet.data.uploads import STYLES, make_upload
+from bench.uploads import STYLES, make_upload
 
 N = 30  # digits per style; the full measurement is bench/user_images.py
 

@@ -304,11 +304,21 @@ def load_dataset(name: str = "mnist", path: str | os.PathLike | None = None) -> 
     >>> ds = load_dataset("mnist")
     >>> ds.x_train.shape, ds.y_test[:5].tolist()
     ((60000, 28, 28), [7, 2, 1, 0, 4])
+
+    The arrays are read-only (shared through a cache): copy them to change them.
     """
     if path is not None:
         folder = Path(path).expanduser()
-        return read_folder(folder, name=name if name != "mnist" else folder.name)
+        return read_only(read_folder(folder, name=name if name != "mnist" else folder.name))
     e = entry(name)
     if status(name) not in ("embedded", "cached"):
         fetch(name)
-    return read_folder(location(name), name, pins=e.files)
+    return read_only(read_folder(location(name), name, pins=e.files))
+
+
+def read_only(ds: Dataset) -> Dataset:
+    """The dataset with its arrays made read-only: load_dataset's result is cached and shared by
+    every caller in the process, so a write into it would change every later run."""
+    for arr in (ds.x_train, ds.y_train, ds.x_test, ds.y_test):
+        arr.flags.writeable = False
+    return ds

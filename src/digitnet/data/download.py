@@ -35,8 +35,8 @@ from rich.progress import (
 )
 
 from digitnet import __version__
-from digitnet.artifacts import UMASK, fsync_dir
 from digitnet.errors import DataError
+from digitnet.files import UMASK, fsync_dir
 
 try:
     import fcntl

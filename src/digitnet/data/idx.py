@@ -144,7 +144,7 @@ def encode_idx(array: np.ndarray) -> bytes:
 
 def write_idx(path: str | os.PathLike, array: np.ndarray) -> None:
     """Write `array` as IDX, gzip-compressed when the name ends in .gz; atomically."""
-    from digitnet.artifacts import atomic_write_bytes
+    from digitnet.files import atomic_write_bytes
 
     data = encode_idx(array)
     if str(path).endswith(".gz"):

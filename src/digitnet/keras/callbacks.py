@@ -9,8 +9,10 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
+from digitnet import callbacks as engine_callbacks
 from digitnet import train
 from digitnet.keras.errors import KerasValueError
+from digitnet.metrics import higher_is_better
 
 
 def monitor_sign(monitor: str, mode: str) -> float:
@@ -18,7 +20,7 @@ def monitor_sign(monitor: str, mode: str) -> float:
     if mode not in ("auto", "min", "max"):
         raise KerasValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
     if mode == "auto":
-        return -1.0 if "acc" in monitor else 1.0
+        return -1.0 if higher_is_better(monitor) else 1.0
     return 1.0 if mode == "min" else -1.0
 
 
@@ -114,17 +116,17 @@ def keras_logs(logs: dict[str, float], metric: str | None) -> dict[str, float]:
     return out
 
 
-class Bridge(train.Callback):
+class Bridge(engine_callbacks.Callback):
     """Runs Keras callbacks from the engine's hooks, with Keras' metric names in `logs`, and
     keeps the model's weights current for them."""
 
     def __init__(self, model: Any, callbacks: list[Any], metric: str | None, verbose: int):
         self.model, self.callbacks, self.metric, self.verbose = model, callbacks, metric, verbose
 
-    def on_train_begin(self, state: train.TrainState, steps_per_epoch: int, epochs: int) -> None:
+    def on_train_begin(self, state: engine_callbacks.TrainState, steps_per_epoch: int, epochs: int) -> None:
         self.model.stop_training = False
         for cb in self.callbacks:
-            if isinstance(cb, train.Callback):
+            if isinstance(cb, engine_callbacks.Callback):
                 cb.on_train_begin(state, steps_per_epoch, epochs)
             else:
                 cb.set_model(self.model)
@@ -133,43 +135,43 @@ class Bridge(train.Callback):
 
     def on_epoch_begin(self, epoch: int) -> None:
         for cb in self.callbacks:
-            if isinstance(cb, train.Callback):
+            if isinstance(cb, engine_callbacks.Callback):
                 cb.on_epoch_begin(epoch)
             else:
                 cb.on_epoch_begin(epoch, {})
 
-    def on_epoch_end(self, state: train.TrainState, logs: dict[str, float]) -> None:
+    def on_epoch_end(self, state: engine_callbacks.TrainState, logs: dict[str, float]) -> None:
         self.model.use_params(state.params)
         klogs = keras_logs(logs, self.metric)
         for cb in self.callbacks:
-            if isinstance(cb, train.Callback):
+            if isinstance(cb, engine_callbacks.Callback):
                 cb.on_epoch_end(state, klogs)
             else:
                 cb.on_epoch_end(int(logs["epoch"]) - 1, dict(klogs))
         if self.model.stop_training:
             state.stop = True
 
-    def on_train_end(self, state: train.TrainState) -> None:
+    def on_train_end(self, state: engine_callbacks.TrainState) -> None:
         for cb in self.callbacks:
-            if isinstance(cb, train.Callback):
+            if isinstance(cb, engine_callbacks.Callback):
                 cb.on_train_end(state)
         self.model.use_params(state.params)
         for cb in self.callbacks:
-            if not isinstance(cb, train.Callback):
+            if not isinstance(cb, engine_callbacks.Callback):
                 cb.on_train_end({})
 
 
-class EpochLines(train.Callback):
+class EpochLines(engine_callbacks.Callback):
     """One line per epoch on stdout, as Keras' verbose=2 (and in notebooks without ipywidgets,
     where a live progress bar cannot render)."""
 
     def __init__(self, metric: str | None):
         self.metric = metric
 
-    def on_train_begin(self, state: train.TrainState, steps_per_epoch: int, epochs: int) -> None:
+    def on_train_begin(self, state: engine_callbacks.TrainState, steps_per_epoch: int, epochs: int) -> None:
         self.steps, self.epochs = steps_per_epoch, epochs
 
-    def on_epoch_end(self, state: train.TrainState, logs: dict[str, float]) -> None:
+    def on_epoch_end(self, state: engine_callbacks.TrainState, logs: dict[str, float]) -> None:
         parts = [f"{self.steps}/{self.steps}", f"{logs['seconds']:.1f}s"]
         parts += [f"{k}: {v:.4f}" for k, v in keras_logs(logs, self.metric).items()]
         print(f"Epoch {int(logs['epoch'])}/{self.epochs}\n" + " - ".join(parts), flush=True)

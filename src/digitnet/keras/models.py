@@ -19,6 +19,7 @@ import jax
 import numpy as np
 
 from digitnet import artifacts
+from digitnet.callbacks import TrainState
 from digitnet.keras import callbacks as cbs
 from digitnet.keras import losses, optimizers
 from digitnet.keras.errors import KerasFileError, KerasValueError
@@ -27,7 +28,8 @@ from digitnet.keras.layers import INITIALIZERS, Dense, Dropout, Flatten, InputLa
 from digitnet.keras.utils import next_seed
 from digitnet.metrics import evaluate_arrays
 from digitnet.model import MLPSpec, init_params, predict_logits, preprocess_stats
-from digitnet.train import TrainConfig, TrainState, fit_arrays, make_optimizer
+from digitnet.optimizers import make_optimizer
+from digitnet.train import TrainConfig, fit_arrays
 
 METRICS = ("accuracy", "acc", "categorical_accuracy", "sparse_categorical_accuracy")
 

@@ -1,0 +1,252 @@
+"""The compiled engine: one jitted call trains a chunk of an epoch with `lax.scan`, so Python
+only runs between chunks. The training set lives on the device, as given (uint8 pixels stay
+uint8; the model's preprocessing runs inside the compiled step). On a GPU, the steps that
+digitnet.fused covers (the tutorial's: a ReLU MLP, Adam, cross-entropy) run as its two
+hand-written kernels instead of XLA's step.
+
+How the engine runs (EngineSettings) is separate from what it trains (TrainConfig): settings
+change speed, never the steps, and are part of the engine's cache key.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, replace
+from functools import lru_cache, partial
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from digitnet import augment, runtime
+from digitnet.errors import TrainingDiverged
+from digitnet.metrics import loss_values, target_labels
+from digitnet.model import MLPSpec, Params, forward, init_params
+from digitnet.optimizers import make_optimizer
+
+if TYPE_CHECKING:
+    from digitnet.train import TrainConfig
+
+# Training steps per iteration of the compiled loop, by JAX backend: more amortises the loop's
+# fixed cost per iteration, at the price of a longer compilation (docs/performance.md).
+DEFAULT_UNROLL = MappingProxyType({"cpu": 2, "gpu": 5})
+
+# Folded into a batch's key for its augmentation draws; dropout uses small layer indices.
+AUGMENT_STREAM = 0x6A09E667
+
+# TrainConfig fields that never reach the compiled functions. Runs that differ only in these
+# (the seeds of a sweep, say) share one Engine, so its programs are traced and compiled once
+# per process instead of once per run.
+HOST_ONLY = ("seed", "validation", "patience", "chunks_per_epoch")
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """How the engine runs steps: the same steps whatever the settings, up to float rounding
+    of a differently fused program.
+
+    unroll: training steps per iteration of the compiled loop (a step with random draws keeps
+    one: its threefry hashing makes an unrolled body large and slow to compile).
+    fused: digitnet.fused's kernels: "gpu", "interpret" (Pallas' interpreter, for tests) or None
+    (XLA's step); runtime.fused_step() gives the machine's default.
+    kernels: overrides of the fused kernels' geometry, as (name, value) pairs of
+    digitnet.fused.train_chunk's keywords tile, num_warps and num_warps_q.
+    """
+
+    unroll: int = 1
+    fused: str | None = None
+    kernels: tuple[tuple[str, int], ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.unroll < 1 or self.fused not in (None, "gpu", "interpret"):
+            raise ValueError(f"bad engine settings {self}")
+
+    @classmethod
+    def default(cls) -> EngineSettings:
+        """This process's defaults: DEFAULT_UNROLL for JAX's backend, runtime.fused_step()."""
+        return cls(unroll=DEFAULT_UNROLL.get(jax.default_backend(), 1), fused=runtime.fused_step())
+
+    def scan_unroll(self, steps: int, draws: bool = False) -> int:
+        """Steps per loop iteration for a chunk of `steps`."""
+        return 1 if draws else max(1, min(steps, self.unroll))
+
+
+def chunk_length(steps: int, chunks: int) -> int:
+    """Steps per compiled call: a divisor of `steps` near steps/chunks, so that one shape
+    (one compilation) covers the whole epoch; else that target, plus a shorter last chunk."""
+    target = max(1, steps // max(chunks, 1))
+    best = max(d for d in range(1, target + 1) if steps % d == 0)
+    return best if best * 2 >= target else target
+
+
+def epoch_chunks(n: int, batch: int, chunks_per_epoch: int) -> list[tuple[int, int, int]]:
+    """(first example, steps, batch size) for each compiled call of one epoch. A last partial
+    batch is trained on its own, not dropped, as Keras does."""
+    batch = min(batch, n)
+    full, tail = divmod(n, batch)
+    k = chunk_length(full, chunks_per_epoch)
+    out = [(s * batch, min(k, full - s), batch) for s in range(0, full, k)]
+    if tail:
+        out.append((full * batch, 1, tail))
+    return out
+
+
+def steps_per_epoch(n: int, cfg: TrainConfig) -> int:
+    """Training steps in an epoch of n examples (what the optimizer's schedule counts)."""
+    return sum(steps for _, steps, _ in epoch_chunks(n, cfg.batch_size, cfg.chunks_per_epoch))
+
+
+def shuffle_rounds(n: int) -> int:
+    """How many sorts jax.random.permutation uses for n items (jax/_src/random: _shuffle)."""
+    return int(np.ceil(3 * np.log(max(1, n)) / np.log(np.iinfo(np.uint32).max)))
+
+
+class Engine:
+    """Compiled training and inference for one model spec, training config and settings.
+
+    A chunk returns (params, opt_state, loss sum, hits, (per-step loss sums, per-step hits))."""
+
+    def __init__(self, spec: MLPSpec, cfg: TrainConfig, steps_per_epoch: int,
+                 settings: EngineSettings | None = None):
+        self.spec, self.cfg = spec, cfg
+        self.settings = settings if settings is not None else EngineSettings.default()
+        self.tx = make_optimizer(cfg, steps_per_epoch * cfg.epochs)
+        self.augment = augment.make_augment(cfg, spec.input_shape)
+        self.train_chunk = self._jit_train_chunk()
+        self.epoch_bits = jax.jit(self._epoch_bits, static_argnames=("n",))
+        # Run once per fit, so compile it cheaply: LLVM's optimisations save nothing here (the
+        # same bits come out; it is integer hashing and one affine map).
+        self.init_state = jax.jit(self._init_state,
+                                  compiler_options={"xla_backend_optimization_level": 0})
+
+    def _jit_train_chunk(self) -> Any:
+        # The settings are bound here, not read from self while tracing: JAX keeps traces per
+        # function, and a bound method is the same function however often it is jitted.
+        return jax.jit(partial(self._train_chunk, settings=self.settings),
+                       static_argnames=("steps", "batch"), donate_argnums=(0, 1))
+
+    def run_chunk(self, *args: Any, steps: int, batch: int) -> tuple:
+        """train_chunk, except that a fused step that fails to compile (on a GPU or a JAX that
+        its Triton kernels do not suit) gives way to XLA's step, with a warning, for the rest of
+        this engine's life."""
+        try:
+            return self.train_chunk(*args, steps=steps, batch=batch)
+        except Exception as exc:
+            # Inputs already donated to a run that failed cannot be trained on again.
+            donated = [a for a in jax.tree.leaves(args[:2]) if isinstance(a, jax.Array)]
+            if not self.settings.fused or any(a.is_deleted() for a in donated):
+                raise
+            first = (str(exc).strip().splitlines() or [""])[0][:300]
+            warnings.warn(f"digitnet: the fused GPU training step failed ({type(exc).__name__}:"
+                          f" {first}); training with XLA's step instead (DIGITNET_FUSED_STEP=0"
+                          " skips the attempt)", RuntimeWarning, stacklevel=2)
+            self.settings = replace(self.settings, fused=None)
+            self.train_chunk = self._jit_train_chunk()
+            return self.train_chunk(*args, steps=steps, batch=batch)
+
+    def _init_state(self, seed: jax.Array) -> tuple[Params, Any, jax.Array, jax.Array]:
+        """(params, optimizer state, shuffle key, dropout key) for a seed, in one compiled call:
+        run op by op, the same random draws and zeros would each compile on their own, which
+        costs more start-up time than compiling the training step. Same bits either way."""
+        init_key, order_key, dropout_key = jax.random.split(jax.random.key(seed), 3)
+        params = init_params(self.spec, init_key)
+        return params, self.tx.init(params), order_key, dropout_key
+
+    def _epoch_bits(self, key: jax.Array, dropout_key: jax.Array, epoch: jax.Array,
+                    n: int) -> tuple[list[jax.Array], jax.Array]:
+        """(the random sort keys of the epoch's shuffle, one array per round; its dropout key)."""
+        epoch_key = jax.random.fold_in(dropout_key, epoch)
+        if not self.cfg.shuffle:
+            return [], epoch_key
+        key, rounds = jax.random.fold_in(key, epoch), []
+        for _ in range(shuffle_rounds(n)):
+            key, sub = jax.random.split(key)
+            rounds.append(jax.random.bits(sub, (n,), jnp.uint32))
+        return rounds, epoch_key
+
+    def epoch_order(self, key: jax.Array, dropout_key: jax.Array, epoch: int,
+                    n: int) -> tuple[jax.Array, jax.Array]:
+        """(the epoch's example order, its dropout key). The order is exactly
+        jax.random.permutation(fold_in(key, epoch), n): its sort keys come from JAX, but the
+        stable sorts run in NumPy, which is faster than XLA's on a CPU and can run in a thread
+        beside training (fit_arrays does so)."""
+        rounds, epoch_key = self.epoch_bits(key, dropout_key, epoch, n=n)
+        order = np.arange(n, dtype=np.int32)
+        for bits in rounds:
+            order = order[np.argsort(np.asarray(bits), kind="stable")]
+        return jax.device_put(order), epoch_key  # once, not at each of the epoch's chunks
+
+    def _train_chunk(self, params, opt_state, stats, x, y, order, start, key, *, steps, batch,
+                     settings):
+        # fit_arrays hands the step data that is already deskewed (see digitnet.deskew).
+        spec, tx, loss = replace(self.spec, deskew=False), self.tx, self.cfg.loss
+        aug, smoothing = self.augment, self.cfg.label_smoothing
+        use_dropout = bool(spec.dropout) or bool(spec.input_dropout)
+        if settings.fused:
+            from digitnet import fused  # Pallas: only where the fused step may run
+
+            if fused.applies(spec, self.cfg, batch, soft_labels=y.ndim == 2,
+                             augmented=aug is not None):
+                return fused.train_chunk(params, opt_state, stats, x, y, order, start,
+                                         steps=steps, batch=batch, lr=self.cfg.lr,
+                                         unroll=settings.scan_unroll(steps),
+                                         interpret=settings.fused == "interpret",
+                                         **dict(settings.kernels))
+
+        def loss_fn(p, xb, yb, k):
+            if aug is not None:
+                xb = aug(jax.random.fold_in(k, AUGMENT_STREAM), xb)
+            logits = forward(p, stats, xb, spec, k if use_dropout else None)
+            losses = loss_values(logits, yb, loss, smoothing)
+            return losses.mean(), (losses.sum(), jnp.sum(jnp.argmax(logits, -1) == target_labels(yb)))
+
+        def step(carry, i):
+            p, s, loss_sum, correct = carry
+            idx = jax.lax.dynamic_slice(order, (start + i * batch,), (batch,))
+            k = jax.random.fold_in(key, start + i * batch)
+            # Loss and accuracy come from the same forward pass as the gradient, as in Keras.
+            (_, (batch_loss, hits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+                p, x[idx], y[idx], k)
+            updates, s = tx.update(grads, s, p)
+            carry = (optax.apply_updates(p, updates), s, loss_sum + batch_loss, correct + hits)
+            return carry, (batch_loss, hits)
+
+        zero = jnp.zeros((), jnp.float32)
+        (params, opt_state, loss_sum, correct), per_step = jax.lax.scan(
+            step, (params, opt_state, zero, jnp.zeros((), jnp.int32)), jnp.arange(steps),
+            unroll=settings.scan_unroll(steps, draws=use_dropout or aug is not None))
+        return params, opt_state, loss_sum, correct, per_step
+
+
+def engine_for(spec: MLPSpec, cfg: TrainConfig, steps_per_epoch: int,
+               settings: EngineSettings | None = None) -> Engine:
+    """The engine for a run, shared by runs that differ only in HOST_ONLY fields.
+    settings: EngineSettings.default() when None."""
+    compiled = tuple((k, v) for k, v in cfg.to_dict().items() if k not in HOST_ONLY)
+    settings = settings if settings is not None else EngineSettings.default()
+    return _cached_engine(type(cfg), spec, compiled, steps_per_epoch, settings)
+
+
+@lru_cache(maxsize=8)
+def _cached_engine(config_type: type, spec: MLPSpec, compiled: tuple, steps_per_epoch: int,
+                   settings: EngineSettings) -> Engine:
+    return Engine(spec, config_type(**dict(compiled)), steps_per_epoch, settings)
+
+
+@jax.jit
+def all_finite(params: Params) -> jax.Array:
+    # One compiled call: op by op, each leaf's check would be a dispatch of its own.
+    return jnp.all(jnp.stack([jnp.isfinite(v).all() for v in jax.tree.leaves(params)]))
+
+
+def check_finite(params: Params, epoch: int, lr: float) -> None:
+    """The last step of an epoch can blow the weights up after its loss was read; such
+    weights must not reach a checkpoint."""
+    if not bool(all_finite(params)):
+        raise TrainingDiverged(
+            f"the weights became NaN or infinite in epoch {epoch + 1}; training stopped "
+            f"(lower the learning rate, now {lr:g})"
+        )
