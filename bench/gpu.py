@@ -90,8 +90,12 @@ def part_engine(unrolls: list[int], seeds: list[int], precision: str = "",
     backend = jax.default_backend()
     ds = digitnet.load_dataset()
     base = engine_settings(fused_settings)
+    from digitnet import fused
+
+    knobs = {k: getattr(fused, k) for k in FUSED_KNOBS} | {
+        k: v for k, v in (fused_settings or {}).items() if k in FUSED_KNOBS}
     out: dict = {"backend": backend, "precision": precision or "default", "runs": {},
-                 "fused_step": base.fused, "fused_settings": dict(base.kernels)}
+                 "fused_step": base.fused, "fused_settings": knobs}
     for u in unrolls:
         settings = replace(base, unroll=u)
         runs = []

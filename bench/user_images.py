@@ -15,8 +15,8 @@ import time
 import numpy as np
 
 import digitnet
-from digitnet.data.images import load_digit
 from bench.uploads import STYLES, make_upload
+from digitnet.data.images import load_digit
 
 
 def main() -> None:

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from digitnet.data.images import ImageTooLarge, load_digit
 from bench.uploads import STYLES, make_upload
+from digitnet.data.images import ImageTooLarge, load_digit
 
 N = 30  # digits per style; the full measurement is bench/user_images.py
 
