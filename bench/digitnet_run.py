@@ -22,7 +22,7 @@ os.environ.setdefault("DIGITNET_COMPILE_CACHE", "0")
 
 def cpu_clock():
     """A digitnet training callback that records process CPU seconds per epoch (steadier
-    than wall time on a busy machine). Made on call: digitnet.train imports JAX."""
+    than wall time on a busy machine)."""
     from digitnet.callbacks import Callback
 
     class CpuClock(Callback):

@@ -2,7 +2,7 @@
 
     python bench/user_images.py RUN [--n 1000] [--seed 0]
 
-Each style (digitnet.data.uploads.STYLES) turns the same n test digits into files a user would
+Each style (bench/uploads.py: STYLES) turns the same n test digits into files a user would
 send (PNG, JPEG, RGBA; on paper, off-centre, rotated, blurred, noisy, thick or thin pens, a
 photo with uneven light); they go through digitnet.data.images.load_digit and the model.
 """
@@ -10,13 +10,17 @@ photo with uneven light); they go through digitnet.data.images.load_digit and th
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
 import digitnet
-from bench.uploads import STYLES, make_upload
 from digitnet.data.images import load_digit
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: bench/ importable
+from bench.uploads import STYLES, make_upload  # noqa: E402
 
 
 def main() -> None:

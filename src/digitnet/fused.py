@@ -1,9 +1,9 @@
 """A ReLU MLP's Adam training step as two GPU kernels (Pallas, lowered to Triton).
 
-Why: on a GPU, XLA runs one step of the tutorial's network as 29 kernels (ten for the eight
-matrix products, the rest for the batch gather, bias + ReLU, the loss, the bias gradients and
-Adam). At batch 32 each costs about as much to launch and wait for as it has work: on an H100 a
-step took 27 µs, where the eight products alone take 15. Here a step is two kernels:
+Why: on a GPU, XLA runs one step of the tutorial's network as dozens of small kernels (the
+eight matrix products, the batch gather, bias + ReLU, the loss, the bias gradients and Adam),
+and at batch 32 each costs about as much to launch and wait for as it has work (numbers in
+docs/performance.md's GPU section). Here a step is two kernels:
 
   Q  one program: the first layer's pre-activations from P's partial products, the rest of the
      forward pass, softmax cross-entropy, the backward pass down to δ₁ (the gradient at the
@@ -20,8 +20,8 @@ batches. A chunk starts with a P that only multiplies and ends with one that onl
 
 The arithmetic is the XLA step's (model.forward, metrics.loss_values, optax.adam with Keras'
 eps) up to float rounding and the order of sums: tests/test_fused.py checks one against the
-other in Pallas' interpreter on the CPU, and that the kernels lower to Triton for CUDA. Measured
-by bench/gpu.py (docs/performance.md): an H100's tutorial epoch takes 0.040 s instead of 0.052.
+other in Pallas' interpreter on the CPU, and that the kernels lower to Triton for CUDA; its speed
+against XLA's step is measured by bench/gpu.py (docs/performance.md).
 Where it does not apply (other activations, dropout, augmentation, other optimizers or losses,
 batch sizes that are not a power of two), XLA's step trains; digitnet.runtime.fused_step says
 whether it is on (DIGITNET_FUSED_STEP=0 turns it off), and where its kernels fail to compile,

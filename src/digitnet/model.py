@@ -197,7 +197,7 @@ def dropout(h: jax.Array, rate: float, key: jax.Array) -> jax.Array:
 # Inference runs the network over blocks of this many rows inside one compiled call. One
 # pass over 10k rows would materialise the float32 inputs (31 MB) in fresh pages on every
 # call; blocks keep each layer's working set in cache and reuse one buffer. Same results
-# bit for bit, ~3× less CPU on the 10k test images (bench/: "predict 10k").
+# bit for bit, for less CPU time (docs/performance.md: "predict 10k").
 BLOCK = 1000
 
 

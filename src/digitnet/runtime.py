@@ -17,9 +17,8 @@ from pathlib import Path
 # The tutorial's GEMMs (batch 32 × ≤784 × 64) are too small to split across cores: Eigen's
 # thread pool spends more on hand-offs and work stealing than it saves, and on a shared
 # machine a step that waits for a second, busy core stalls. For the same reason XLA's
-# scheduler does better ordering the step's ~50 small ops as one short sequence than
-# arranging them to run side by side (8% less wall time per tutorial epoch, neutral on
-# 2×1024 layers). Both measured in bench/levers.py.
+# scheduler does better ordering the step's small ops as one short sequence than arranging
+# them to run side by side. Both are levers of bench/levers.py (docs/performance.md).
 CPU_FLAGS = ("--xla_cpu_multi_thread_eigen=false",
              "--xla_cpu_enable_concurrency_optimized_scheduler=false")
 
@@ -46,10 +45,10 @@ ONE_XLA_THREAD = {"NPROC": "1"}
 def one_xla_thread() -> None:
     """Give XLA's CPU client a pool of one thread, in a worker process that shares the machine's
     cores with other workers (a sweep's). The pool runs independent parts of a step side by
-    side: alone on two cores that saves 10–15% wall time for 50–60% more CPU time, which workers
-    filling every core cannot spare. XLA sizes the pool from NPROC, else the core count, when
-    its CPU backend starts, so this must run before the worker's first computation; an NPROC
-    the user set is kept. Measured by bench/sweep_workers.py (see docs/sweeps.md)."""
+    side: alone that saves some wall time for much more CPU time, which workers filling every
+    core cannot spare (bench/sweep_workers.py, docs/sweeps.md). XLA sizes the pool from NPROC,
+    else the core count, when its CPU backend starts, so this must run before the worker's
+    first computation; an NPROC the user set is kept."""
     for name, value in ONE_XLA_THREAD.items():
         os.environ.setdefault(name, value)
 
