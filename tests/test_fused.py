@@ -33,7 +33,7 @@ def run_chunk(spec, cfg, mode, x, y, steps):
     order = jnp.asarray(np.random.default_rng(0).permutation(len(x)).astype(np.int32))
     start = cfg.batch_size  # not at 0: the chunk reads its own slice of the epoch's order
     return engine.train_chunk(params, opt_state, stats, jnp.asarray(x), jnp.asarray(y), order,
-                              start, key, steps=steps, batch=cfg.batch_size)
+                              start, key, steps=steps, batch=cfg.batch_size, per_batch=True)
 
 
 @pytest.mark.parametrize("hidden,batch,preprocess", [
@@ -126,7 +126,8 @@ def test_kernels_lower_to_triton_for_cuda():
     stats = jax.device_put(preprocess_stats(spec, np.zeros((2, 784), np.uint8)))
     x, y = jnp.zeros((512, 28, 28), jnp.uint8), jnp.zeros(512, jnp.int32)
     lowered = engine.train_chunk.trace(params, opt_state, stats, x, y, jnp.arange(512, dtype=jnp.int32),
-                                       0, key, steps=8, batch=32).lower(lowering_platforms=("cuda",))
+                                       0, key, steps=8, batch=32, per_batch=True).lower(
+                                           lowering_platforms=("cuda",))
     text = lowered.as_text()
     assert text.count("__gpu$xla.gpu.triton") >= 2
     assert "digitnet_step_p" in text and "digitnet_step_q" in text

@@ -107,7 +107,9 @@ def shuffle_rounds(n: int) -> int:
 class Engine:
     """Compiled training and inference for one model spec, training config and settings.
 
-    A chunk returns (params, opt_state, loss sum, hits, (per-step loss sums, per-step hits))."""
+    A chunk returns (params, opt_state, loss sum, hits, per-step values); the per-step values,
+    (loss sums, hits) of shape (steps,), are only computed when asked for (per_batch=True),
+    else None: the default program stays the plain loop."""
 
     def __init__(self, spec: MLPSpec, cfg: TrainConfig, steps_per_epoch: int,
                  settings: EngineSettings | None = None):
@@ -126,14 +128,14 @@ class Engine:
         # The settings are bound here, not read from self while tracing: JAX keeps traces per
         # function, and a bound method is the same function however often it is jitted.
         return jax.jit(partial(self._train_chunk, settings=self.settings),
-                       static_argnames=("steps", "batch"), donate_argnums=(0, 1))
+                       static_argnames=("steps", "batch", "per_batch"), donate_argnums=(0, 1))
 
-    def run_chunk(self, *args: Any, steps: int, batch: int) -> tuple:
+    def run_chunk(self, *args: Any, steps: int, batch: int, per_batch: bool = False) -> tuple:
         """train_chunk, except that a fused step that fails to compile (on a GPU or a JAX that
         its Triton kernels do not suit) gives way to XLA's step, with a warning, for the rest of
         this engine's life."""
         try:
-            return self.train_chunk(*args, steps=steps, batch=batch)
+            return self.train_chunk(*args, steps=steps, batch=batch, per_batch=per_batch)
         except Exception as exc:
             # Inputs already donated to a run that failed cannot be trained on again.
             donated = [a for a in jax.tree.leaves(args[:2]) if isinstance(a, jax.Array)]
@@ -145,7 +147,7 @@ class Engine:
                           " skips the attempt)", RuntimeWarning, stacklevel=2)
             self.settings = replace(self.settings, fused=None)
             self.train_chunk = self._jit_train_chunk()
-            return self.train_chunk(*args, steps=steps, batch=batch)
+            return self.train_chunk(*args, steps=steps, batch=batch, per_batch=per_batch)
 
     def _init_state(self, seed: jax.Array) -> tuple[Params, Any, jax.Array, jax.Array]:
         """(params, optimizer state, shuffle key, dropout key) for a seed, in one compiled call:
@@ -180,7 +182,7 @@ class Engine:
         return jax.device_put(order), epoch_key  # once, not at each of the epoch's chunks
 
     def _train_chunk(self, params, opt_state, stats, x, y, order, start, key, *, steps, batch,
-                     settings):
+                     settings, per_batch=False):
         # fit_arrays hands the step data that is already deskewed (see digitnet.deskew).
         spec, tx, loss = replace(self.spec, deskew=False), self.tx, self.cfg.loss
         aug, smoothing = self.augment, self.cfg.label_smoothing
@@ -190,11 +192,12 @@ class Engine:
 
             if fused.applies(spec, self.cfg, batch, soft_labels=y.ndim == 2,
                              augmented=aug is not None):
-                return fused.train_chunk(params, opt_state, stats, x, y, order, start,
-                                         steps=steps, batch=batch, lr=self.cfg.lr,
-                                         unroll=settings.scan_unroll(steps),
-                                         interpret=settings.fused == "interpret",
-                                         **dict(settings.kernels))
+                out = fused.train_chunk(params, opt_state, stats, x, y, order, start,
+                                        steps=steps, batch=batch, lr=self.cfg.lr,
+                                        unroll=settings.scan_unroll(steps),
+                                        interpret=settings.fused == "interpret",
+                                        **dict(settings.kernels))
+                return out if per_batch else (*out[:4], None)
 
         def loss_fn(p, xb, yb, k):
             if aug is not None:
@@ -212,7 +215,7 @@ class Engine:
                 p, x[idx], y[idx], k)
             updates, s = tx.update(grads, s, p)
             carry = (optax.apply_updates(p, updates), s, loss_sum + batch_loss, correct + hits)
-            return carry, (batch_loss, hits)
+            return carry, (batch_loss, hits) if per_batch else None
 
         zero = jnp.zeros((), jnp.float32)
         (params, opt_state, loss_sum, correct), per_step = jax.lax.scan(

@@ -142,8 +142,8 @@ class EpochMeter:
         self.per_batch = wants_batches(callbacks)
         self.loss, self.correct, self.seen, self.steps = 0.0, 0, 0, 0
 
-    def add(self, loss_sum: jax.Array, correct: jax.Array, per_step: tuple[jax.Array, jax.Array],
-            steps: int, batch: int) -> None:
+    def add(self, loss_sum: jax.Array, correct: jax.Array,
+            per_step: tuple[jax.Array, jax.Array] | None, steps: int, batch: int) -> None:
         value = float(loss_sum)
         if not math.isfinite(value):
             raise TrainingDiverged(
@@ -155,7 +155,7 @@ class EpochMeter:
         self.correct += int(correct)
         self.seen += steps * batch
         self.steps += steps
-        if self.per_batch:
+        if self.per_batch and per_step is not None:
             losses = (np.asarray(per_step[0], np.float64) / batch).tolist()
             accuracies = (np.asarray(per_step[1], np.float64) / batch).tolist()
             for cb in self.callbacks:
@@ -224,7 +224,7 @@ def fit_arrays(
             for start, steps, batch in chunks:
                 state.params, state.opt_state, loss_sum, correct, per_step = engine.run_chunk(
                     state.params, state.opt_state, statsd, xd, yd, order, start, epoch_key,
-                    steps=steps, batch=batch)
+                    steps=steps, batch=batch, per_batch=meter.per_batch)
                 if pending is not None:
                     meter.add(*pending)
                 pending = (loss_sum, correct, per_step, steps, batch)
