@@ -552,9 +552,9 @@ def train_flags(data: Path, epochs: int, **more: Any) -> list[str]:
 def train_in_process(data: Path, out: Path, epochs: int, **more: Any) -> None:
     """What `digitnet train` with train_flags() does, without a new process (faster)."""
     import digitnet
-    from digitnet.config import split_options
+    from digitnet.config import resolve
 
-    spec, cfg, _ = split_options(train_options(epochs, **more))
+    spec, cfg, _ = resolve(train_options(epochs, **more))
     digitnet.fit(spec, cfg, data_dir=data, out=out, verbose=False)
 
 

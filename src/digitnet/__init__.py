@@ -17,9 +17,9 @@ __version__ = "0.1.0"
 _LAZY = {
     "load_dataset": "digitnet.data.datasets",
     "Dataset": "digitnet.data.datasets",
-    "MLP": "digitnet.model",
-    "MLPSpec": "digitnet.model",
-    "TrainConfig": "digitnet.train",
+    "MLP": "digitnet.spec",
+    "MLPSpec": "digitnet.spec",
+    "TrainConfig": "digitnet.trainconfig",
     "fit": "digitnet.api",
     "load": "digitnet.api",
     "Model": "digitnet.api",
@@ -33,8 +33,8 @@ if TYPE_CHECKING:
     from digitnet.api import Model, fit, load
     from digitnet.data.datasets import Dataset, load_dataset
     from digitnet.errors import DigitnetError
-    from digitnet.model import MLP, MLPSpec
-    from digitnet.train import TrainConfig
+    from digitnet.spec import MLP, MLPSpec
+    from digitnet.trainconfig import TrainConfig
 
 
 def __getattr__(name: str) -> Any:
@@ -43,3 +43,7 @@ def __getattr__(name: str) -> Any:
 
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'digitnet' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*__all__, *(n for n in globals() if n.startswith("__"))})

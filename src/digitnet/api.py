@@ -151,6 +151,7 @@ def fit(
     callbacks: list[Callback] | None = None,
     recipe: str | None = None,
     settings: EngineSettings | None = None,
+    **options: Any,
 ) -> Model:
     """Train an MLP (by default the tutorial's 784-64-64-10 on MNIST) and return it.
 
@@ -159,12 +160,13 @@ def fit(
     digitnet.recipes.recipe_names(), e.g. "best") supplies the spec and config not given.
     `settings` says how the engine runs (digitnet.engine.EngineSettings; this machine's
     defaults when None): speed, not results.
+    Keywords set single options over those: `fit(hidden=(128,), dropout=0.5, epochs=3)`.
     """
-    if recipe is not None and (spec is None or config is None):
-        from digitnet.config import recipe as recipe_setup
+    if recipe is not None or options:
+        from digitnet.config import resolve
 
-        r_spec, r_cfg, _ = recipe_setup(recipe)
-        spec, config = spec or r_spec, config or r_cfg
+        given = {**(spec.to_dict() if spec else {}), **(config.to_dict() if config else {})}
+        spec, config, _ = resolve({**given, **options}, recipe=recipe)
     spec = spec or MLPSpec()
     cfg = config or TrainConfig()
     enable_compile_cache()

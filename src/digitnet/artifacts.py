@@ -26,7 +26,7 @@ from digitnet.model import MLPSpec, init_params
 from digitnet.optimizers import make_optimizer
 
 if TYPE_CHECKING:
-    from digitnet.train import TrainConfig
+    from digitnet.trainconfig import TrainConfig
 
 FORMAT = "digitnet-run"
 FORMAT_VERSION = 1

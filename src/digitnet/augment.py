@@ -19,9 +19,7 @@ import numpy as np
 from jax.scipy.ndimage import map_coordinates
 
 from digitnet.errors import ConfigError
-
-# The TrainConfig fields that switch augmentation on (any of them non-zero).
-AUG_KEYS = ("aug_shift", "aug_rotate", "aug_scale", "aug_shear", "elastic_alpha")
+from digitnet.trainconfig import AUG_KEYS
 
 Augment = Callable[[jax.Array, jax.Array], jax.Array]
 
@@ -80,14 +78,6 @@ def uniform(key: jax.Array, n: int, bound: float, centre: float = 0.0) -> jax.Ar
     if not bound:
         return jnp.full((n,), centre, jnp.float32)
     return jax.random.uniform(key, (n,), minval=centre - bound, maxval=centre + bound)
-
-
-def validate(cfg: Any) -> None:
-    if min(getattr(cfg, k) for k in AUG_KEYS) < 0:
-        raise ConfigError(f"augmentation settings must be ≥ 0 ({', '.join(AUG_KEYS)})")
-    if cfg.aug_scale >= 1 or cfg.aug_rotate > 180 or cfg.aug_shear >= 90 or cfg.elastic_sigma <= 0:
-        raise ConfigError("augmentation out of range: aug_scale < 1, aug_rotate ≤ 180 (degrees), "
-                          "aug_shear < 90 (degrees), elastic_sigma > 0")
 
 
 def make_augment(cfg: Any, image_shape: tuple[int, ...]) -> Augment | None:

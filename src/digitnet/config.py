@@ -1,6 +1,7 @@
-"""Options (from the command line, a TOML file, or a sweep) → MLPSpec + TrainConfig + run options.
+"""Options (recipe, TOML file, flags or keywords, sweep) → MLPSpec + TrainConfig + run options.
 
-A config file is flat: every key is a field of MLPSpec, TrainConfig or RUN_KEYS, e.g.
+`resolve` is the one merge, used by the CLI, digitnet.fit and sweeps; precedence:
+recipe < TOML file < flags/keywords. A config file is flat: every key is an option, e.g.
 
     hidden = [128, 128]
     activation = "relu"
@@ -10,18 +11,36 @@ A config file is flat: every key is a field of MLPSpec, TrainConfig or RUN_KEYS,
 
 from __future__ import annotations
 
+import dataclasses
 import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from digitnet.errors import ConfigError
-from digitnet.model import MLPSpec
+from digitnet.options import did_you_mean, option
 from digitnet.recipes import recipe_options
-from digitnet.train import TrainConfig
+from digitnet.spec import MLPSpec
+from digitnet.trainconfig import TrainConfig
 
-RUN_KEYS = ("dataset", "data_dir", "out")
-MODEL_KEYS = tuple(k for k in MLPSpec.__dataclass_fields__ if k not in ("input_shape", "num_classes"))
-TRAIN_KEYS = tuple(TrainConfig.__dataclass_fields__)
+
+@dataclass
+class RunOptions:
+    """Where the data comes from and where the run goes."""
+
+    dataset: str = option("mnist", "dataset name (see `digitnet datasets list`)", group="run")
+    data_dir: str | None = option(None, "a folder holding the four standard IDX files", group="run")
+    out: str | None = option(None, "run directory (default runs/<dataset>-<time>)", group="run")
+
+
+OPTION_CLASSES = (("Model", MLPSpec), ("Training", TrainConfig), ("Data and output", RunOptions))
+FIELDS = {f.name: f for _, cls in OPTION_CLASSES for f in dataclasses.fields(cls)}
+ALIASES = {a: name for name, f in FIELDS.items() for a in f.metadata["aliases"]}
+RUN_KEYS = tuple(f.name for f in dataclasses.fields(RunOptions))
+MODEL_KEYS = tuple(f.name for f in dataclasses.fields(MLPSpec))
+TRAIN_KEYS = tuple(f.name for f in dataclasses.fields(TrainConfig))
+Resolved = tuple[MLPSpec, TrainConfig, dict[str, Any]]
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:
@@ -34,40 +53,49 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: invalid TOML ({exc})") from None
 
 
-def recipe(name: str, **overrides: Any) -> tuple[MLPSpec, TrainConfig, dict[str, Any]]:
+def check_keys(keys: Any, where: str = "") -> None:
+    """A ConfigError for the first key that is no option, with the closest one offered."""
+    for key in keys:
+        if key not in FIELDS:
+            raise ConfigError(f"{where + ': ' if where else ''}unknown option {key!r}"
+                              + did_you_mean(key, FIELDS, ALIASES))
+
+
+def normalize(options: Mapping[str, Any] | None, where: str = "") -> dict[str, Any]:
+    """Flat options with checked keys; text given for a list option ('64,64') parsed."""
+    out = {str(k).replace("-", "_"): v for k, v in (options or {}).items() if v is not None}
+    check_keys(out, where)
+    for key, value in out.items():
+        parse = FIELDS[key].metadata["parse"]
+        if parse is not None and isinstance(value, str):
+            try:
+                out[key] = parse(value)
+            except ValueError as exc:
+                raise ConfigError(f"{where + ': ' if where else ''}{key}: {exc}") from None
+    return out
+
+
+def resolve(options: Mapping[str, Any] | None = None, *, recipe: str | None = None,
+            config: str | Path | Mapping[str, Any] | None = None,
+            base: Mapping[str, Any] | None = None) -> Resolved:
+    """(spec, train config, run options) from, lowest precedence first: `base` (a resumed
+    run's saved options), a shipped `recipe`, a TOML `config` file (or its table), `options`."""
+    merged = normalize(base, "saved run")
+    if recipe is not None:
+        merged.update(normalize(recipe_options(recipe), f"recipe {recipe}"))
+    if config is not None:
+        table = config if isinstance(config, Mapping) else read_toml(config)
+        merged.update(normalize(table, "" if isinstance(config, Mapping) else str(config)))
+    merged.update(normalize(options))
+    try:
+        spec = MLPSpec(**{k: merged[k] for k in MODEL_KEYS if k in merged})
+        cfg = TrainConfig(**{k: merged[k] for k in TRAIN_KEYS if k in merged})
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"bad option value ({exc})") from None
+    return spec, cfg, {k: merged[k] for k in RUN_KEYS if k in merged}
+
+
+def recipe(name: str, **overrides: Any) -> Resolved:
     """(spec, config, run options) of a shipped recipe, with some options overridden:
     `recipe("best", epochs=3)`."""
-    return split_options({**recipe_options(name), **overrides})
-
-
-def split_options(options: dict[str, Any]) -> tuple[MLPSpec, TrainConfig, dict[str, Any]]:
-    """Validate flat options and sort them into the model spec, training config and the rest."""
-    options = {k.replace("-", "_"): v for k, v in options.items() if v is not None}
-    unknown = set(options) - set(MODEL_KEYS) - set(TRAIN_KEYS) - set(RUN_KEYS)
-    if unknown:
-        raise ConfigError(f"unknown option(s): {', '.join(sorted(unknown))}")
-    model = {k: options[k] for k in MODEL_KEYS if k in options}
-    if isinstance(model.get("hidden"), str):
-        model["hidden"] = parse_ints(model["hidden"], "hidden")
-    if isinstance(model.get("dropout"), str):
-        model["dropout"] = parse_floats(model["dropout"], "dropout")
-    try:
-        spec = MLPSpec(**model)
-        cfg = TrainConfig(**{k: options[k] for k in TRAIN_KEYS if k in options})
-    except TypeError as exc:
-        raise ConfigError(f"bad option value ({exc})") from None
-    return spec, cfg, {k: options[k] for k in RUN_KEYS if k in options}
-
-
-def parse_ints(text: str, name: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise ConfigError(f"--{name} expects comma-separated integers, got {text!r}") from None
-
-
-def parse_floats(text: str, name: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise ConfigError(f"--{name} expects comma-separated numbers, got {text!r}") from None
+    return resolve(overrides, recipe=name)

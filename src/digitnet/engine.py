@@ -26,9 +26,10 @@ from digitnet.errors import TrainingDiverged
 from digitnet.metrics import loss_values, target_labels
 from digitnet.model import MLPSpec, Params, forward, init_params
 from digitnet.optimizers import make_optimizer
+from digitnet.trainconfig import HOST_ONLY
 
 if TYPE_CHECKING:
-    from digitnet.train import TrainConfig
+    from digitnet.trainconfig import TrainConfig
 
 # Training steps per iteration of the compiled loop, by JAX backend: more amortises the loop's
 # fixed cost per iteration, at the price of a longer compilation (docs/performance.md).
@@ -37,10 +38,6 @@ DEFAULT_UNROLL = MappingProxyType({"cpu": 2, "gpu": 5})
 # Folded into a batch's key for its augmentation draws; dropout uses small layer indices.
 AUGMENT_STREAM = 0x6A09E667
 
-# TrainConfig fields that never reach the compiled functions. Runs that differ only in these
-# (the seeds of a sweep, say) share one Engine, so its programs are traced and compiled once
-# per process instead of once per run.
-HOST_ONLY = ("seed", "validation", "patience", "chunks_per_epoch")
 
 
 @dataclass(frozen=True)

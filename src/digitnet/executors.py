@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from digitnet import artifacts as art
-from digitnet.config import split_options
+from digitnet.config import resolve
 from digitnet.errors import ConfigError, DigitnetError
 
 Files = dict[str, bytes]
@@ -37,7 +37,7 @@ def execute(options: dict[str, Any], start: Files | None = None) -> dict[str, An
     can cause (a diverging learning rate) are a result, not a crash."""
     from digitnet.api import fit
 
-    spec, cfg, run = split_options(options)
+    spec, cfg, run = resolve(options)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="digitnet-trial-") as tmp:
         run_dir = Path(tmp) / "run"

@@ -8,8 +8,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-LOSSES = ("cross_entropy", "mse")
-
 
 def loss_values(logits: jax.Array, targets: jax.Array, loss: str = "cross_entropy",
                 smoothing: float = 0.0) -> jax.Array:

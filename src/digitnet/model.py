@@ -6,9 +6,7 @@ in Keras' layout so that Keras weight files map onto it one to one.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from functools import lru_cache, partial
 from typing import Any
 
@@ -17,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from digitnet.deskew import deskew, deskew_dataset
-from digitnet.errors import ConfigError
+from digitnet.spec import MLP, MLPSpec  # noqa: F401  (MLP: the public name, re-exported)
 
 Params = list[dict[str, jax.Array]]
 
@@ -30,110 +28,7 @@ ACTIVATIONS = {
     "leaky_relu": partial(jax.nn.leaky_relu, negative_slope=0.2),  # Keras 3's default slope
     "selu": jax.nn.selu,
     "linear": lambda x: x,
-}
-
-# How raw pixels become network inputs; part of the model, saved with it.
-#   center: x/255 - 0.5 (the tutorial)   unit: x/255   standardize: per-pixel (x-mean)/std
-#   none: the input is used as given (the Keras front end, where the user scales).
-PREPROCESS = ("center", "unit", "standardize", "none")
-
-
-@dataclass(frozen=True)
-class MLPSpec:
-    """Everything that fixes the network's shape and its input transform."""
-
-    input_shape: tuple[int, ...] = (28, 28)
-    hidden: tuple[int, ...] = (64, 64)
-    num_classes: int = 10
-    activation: str = "relu"
-    dropout: tuple[float, ...] = field(default=())  # after each hidden layer; () means none
-    preprocess: str = "center"
-    # One activation per hidden layer, where they differ (as a Keras model may have); () means
-    # `activation` for all of them.
-    activations: tuple[str, ...] = field(default=())
-    input_dropout: float = 0.0  # dropout on the (preprocessed) inputs
-    deskew: bool = False  # straighten and centre each image first (digitnet.deskew)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "input_shape", tuple(int(d) for d in self.input_shape))
-        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
-        drop = self.dropout
-        if isinstance(drop, int | float):
-            drop = (float(drop),) * len(self.hidden) if drop else ()
-        drop = tuple(float(d) for d in drop)
-        if drop and len(drop) != len(self.hidden):
-            raise ConfigError(
-                f"dropout needs one rate or one per hidden layer ({len(self.hidden)}), got {len(drop)}"
-            )
-        object.__setattr__(self, "input_dropout", float(self.input_dropout))
-        if any(not 0.0 <= d < 1.0 for d in (*drop, self.input_dropout)):
-            raise ConfigError(f"dropout rates must be in [0, 1), got {[*drop, self.input_dropout]}")
-        object.__setattr__(self, "dropout", drop if any(drop) else ())
-        object.__setattr__(self, "activations", tuple(str(a) for a in self.activations))
-        if self.activations and len(self.activations) != len(self.hidden):
-            raise ConfigError(f"activations needs one per hidden layer ({len(self.hidden)}), "
-                              f"got {len(self.activations)}")
-        for act in (self.activation, *self.activations):
-            if act not in ACTIVATIONS:
-                raise ConfigError(f"unknown activation {act!r}; choose from {', '.join(ACTIVATIONS)}")
-        if self.preprocess not in PREPROCESS:
-            raise ConfigError(
-                f"unknown preprocess {self.preprocess!r}; choose from {', '.join(PREPROCESS)}"
-            )
-        object.__setattr__(self, "deskew", bool(self.deskew))
-        if self.deskew and (len(self.input_shape) != 2 or self.preprocess == "none"):
-            raise ConfigError("deskew needs 2-D images of raw 0-255 pixels (input_shape (H, W) "
-                              "and a preprocess other than 'none')")
-        if any(h <= 0 for h in self.hidden) or self.num_classes < 2 or self.input_dim <= 0:
-            raise ConfigError("layer sizes must be positive and there must be at least 2 classes")
-
-    @property
-    def input_dim(self) -> int:
-        return math.prod(self.input_shape)
-
-    @property
-    def hidden_activations(self) -> tuple[str, ...]:
-        return self.activations or (self.activation,) * len(self.hidden)
-
-    @property
-    def sizes(self) -> list[int]:
-        return [self.input_dim, *self.hidden, self.num_classes]
-
-    @property
-    def num_params(self) -> int:
-        return sum(a * b + b for a, b in zip(self.sizes[:-1], self.sizes[1:], strict=True))
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> MLPSpec:
-        known = {f for f in cls.__dataclass_fields__}
-        unknown = set(d) - known
-        if unknown:
-            raise ConfigError(f"unknown model option(s): {', '.join(sorted(unknown))}")
-        return cls(**d)
-
-    def summary(self) -> str:
-        """A Keras-style table: layers, output shapes, parameter counts."""
-        rows = []
-        if self.input_dropout:
-            rows.append((f"input_dropout (Dropout {self.input_dropout:g})", f"(None, {self.input_dim})", 0))
-        for i, (a, b) in enumerate(zip(self.sizes[:-1], self.sizes[1:], strict=True)):
-            last = i == len(self.hidden)
-            act = "softmax" if last else self.hidden_activations[i]
-            rows.append((f"dense_{i} (Dense, {act})", f"(None, {b})", a * b + b))
-            if not last and self.dropout and self.dropout[i]:
-                rows.append((f"dropout_{i} (Dropout {self.dropout[i]:g})", f"(None, {b})", 0))
-        width = max(len(r[0]) for r in rows) + 2
-        line = "─" * (width + 30)
-        prep = f"deskew, {self.preprocess}" if self.deskew else self.preprocess
-        out = [f"Model: MLP, input {self.input_shape} → {self.input_dim}, preprocess {prep}",
-               line, f"{'Layer (type)':<{width}}{'Output Shape':<16}{'Param #':>14}", line]
-        out += [f"{name:<{width}}{shape:<16}{n:>14,}" for name, shape, n in rows]
-        out += [line, f"Total params: {self.num_params:,}", f"Trainable params: {self.num_params:,}"]
-        return "\n".join(out)
+}  # the same names as digitnet.spec.ACTIVATION_NAMES (a test checks)
 
 
 def init_params(spec: MLPSpec, key: jax.Array) -> Params:
@@ -234,5 +129,3 @@ def predict_logits(spec: MLPSpec, params: Params, stats: dict, x: Any) -> np.nda
         return np.zeros((0, spec.num_classes), np.float32)
     return np.asarray(jnp.concatenate(parts) if len(parts) > 1 else parts[0])
 
-
-MLP = MLPSpec  # the public name: digitnet.MLP(hidden=(128, 128), activation="tanh")

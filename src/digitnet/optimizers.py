@@ -11,7 +11,7 @@ from digitnet import regularize
 from digitnet.model import Params
 
 if TYPE_CHECKING:
-    from digitnet.train import TrainConfig
+    from digitnet.trainconfig import TrainConfig
 
 # Keras' Adam; digitnet.fused's kernels run the same.
 ADAM_B1, ADAM_B2, ADAM_EPS = 0.9, 0.999, 1e-7

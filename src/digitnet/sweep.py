@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from digitnet import artifacts as art
-from digitnet.config import read_toml, split_options
+from digitnet.config import check_keys, read_toml, resolve
 from digitnet.errors import ConfigError, DigitnetError
 from digitnet.executors import Files, Job, Trial, run_local, run_processes, run_ray
 from digitnet.metrics import higher_is_better
@@ -77,7 +77,7 @@ class Plan:
 
 def normalized(options: dict[str, Any]) -> dict[str, Any]:
     """Every option a trial trains with, defaults filled in and values in canonical form."""
-    spec, cfg, run = split_options(options)
+    spec, cfg, run = resolve(options)
     model = {k: v for k, v in spec.to_dict().items() if k not in ("input_shape", "num_classes")}
     return {**model, **cfg.to_dict(), "dataset": run.get("dataset", "mnist"),
             "data_dir": str(Path(run["data_dir"]).resolve()) if run.get("data_dir") else None}
@@ -120,9 +120,11 @@ def grid_points(name: str, table: dict[str, Any]) -> tuple[list[str], list[dict[
         if key == "points":
             if not (isinstance(values, list) and values and all(isinstance(v, dict) for v in values)):
                 raise ConfigError(f"grid.{name}.points: expected a list of tables")
+            check_keys([k for v in values for k in v], f"grid.{name}.points")
             axes.append(", ".join(dict.fromkeys(k for v in values for k in v)))
             choices.append(values)
         else:
+            check_keys([key], f"grid.{name}")
             if not isinstance(values, list) or not values:
                 raise ConfigError(f"grid.{name}.{key}: expected a non-empty list of values")
             axes.append(key)
@@ -141,6 +143,7 @@ def random_points(name: str, table: dict[str, Any]) -> tuple[list[str], list[dic
         raise ConfigError(f"random.{name}: `samples` must be a positive integer")
     if not table:
         raise ConfigError(f"random.{name}: no axes")
+    check_keys(table, f"random.{name}")
     points = [{k: sample(d, rng, f"random.{name}.{k}") for k, d in table.items()}
               for _ in range(samples)]
     return list(table), points
@@ -156,6 +159,7 @@ def make_plan(doc: dict[str, Any], data_dir: str | None = None) -> Plan:
     if not isinstance(doc.get("base", {}), dict):
         raise ConfigError("[base] must be a table of options")
     base = dict(doc.get("base", {}))
+    check_keys(base, "[base]")
     if data_dir is not None:
         base["data_dir"] = data_dir
     base.pop("out", None)  # every trial has its own run directory

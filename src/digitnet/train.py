@@ -11,98 +11,19 @@ import math
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from digitnet import augment, regularize
+from digitnet import regularize
 from digitnet.callbacks import Callback, TrainState, wants_batches
 from digitnet.deskew import deskew_dataset
 from digitnet.engine import EngineSettings, check_finite, engine_for, epoch_chunks, steps_per_epoch
 from digitnet.errors import ConfigError, TrainingDiverged
-from digitnet.metrics import LOSSES, higher_is_better
+from digitnet.metrics import higher_is_better
 from digitnet.model import MLPSpec
-
-OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
-SCHEDULES = ("constant", "cosine", "onecycle", "step")
-
-
-@dataclass
-class TrainConfig:
-    """How to train. The defaults are the tutorial's: Adam 1e-3, 5 epochs at batch 32."""
-
-    epochs: int = 5
-    batch_size: int = 32
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    momentum: float = 0.0  # sgd only
-    nesterov: bool = False  # sgd only
-    schedule: str = "constant"
-    weight_decay: float = 0.0  # L2 on kernels; decoupled for adamw
-    validation: str = "test"  # "test", "none", or a held-out fraction of train such as "0.1"
-    seed: int = 1
-    shuffle: bool = True
-    patience: int = 0  # early stopping on val_loss after this many epochs without progress
-    chunks_per_epoch: int = 20  # how often per epoch the progress bar moves
-    loss: str = "cross_entropy"  # or "mse" (of the softmax probabilities)
-    # Schedules: cosine warms up linearly over `warmup` epochs; step multiplies the rate by
-    # step_gamma every step_epochs epochs (0: a third of the run).
-    warmup: float = 0.0
-    step_epochs: int = 0
-    step_gamma: float = 0.1
-    # Regularisation (see digitnet.regularize); 0 = off.
-    label_smoothing: float = 0.0
-    max_norm: float = 0.0  # bound on the L2 norm of each unit's incoming weights
-    ema: float = 0.0  # decay of an average of the weights, used for evaluation and saving
-    # Augmentation on the device (see digitnet.augment); 0 = off. Bounds of uniform draws.
-    aug_shift: float = 0.0  # pixels, per axis
-    aug_rotate: float = 0.0  # degrees
-    aug_scale: float = 0.0  # fraction: zoom in [1 - s, 1 + s]
-    aug_shear: float = 0.0  # degrees
-    elastic_alpha: float = 0.0  # Simard's α (pixels); 0 = no elastic distortion
-    elastic_sigma: float = 4.0  # Simard's σ (pixels)
-
-    def __post_init__(self) -> None:
-        self.validation = str(self.validation)
-        if self.optimizer not in OPTIMIZERS:
-            raise ConfigError(f"unknown optimizer {self.optimizer!r}; choose from {', '.join(OPTIMIZERS)}")
-        if self.schedule not in SCHEDULES:
-            raise ConfigError(f"unknown schedule {self.schedule!r}; choose from {', '.join(SCHEDULES)}")
-        if self.loss not in LOSSES:
-            raise ConfigError(f"unknown loss {self.loss!r}; choose from {', '.join(LOSSES)}")
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ConfigError("epochs and batch size must be at least 1")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ConfigError(f"learning rate must be a positive number, got {self.lr}")
-        if self.validation not in ("test", "none"):
-            try:
-                frac = float(self.validation)
-            except ValueError:
-                frac = -1.0
-            if not 0 < frac < 1:
-                raise ConfigError(
-                    f"validation must be 'test', 'none' or a fraction in (0, 1), got {self.validation!r}"
-                )
-        if not (0 <= self.label_smoothing < 1 and 0 <= self.ema < 1):
-            raise ConfigError("label_smoothing and ema must be in [0, 1)")
-        if self.label_smoothing and self.loss != "cross_entropy":
-            raise ConfigError(f"label smoothing applies to the cross-entropy loss, not {self.loss}")
-        if self.max_norm < 0 or self.warmup < 0 or self.step_epochs < 0 or not 0 < self.step_gamma <= 1:
-            raise ConfigError("max_norm, warmup and step_epochs must be ≥ 0, step_gamma in (0, 1]")
-        augment.validate(self)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ConfigError(f"unknown training option(s): {', '.join(sorted(unknown))}")
-        return cls(**d)
+from digitnet.trainconfig import TrainConfig
 
 
 class EarlyStopping(Callback):

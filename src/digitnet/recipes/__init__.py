@@ -1,5 +1,5 @@
 """Recipes shipped with digitnet: flat TOML option files (NAME.toml in this folder), as
-digitnet.config.split_options takes them. Kept free of JAX so that `digitnet --help` is instant."""
+digitnet.config.resolve takes them. Kept free of JAX so that `digitnet --help` is instant."""
 
 from __future__ import annotations
 

@@ -1,0 +1,130 @@
+"""The model's spec: everything that fixes the network's shape and its input transform.
+
+Declared with option metadata (digitnet.options) and free of JAX, so that the CLI's flags and
+`digitnet.MLP(...)` are available without starting JAX; digitnet.model runs it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from digitnet.errors import ConfigError
+from digitnet.options import choose, option, parse_list
+
+# digitnet.model maps each name to its function.
+ACTIVATION_NAMES = ("relu", "sigmoid", "tanh", "gelu", "elu", "leaky_relu", "selu", "linear")
+
+# How raw pixels become network inputs; part of the model, saved with it.
+#   center: x/255 - 0.5 (the tutorial)   unit: x/255   standardize: per-pixel (x-mean)/std
+#   none: the input is used as given (the Keras front end, where the user scales).
+PREPROCESS = ("center", "unit", "standardize", "none")
+
+
+@dataclass(frozen=True)
+class MLPSpec:
+    """Everything that fixes the network's shape and its input transform."""
+
+    input_shape: tuple[int, ...] = option((28, 28), "image shape (set from the dataset)", cli=False)
+    hidden: tuple[int, ...] = option((64, 64), "hidden layer sizes, e.g. 64,64",
+                                     parse=parse_list(int))
+    num_classes: int = option(10, "number of classes (set from the dataset)", cli=False)
+    activation: str = option("relu", "activation of the hidden layers", choices=ACTIVATION_NAMES)
+    dropout: tuple[float, ...] = option((), "dropout after each hidden layer: one rate for all "
+                                        "(0.5) or one per layer (0.2,0.5)", per_layer=True,
+                                        parse=parse_list(float))
+    preprocess: str = option("center", "pixels → inputs: center (x/255-0.5), unit (x/255), "
+                             "standardize (per pixel), none", choices=PREPROCESS)
+    activations: tuple[str, ...] = option((), "one activation per hidden layer, where they differ "
+                                          "(as a Keras model may have); none: --activation for all",
+                                          per_layer=True, choices=ACTIVATION_NAMES,
+                                          parse=parse_list(str))
+    input_dropout: float = option(0.0, "dropout rate on the (preprocessed) inputs",
+                                 group="regularisation")
+    deskew: bool = option(False, "straighten and centre each image by its moments first "
+                          "(digitnet.deskew)")
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "input_shape", tuple(int(d) for d in self.input_shape))
+        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        drop = tuple(float(d) for d in per_layer(self.dropout, len(self.hidden), "dropout"))
+        object.__setattr__(self, "input_dropout", float(self.input_dropout))
+        if any(not 0.0 <= d < 1.0 for d in (*drop, self.input_dropout)):
+            raise ConfigError(f"dropout rates must be in [0, 1), got {[*drop, self.input_dropout]}")
+        object.__setattr__(self, "dropout", drop if any(drop) else ())
+        acts = per_layer(self.activations, len(self.hidden), "activations")
+        object.__setattr__(self, "activations", tuple(str(a) for a in acts))
+        for act in (self.activation, *self.activations):
+            choose("activation", act, ACTIVATION_NAMES)
+        choose("preprocess", self.preprocess, PREPROCESS)
+        object.__setattr__(self, "deskew", bool(self.deskew))
+        if self.deskew and (len(self.input_shape) != 2 or self.preprocess == "none"):
+            raise ConfigError("deskew needs 2-D images of raw 0-255 pixels (input_shape (H, W) "
+                              "and a preprocess other than 'none')")
+        if any(h <= 0 for h in self.hidden) or self.num_classes < 2 or self.input_dim <= 0:
+            raise ConfigError("layer sizes must be positive and there must be at least 2 classes")
+
+    @property
+    def input_dim(self) -> int:
+        return math.prod(self.input_shape)
+
+    @property
+    def hidden_activations(self) -> tuple[str, ...]:
+        return self.activations or (self.activation,) * len(self.hidden)
+
+    @property
+    def sizes(self) -> list[int]:
+        return [self.input_dim, *self.hidden, self.num_classes]
+
+    @property
+    def num_params(self) -> int:
+        return sum(a * b + b for a, b in zip(self.sizes[:-1], self.sizes[1:], strict=True))
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> MLPSpec:
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = set(d) - known
+        if unknown:
+            raise ConfigError(f"unknown model option(s): {', '.join(sorted(unknown))}")
+        return cls(**d)
+
+    def summary(self) -> str:
+        """A Keras-style table: layers, output shapes, parameter counts."""
+        rows = []
+        if self.input_dropout:
+            rows.append((f"input_dropout (Dropout {self.input_dropout:g})", f"(None, {self.input_dim})", 0))
+        for i, (a, b) in enumerate(zip(self.sizes[:-1], self.sizes[1:], strict=True)):
+            last = i == len(self.hidden)
+            act = "softmax" if last else self.hidden_activations[i]
+            rows.append((f"dense_{i} (Dense, {act})", f"(None, {b})", a * b + b))
+            if not last and self.dropout and self.dropout[i]:
+                rows.append((f"dropout_{i} (Dropout {self.dropout[i]:g})", f"(None, {b})", 0))
+        width = max(len(r[0]) for r in rows) + 2
+        line = "─" * (width + 30)
+        prep = f"deskew, {self.preprocess}" if self.deskew else self.preprocess
+        out = [f"Model: MLP, input {self.input_shape} → {self.input_dim}, preprocess {prep}",
+               line, f"{'Layer (type)':<{width}}{'Output Shape':<16}{'Param #':>14}", line]
+        out += [f"{name:<{width}}{shape:<16}{n:>14,}" for name, shape, n in rows]
+        out += [line, f"Total params: {self.num_params:,}", f"Trainable params: {self.num_params:,}"]
+        return "\n".join(out)
+
+
+MLP = MLPSpec  # the public name: digitnet.MLP(hidden=(128, 128), activation="tanh")
+
+
+def per_layer(value: Any, layers: int, name: str) -> tuple:
+    """A per-layer option as one value per hidden layer: a single value (0.5, or [0.5]) applies
+    to every layer; () means the option's default for all of them."""
+    if isinstance(value, str | int | float):
+        value = (value,)
+    value = tuple(value)
+    if len(value) == 1:
+        return value * layers
+    if value and len(value) != layers:
+        raise ConfigError(f"{name} needs one value or one per hidden layer ({layers}), got {len(value)}")
+    return value

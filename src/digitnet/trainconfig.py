@@ -1,0 +1,107 @@
+"""How to train: the TrainConfig dataclass, declared with option metadata (digitnet.options).
+
+Free of JAX, so that the CLI, progress bars, trackers and config files can use it without
+starting JAX; digitnet.train runs it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from digitnet.errors import ConfigError
+from digitnet.options import choose, option
+
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
+SCHEDULES = ("constant", "cosine", "onecycle", "step")
+LOSSES = ("cross_entropy", "mse")  # digitnet.metrics computes them
+# The fields that switch augmentation on (any of them non-zero); digitnet.augment applies them.
+AUG_KEYS = ("aug_shift", "aug_rotate", "aug_scale", "aug_shear", "elastic_alpha")
+
+REG = "regularisation"
+
+
+@dataclass
+class TrainConfig:
+    """How to train. The defaults are the tutorial's: Adam 1e-3, 5 epochs at batch 32."""
+
+    epochs: int = option(5, "passes over the training set")
+    batch_size: int = option(32, "images per step")
+    optimizer: str = option("adam", "the optimizer (Keras' defaults)", choices=OPTIMIZERS)
+    lr: float = option(1e-3, "learning rate", aliases=("learning_rate", "rate"))
+    momentum: float = option(0.0, "SGD momentum (sgd only)")
+    nesterov: bool = option(False, "Nesterov momentum (sgd only)")
+    schedule: str = option("constant", "learning-rate schedule", choices=SCHEDULES)
+    weight_decay: float = option(0.0, "L2 weight decay on kernels (decoupled for adamw)")
+    validation: str = option("test", "test, none, or a held-out fraction of train such as 0.1",
+                             host_only=True)
+    seed: int = option(1, "seed of initialisation, shuffling, dropout and augmentation",
+                       host_only=True)
+    shuffle: bool = option(True, "reshuffle the training set every epoch")
+    patience: int = option(0, "early stopping on val_loss after this many epochs without "
+                           "progress; 0 = off", host_only=True)
+    chunks_per_epoch: int = option(20, "how often per epoch the progress bar moves",
+                                   host_only=True)
+    loss: str = option("cross_entropy", "loss (mse: of the softmax probabilities)", choices=LOSSES)
+    warmup: float = option(0.0, "cosine schedule: epochs of linear warm-up", group=REG)
+    step_epochs: int = option(0, "step schedule: decay every N epochs (0: a third of the run)",
+                              group=REG)
+    step_gamma: float = option(0.1, "step schedule: decay factor", group=REG)
+    label_smoothing: float = option(0.0, "label smoothing ε", group=REG)
+    max_norm: float = option(0.0, "max L2 norm of each unit's incoming weights; 0 = off", group=REG)
+    ema: float = option(0.0, "decay of an average of the weights (0.999), used for evaluation "
+                        "and saving; 0 = off", group=REG)
+    aug_shift: float = option(0.0, "random shift bound, pixels per axis", group=REG)
+    aug_rotate: float = option(0.0, "random rotation bound, degrees", group=REG)
+    aug_scale: float = option(0.0, "random zoom bound: 0.1 = 0.9–1.1", group=REG)
+    aug_shear: float = option(0.0, "random shear bound, degrees", group=REG)
+    elastic_alpha: float = option(0.0, "elastic distortion α, pixels (Simard: 34); 0 = off",
+                                  group=REG)
+    elastic_sigma: float = option(4.0, "elastic distortion σ, pixels", group=REG)
+
+    def __post_init__(self) -> None:
+        self.validation = str(self.validation)
+        choose("optimizer", self.optimizer, OPTIMIZERS)
+        choose("schedule", self.schedule, SCHEDULES)
+        choose("loss", self.loss, LOSSES)
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ConfigError("epochs and batch size must be at least 1")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ConfigError(f"learning rate must be a positive number, got {self.lr}")
+        if self.validation not in ("test", "none"):
+            try:
+                frac = float(self.validation)
+            except ValueError:
+                frac = -1.0
+            if not 0 < frac < 1:
+                raise ConfigError(
+                    f"validation must be 'test', 'none' or a fraction in (0, 1), got {self.validation!r}"
+                )
+        if not (0 <= self.label_smoothing < 1 and 0 <= self.ema < 1):
+            raise ConfigError("label_smoothing and ema must be in [0, 1)")
+        if self.label_smoothing and self.loss != "cross_entropy":
+            raise ConfigError(f"label smoothing applies to the cross-entropy loss, not {self.loss}")
+        if self.max_norm < 0 or self.warmup < 0 or self.step_epochs < 0 or not 0 < self.step_gamma <= 1:
+            raise ConfigError("max_norm, warmup and step_epochs must be ≥ 0, step_gamma in (0, 1]")
+        if min(getattr(self, k) for k in AUG_KEYS) < 0:
+            raise ConfigError(f"augmentation settings must be ≥ 0 ({', '.join(AUG_KEYS)})")
+        if self.aug_scale >= 1 or self.aug_rotate > 180 or self.aug_shear >= 90 or self.elastic_sigma <= 0:
+            raise ConfigError("augmentation out of range: aug_scale < 1, aug_rotate ≤ 180 (degrees), "
+                              "aug_shear < 90 (degrees), elastic_sigma > 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ConfigError(f"unknown training option(s): {', '.join(sorted(unknown))}")
+        return cls(**d)
+
+
+# TrainConfig fields that never reach the compiled functions. Runs that differ only in these
+# (the seeds of a sweep, say) share one Engine, so its programs are traced and compiled once.
+HOST_ONLY = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.metadata["host_only"])
