@@ -99,3 +99,17 @@ def recipe(name: str, **overrides: Any) -> Resolved:
     """(spec, config, run options) of a shipped recipe, with some options overridden:
     `recipe("best", epochs=3)`."""
     return resolve(overrides, recipe=name)
+
+
+def resumed_options(run_dir: str | Path) -> dict[str, Any]:
+    """The options a run directory was started with ({} when it holds no config yet): the
+    lowest layer of `resolve` when a run is resumed."""
+    from digitnet import artifacts as art
+
+    path = Path(run_dir) / art.CONFIG
+    if not path.exists():
+        return {}
+    saved = art.read_json(path)
+    model = {k: v for k, v in saved.get("model", {}).items() if FIELDS[k].metadata["cli"]}
+    ds = saved.get("dataset", {})
+    return {**model, **saved.get("train", {}), "dataset": ds.get("name"), "data_dir": ds.get("path")}

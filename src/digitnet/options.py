@@ -95,6 +95,59 @@ def describe_default(f: dataclasses.Field) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
+def add_flags(parser: Any, classes: Iterable[tuple[str, type]], groups: dict[str, str]) -> dict:
+    """One flag per option of each (default group, dataclass), into the argparse groups titled
+    by `groups`; help, choices and default come from the declaration. Values stay as given
+    (None when absent) for digitnet.config.resolve to parse and validate."""
+    import argparse
+
+    made = {key: parser.add_argument_group(title) for key, title in groups.items()}
+    for default_group, cls in classes:
+        for f in declared(cls):
+            if not f.metadata["cli"]:
+                continue
+            text = f.metadata["help"]
+            if f.metadata["choices"]:
+                text += f" ({', '.join(f.metadata['choices'])})"
+            if default_of(f) not in (None, ()):
+                text += f"; default {describe_default(f)}"
+            value = kind(f)
+            metavar = ("NAME" if f.metadata["choices"] and value is str else
+                       "A,B" if value is tuple else {int: "N", float: "X"}.get(value, "TEXT"))
+            extra: dict[str, Any] = ({"action": argparse.BooleanOptionalAction} if value is bool
+                                     else {"type": value, "metavar": metavar} if value in (int, float)
+                                     else {"metavar": metavar})
+            made[f.metadata["group"] or default_group].add_argument(
+                flag_name(f), dest=f.name, default=None, help=text.replace("%", "%%"), **extra)
+    return made
+
+
+def explain_usage(parser: Any, message: str, aliases: dict[str, str]) -> str:
+    """argparse's error message, with a "did you mean" for an unknown command or flag."""
+    import re
+
+    if m := re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message):
+        choices = re.findall(r"'([^']*)'", m[2])
+        what = "command" if " " not in parser.prog else "choice"
+        return f"unknown {what} {m[1]!r}{did_you_mean(m[1], choices)} (choose from {', '.join(choices)})"
+    flags = [f for f in message.partition("unrecognized arguments: ")[2].split() if f.startswith("-")]
+    if flags:
+        return f"unknown option {flags[0]}" + did_you_mean(flags[0], all_flags(parser), aliases)
+    return message
+
+
+def all_flags(parser: Any) -> list[str]:
+    """Every flag of an argparse parser and its sub-commands."""
+    import argparse
+
+    flags = []
+    for action in parser._actions:
+        flags += action.option_strings
+        if isinstance(action, argparse._SubParsersAction):
+            flags += [f for sub in action.choices.values() for f in all_flags(sub)]
+    return flags
+
+
 def markdown_table(classes: Iterable[tuple[str, type]]) -> str:
     """docs/options.md: one row per option, from the declarations."""
     out = ["# Options", "",

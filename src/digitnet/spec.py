@@ -34,8 +34,8 @@ class MLPSpec:
     dropout: tuple[float, ...] = option((), "dropout after each hidden layer: one rate for all "
                                         "(0.5) or one per layer (0.2,0.5)", per_layer=True,
                                         parse=parse_list(float))
-    preprocess: str = option("center", "pixels → inputs: center (x/255-0.5), unit (x/255), "
-                             "standardize (per pixel), none", choices=PREPROCESS)
+    preprocess: str = option("center", "pixels → inputs: center is x/255-0.5, unit x/255, "
+                             "standardize per pixel, none as given", choices=PREPROCESS)
     activations: tuple[str, ...] = option((), "one activation per hidden layer, where they differ "
                                           "(as a Keras model may have); none: --activation for all",
                                           per_layer=True, choices=ACTIVATION_NAMES,

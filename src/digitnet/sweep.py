@@ -409,3 +409,13 @@ def parse_halving(table: Any) -> dict[str, Any] | None:
     if h["metric"] not in ("val_accuracy", "val_loss", "accuracy", "loss"):
         raise ConfigError("[halving] metric must be val_accuracy, val_loss, accuracy or loss")
     return h
+
+
+def outcome_lines(records: list[dict[str, Any]], sweep_dir: Path) -> list[str]:
+    """What a finished sweep tells the terminal: counts, where the results are, what failed."""
+    failed = [r for r in records if r["status"] == "failed"]
+    stopped = sum(r["status"] == "stopped" for r in records)
+    return [f"{len(records)} trials finished ({len(failed)} failed"
+            + (f", {stopped} stopped early by successive halving" if stopped else "")
+            + f"); results in {sweep_dir / RESULTS_CSV} and {sweep_dir / RESULTS_JSON}",
+            *(f"  {r['id']} failed: {r['error']}" for r in failed)]
