@@ -56,7 +56,8 @@ def test_bad_usage_and_bad_input_exit_2_with_one_line(tmp_path):
         ("evaluate", str(tmp_path / "missing")),
         ("predict", str(tmp_path / "missing"), "--indices", "0:5"),
         ("datasets", "verify", "no-such-set"),
-        (),
+        ("trian",),
+        ("train", "--learning_rate", "0.1"),
     ]
     for args in cases:
         r = run_cli(*args)
@@ -79,3 +80,46 @@ def test_help_lists_every_verb():
     assert r.returncode == 0
     for verb in ("train", "evaluate", "predict", "summary", "datasets"):
         assert verb in r.stdout
+
+
+def test_bare_command_prints_usage_and_the_commands():
+    r = run_cli()
+    assert r.returncode == 2 and "usage: digitnet" in r.stderr
+    assert all(verb in r.stderr for verb in ("train", "evaluate", "predict", "serve", "sweep"))
+
+
+def test_did_you_mean_for_commands_and_flags():
+    r = run_cli("trian")
+    assert "unknown command 'trian'; did you mean train?" in r.stderr
+    r = run_cli("train", "--learning_rate", "0.1")
+    assert "unknown option --learning_rate; did you mean --lr?" in r.stderr
+    r = run_cli("train", "--batchsize", "8")
+    assert "did you mean --batch-size?" in r.stderr
+
+
+def test_an_empty_index_range_is_a_one_line_error(trained_run):
+    r = run_cli("predict", str(trained_run), "--indices", "5:2")
+    assert r.returncode == 2
+    assert r.stderr.strip() == ("digitnet: error: --indices 5:2 selects no test images "
+                                "(START:STOP needs START < STOP ≤ 10000)")
+
+
+def test_help_wording():
+    r = run_cli("evaluate", "--help")
+    assert "confusion matrix" not in r.stdout.split("options:")[0]
+    assert "--json" in r.stdout and "adds the confusion matrix" in r.stdout
+    r = run_cli("serve", "--help")
+    assert "address to listen on" in r.stdout and "TCP port" in r.stdout
+    r = run_cli("train", "--help")
+    assert "linear" in r.stdout and "--chunks-per-epoch" in r.stdout
+
+
+def test_one_epoch_is_singular_and_a_resumed_run_counts_only_its_own(tmp_path, small_data):
+    out = tmp_path / "run"
+    common = ("--data-dir", str(small_data), "--hidden", "8", "--quiet", "--out", str(out))
+    r = run_cli("train", "--epochs", "1", *common)
+    assert r.returncode == 0, r.stderr
+    assert "(1 epoch," in r.stdout
+    r = run_cli("train", "--epochs", "3", "--resume", *common)
+    assert r.returncode == 0, r.stderr
+    assert "(2 epochs after the 1 resumed," in r.stdout
