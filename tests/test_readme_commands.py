@@ -19,7 +19,6 @@ import tomllib
 import urllib.request
 from pathlib import Path
 
-import numpy as np
 import pytest
 from conftest import write_subset
 
