@@ -57,7 +57,7 @@ def test_forward_matches_a_numpy_reference():
 
 
 @pytest.mark.parametrize("kwargs", [
-    {"activation": "swish?"}, {"preprocess": "nope"}, {"dropout": (0.5,)},
+    {"activation": "swish?"}, {"preprocess": "nope"}, {"dropout": (0.5, 0.5, 0.5)},
     {"dropout": 1.0}, {"hidden": (0,)}, {"num_classes": 1},
 ])
 def test_bad_specs_raise_config_errors(kwargs):
