@@ -110,6 +110,6 @@ def resumed_options(run_dir: str | Path) -> dict[str, Any]:
     if not path.exists():
         return {}
     saved = art.read_json(path)
-    model = {k: v for k, v in saved.get("model", {}).items() if FIELDS[k].metadata["cli"]}
+    model = {k: v for k, v in saved.get("model", {}).items() if k in FIELDS and FIELDS[k].metadata["cli"]}
     ds = saved.get("dataset", {})
     return {**model, **saved.get("train", {}), "dataset": ds.get("name"), "data_dir": ds.get("path")}
