@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 import socket
 import subprocess
 import sys
@@ -20,7 +21,6 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import write_subset
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -58,12 +58,12 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory, mnist):
+def workdir(tmp_path_factory, mnist, small_data):
     from PIL import Image
 
     work = tmp_path_factory.mktemp("readme")
     home = work / "home"
-    small = write_subset(home / "data" / "my-set", 1000, 300)
+    small = shutil.copytree(small_data, home / "data" / "my-set")
     (work / "my.toml").write_text('hidden = [32]\nactivation = "tanh"\ndropout = 0.1\n')
     for name, i in (("my_digit.png", 0), ("scan.jpg", 1)):  # dark ink on white, as drawn
         Image.fromarray(255 - mnist.x_test[i]).resize((112, 112)).save(work / name)
