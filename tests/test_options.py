@@ -24,7 +24,7 @@ def test_docs_option_table_is_current():
 
     current = (ROOT / "docs" / "options.md").read_text(encoding="utf-8")
     assert current == markdown_table(OPTION_CLASSES), \
-        "regenerate: python -m digitnet.options > docs/options.md"
+        "regenerate: python -m digitnet.config > docs/options.md"
 
 
 def test_every_option_has_a_flag_with_its_choices_in_help():

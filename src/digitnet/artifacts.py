@@ -226,3 +226,17 @@ class Checkpoint(Callback):
 
     def on_epoch_end(self, state: TrainState, logs: dict[str, float]) -> None:
         save_checkpoint(self.run_dir, state, self.stats)
+
+
+def resumed_options(run_dir: str | Path) -> dict[str, Any]:
+    """The options a run directory was started with ({} when it holds no config yet): the
+    lowest layer of digitnet.config.resolve when a run is resumed."""
+    from digitnet.config import FIELDS
+
+    path = Path(run_dir) / CONFIG
+    if not path.exists():
+        return {}
+    saved = read_json(path)
+    model = {k: v for k, v in saved.get("model", {}).items() if k in FIELDS and FIELDS[k].metadata["cli"]}
+    ds = saved.get("dataset", {})
+    return {**model, **saved.get("train", {}), "dataset": ds.get("name"), "data_dir": ds.get("path")}

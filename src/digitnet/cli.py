@@ -116,13 +116,13 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_train(args: argparse.Namespace) -> int:
     from digitnet import artifacts as art
     from digitnet.api import dataset_from_config, fit
-    from digitnet.config import FIELDS, resolve, resumed_options
+    from digitnet.config import FIELDS, resolve
 
     base: dict[str, Any] = {}
     if args.resume:
         if not args.out:
             raise UsageError("--resume needs --out DIR (the run to continue)")
-        base = resumed_options(args.out)
+        base = art.resumed_options(args.out)
         if not base:  # killed before its first write: nothing to continue, so start it
             print(f"digitnet: nothing to resume in {args.out}; starting a new run", file=sys.stderr)
     flags = {k: v for k, v in vars(args).items() if k in FIELDS}

@@ -101,15 +101,7 @@ def recipe(name: str, **overrides: Any) -> Resolved:
     return resolve(overrides, recipe=name)
 
 
-def resumed_options(run_dir: str | Path) -> dict[str, Any]:
-    """The options a run directory was started with ({} when it holds no config yet): the
-    lowest layer of `resolve` when a run is resumed."""
-    from digitnet import artifacts as art
+if __name__ == "__main__":  # python -m digitnet.config > docs/options.md
+    from digitnet.options import markdown_table
 
-    path = Path(run_dir) / art.CONFIG
-    if not path.exists():
-        return {}
-    saved = art.read_json(path)
-    model = {k: v for k, v in saved.get("model", {}).items() if k in FIELDS and FIELDS[k].metadata["cli"]}
-    ds = saved.get("dataset", {})
-    return {**model, **saved.get("train", {}), "dataset": ds.get("name"), "data_dir": ds.get("path")}
+    print(markdown_table(OPTION_CLASSES), end="")

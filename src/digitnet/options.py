@@ -2,7 +2,7 @@
 flag, host-only). The CLI's flags, TOML keys, sweep axes and docs/options.md all derive from it.
 
 JAX-free on purpose: `digitnet --help` builds its flags from these declarations.
-Regenerate the docs' table with `python -m digitnet.options > docs/options.md`.
+Regenerate the docs' table with `python -m digitnet.config > docs/options.md`.
 """
 
 from __future__ import annotations
@@ -152,7 +152,7 @@ def markdown_table(classes: Iterable[tuple[str, type]]) -> str:
     """docs/options.md: one row per option, from the declarations."""
     out = ["# Options", "",
            "Generated from the declarations in `digitnet/spec.py`, `digitnet/trainconfig.py` and",
-           "`digitnet/config.py` by `python -m digitnet.options > docs/options.md` (a test checks",
+           "`digitnet/config.py` by `python -m digitnet.config > docs/options.md` (a test checks",
            "that it is current). Every option is a `digitnet train` flag, a key of a `--config`",
            "TOML file or a sweep's `[base]`/axes, and a keyword of `digitnet.fit`. Precedence:",
            "recipe < TOML file < flags (keywords). A per-layer option given one value applies to",
@@ -174,8 +174,3 @@ def markdown_table(classes: Iterable[tuple[str, type]]) -> str:
         out.append("")
     return "\n".join(out)
 
-
-if __name__ == "__main__":
-    from digitnet.config import OPTION_CLASSES
-
-    print(markdown_table(OPTION_CLASSES), end="")

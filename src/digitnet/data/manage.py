@@ -40,8 +40,8 @@ def fetch(name: str) -> list[str]:
 
 def show(name: str, data_dir: str | None, split: str, count: int, out: str | None) -> list[str]:
     """Draw the first `count` images of a split with their labels into a PNG."""
-    from digitnet.artifacts import atomic_write_bytes
     from digitnet.data.preview import sample_grid
+    from digitnet.files import atomic_write_bytes
 
     if count < 1:
         raise ConfigError("--count must be at least 1")
