@@ -160,3 +160,54 @@ def test_loaded_arrays_are_read_only():
         assert not arr.flags.writeable
         with pytest.raises(ValueError):
             arr[0] = 0
+
+
+def test_unpacked_cache_is_verified_reused_and_rebuilt(tmp_path, monkeypatch, mnist):
+    """A known set is cached gunzipped in the home with a manifest; each load re-hashes it;
+    damage, a missing manifest or a changed pin sends the load back to the pinned files."""
+    monkeypatch.setenv("DIGITNET_HOME", str(tmp_path))
+    pins = datasets.REGISTRY["mnist"].files
+    folder = datasets.unpacked_dir("mnist")
+    assert datasets.read_unpacked("mnist", pins) is None  # nothing cached yet
+    fresh = datasets._load("mnist")
+    assert sorted(p.name for p in folder.iterdir()) == sorted([*FILES.values(), "manifest.json"])
+    cached = datasets.read_unpacked("mnist", pins)
+    assert cached is not None and cached.sha256 == fresh.sha256 == mnist.sha256
+    for a, b in [(cached.x_train, mnist.x_train), (cached.y_train, mnist.y_train),
+                 (cached.x_test, mnist.x_test), (cached.y_test, mnist.y_test)]:
+        assert a.dtype == b.dtype and np.array_equal(a, b)
+
+    images = folder / FILES["train_images"]
+    data = bytearray(images.read_bytes())
+    data[5000] ^= 1  # one flipped bit
+    images.write_bytes(bytes(data))
+    assert datasets.read_unpacked("mnist", pins) is None
+    assert datasets._load("mnist").sha256 == mnist.sha256  # from the .gz files, and re-cached
+    assert datasets.read_unpacked("mnist", pins) is not None
+
+    other = {**pins, "test_labels": datasets.RemoteFile("x.gz", 1, "0" * 64)}
+    assert datasets.read_unpacked("mnist", other) is None  # cached from other sources
+    (folder / "manifest.json").write_text("{not json")
+    assert datasets.read_unpacked("mnist", pins) is None
+
+
+def test_an_unwritable_home_still_loads(tmp_path, monkeypatch, mnist):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.setenv("DIGITNET_HOME", str(blocker))  # a file: no folder can be made in it
+    assert datasets._load("mnist").sha256 == mnist.sha256
+
+
+def test_prefetch_hands_its_result_to_load_dataset(tmp_path, monkeypatch, mnist):
+    monkeypatch.setenv("DIGITNET_HOME", str(tmp_path))
+    load_dataset.cache_clear()
+    try:
+        datasets.prefetch("mnist")
+        pending = datasets._prefetched["mnist"]
+        ds = load_dataset("mnist")
+        assert "mnist" not in datasets._prefetched and pending.result() is ds
+        assert ds.sha256 == mnist.sha256
+        datasets.prefetch("fashion-mnist")  # not here: a download is never started in a thread
+        assert "fashion-mnist" not in datasets._prefetched
+    finally:
+        load_dataset.cache_clear()

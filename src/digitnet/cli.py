@@ -114,6 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    if not any(getattr(args, k, None) for k in ("data_dir", "config", "resume", "recipe")):
+        from digitnet.data.datasets import prefetch
+
+        prefetch(getattr(args, "dataset", None) or "mnist")  # read while JAX imports
     from digitnet import artifacts as art
     from digitnet.api import dataset_from_config, fit
     from digitnet.config import FIELDS, resolve
