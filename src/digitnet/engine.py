@@ -62,9 +62,17 @@ class EngineSettings:
             raise ValueError(f"bad engine settings {self}")
 
     @classmethod
-    def default(cls) -> EngineSettings:
-        """This process's defaults: DEFAULT_UNROLL for JAX's backend, runtime.fused_step()."""
-        return cls(unroll=DEFAULT_UNROLL.get(jax.default_backend(), 1), fused=runtime.fused_step())
+    def default(cls, sizes: list[int] | None = None, batch: int | None = None) -> EngineSettings:
+        """This process's defaults: on a CPU, the unroll that `digitnet calibrate` chose for
+        these layer sizes and batch on this machine (digitnet.calibrate), else DEFAULT_UNROLL
+        for JAX's backend; runtime.fused_step()."""
+        backend = jax.default_backend()
+        unroll = DEFAULT_UNROLL.get(backend, 1)
+        if backend == "cpu" and sizes is not None and batch is not None:
+            from digitnet.calibrate import chosen_unroll
+
+            unroll = chosen_unroll(sizes, batch) or unroll
+        return cls(unroll=unroll, fused=runtime.fused_step())
 
     def scan_unroll(self, steps: int, draws: bool = False) -> int:
         """Steps per loop iteration for a chunk of `steps`."""
@@ -111,7 +119,8 @@ class Engine:
     def __init__(self, spec: MLPSpec, cfg: TrainConfig, steps_per_epoch: int,
                  settings: EngineSettings | None = None):
         self.spec, self.cfg = spec, cfg
-        self.settings = settings if settings is not None else EngineSettings.default()
+        self.settings = (settings if settings is not None
+                         else EngineSettings.default(spec.sizes, cfg.batch_size))
         self.tx = make_optimizer(cfg, steps_per_epoch * cfg.epochs)
         self.augment = augment.make_augment(cfg, spec.input_shape)
         self.train_chunk = self._jit_train_chunk()
@@ -226,7 +235,8 @@ def engine_for(spec: MLPSpec, cfg: TrainConfig, steps_per_epoch: int,
     """The engine for a run, shared by runs that differ only in HOST_ONLY fields.
     settings: EngineSettings.default() when None."""
     compiled = tuple((k, v) for k, v in cfg.to_dict().items() if k not in HOST_ONLY)
-    settings = settings if settings is not None else EngineSettings.default()
+    if settings is None:
+        settings = EngineSettings.default(spec.sizes, cfg.batch_size)
     return _cached_engine(type(cfg), spec, compiled, steps_per_epoch, settings)
 
 

@@ -24,17 +24,25 @@ CPU_FLAGS = ("--xla_cpu_multi_thread_eigen=false",
 
 
 def set_cpu_threading() -> bool:
-    """Add digitnet's XLA CPU flags (CPU_FLAGS) to XLA_FLAGS, if JAX has not started yet.
+    """Set up XLA's CPU client for this machine, if JAX has not started yet: the threading that
+    `digitnet calibrate` chose and stored for this CPU and these versions (digitnet.calibrate),
+    else digitnet's default, CPU_FLAGS. Flags are added to XLA_FLAGS where absent; an NPROC the
+    user set is kept.
 
     XLA reads XLA_FLAGS once, when its CPU backend starts, so this only works before
-    `import jax`; returns whether the flags were set. GPU backends ignore these flags.
+    `import jax`; returns whether the settings were applied. GPU backends ignore these flags.
     """
     if "jax" in sys.modules or os.environ.get("DIGITNET_XLA_THREADS", "").lower() == "auto":
         return False
+    from digitnet.calibrate import threading_env
+
+    flags, env = threading_env()
     given = os.environ.get("XLA_FLAGS", "")
-    extra = [f for f in CPU_FLAGS if f.split("=")[0] not in given]
+    extra = [f for f in flags if f.split("=")[0] not in given]
     if extra:
         os.environ["XLA_FLAGS"] = " ".join([given, *extra]).strip()
+    for name, value in env.items():
+        os.environ.setdefault(name, value)
     return True
 
 

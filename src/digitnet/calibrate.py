@@ -1,0 +1,305 @@
+"""Engine settings chosen per machine, by measurement: `digitnet calibrate`.
+
+Which settings train fastest depends on the CPU (its vector width, caches, core count) and on
+the library versions, so digitnet does not guess: `digitnet calibrate` trains the shapes at hand
+with each candidate, interleaved round by round so that a load spike from other processes hits
+every candidate alike, and keeps the fastest in $DIGITNET_HOME/calibration.json under a key made
+of the CPU's model and flags, the cores this process may use, and the versions of Python, JAX,
+jaxlib, NumPy and digitnet. A machine or version that changes gets no stored choice (and the
+defaults) until it is calibrated again.
+
+Rules: the default settings are always a candidate, and another one is only chosen when it trains
+the very same bits as the default and beats it clearly (its wall time per epoch, paired with the
+default's of the same round, is lower in most rounds and by MARGIN at the median); so a stored
+choice is never slower than the default, as far as measurement can tell, and never changes a
+result. Explicit switches still win: DIGITNET_XLA_THREADS=auto, XLA_FLAGS or NPROC set by the
+user, and settings passed to fit.
+
+Calibration runs on demand, not at first use: it takes tens of seconds (one process per
+threading candidate, each compiling the training step once per unroll), which would triple the
+first `digitnet train`, and timing it while the user's own work runs would measure that work.
+
+This module imports neither JAX nor NumPy, except in the measuring worker.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from functools import lru_cache
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from digitnet.runtime import CPU_FLAGS, ONE_XLA_THREAD
+
+FORMAT = 1
+FILE = "calibration.json"
+# Candidate steps per iteration of the compiled training loop; the default (2 on a CPU) among them.
+UNROLLS = (1, 2, 4)
+# Candidates for XLA's CPU client, each the XLA flags and environment it starts with. "default"
+# is what an uncalibrated digitnet runs (runtime.CPU_FLAGS).
+THREADING: Mapping[str, tuple[tuple[str, ...], Mapping[str, str]]] = {
+    "default": (CPU_FLAGS, {}),
+    # The step's ops in sequence on one thread of XLA's pool (what sweep workers use).
+    "one-thread": (CPU_FLAGS, ONE_XLA_THREAD),
+    # JAX's own defaults: Eigen's threaded products, the concurrency-minded scheduler.
+    "jax-default": ((), {}),
+}
+DEFAULT = {"threading": "default", "unroll": 2}
+MARGIN = 0.03  # how much faster (median paired ratio) a candidate must be to replace the default
+VERSIONED = ("jax", "jaxlib", "numpy", "optax", "digitnet")
+
+
+def cpu_info() -> dict[str, str]:
+    """The first processor's fields from /proc/cpuinfo (Linux); {} elsewhere."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return {}
+    info: dict[str, str] = {}
+    for line in text.split("\n\n")[0].splitlines():
+        key, _, value = line.partition(":")
+        info.setdefault(key.strip(), value.strip())
+    return info
+
+
+def machine() -> dict[str, Any]:
+    """What a stored choice depends on: the CPU, the cores this process may use, the versions."""
+    info = cpu_info()
+    versions = {"python": platform.python_version()}
+    for name in VERSIONED:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count() or 1
+    return {
+        "cpu": info.get("model name") or platform.processor() or platform.machine(),
+        # Family/model/stepping tell apart CPUs that a hypervisor names alike ("AMD EPYC").
+        "cpu_id": "/".join(info.get(k, "?") for k in ("vendor_id", "cpu family", "model", "stepping")),
+        "flags": sorted(info.get("flags", "").split()),
+        "cores": cores,
+        "system": platform.system(),
+        "versions": versions,
+    }
+
+
+def machine_key(m: Mapping[str, Any] | None = None) -> str:
+    m = machine() if m is None else m
+    return hashlib.sha256(json.dumps(m, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def simd_flags(m: Mapping[str, Any]) -> list[str]:
+    """The flags that decide XLA's kernels (vector extensions), for people to read."""
+    return [f for f in m.get("flags", ()) if f.startswith(("avx", "amx", "fma", "f16c", "sse4"))]
+
+
+def store_path() -> Path:
+    from digitnet.data.datasets import home
+
+    return home() / FILE
+
+
+def read_store() -> dict[str, Any]:
+    try:
+        store = json.loads(store_path().read_bytes())
+    except (OSError, ValueError):
+        return {"format": FORMAT, "choices": {}}
+    if not isinstance(store, dict) or store.get("format") != FORMAT or \
+            not isinstance(store.get("choices"), dict):
+        return {"format": FORMAT, "choices": {}}
+    return store
+
+
+@lru_cache(maxsize=1)
+def chosen() -> dict[str, Any] | None:
+    """This machine's stored choice ({"threading": name, "unroll": n, ...}), or None; read once
+    per process."""
+    entry = read_store()["choices"].get(machine_key())
+    if not isinstance(entry, dict) or entry.get("threading") not in THREADING or \
+            not isinstance(entry.get("unroll"), int) or entry["unroll"] < 1:
+        return None
+    return entry
+
+
+def threading_env() -> tuple[tuple[str, ...], dict[str, str]]:
+    """(XLA flags, environment) for XLA's CPU client on this machine: the stored choice's, else
+    the default's."""
+    entry = chosen()
+    flags, env = THREADING[entry["threading"] if entry else "default"]
+    return flags, dict(env)
+
+
+def chosen_unroll(sizes: list[int] | tuple[int, ...], batch: int) -> int | None:
+    """The stored choice's steps per loop iteration, when it was measured on these layer sizes
+    and batch size; None otherwise (the engine's default then)."""
+    entry = chosen()
+    if entry and list(entry.get("sizes", ())) == list(sizes) and entry.get("batch") == batch:
+        return int(entry["unroll"])
+    return None
+
+
+def save(entry: Mapping[str, Any], key: str | None = None) -> Path:
+    """Store a choice for this machine (or `key`), keeping other machines' choices."""
+    from digitnet.artifacts import atomic_write_bytes, json_bytes
+
+    store = read_store()
+    store["choices"][key or machine_key()] = dict(entry)
+    path = store_path()
+    atomic_write_bytes(path, json_bytes(store))
+    chosen.cache_clear()
+    return path
+
+
+def decide(rounds: list[dict[str, float]], same_bits: Mapping[str, bool],
+           default: str) -> tuple[str, dict[str, float]]:
+    """The candidate to keep, from per-round wall seconds per candidate ({name: seconds} per
+    round), and each candidate's ratio to the default.
+
+    A busy machine only ever adds time, so a candidate's best round is its truest figure: the
+    ratio is best round to best round. To be chosen, a candidate must train the default's bits,
+    have a ratio of at most 1 - MARGIN, and also beat the default in most rounds, paired (the
+    same round, back to back), so that one lucky round cannot elect it."""
+    ratios = {name: min(r[name] for r in rounds) / min(r[default] for r in rounds)
+              for name in rounds[0]}
+    for name, ratio in sorted(ratios.items(), key=lambda kv: kv[1]):
+        wins = sum(r[name] < r[default] for r in rounds)
+        if name != default and same_bits.get(name) and ratio <= 1 - MARGIN and 2 * wins > len(rounds):
+            return name, ratios
+    return default, ratios
+
+
+def candidate_name(threading: str, unroll: int) -> str:
+    return f"{threading}/unroll-{unroll}"
+
+
+def calibrate(hidden: tuple[int, ...] = (64, 64), batch: int = 32, rounds: int = 7,
+              examples: int = 60000, threadings: tuple[str, ...] = tuple(THREADING),
+              unrolls: tuple[int, ...] = UNROLLS, log: Callable[[str], None] = print,
+              store: bool = True) -> dict[str, Any]:
+    """Measure every (threading, unroll) candidate on a 784-…-10 MLP of `hidden` layers at
+    `batch` (one epoch of `examples` images per candidate and round), choose, and store."""
+    threadings = ("default", *[t for t in threadings if t != "default"])
+    unrolls = tuple(sorted({DEFAULT["unroll"], *unrolls}))
+    job = {"hidden": list(hidden), "batch": batch, "examples": examples, "unrolls": list(unrolls)}
+    default = candidate_name("default", DEFAULT["unroll"])
+    workers: dict[str, subprocess.Popen] = {}
+    bits: dict[str, str] = {}
+    per_round: list[dict[str, float]] = []
+    cpu: dict[str, list[float]] = {}
+    m = machine()
+    log(f"calibrating on {m['cpu']} ({m['cpu_id']}; {m['cores']} cores; "
+        f"{' '.join(simd_flags(m))}) for 784-{'-'.join(map(str, hidden))}-10 at batch {batch}")
+    try:
+        # Workers start one at a time (compiling side by side would slow each other down) and
+        # then take turns: one epoch per candidate per round, the order rotated each round.
+        for name in threadings:
+            workers[name] = start_worker(name, job)
+            ready = read_line(workers[name])
+            bits.update({candidate_name(name, int(u)): h for u, h in ready["bits"].items()})
+            log(f"  {name}: ready (compiled in {ready['compile_seconds']:.1f} s)")
+        for r in range(rounds):
+            row: dict[str, float] = {}
+            order = list(workers)
+            for name in order[r % len(order):] + order[:r % len(order)]:
+                workers[name].stdin.write("go\n")
+                workers[name].stdin.flush()
+                for u, (wall, cpu_s) in read_line(workers[name])["seconds"].items():
+                    row[candidate_name(name, int(u))] = wall
+                    cpu.setdefault(candidate_name(name, int(u)), []).append(cpu_s)
+            per_round.append(row)
+            log(f"  round {r + 1}/{rounds}: default {row[default]:.3f} s/epoch, best "
+                f"{min(row, key=row.get)} {min(row.values()):.3f}")
+    finally:
+        for w in workers.values():
+            if w.poll() is None:
+                w.stdin.close()
+                try:
+                    w.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    w.kill()
+    same_bits = {name: h == bits[default] for name, h in bits.items()}
+    best, ratios = decide(per_round, same_bits, default)
+    threading, unroll = best.split("/unroll-")
+    entry = {
+        "threading": threading, "unroll": int(unroll), "sizes": [784, *hidden, 10], "batch": batch,
+        "machine": {k: v for k, v in m.items() if k != "flags"} | {"simd": simd_flags(m)},
+        "measured": {name: {"best_seconds": min(r[name] for r in per_round),
+                            "median_seconds": statistics.median(r[name] for r in per_round),
+                            "median_cpu_seconds": statistics.median(cpu[name]),
+                            "ratio_to_default": ratios[name], "same_bits": same_bits[name]}
+                     for name in per_round[0]},
+        "rounds": rounds, "when": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+    }
+    if store:
+        entry["path"] = str(save(entry))
+    return entry
+
+
+def start_worker(threading: str, job: Mapping[str, Any]) -> subprocess.Popen:
+    flags, env_extra = THREADING[threading]
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "NPROC")}
+    env.update(env_extra, XLA_FLAGS=" ".join(flags), DIGITNET_XLA_THREADS="auto",
+               DIGITNET_COMPILE_CACHE="0", JAX_PLATFORMS="cpu")
+    return subprocess.Popen([sys.executable, "-m", "digitnet.calibrate", json.dumps(job)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+
+
+def read_line(worker: subprocess.Popen) -> dict[str, Any]:
+    line = worker.stdout.readline()
+    if not line:
+        raise RuntimeError(f"a calibration worker stopped (exit status {worker.wait()})")
+    return json.loads(line)
+
+
+def worker(job: Mapping[str, Any]) -> None:
+    """One threading candidate: compile the tutorial-style step for every unroll, report each
+    one's result bits, then train one timed epoch per unroll for every "go" on stdin."""
+    import jax
+    import numpy as np
+
+    from digitnet.engine import EngineSettings
+    from digitnet.model import MLPSpec
+    from digitnet.train import TrainConfig, fit_arrays
+
+    spec = MLPSpec(hidden=tuple(job["hidden"]))
+    cfg = TrainConfig(epochs=1, batch_size=job["batch"], validation="none")
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (job["examples"], *spec.input_shape), dtype=np.uint8)
+    y = rng.integers(0, spec.num_classes, job["examples"]).astype(np.int32)
+    stats = {"shift": np.full(spec.input_dim, 127.5, np.float32),
+             "scale": np.full(spec.input_dim, 1 / 255, np.float32)}
+    settings = {u: EngineSettings(unroll=u) for u in job["unrolls"]}
+
+    def epoch(u: int) -> Any:
+        return fit_arrays(spec, cfg, x, y, stats, settings=settings[u]).params
+
+    t0 = time.perf_counter()
+    bits = {}
+    for u in settings:
+        leaves = [np.asarray(a) for a in jax.tree.leaves(epoch(u))]
+        bits[u] = hashlib.sha256(b"".join(a.tobytes() for a in leaves)).hexdigest()
+    print(json.dumps({"bits": bits, "compile_seconds": time.perf_counter() - t0}), flush=True)
+    for r, _ in enumerate(sys.stdin):
+        seconds = {}
+        order = list(settings)
+        for u in order[r % len(order):] + order[:r % len(order)]:
+            w, c = time.perf_counter(), time.process_time()
+            jax.block_until_ready(epoch(u))
+            seconds[u] = (time.perf_counter() - w, time.process_time() - c)
+        print(json.dumps({"seconds": seconds}), flush=True)
+
+
+if __name__ == "__main__":
+    worker(json.loads(sys.argv[1]))

@@ -1,0 +1,152 @@
+"""Per-machine settings (digitnet.calibrate): the choice rule, the store and its key, and how a
+stored choice reaches XLA's flags and the engine."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from digitnet import calibrate
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+DEFAULT = "default/unroll-2"
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("DIGITNET_HOME", str(tmp_path))
+    calibrate.chosen.cache_clear()
+    yield tmp_path
+    calibrate.chosen.cache_clear()
+
+
+def rounds(**seconds):
+    """Per-round timings from per-candidate lists (the default's key spelled default)."""
+    names = {k.replace("__", "/").replace("_", "-"): v for k, v in seconds.items()}
+    n = len(next(iter(names.values())))
+    return [{k: v[i] for k, v in names.items()} for i in range(n)]
+
+
+def test_the_default_stays_unless_a_candidate_is_clearly_faster_with_the_same_bits():
+    same = {DEFAULT: True, "one-thread/unroll-2": True, "default/unroll-4": True}
+    fast = rounds(default__unroll_2=[1.0, 1.0, 1.1], default__unroll_4=[0.9, 0.92, 0.95],
+                  one_thread__unroll_2=[1.0, 0.99, 1.2])
+    best, ratios = calibrate.decide(fast, same, DEFAULT)
+    assert best == "default/unroll-4" and ratios[DEFAULT] == 1.0
+    assert ratios["default/unroll-4"] == pytest.approx(0.9)
+    # 2% faster is within the margin: the default stays.
+    close = rounds(default__unroll_2=[1.0, 1.0, 1.0], default__unroll_4=[0.98, 0.98, 0.98])
+    assert calibrate.decide(close, same, DEFAULT)[0] == DEFAULT
+    # Faster, but other bits: never chosen.
+    assert calibrate.decide(fast, {**same, "default/unroll-4": False}, DEFAULT)[0] == DEFAULT
+    # One lucky round does not elect a candidate that loses the others.
+    lucky = rounds(default__unroll_2=[1.0, 1.0, 1.0], default__unroll_4=[0.5, 1.1, 1.2])
+    assert calibrate.decide(lucky, same, DEFAULT)[0] == DEFAULT
+    # A slower candidate never replaces the default.
+    slow = rounds(default__unroll_2=[1.0, 1.0], default__unroll_4=[1.2, 1.3])
+    assert calibrate.decide(slow, same, DEFAULT)[0] == DEFAULT
+
+
+def test_the_machine_key_covers_the_cpu_its_flags_cores_and_versions():
+    m = calibrate.machine()
+    assert m["cpu"] and m["cores"] >= 1 and m["versions"]["jax"] and m["versions"]["digitnet"]
+    key = calibrate.machine_key(m)
+    assert key == calibrate.machine_key() and len(key) == 16
+    for change in ({"cpu": "Intel(R) Xeon(R) Platinum 8488C"}, {"cpu_id": "GenuineIntel/6/143/8"},
+                   {"flags": [*m["flags"], "avx512f"]}, {"cores": m["cores"] + 1},
+                   {"versions": {**m["versions"], "jaxlib": "0.0.1"}}):
+        assert calibrate.machine_key({**m, **change}) != key, change
+
+
+def test_a_stored_choice_is_reused_and_a_new_cpu_or_version_gets_none(home, monkeypatch):
+    assert calibrate.chosen() is None and calibrate.threading_env() == calibrate.THREADING["default"]
+    entry = {"threading": "one-thread", "unroll": 4, "sizes": [784, 64, 64, 10], "batch": 32}
+    path = calibrate.save(entry)
+    assert path == home / calibrate.FILE
+    assert calibrate.chosen()["unroll"] == 4
+    assert calibrate.threading_env() == (calibrate.THREADING["one-thread"][0], {"NPROC": "1"})
+    assert calibrate.chosen_unroll([784, 64, 64, 10], 32) == 4
+    assert calibrate.chosen_unroll([784, 64, 64, 10], 64) is None  # measured at batch 32 only
+    assert calibrate.chosen_unroll([784, 128, 10], 32) is None
+
+    # Another CPU (or a new jaxlib) reading the same home finds no choice of its own.
+    real = calibrate.machine
+    for change in ({"cpu": "Intel(R) Xeon(R) Platinum 8488C"},
+                   {"versions": {**real()["versions"], "jaxlib": "9.9.9"}}):
+        monkeypatch.setattr(calibrate, "machine", lambda change=change: {**real(), **change})
+        calibrate.chosen.cache_clear()
+        assert calibrate.chosen() is None and calibrate.chosen_unroll([784, 64, 64, 10], 32) is None
+        # Calibrating there adds its choice beside the first machine's.
+        calibrate.save({**entry, "threading": "default", "unroll": 1})
+        assert calibrate.chosen()["unroll"] == 1
+    monkeypatch.setattr(calibrate, "machine", real)
+    calibrate.chosen.cache_clear()
+    assert calibrate.chosen()["unroll"] == 4
+    assert len(json.loads(path.read_text())["choices"]) == 3
+
+
+def test_a_damaged_or_foreign_store_means_no_choice(home):
+    (home / calibrate.FILE).write_text("{not json")
+    assert calibrate.chosen() is None
+    calibrate.save({"threading": "default", "unroll": 2})  # rewritten whole
+    calibrate.chosen.cache_clear()
+    assert calibrate.chosen()["threading"] == "default"
+    store = json.loads((home / calibrate.FILE).read_text())
+    store["choices"][calibrate.machine_key()]["threading"] = "no-such-candidate"
+    (home / calibrate.FILE).write_text(json.dumps(store))
+    calibrate.chosen.cache_clear()
+    assert calibrate.chosen() is None
+
+
+def xla_env(home: Path, **env: str) -> dict:
+    """XLA_FLAGS and NPROC as digitnet's CLI leaves them, in a fresh process."""
+    code = ("import os, json; from digitnet.runtime import set_cpu_threading; set_cpu_threading();"
+            "print(json.dumps({k: os.environ.get(k) for k in ('XLA_FLAGS', 'NPROC')}))")
+    base = {k: v for k, v in os.environ.items()
+            if k not in ("XLA_FLAGS", "NPROC", "DIGITNET_XLA_THREADS")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**base, "PYTHONPATH": SRC, "DIGITNET_HOME": str(home), **env})
+    return json.loads(out.stdout)
+
+
+def test_the_stored_threading_reaches_xla_and_explicit_switches_win(home):
+    default_flags = " ".join(calibrate.THREADING["default"][0])
+    assert xla_env(home) == {"XLA_FLAGS": default_flags, "NPROC": None}
+    calibrate.save({"threading": "one-thread", "unroll": 2})
+    assert xla_env(home) == {"XLA_FLAGS": default_flags, "NPROC": "1"}
+    assert xla_env(home, NPROC="2")["NPROC"] == "2"  # the user's NPROC is kept
+    assert xla_env(home, DIGITNET_XLA_THREADS="auto") == {"XLA_FLAGS": None, "NPROC": None}
+    given = "--xla_cpu_multi_thread_eigen=true"
+    assert xla_env(home, XLA_FLAGS=given)["XLA_FLAGS"] == (
+        f"{given} --xla_cpu_enable_concurrency_optimized_scheduler=false")
+    calibrate.save({"threading": "jax-default", "unroll": 2})
+    assert xla_env(home) == {"XLA_FLAGS": None, "NPROC": None}
+
+
+def test_the_engine_takes_the_stored_unroll_for_its_shapes_only(home):
+    from digitnet.engine import DEFAULT_UNROLL, EngineSettings
+
+    sizes = [784, 64, 64, 10]
+    assert EngineSettings.default(sizes, 32).unroll == DEFAULT_UNROLL["cpu"]
+    calibrate.save({"threading": "default", "unroll": 4, "sizes": sizes, "batch": 32})
+    assert EngineSettings.default(sizes, 32).unroll == 4
+    assert EngineSettings.default(sizes, 128).unroll == DEFAULT_UNROLL["cpu"]
+    assert EngineSettings.default().unroll == DEFAULT_UNROLL["cpu"]
+
+
+def test_calibrate_measures_chooses_and_stores(home):
+    """A real, small calibration: two candidates' workers train and report the same bits."""
+    lines: list[str] = []
+    entry = calibrate.calibrate(hidden=(16,), batch=64, rounds=2, examples=2048,
+                                threadings=("default",), unrolls=(1,), log=lines.append)
+    assert set(entry["measured"]) == {"default/unroll-1", "default/unroll-2"}
+    assert all(m["same_bits"] for m in entry["measured"].values())
+    assert entry["threading"] == "default" and entry["unroll"] in (1, 2)
+    assert entry["sizes"] == [784, 16, 10] and entry["batch"] == 64
+    assert "calibrating on" in lines[0] and len(lines) == 1 + 1 + 2
+    assert calibrate.chosen()["unroll"] == entry["unroll"]
