@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -27,17 +28,24 @@ def train_once(home: str, out: Path) -> dict:
     if r.returncode != 0:
         raise RuntimeError(f"digitnet train failed: {r.stderr.strip()[-500:]}")
     m = re.search(r"test accuracy ([0-9.]+)", r.stdout)
-    return {"wall": r.wall, "rss_mib": r.rss_mib, "test_accuracy": float(m.group(1))}
+    return {"wall": r.wall, "cpu": r.cpu, "rss_mib": r.rss_mib, "test_accuracy": float(m.group(1))}
 
 
 def measure(n: int, log=print) -> dict:
-    """n rounds of: an empty cache dir, `digitnet train` (cold), `digitnet train` (warm)."""
-    cold, warm, helps = [], [], []
+    """n rounds of, each with a fresh home: `digitnet train` with nothing cached (cold), again
+    (warm: compiled programs and the unpacked data cached), and again with only the compile
+    cache emptied (cold_compile: what a first run is once the data is cached, e.g. after an
+    upgrade)."""
+    cold, warm, cold_compile, helps = [], [], [], []
     for i in range(n):
         with tempfile.TemporaryDirectory() as tmp:
-            cold.append(train_once(os.path.join(tmp, "home"), Path(tmp) / "run1"))
-            warm.append(train_once(os.path.join(tmp, "home"), Path(tmp) / "run2"))
+            home = os.path.join(tmp, "home")
+            cold.append(train_once(home, Path(tmp) / "run1"))
+            warm.append(train_once(home, Path(tmp) / "run2"))
+            shutil.rmtree(os.path.join(home, "jax-cache"))
+            cold_compile.append(train_once(home, Path(tmp) / "run3"))
         helps.append(digitnet("--help").wall)
-        log(f"  digitnet train run {i + 1}/{n}: {cold[-1]['wall']:.2f} s (empty cache), "
-            f"{warm[-1]['wall']:.2f} s (warm cache), peak RSS {cold[-1]['rss_mib']:.0f} MiB")
-    return {"cold": cold, "warm": warm, "help": helps}
+        log(f"  digitnet train run {i + 1}/{n}: {cold[-1]['wall']:.2f} s (empty home), "
+            f"{warm[-1]['wall']:.2f} s (warm), {cold_compile[-1]['wall']:.2f} s (empty compile "
+            f"cache), peak RSS {cold[-1]['rss_mib']:.0f} MiB")
+    return {"cold": cold, "warm": warm, "cold_compile": cold_compile, "help": helps}

@@ -18,6 +18,7 @@ class Result:
     returncode: int
     stdout: str
     stderr: str
+    cpu: float = 0.0  # the child's user + system CPU seconds
 
     def json(self) -> dict:
         """The last line of stdout, parsed: how bench scripts report."""
@@ -44,4 +45,5 @@ def run(cmd: list[str], env: dict[str, str] | None = None, cwd: str | None = Non
         p.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
         out.seek(0)
         err.seek(0)
-        return Result(wall, usage.ru_maxrss / 1024, p.returncode, out.read(), err.read())
+        return Result(wall, usage.ru_maxrss / 1024, p.returncode, out.read(), err.read(),
+                      usage.ru_utime + usage.ru_stime)

@@ -9,11 +9,28 @@ NA = "—"
 
 
 def summary(values: Sequence[float]) -> dict | None:
-    """Median and min–max of a sample, or None for an empty one."""
+    """Mean ± standard deviation, median and min–max of a sample, or None for an empty one."""
     vals = [float(v) for v in values]
     if not vals:
         return None
-    return {"median": statistics.median(vals), "min": min(vals), "max": max(vals), "n": len(vals)}
+    return {"mean": statistics.fmean(vals), "std": statistics.stdev(vals) if len(vals) > 1 else 0.0,
+            "median": statistics.median(vals), "min": min(vals), "max": max(vals), "n": len(vals)}
+
+
+def center(s: dict) -> float:
+    """The figure a summary is compared by: its mean (the median of older results files)."""
+    return s["mean"] if "mean" in s else s["median"]
+
+
+def fmt_mean(s: dict | None, scale: float = 1.0, digits: int = 3, unit: str = "") -> str:
+    """'mean ± std' of a summary, scaled (e.g. 1000 for ms); the bare value when n = 1."""
+    if s is None:
+        return NA
+    if "mean" not in s:
+        return fmt(s, scale, digits, unit)
+    if s["n"] == 1:
+        return f"{s['mean'] * scale:.{digits}f}{unit}"
+    return f"{s['mean'] * scale:.{digits}f} ± {s['std'] * scale:.{digits}f}{unit}"
 
 
 def fmt(s: dict | None, scale: float = 1.0, digits: int = 3, unit: str = "") -> str:
@@ -47,7 +64,7 @@ def trainer_row(runs: list[dict]) -> dict:
 
 
 def ratio(a: dict | None, b: dict | None) -> float | None:
-    return a["median"] / b["median"] if a and b and b["median"] else None
+    return center(a) / center(b) if a and b and center(b) else None
 
 
 def table(rows: list[tuple[str, dict | None, str]], floor: dict, ours: dict) -> list[str]:
@@ -64,10 +81,10 @@ def table(rows: list[tuple[str, dict | None, str]], floor: dict, ours: dict) -> 
         cpu_speedup = ratio(row["cpu"], ours["cpu"])
         faster = "" if row is ours else f"{speedup:.1f}×" + (
             f"; {cpu_speedup:.1f}×" if cpu_speedup else "")
-        acc = fmt(row["acc"], 100, 2, "%")
         out.append(
-            f"| {name} | {fmt(row['epoch'])} | {fmt(row['cpu'])} | {fmt(row['train'], digits=2)} "
-            f"| {acc} | {fmt(row['predict'], 1000, 1)} | {fmt(row['rss'], digits=0)} "
+            f"| {name} | {fmt_mean(row['epoch'])} | {fmt_mean(row['cpu'])} "
+            f"| {fmt_mean(row['train'], digits=2)} | {fmt_mean(row['acc'], 100, 2, '%')} "
+            f"| {fmt_mean(row['predict'], 1000, 1)} | {fmt_mean(row['rss'], digits=0)} "
             f"| {vs_floor:.2f}× | {faster} |")
     return out
 

@@ -122,14 +122,31 @@ def test_report_marks_skipped_peers_and_unmet_targets():
                       "runs": [peer]}]}
     doc = render(res, gpu_results=(None, None))
     assert "| keras-tf (default threads) | skipped: no environment at /x |" in doc
-    assert "| steady epoch vs floor | ≤ 1.5× | 3.00× | **not met** |" in doc
+    assert "| steady epoch vs floor | ≤ 1.3× | 3.00× | **not met** |" in doc
     assert "| digitnet pinned to one core (`taskset`) | 0.120 |" in doc
-    assert "1-thread BLAS) | ≤ 1.5× | 1.20× | met |" in doc
+    assert "1-thread BLAS) | ≤ 1.3× | 1.20× | met |" in doc
+    assert "| predict 10k after warm-up | ≤ PyTorch's | 4.0 ms vs 4.0 ms | met |" in doc
     assert "| faster than torch | ≥ 6× | 10.0× | met |" in doc
     assert "| faster than keras-tf | ≥ 15× | peer skipped | not measured |" in doc
     assert "other jobs were using the cores" in doc and "no `python -m bench.gpu` run" in doc
     assert "| GPU: tutorial config on an H100 | ≤ 0.03 s/epoch | no GPU run saved |" in doc
     json.dumps(res)  # what --json writes
+
+    # A run records the machine in full: the document names it, its vector extensions and key.
+    res["machine"] = {**res["machine"], "cpu_id": "AuthenticAMD/25/1/1", "simd": ["avx2", "fma"],
+                      "key": "0123abcd", "calibration": None}
+    doc = render(res, gpu_results=(None, None))
+    assert "(vendor/family/model/stepping AuthenticAMD/25/1/1), 2 cores; vector extensions: avx2 fma" in doc
+    assert "machine key `0123abcd`" in doc and "digitnet's defaults (no `digitnet calibrate`" in doc
+
+
+def test_summaries_show_mean_and_standard_deviation():
+    sys.path.insert(0, str(ROOT))
+    from bench.report import fmt_mean, summary
+
+    s = summary([0.1, 0.2, 0.3])
+    assert s["n"] == 3 and fmt_mean(s, digits=2) == "0.20 ± 0.10"
+    assert fmt_mean(s, 1000, 1, " ms") == "200.0 ± 100.0 ms" and fmt_mean(summary([0.5])) == "0.500"
 
 
 def test_gpu_section_renders_from_the_results_json(tmp_path, monkeypatch):

@@ -201,6 +201,10 @@ def calibrate(hidden: tuple[int, ...] = (64, 64), batch: int = 32, rounds: int =
     m = machine()
     log(f"calibrating on {m['cpu']} ({m['cpu_id']}; {m['cores']} cores; "
         f"{' '.join(simd_flags(m))}) for 784-{'-'.join(map(str, hidden))}-10 at batch {batch}")
+    load = [os.getloadavg()[0]]
+    if load[0] > m["cores"]:
+        log(f"  note: the machine is busy (load average {load[0]:.1f} on {m['cores']} cores); "
+            "its timings are noisy, and a quieter moment gives a surer choice")
     try:
         # Workers start one at a time (compiling side by side would slow each other down) and
         # then take turns: one epoch per candidate per round, the order rotated each round.
@@ -229,6 +233,7 @@ def calibrate(hidden: tuple[int, ...] = (64, 64), batch: int = 32, rounds: int =
                     w.wait(timeout=10)
                 except subprocess.TimeoutExpired:
                     w.kill()
+    load.append(os.getloadavg()[0])
     same_bits = {name: h == bits[default] for name, h in bits.items()}
     best, ratios = decide(per_round, same_bits, default)
     threading, unroll = best.split("/unroll-")
@@ -240,7 +245,7 @@ def calibrate(hidden: tuple[int, ...] = (64, 64), batch: int = 32, rounds: int =
                             "median_cpu_seconds": statistics.median(cpu[name]),
                             "ratio_to_default": ratios[name], "same_bits": same_bits[name]}
                      for name in per_round[0]},
-        "rounds": rounds, "when": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+        "rounds": rounds, "load_average": load, "when": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
     }
     if store:
         entry["path"] = str(save(entry))

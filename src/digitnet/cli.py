@@ -97,6 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--out", help="folder for report.html and the PNGs (default PATH/report)")
     rp.add_argument("--markdown", help="also write a markdown page linking the PNGs")
 
+    cal = sub.add_parser("calibrate", help="time the engine's settings on this machine and keep "
+                         "the fastest (used by later runs)")
+    cal.add_argument("--hidden", default="64,64", help="hidden layer sizes (default 64,64)")
+    cal.add_argument("--batch-size", type=int, default=32)
+    cal.add_argument("--rounds", type=int, default=7, help="timed epochs per candidate (default 7)")
+    cal.add_argument("--show", action="store_true", help="print this machine's stored choice and exit")
+
     ds = sub.add_parser("datasets", help="list, fetch, verify or show datasets")
     ds_sub = ds.add_subparsers(dest="action", metavar="ACTION", parser_class=Parser)
     ds_sub.required = True
@@ -273,9 +280,37 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from digitnet import calibrate
+
+    if args.show:
+        entry = calibrate.chosen()
+        if entry is None:
+            print(f"no stored choice for this machine (key {calibrate.machine_key()}); "
+                  "the defaults apply")
+        else:
+            print(json.dumps({k: v for k, v in entry.items() if k != "measured"}, indent=1))
+        return 0
+    try:
+        hidden = tuple(int(h) for h in args.hidden.split(",") if h.strip())
+    except ValueError:
+        raise UsageError(f"--hidden must be comma-separated sizes, got {args.hidden!r}") from None
+    if not hidden or min(hidden) < 1 or args.batch_size < 1 or args.rounds < 1:
+        raise UsageError("--hidden sizes, --batch-size and --rounds must be positive")
+    entry = calibrate.calibrate(hidden, args.batch_size, args.rounds)
+    m = entry["measured"]
+    for name in sorted(m, key=lambda k: m[k]["ratio_to_default"]):
+        print(f"  {name:24s} best {m[name]['best_seconds']:.3f} s/epoch  "
+              f"× {m[name]['ratio_to_default']:.2f} of the default"
+              + ("" if m[name]["same_bits"] else "  (other bits: not eligible)"))
+    print(f"chosen: XLA threading {entry['threading']}, {entry['unroll']} steps per loop "
+          f"iteration; stored in {entry['path']}")
+    return 0
+
+
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
             "summary": cmd_summary, "datasets": cmd_datasets, "serve": cmd_serve,
-            "export": cmd_export, "sweep": cmd_sweep, "report": cmd_report}
+            "export": cmd_export, "sweep": cmd_sweep, "report": cmd_report, "calibrate": cmd_calibrate}
 
 
 def main(argv: list[str] | None = None) -> int:
