@@ -124,6 +124,9 @@ def predict_logits(spec: MLPSpec, params: Params, stats: dict, x: Any) -> np.nda
     """Logits for raw inputs x (N, ...) as a NumPy array."""
     fn = compiled_forward(spec)
     x = np.asarray(x) if not isinstance(x, jax.Array) else x
+    # One compiled shape for (N, H, W) and (N, H*W) alike: the evaluation inside fit and
+    # Model.predict then share a program (forward flattens its input first either way).
+    x = x.reshape(len(x), -1)
     parts = [fn(params, stats, x[i : i + SLICE]) for i in range(0, len(x), SLICE)]
     if not parts:
         return np.zeros((0, spec.num_classes), np.float32)

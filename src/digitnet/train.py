@@ -8,6 +8,7 @@ digitnet.callbacks.
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -112,24 +113,30 @@ def fit_arrays(
     chunks = epoch_chunks(n, cfg.batch_size, cfg.chunks_per_epoch)
     epoch_steps = steps_per_epoch(n, cfg)
     engine = engine_for(spec, cfg, epoch_steps, settings)
-    params, opt_state, order_key, dropout_key = engine.init_state(cfg.seed)
-    if state is None:
-        state = TrainState(params=params, opt_state=opt_state)
-    else:
-        state.params = jax.tree.map(jnp.asarray, state.params)
-        state.opt_state = jax.tree.map(jnp.asarray, state.opt_state)
     y = np.asarray(y, np.float32 if np.ndim(y) == 2 else np.int32)
     # Deskewing is deterministic: done once here, not in every step (it rounds to uint8, so
     # the step sees the same pixels either way).
     xd = deskew_dataset(x.reshape(n, *spec.input_shape)) if spec.deskew else jax.device_put(x)
     yd = jax.device_put(y)
     statsd = jax.device_put(stats)
+    # The training step compiles in a thread while this one compiles and runs the rest of the
+    # start (initial weights; the shuffler's thread: the first shuffle).
+    compiling = threading.Thread(target=engine.precompile, args=(statsd, xd, yd, chunks),
+                                 name="digitnet-compile", daemon=True)
+    compiling.start()
+    params, opt_state, order_key, dropout_key = engine.init_state(cfg.seed)
+    if state is None:
+        state = TrainState(params=params, opt_state=opt_state)
+    else:
+        state.params = jax.tree.map(jnp.asarray, state.params)
+        state.opt_state = jax.tree.map(jnp.asarray, state.opt_state)
     for cb in callbacks:
         cb.on_train_begin(state, epoch_steps, cfg.epochs)
 
     # Each epoch's shuffle is worked out in a thread while the epoch before it trains.
     shuffler = ThreadPoolExecutor(max_workers=1, thread_name_prefix="digitnet-shuffle")
     upcoming = shuffler.submit(engine.epoch_order, order_key, dropout_key, state.epoch, n)
+    compiling.join()  # else the first chunk would compile the same program a second time
     try:
         for epoch in range(state.epoch, cfg.epochs):
             t0 = time.perf_counter()
