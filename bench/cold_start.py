@@ -76,7 +76,7 @@ def ab(src_a: str, src_b: str, pairs: int) -> dict:
                     for f in cache.iterdir():
                         f.unlink()
                 r = run([sys.executable, "-m", "digitnet", "train", "--quiet", "--out",
-                         str(Path(home) / f"run-{side}")],
+                         str(Path(home) / f"run-{side}-{i}")],
                         env={"PYTHONPATH": src, "DIGITNET_HOME": home})
                 if r.returncode:
                     raise RuntimeError(r.stderr[-1000:])

@@ -1,0 +1,80 @@
+"""Where a training step's time goes on this CPU: a per-op profile of the compiled step.
+
+    python -m bench.step_profile [unroll] > bench/results/cpu-step-profile.txt
+
+Trains one tutorial epoch (784-64-64-10, Adam, batch 32) under jax.profiler with XLA's per-thunk
+trace events on (`--xla_cpu_enable_xprof_traceme=true`, on top of digitnet's own XLA flags), reads
+the trace back (jaxlib's ProfileData) and sums each compiled op's time: the products (dots, the
+floor's work), XLA's element-wise fusions (bias, ReLU, softmax, Adam) and the rest. The profiler's
+buffer keeps only part of an epoch's ~200k events, so shares are what to read here, not totals;
+the tracing itself slows each op down, more so for small ones.
+"""
+
+from __future__ import annotations
+
+import collections
+import glob
+import os
+import sys
+import tempfile
+
+
+def category(name: str) -> str:
+    if name.startswith("dot"):
+        return "matrix products (dot)"
+    if name.startswith("ynn_fusion"):
+        return "YNNPACK fusions (small products + element-wise)"
+    if "fusion" in name:
+        return "XLA element-wise fusions"
+    return "other (" + name.split(".")[0] + ")"
+
+
+def main(unroll: int = 2) -> None:
+    from digitnet.runtime import CPU_FLAGS
+
+    os.environ["XLA_FLAGS"] = " ".join([*CPU_FLAGS, "--xla_cpu_enable_xprof_traceme=true"])
+    import jax
+    from jax._src.lib import _profile_data
+
+    import digitnet
+    from digitnet.engine import EngineSettings
+    from digitnet.model import MLPSpec, preprocess_stats
+    from digitnet.train import TrainConfig, fit_arrays
+
+    ds = digitnet.load_dataset()
+    spec, cfg = MLPSpec(), TrainConfig(epochs=1, validation="none")
+    stats = preprocess_stats(spec, ds.x_train)
+    settings = EngineSettings(unroll=unroll)
+    fit_arrays(spec, cfg, ds.x_train, ds.y_train, stats, settings=settings)  # compiles
+    with tempfile.TemporaryDirectory() as tmp:
+        with jax.profiler.trace(tmp):
+            fit_arrays(spec, cfg, ds.x_train, ds.y_train, stats, settings=settings)
+        path = sorted(glob.glob(f"{tmp}/**/*.xplane.pb", recursive=True))[-1]
+        profile = _profile_data.ProfileData.from_file(path)
+    total: collections.Counter[str] = collections.Counter()
+    count: collections.Counter[str] = collections.Counter()
+    for plane in profile.planes:
+        for line in plane.lines:
+            if "XLAEigen" not in line.name and "PjRtCpuClient" not in line.name:
+                continue
+            for ev in line.events:
+                if ev.name.startswith(("ThunkExecutor", "while", "end: ", "ThreadpoolListener")):
+                    continue
+                total[ev.name] += ev.duration_ns
+                count[ev.name] += 1
+    everything = sum(total.values())
+    shares: collections.Counter[str] = collections.Counter()
+    for name, ns in total.items():
+        shares[category(name)] += ns
+    print(f"# one tutorial epoch, {unroll} steps per loop iteration; load average "
+          f"{os.getloadavg()[0]:.1f}; {sum(count.values())} op events traced")
+    print("\n| share of traced op time | % |\n|---|---|")
+    for name, ns in shares.most_common():
+        print(f"| {name} | {100 * ns / everything:.1f} |")
+    print("\n| op (XLA's name) | % | events | mean µs |\n|---|---|---|---|")
+    for name, ns in total.most_common(25):
+        print(f"| {name} | {100 * ns / everything:.1f} | {count[name]} | {ns / count[name] / 1e3:.1f} |")
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 2)
