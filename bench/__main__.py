@@ -252,6 +252,7 @@ def render(res: dict, gpu_results: tuple[dict | None, dict | None] | None = None
     ]
     lines += SETTINGS
     lines += breakdown_section(res["digitnet"], ours)
+    lines += step_profile_section()
     lines += levers_section(res.get("levers"))
     if gpu_epoch:
         lines += gpu_lines
@@ -271,7 +272,16 @@ SETTINGS = [
     " single-threaded (`--xla_cpu_multi_thread_eigen=false`) and its"
     " ops are scheduled as one short sequence"
     " (`--xla_cpu_enable_concurrency_optimized_scheduler=false`): both added to XLA_FLAGS by the"
-    " CLI before JAX starts (see the levers); `DIGITNET_XLA_THREADS=auto` leaves JAX's default.",
+    " CLI before JAX starts (see the levers); `DIGITNET_XLA_THREADS=auto` leaves JAX's default."
+    " Those are the defaults; `digitnet calibrate` replaces them on a machine where another"
+    " setting measures faster (next section).",
+    "- Cold start: MNIST is kept gunzipped in `<home>/unpacked/mnist` with a manifest of SHA-256s"
+    " (re-hashed on every load; a damaged file or a changed pin falls back to the shipped .gz"
+    " files and rewrites it; written by atomic renames); `digitnet train` reads it in a thread"
+    " while Python imports JAX; the training step compiles in a thread beside the initial"
+    " weights and the first shuffle; the end-of-epoch finiteness check reads the weights with"
+    " NumPy on a CPU (nothing to compile); the evaluation and `Model.predict` share one compiled"
+    " program, and the CLI's first five predictions come from it.",
     "- On an NVIDIA GPU (compute capability ≥ 8.0), a step of the tutorial's kind (ReLU layers,"
     " Adam at a constant rate, cross-entropy, a batch of 16–128 that is a power of two) runs as"
     " two hand-written kernels (digitnet.fused: Pallas, lowered to Triton) instead of XLA's 29;"
@@ -281,14 +291,37 @@ SETTINGS = [
     " turns it off. The home is `$DIGITNET_HOME`, else `$XDG_CACHE_HOME/digitnet`, else"
     " `~/.cache/digitnet`.",
     "- Each epoch's shuffle (the same permutation as `jax.random.permutation`) is sorted in"
-    " NumPy in a thread while the previous epoch trains; the end-of-epoch check that the weights"
-    " are finite is one compiled call.",
+    " NumPy in a thread while the previous epoch trains.",
     "- Initial weights and optimizer state come from one compiled call (compiled without LLVM"
     " optimisation: same bits, less compile time); inference runs in blocks of 1000 rows.",
     "- `digitnet --help` and argument errors import neither JAX nor NumPy.",
     "",
     "Reproduce: `bash bench/peers/setup.sh` (once; peers go to /work/peers or"
     " `$DIGITNET_PEERS`), then `python -m bench`.",
+    "",
+    "## Settings chosen per machine: `digitnet calibrate`", "",
+    "The fastest engine settings depend on the CPU, so `digitnet calibrate` measures them"
+    " (digitnet.calibrate). Candidates: XLA's CPU threading (`default`: the flags above;"
+    " `one-thread`: the same with XLA's pool cut to one thread, `NPROC=1`; `jax-default`: JAX's"
+    " own flags) × training steps per loop iteration (1, 2, 4). One worker process per"
+    " threading candidate (XLA reads its flags once, at start) compiles the step for each unroll"
+    " on the shapes at hand (`--hidden`, `--batch-size`; default the tutorial's), reports the"
+    " bits one epoch trains, then the workers take turns: each round, every candidate trains one"
+    " epoch, in an order rotated round by round, so that load from other processes hits all"
+    " alike. A candidate replaces the default only if it trains the default's exact bits, its"
+    " best epoch is at least 3% faster than the default's best, and it beats the default in"
+    " most rounds, paired; so a choice never changes a result and is never slower than the"
+    " default as far as the measurement can tell. The choice is stored in"
+    " `<home>/calibration.json` under a key made of the CPU's model name, vendor/family/model/"
+    "stepping, every CPU flag, the cores this process may use and the versions of Python, JAX,"
+    " jaxlib, NumPy, Optax and digitnet: another CPU or an upgrade finds no choice and runs the"
+    " defaults until calibrated again (tests/test_calibrate.py fakes both). Later runs take it"
+    " up: the CLI's XLA setup (runtime.set_cpu_threading) and EngineSettings.default for the"
+    " same layer sizes and batch. Explicit switches win: `DIGITNET_XLA_THREADS=auto`, flags"
+    " already in XLA_FLAGS, an NPROC the user set, settings passed to `fit`."
+    " `digitnet calibrate --show` prints the stored choice. It runs on demand, not at first use:"
+    " it takes tens of seconds (longer on a busy machine), which would triple a first `digitnet"
+    " train`, and its timings would be disturbed by the very run that asked for them.",
     "",
 ]
 
@@ -300,7 +333,7 @@ def breakdown_section(runs: list[dict], ours: dict) -> list[str]:
                          for r in runs if len(r["epoch_seconds"]) > 1])
     rows = [("import digitnet.api (JAX, Optax) + start the CPU backend",
              summary([r["import_seconds"] for r in runs if "import_seconds" in r])),
-            ("load MNIST (gunzip + SHA-256 of the embedded files)",
+            ("load MNIST (the verified unpacked cache: read + SHA-256)",
              summary([r["load_seconds"] for r in runs if "load_seconds" in r])),
             ("epoch 1 (compiles the step, then trains)", first),
             ("of which compilation ≈ epoch 1 − steady epoch", compile_s),
@@ -309,6 +342,23 @@ def breakdown_section(runs: list[dict], ours: dict) -> list[str]:
     return ["## Where a run's time goes (digitnet, in-process)", "",
             "| phase | seconds |", "|---|---|",
             *[f"| {name} | {fmt_mean(v)} |" for name, v in rows if v], ""]
+
+
+def step_profile_section() -> list[str]:
+    """bench/results/cpu-step-profile.txt (python -m bench.step_profile), with its own header:
+    it is a separate run, on the machine it names."""
+    path = ROOT / "bench" / "results" / "cpu-step-profile.txt"
+    if not path.exists():
+        return []
+    header, *body = path.read_text().strip().splitlines()
+    return ["## Where a training step's time goes (bench/step_profile.py)", "",
+            f"A separate run: {header.lstrip('# ')}.",
+            "Shares of the traced time of the compiled step's ops over one epoch. The products"
+            " (the floor's work) are under half; the rest is XLA's element-wise work, most of it"
+            " Adam's update of the 784×64 kernel, which XLA runs as separate passes (new first"
+            " and second moments, then the weights) over four 784×64 arrays that do not fit in"
+            " one core's L2 cache, and the input's (x − 127.5)/255 on 32×784 values per step.",
+            "", *[line.lstrip("# ") for line in body], ""]
 
 
 # Issue 20: a steady epoch within this factor of the BLAS floor, on any CPU.
