@@ -29,14 +29,16 @@ def test_cli_and_help_do_not_import_jax():
     assert out.strip().splitlines()[-1] == "[]"
 
 
-def test_cli_sets_single_threaded_xla_before_jax_starts():
+def test_cli_sets_single_threaded_xla_before_jax_starts(tmp_path):
     code = ("import os, sys\nfrom digitnet.runtime import set_cpu_threading\n"
             "print(set_cpu_threading(), os.environ.get('XLA_FLAGS'))")
+    home = str(tmp_path)  # no `digitnet calibrate` choice: the defaults
     sequential = "--xla_cpu_enable_concurrency_optimized_scheduler=false"
-    assert py(code).stdout.split() == ["True", "--xla_cpu_multi_thread_eigen=false", sequential]
+    assert py(code, DIGITNET_HOME=home).stdout.split() == [
+        "True", "--xla_cpu_multi_thread_eigen=false", sequential]
     # the user's own value of a flag wins, other flags are kept
     mine = "--xla_cpu_multi_thread_eigen=true --xla_force_host_platform_device_count=2"
-    assert py(code, XLA_FLAGS=mine).stdout.strip() == f"True {mine} {sequential}"
+    assert py(code, XLA_FLAGS=mine, DIGITNET_HOME=home).stdout.strip() == f"True {mine} {sequential}"
     assert py(code, DIGITNET_XLA_THREADS="auto").stdout.split() == ["False", "None"]
     # once JAX is imported its flags are read already: nothing is set (a stand-in module
     # marks it imported here, so that the test need not pay for importing JAX)
