@@ -121,7 +121,8 @@ def fit_arrays(
     statsd = jax.device_put(stats)
     # The training step compiles in a thread while this one compiles and runs the rest of the
     # start (initial weights; the shuffler's thread: the first shuffle).
-    compiling = threading.Thread(target=engine.precompile, args=(statsd, xd, yd, chunks),
+    compiling = threading.Thread(target=engine.precompile,
+                                 args=(statsd, xd, yd, chunks, wants_batches(callbacks)),
                                  name="digitnet-compile", daemon=True)
     compiling.start()
     params, opt_state, order_key, dropout_key = engine.init_state(cfg.seed)
