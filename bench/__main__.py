@@ -329,14 +329,17 @@ SETTINGS = [
 def breakdown_section(runs: list[dict], ours: dict) -> list[str]:
     """Where a training run's seconds go, from the in-process digitnet runs."""
     first = summary([r["epoch_seconds"][0] for r in runs])
-    compile_s = summary([r["epoch_seconds"][0] - statistics.median(r["epoch_seconds"][1:])
-                         for r in runs if len(r["epoch_seconds"]) > 1])
+    # fit compiles before its first epoch starts (the step in a thread beside the rest), so
+    # compilation is the training time outside the epochs' own clocks.
+    setup = summary([r["train_seconds"] - sum(r["epoch_seconds"]) for r in runs
+                     if "train_seconds" in r])
     rows = [("import digitnet.api (JAX, Optax) + start the CPU backend",
              summary([r["import_seconds"] for r in runs if "import_seconds" in r])),
             ("load MNIST (the verified unpacked cache: read + SHA-256)",
              summary([r["load_seconds"] for r in runs if "load_seconds" in r])),
-            ("epoch 1 (compiles the step, then trains)", first),
-            ("of which compilation ≈ epoch 1 − steady epoch", compile_s),
+            ("fit's start: compiling (initial weights, shuffle keys, the step, side by side)"
+             " and moving the data", setup),
+            ("epoch 1", first),
             ("one steady epoch", ours["epoch"]),
             ("5 epochs, compilation included", ours["train"])]
     return ["## Where a run's time goes (digitnet, in-process)", "",
@@ -376,13 +379,18 @@ NOTES = {
         " separate thunk with a fixed dispatch cost in XLA's CPU runtime, which at batch 32 is"
         " comparable to a GEMM. Kept: single-threaded XLA, XLA's sequential scheduler (about 10%"
         " less wall time), the next epoch's shuffle worked out in a thread beside training (its"
-        " sorts in NumPy, the same permutation as jax.random.permutation) and the finiteness"
-        " check as one compiled call (together about 13%), and two steps per loop iteration"
+        " sorts in NumPy, the same permutation as jax.random.permutation) and one finiteness"
+        " check per epoch (together about 13%), and two steps per loop iteration"
         " (the lever `unroll-1` is the engine at one; four steps compiled ~0.6 s longer"
         " on every cold run for no further gain). Tried too: one-hot loss,"
         " fused and flat Adam, (out, in) kernels, one chunk per epoch, no donation, fewer host"
         " reads. None removes the per-op cost; a hand-fused step would need a"
-        " custom kernel. Two cores: the floor takes the faster of NumPy's 1- and 2-thread BLAS,"
+        " custom kernel. The per-op profile (bench/step_profile.py, above) puts the products at"
+        " under half of the step's op time; most of the rest is Adam's update of the 784×64"
+        " kernel (separate passes over four arrays that together overflow a core's L2) and the"
+        " input transform. Per machine, `digitnet calibrate` times XLA's threading and the steps"
+        " per loop iteration and keeps what is faster with the same bits."
+        " Two cores: the floor takes the faster of NumPy's 1- and 2-thread BLAS,"
         " and 2-thread BLAS is about 1.5× faster than 1 thread, while XLA gains little from a"
         " second core on GEMMs this small (compare the one-core row with digitnet's: the second"
         " core mostly adds CPU time). That second thread is XLA's CPU client pool (a thread per"
@@ -397,9 +405,13 @@ NOTES = {
         "The run is: Python + JAX import and backend start, MNIST load, compilation, 5 epochs,"
         " per-epoch validation, saving (see the breakdown). Done: lazy imports, single-threaded"
         " XLA, the persistent compilation cache (the"
-        " second run skips compilation), one compiled call for the initial weights (its"
-        " compilation without LLVM optimisation). Left: importing JAX and compiling the training"
-        " step, the shuffle and inference, which the persistent cache removes from later runs."),
+        " second run skips compilation), one compiled call for the initial weights and the"
+        " shuffle keys (both without LLVM optimisation: same bits), the data from a verified"
+        " unpacked cache read while JAX imports, the step compiled in a thread beside the rest,"
+        " no compiled finiteness check on a CPU, one inference program for evaluation and"
+        " prediction. Left: importing JAX and compiling the training step, which the persistent"
+        " cache removes from later runs; on a machine this loaded every phase takes many times"
+        " its quiet time."),
     "predict 10k after warm-up": (
         "10k × 784 × 64 multiply-adds is 1 GFLOP for the first layer alone; single-threaded"
         " that is most of the budget. Done: blocked inference (1000 rows per block inside one"
