@@ -37,14 +37,14 @@ def log(msg: str) -> None:
 
 def machine() -> dict:
     """The machine this run measured: CPU model, family/model/stepping, every CPU flag, cores,
-    versions (digitnet.calibrate.machine), its key, and the stored calibration in effect."""
+    versions (digitnet.tuning.machine), its key, and the stored calibration in effect."""
     import jax
 
-    from digitnet import calibrate
+    from digitnet import tuning
 
-    m = calibrate.machine()
-    entry = calibrate.chosen()
-    return {**m, "key": calibrate.machine_key(m), "simd": calibrate.simd_flags(m),
+    m = tuning.machine()
+    entry = tuning.chosen()
+    return {**m, "key": tuning.machine_key(m), "simd": tuning.simd_flags(m),
             "jax_backend": jax.default_backend(), "os": platform.platform(),
             "calibration": None if entry is None else
             {k: entry[k] for k in ("threading", "unroll", "sizes", "batch", "when") if k in entry}}
@@ -197,7 +197,7 @@ def render(res: dict, gpu_results: tuple[dict | None, dict | None] | None = None
         f" {m['os']}",
         ("- Python " + m["versions"].get("python", m.get("python", "?")) + "; "
          + ", ".join(f"{k} {v}" for k, v in m["versions"].items() if k != "python")),
-        *([f"- machine key `{m['key']}` (digitnet.calibrate: CPU, flags, cores, versions);"
+        *([f"- machine key `{m['key']}` (digitnet.tuning: CPU, flags, cores, versions);"
            " every figure in this document outside the GPU section comes from this machine and"
            " this run. Figures from other machines are never compared with these."] if "key" in m
           else []),
@@ -317,7 +317,8 @@ SETTINGS = [
     "stepping, every CPU flag, the cores this process may use and the versions of Python, JAX,"
     " jaxlib, NumPy, Optax and digitnet: another CPU or an upgrade finds no choice and runs the"
     " defaults until calibrated again (tests/test_calibrate.py fakes both). Later runs take it"
-    " up: the CLI's XLA setup (runtime.set_cpu_threading) and EngineSettings.default for the"
+    " up (digitnet.tuning): the CLI's XLA setup (runtime.set_cpu_threading) and"
+    " EngineSettings.default for the"
     " same layer sizes and batch. Explicit switches win: `DIGITNET_XLA_THREADS=auto`, flags"
     " already in XLA_FLAGS, an NPROC the user set, settings passed to `fit`."
     " `digitnet calibrate --show` prints the stored choice. It runs on demand, not at first use:"

@@ -80,7 +80,7 @@ def main(rounds: int = 5, calls: int = 20) -> dict:
     ratio = {clock: statistics.median(d[clock] / t[clock] for d, t in zip(res["digitnet"], res["torch"],
                                                                           strict=True))
              for clock in ("wall_ms", "cpu_ms")}
-    from digitnet.calibrate import machine, machine_key
+    from digitnet.tuning import machine, machine_key
 
     m = machine()
     return {"rounds": res, "digitnet_over_torch": ratio, "load": os.getloadavg(),

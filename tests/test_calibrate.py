@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from digitnet import calibrate
+from digitnet import calibrate, tuning
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 DEFAULT = "default/unroll-2"
@@ -20,9 +20,9 @@ DEFAULT = "default/unroll-2"
 @pytest.fixture
 def home(tmp_path, monkeypatch):
     monkeypatch.setenv("DIGITNET_HOME", str(tmp_path))
-    calibrate.chosen.cache_clear()
+    tuning.chosen.cache_clear()
     yield tmp_path
-    calibrate.chosen.cache_clear()
+    tuning.chosen.cache_clear()
 
 
 def rounds(**seconds):
@@ -53,54 +53,54 @@ def test_the_default_stays_unless_a_candidate_is_clearly_faster_with_the_same_bi
 
 
 def test_the_machine_key_covers_the_cpu_its_flags_cores_and_versions():
-    m = calibrate.machine()
+    m = tuning.machine()
     assert m["cpu"] and m["cores"] >= 1 and m["versions"]["jax"] and m["versions"]["digitnet"]
-    key = calibrate.machine_key(m)
-    assert key == calibrate.machine_key() and len(key) == 16
+    key = tuning.machine_key(m)
+    assert key == tuning.machine_key() and len(key) == 16
     for change in ({"cpu": "Intel(R) Xeon(R) Platinum 8488C"}, {"cpu_id": "GenuineIntel/6/143/8"},
                    {"flags": [*m["flags"], "avx512f"]}, {"cores": m["cores"] + 1},
                    {"versions": {**m["versions"], "jaxlib": "0.0.1"}}):
-        assert calibrate.machine_key({**m, **change}) != key, change
+        assert tuning.machine_key({**m, **change}) != key, change
 
 
 def test_a_stored_choice_is_reused_and_a_new_cpu_or_version_gets_none(home, monkeypatch):
-    assert calibrate.chosen() is None and calibrate.threading_env() == calibrate.THREADING["default"]
+    assert tuning.chosen() is None and tuning.threading_env() == tuning.THREADING["default"]
     entry = {"threading": "one-thread", "unroll": 4, "sizes": [784, 64, 64, 10], "batch": 32}
-    path = calibrate.save(entry)
-    assert path == home / calibrate.FILE
-    assert calibrate.chosen()["unroll"] == 4
-    assert calibrate.threading_env() == (calibrate.THREADING["one-thread"][0], {"NPROC": "1"})
-    assert calibrate.chosen_unroll([784, 64, 64, 10], 32) == 4
-    assert calibrate.chosen_unroll([784, 64, 64, 10], 64) is None  # measured at batch 32 only
-    assert calibrate.chosen_unroll([784, 128, 10], 32) is None
+    path = tuning.save(entry)
+    assert path == home / tuning.FILE
+    assert tuning.chosen()["unroll"] == 4
+    assert tuning.threading_env() == (tuning.THREADING["one-thread"][0], {"NPROC": "1"})
+    assert tuning.chosen_unroll([784, 64, 64, 10], 32) == 4
+    assert tuning.chosen_unroll([784, 64, 64, 10], 64) is None  # measured at batch 32 only
+    assert tuning.chosen_unroll([784, 128, 10], 32) is None
 
     # Another CPU (or a new jaxlib) reading the same home finds no choice of its own.
-    real = calibrate.machine
+    real = tuning.machine
     for change in ({"cpu": "Intel(R) Xeon(R) Platinum 8488C"},
                    {"versions": {**real()["versions"], "jaxlib": "9.9.9"}}):
-        monkeypatch.setattr(calibrate, "machine", lambda change=change: {**real(), **change})
-        calibrate.chosen.cache_clear()
-        assert calibrate.chosen() is None and calibrate.chosen_unroll([784, 64, 64, 10], 32) is None
+        monkeypatch.setattr(tuning, "machine", lambda change=change: {**real(), **change})
+        tuning.chosen.cache_clear()
+        assert tuning.chosen() is None and tuning.chosen_unroll([784, 64, 64, 10], 32) is None
         # Calibrating there adds its choice beside the first machine's.
-        calibrate.save({**entry, "threading": "default", "unroll": 1})
-        assert calibrate.chosen()["unroll"] == 1
-    monkeypatch.setattr(calibrate, "machine", real)
-    calibrate.chosen.cache_clear()
-    assert calibrate.chosen()["unroll"] == 4
+        tuning.save({**entry, "threading": "default", "unroll": 1})
+        assert tuning.chosen()["unroll"] == 1
+    monkeypatch.setattr(tuning, "machine", real)
+    tuning.chosen.cache_clear()
+    assert tuning.chosen()["unroll"] == 4
     assert len(json.loads(path.read_text())["choices"]) == 3
 
 
 def test_a_damaged_or_foreign_store_means_no_choice(home):
-    (home / calibrate.FILE).write_text("{not json")
-    assert calibrate.chosen() is None
-    calibrate.save({"threading": "default", "unroll": 2})  # rewritten whole
-    calibrate.chosen.cache_clear()
-    assert calibrate.chosen()["threading"] == "default"
-    store = json.loads((home / calibrate.FILE).read_text())
-    store["choices"][calibrate.machine_key()]["threading"] = "no-such-candidate"
-    (home / calibrate.FILE).write_text(json.dumps(store))
-    calibrate.chosen.cache_clear()
-    assert calibrate.chosen() is None
+    (home / tuning.FILE).write_text("{not json")
+    assert tuning.chosen() is None
+    tuning.save({"threading": "default", "unroll": 2})  # rewritten whole
+    tuning.chosen.cache_clear()
+    assert tuning.chosen()["threading"] == "default"
+    store = json.loads((home / tuning.FILE).read_text())
+    store["choices"][tuning.machine_key()]["threading"] = "no-such-candidate"
+    (home / tuning.FILE).write_text(json.dumps(store))
+    tuning.chosen.cache_clear()
+    assert tuning.chosen() is None
 
 
 def xla_env(home: Path, **env: str) -> dict:
@@ -115,16 +115,16 @@ def xla_env(home: Path, **env: str) -> dict:
 
 
 def test_the_stored_threading_reaches_xla_and_explicit_switches_win(home):
-    default_flags = " ".join(calibrate.THREADING["default"][0])
+    default_flags = " ".join(tuning.THREADING["default"][0])
     assert xla_env(home) == {"XLA_FLAGS": default_flags, "NPROC": None}
-    calibrate.save({"threading": "one-thread", "unroll": 2})
+    tuning.save({"threading": "one-thread", "unroll": 2})
     assert xla_env(home) == {"XLA_FLAGS": default_flags, "NPROC": "1"}
     assert xla_env(home, NPROC="2")["NPROC"] == "2"  # the user's NPROC is kept
     assert xla_env(home, DIGITNET_XLA_THREADS="auto") == {"XLA_FLAGS": None, "NPROC": None}
     given = "--xla_cpu_multi_thread_eigen=true"
     assert xla_env(home, XLA_FLAGS=given)["XLA_FLAGS"] == (
         f"{given} --xla_cpu_enable_concurrency_optimized_scheduler=false")
-    calibrate.save({"threading": "jax-default", "unroll": 2})
+    tuning.save({"threading": "jax-default", "unroll": 2})
     assert xla_env(home) == {"XLA_FLAGS": None, "NPROC": None}
 
 
@@ -133,7 +133,7 @@ def test_the_engine_takes_the_stored_unroll_for_its_shapes_only(home):
 
     sizes = [784, 64, 64, 10]
     assert EngineSettings.default(sizes, 32).unroll == DEFAULT_UNROLL["cpu"]
-    calibrate.save({"threading": "default", "unroll": 4, "sizes": sizes, "batch": 32})
+    tuning.save({"threading": "default", "unroll": 4, "sizes": sizes, "batch": 32})
     assert EngineSettings.default(sizes, 32).unroll == 4
     assert EngineSettings.default(sizes, 128).unroll == DEFAULT_UNROLL["cpu"]
     assert EngineSettings.default().unroll == DEFAULT_UNROLL["cpu"]
@@ -150,4 +150,4 @@ def test_calibrate_measures_chooses_and_stores(home):
     assert entry["sizes"] == [784, 16, 10] and entry["batch"] == 64
     assert "calibrating on" in lines[0] and len([ln for ln in lines if "round" in ln]) == 2
     assert len(entry["load_average"]) == 2
-    assert calibrate.chosen()["unroll"] == entry["unroll"]
+    assert tuning.chosen()["unroll"] == entry["unroll"]

@@ -27,139 +27,18 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping
-from functools import lru_cache
-from importlib import metadata
-from pathlib import Path
 from typing import Any
 
-from digitnet.runtime import CPU_FLAGS, ONE_XLA_THREAD
+from digitnet.tuning import DEFAULT, THREADING, machine, save, simd_flags
 
-FORMAT = 1
-FILE = "calibration.json"
 # Candidate steps per iteration of the compiled training loop; the default (2 on a CPU) among them.
 UNROLLS = (1, 2, 4)
-# Candidates for XLA's CPU client, each the XLA flags and environment it starts with. "default"
-# is what an uncalibrated digitnet runs (runtime.CPU_FLAGS).
-THREADING: Mapping[str, tuple[tuple[str, ...], Mapping[str, str]]] = {
-    "default": (CPU_FLAGS, {}),
-    # The step's ops in sequence on one thread of XLA's pool (what sweep workers use).
-    "one-thread": (CPU_FLAGS, ONE_XLA_THREAD),
-    # JAX's own defaults: Eigen's threaded products, the concurrency-minded scheduler.
-    "jax-default": ((), {}),
-}
-DEFAULT = {"threading": "default", "unroll": 2}
-MARGIN = 0.03  # how much faster (median paired ratio) a candidate must be to replace the default
-VERSIONED = ("jax", "jaxlib", "numpy", "optax", "digitnet")
-
-
-def cpu_info() -> dict[str, str]:
-    """The first processor's fields from /proc/cpuinfo (Linux); {} elsewhere."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return {}
-    info: dict[str, str] = {}
-    for line in text.split("\n\n")[0].splitlines():
-        key, _, value = line.partition(":")
-        info.setdefault(key.strip(), value.strip())
-    return info
-
-
-def machine() -> dict[str, Any]:
-    """What a stored choice depends on: the CPU, the cores this process may use, the versions."""
-    info = cpu_info()
-    versions = {"python": platform.python_version()}
-    for name in VERSIONED:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count() or 1
-    return {
-        "cpu": info.get("model name") or platform.processor() or platform.machine(),
-        # Family/model/stepping tell apart CPUs that a hypervisor names alike ("AMD EPYC").
-        "cpu_id": "/".join(info.get(k, "?") for k in ("vendor_id", "cpu family", "model", "stepping")),
-        "flags": sorted(info.get("flags", "").split()),
-        "cores": cores,
-        "system": platform.system(),
-        "versions": versions,
-    }
-
-
-def machine_key(m: Mapping[str, Any] | None = None) -> str:
-    m = machine() if m is None else m
-    return hashlib.sha256(json.dumps(m, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def simd_flags(m: Mapping[str, Any]) -> list[str]:
-    """The flags that decide XLA's kernels (vector extensions), for people to read."""
-    return [f for f in m.get("flags", ()) if f.startswith(("avx", "amx", "fma", "f16c", "sse4"))]
-
-
-def store_path() -> Path:
-    from digitnet.data.datasets import home
-
-    return home() / FILE
-
-
-def read_store() -> dict[str, Any]:
-    try:
-        store = json.loads(store_path().read_bytes())
-    except (OSError, ValueError):
-        return {"format": FORMAT, "choices": {}}
-    if not isinstance(store, dict) or store.get("format") != FORMAT or \
-            not isinstance(store.get("choices"), dict):
-        return {"format": FORMAT, "choices": {}}
-    return store
-
-
-@lru_cache(maxsize=1)
-def chosen() -> dict[str, Any] | None:
-    """This machine's stored choice ({"threading": name, "unroll": n, ...}), or None; read once
-    per process."""
-    entry = read_store()["choices"].get(machine_key())
-    if not isinstance(entry, dict) or entry.get("threading") not in THREADING or \
-            not isinstance(entry.get("unroll"), int) or entry["unroll"] < 1:
-        return None
-    return entry
-
-
-def threading_env() -> tuple[tuple[str, ...], dict[str, str]]:
-    """(XLA flags, environment) for XLA's CPU client on this machine: the stored choice's, else
-    the default's."""
-    entry = chosen()
-    flags, env = THREADING[entry["threading"] if entry else "default"]
-    return flags, dict(env)
-
-
-def chosen_unroll(sizes: list[int] | tuple[int, ...], batch: int) -> int | None:
-    """The stored choice's steps per loop iteration, when it was measured on these layer sizes
-    and batch size; None otherwise (the engine's default then)."""
-    entry = chosen()
-    if entry and list(entry.get("sizes", ())) == list(sizes) and entry.get("batch") == batch:
-        return int(entry["unroll"])
-    return None
-
-
-def save(entry: Mapping[str, Any], key: str | None = None) -> Path:
-    """Store a choice for this machine (or `key`), keeping other machines' choices."""
-    from digitnet.artifacts import atomic_write_bytes, json_bytes
-
-    store = read_store()
-    store["choices"][key or machine_key()] = dict(entry)
-    path = store_path()
-    atomic_write_bytes(path, json_bytes(store))
-    chosen.cache_clear()
-    return path
+MARGIN = 0.03  # how much faster (best epoch to best epoch) a candidate must be to replace the default
 
 
 def decide(rounds: list[dict[str, float]], same_bits: Mapping[str, bool],

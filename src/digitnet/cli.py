@@ -282,12 +282,12 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from digitnet import calibrate
+    from digitnet import calibrate, tuning
 
     if args.show:
-        entry = calibrate.chosen()
+        entry = tuning.chosen()
         if entry is None:
-            print(f"no stored choice for this machine (key {calibrate.machine_key()}); "
+            print(f"no stored choice for this machine (key {tuning.machine_key()}); "
                   "the defaults apply")
         else:
             print(json.dumps({k: v for k, v in entry.items() if k != "measured"}, indent=1))

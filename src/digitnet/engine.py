@@ -64,12 +64,12 @@ class EngineSettings:
     @classmethod
     def default(cls, sizes: list[int] | None = None, batch: int | None = None) -> EngineSettings:
         """This process's defaults: on a CPU, the unroll that `digitnet calibrate` chose for
-        these layer sizes and batch on this machine (digitnet.calibrate), else DEFAULT_UNROLL
+        these layer sizes and batch on this machine (digitnet.tuning), else DEFAULT_UNROLL
         for JAX's backend; runtime.fused_step()."""
         backend = jax.default_backend()
         unroll = DEFAULT_UNROLL.get(backend, 1)
         if backend == "cpu" and sizes is not None and batch is not None:
-            from digitnet.calibrate import chosen_unroll
+            from digitnet.tuning import chosen_unroll
 
             unroll = chosen_unroll(sizes, batch) or unroll
         return cls(unroll=unroll, fused=runtime.fused_step())

@@ -14,18 +14,20 @@ import os
 import sys
 from pathlib import Path
 
+from digitnet import tuning
+from digitnet.tuning import CPU_FLAGS, ONE_XLA_THREAD  # noqa: F401 - re-exported here
+
+# CPU_FLAGS, defined in digitnet.tuning beside `digitnet calibrate`'s other candidates:
 # The tutorial's GEMMs (batch 32 × ≤784 × 64) are too small to split across cores: Eigen's
 # thread pool spends more on hand-offs and work stealing than it saves, and on a shared
 # machine a step that waits for a second, busy core stalls. For the same reason XLA's
 # scheduler does better ordering the step's small ops as one short sequence than arranging
 # them to run side by side. Both are levers of bench/levers.py (docs/performance.md).
-CPU_FLAGS = ("--xla_cpu_multi_thread_eigen=false",
-             "--xla_cpu_enable_concurrency_optimized_scheduler=false")
 
 
 def set_cpu_threading() -> bool:
     """Set up XLA's CPU client for this machine, if JAX has not started yet: the threading that
-    `digitnet calibrate` chose and stored for this CPU and these versions (digitnet.calibrate),
+    `digitnet calibrate` chose and stored for this CPU and these versions (digitnet.tuning),
     else digitnet's default, CPU_FLAGS. Flags are added to XLA_FLAGS where absent; an NPROC the
     user set is kept.
 
@@ -34,9 +36,7 @@ def set_cpu_threading() -> bool:
     """
     if "jax" in sys.modules or os.environ.get("DIGITNET_XLA_THREADS", "").lower() == "auto":
         return False
-    from digitnet.calibrate import threading_env
-
-    flags, env = threading_env()
+    flags, env = tuning.threading_env()
     given = os.environ.get("XLA_FLAGS", "")
     extra = [f for f in flags if f.split("=")[0] not in given]
     if extra:
@@ -44,10 +44,6 @@ def set_cpu_threading() -> bool:
     for name, value in env.items():
         os.environ.setdefault(name, value)
     return True
-
-
-# The environment that sizes XLA's CPU client pool to one thread (what one_xla_thread sets).
-ONE_XLA_THREAD = {"NPROC": "1"}
 
 
 def one_xla_thread() -> None:
