@@ -151,3 +151,16 @@ def test_calibrate_measures_chooses_and_stores(home):
     assert "calibrating on" in lines[0] and len([ln for ln in lines if "round" in ln]) == 2
     assert len(entry["load_average"]) == 2
     assert tuning.chosen()["unroll"] == entry["unroll"]
+
+
+def test_the_cli_shows_the_choice_and_refuses_bad_options(home, capsys):
+    from digitnet.cli import main
+
+    assert main(["calibrate", "--show"]) == 0
+    assert "no stored choice for this machine" in capsys.readouterr().out
+    tuning.save({"threading": "default", "unroll": 4, "sizes": [784, 64, 64, 10], "batch": 32})
+    assert main(["calibrate", "--show"]) == 0
+    assert json.loads(capsys.readouterr().out)["unroll"] == 4
+    for bad in (["--hidden", "x"], ["--rounds", "0"], ["--batch-size", "-1"]):
+        assert main(["calibrate", *bad]) == 2
+        assert capsys.readouterr().err.startswith("digitnet: error: --")
