@@ -77,6 +77,22 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--max-body-bytes", type=int, help="largest request body (default 8 MiB)")
     sv.add_argument("--max-batch", type=int, help="most images per request (default 256)")
     sv.add_argument("--max-image-pixels", type=int, help="largest image, width×height (default 4096²)")
+    sv.add_argument("--max-queue", type=int, default=64,
+                    help="prediction requests in progress per process before 429 (default 64)")
+    sv.add_argument("--batch-wait-ms", type=float, default=1.0,
+                    help="longest a request waits to share a forward pass (default 1 ms)")
+    sv.add_argument("--workers", type=int, default=1, help="server processes on one port (default 1)")
+    sv.add_argument("--max-connections", type=int, default=1000,
+                    help="open connections per process; the longest-stalled is closed past it (default 1000)")
+    sv.add_argument("--header-timeout", type=float, default=10.0,
+                    help="seconds a client has to send its request headers (default 10)")
+    sv.add_argument("--body-timeout", type=float, default=30.0,
+                    help="seconds a client has to send its body after the headers (default 30)")
+    sv.add_argument("--no-access-log", dest="access_log", action="store_false",
+                    help="do not print a line per request")
+    sv.add_argument("--ray", action="store_true",
+                    help="run as a Ray Serve deployment (RAY_ADDRESS or a new local Ray)")
+    sv.add_argument("--replicas", type=int, default=1, help="Ray Serve replicas (with --ray; default 1)")
 
     ex.add_argument("--format", default="onnx", help="onnx (the only one so far)")
     ex.add_argument("--out", help="output file (default RUN/model.onnx)")
@@ -218,9 +234,8 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     try:
-        import uvicorn
-
-        from digitnet.serve import Limits, create_app
+        from digitnet.serve import Limits
+        from digitnet.serve.server import ServerOptions, run
     except ImportError as exc:
         raise UsageError(f"serve needs the serve extra ({exc.name} is missing): "
                          "pip install 'digitnet[serve]'") from None
@@ -230,9 +245,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
         limits = Limits(**given)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    app = create_app(args.run, limits)
-    print(f"digitnet: serving {args.run} on http://{args.host}:{args.port}/", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    if args.max_queue < 1 or not 0 <= args.batch_wait_ms <= 1000:
+        raise UsageError("--max-queue must be at least 1 and --batch-wait-ms within 0–1000")
+    options = ServerOptions(host=args.host, port=args.port, workers=args.workers,
+                            max_connections=args.max_connections, header_timeout=args.header_timeout,
+                            body_timeout=args.body_timeout, access_log=args.access_log)
+    app_args = {"model_dir": str(args.run), "limits": limits.to_dict(), "max_queue": args.max_queue,
+                "batch_wait_ms": args.batch_wait_ms}
+    if args.ray:
+        from digitnet.serve.ray import serve_on_ray
+
+        return serve_on_ray(app_args, options, args.replicas)
+    from digitnet import artifacts as art
+
+    art.check_run_dir(Path(args.run))
+    run(app_args, options, str(args.run))
     return 0
 
 

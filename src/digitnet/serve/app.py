@@ -1,21 +1,25 @@
 """The FastAPI app: routes, error handling, the drawing page.
 
 Every client mistake is answered with a 4xx and {"error": code, "detail": message}; a 500
-means a bug in digitnet. Decoding and prediction run in the thread pool, off the event loop.
+means a bug in digitnet. JSON pixels are parsed in the event loop (microseconds, with orjson);
+image files and batches are decoded in the thread pool. The forward pass goes through the
+micro-batcher (digitnet.serve.batching), or through `infer` where a host brings its own
+(Ray Serve's serve.batch, digitnet.serve.ray).
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any
 
 import numpy as np
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
@@ -25,8 +29,23 @@ from starlette.exceptions import HTTPException
 from digitnet import __version__
 from digitnet.errors import DigitnetError
 from digitnet.serve import inputs
+from digitnet.serve.batching import Admission, MicroBatcher
 from digitnet.serve.limits import BodyLimit, ClientError, Limits
+from digitnet.serve.metrics import CONTENT_TYPE, Instrument, Metrics
 from digitnet.serve.predictor import Predictor
+
+PREDICT_PATHS = frozenset({"/predict", "/predict/batch"})
+KNOWN_PATHS = PREDICT_PATHS | {"/", "/health", "/model", "/metrics", "/docs", "/openapi.json"}
+# JSON bodies up to this size are parsed in the event loop; larger ones in the thread pool.
+INLINE_JSON_BYTES = 64 * 1024
+Infer = Callable[[np.ndarray], Awaitable[np.ndarray]]
+
+
+class FastJSON(JSONResponse):
+    """JSON answers written by orjson; NumPy arrays go in as they are."""
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
 
 CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "too_large",
          415: "unsupported_media_type", 422: "invalid_input"}
@@ -87,39 +106,57 @@ class BatchPrediction(BaseModel):
     predictions: list[Scores]
 
 
-def create_app(model_dir: str | os.PathLike, limits: Limits | None = None) -> FastAPI:
-    """The service for the run directory `model_dir`; the model loads (and compiles) here, once."""
+def create_app(model_dir: str | os.PathLike, limits: Limits | None = None, *, max_queue: int = 64,
+               batch_wait_ms: float = 1.0, predictor: Predictor | None = None,
+               infer: Infer | None = None) -> FastAPI:
+    """The service for the run directory `model_dir`; the model loads here, once.
+
+    At most `max_queue` prediction requests are in progress at once (the rest get 429); requests
+    arriving together are batched for up to `batch_wait_ms`. `predictor` and `infer` let a host
+    (Ray Serve) bring its own loaded model and batching."""
     limits = limits or Limits()
-    predictor = Predictor(model_dir, limits.max_batch)
+    predictor = predictor or Predictor(model_dir, limits.max_batch)
+    metrics = Metrics(predictor.info, limits.max_batch, KNOWN_PATHS)
+    if infer is None:
+        infer = MicroBatcher(predictor, limits.max_batch, batch_wait_ms / 1000, metrics.batch.observe)
     dim = predictor.model.spec.input_dim
     shape = predictor.model.spec.input_shape
     started = time.time()
     page = resources.files("digitnet.serve").joinpath("static/index.html").read_text()
 
-    app = FastAPI(title="digitnet", version=__version__,
+    app = FastAPI(title="digitnet", version=__version__, default_response_class=FastJSON,
                   description="Classify handwritten digits with a trained digitnet MLP.")
     app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
+    app.add_middleware(Admission, max_queue=max_queue, paths=PREDICT_PATHS, on_depth=metrics.depth.set)
+    app.add_middleware(Instrument, metrics=metrics)
     app.mount("/static", StaticFiles(packages=[("digitnet.serve", "static")]), name="static")
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
         code = getattr(exc, "code", None) or CODES.get(exc.status_code, "error")
-        return JSONResponse({"error": code, "detail": exc.detail}, exc.status_code, exc.headers)
+        return FastJSON({"error": code, "detail": exc.detail}, exc.status_code, exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        return JSONResponse({"error": "invalid_request", "detail": detail}, 422)
+        return FastJSON({"error": "invalid_request", "detail": detail}, 422)
 
     @app.exception_handler(DigitnetError)
     async def digitnet_error(request: Request, exc: DigitnetError) -> JSONResponse:
-        return JSONResponse({"error": "invalid_input", "detail": str(exc)}, 422)
+        return FastJSON({"error": "invalid_input", "detail": str(exc)}, 422)
 
     async def decoder(request: Request, batch: bool) -> Callable[[], np.ndarray]:
         """Read the body (async, limited) and return the CPU-bound rest as a function."""
         ctype = request.headers.get("content-type", "").partition(";")[0].strip().lower()
         if ctype == "application/json" or ctype.endswith("+json"):
             body = await request.body()
+            if not batch and len(body) <= INLINE_JSON_BYTES:
+                # The common case, 784 numbers, costs less than a trip to the thread pool.
+                doc = inputs.parse_json(body)
+                x = inputs.plain_pixels(doc, body, dim)
+                if x is not None:
+                    return inline(x)
+                return lambda: inputs.from_json(doc, dim, limits.max_image_pixels)
             if batch:
                 return lambda: inputs.batch_from_json(inputs.parse_json(body), dim,
                                                       limits.max_image_pixels, limits.max_batch)
@@ -139,12 +176,8 @@ def create_app(model_dir: str | os.PathLike, limits: Limits | None = None) -> Fa
 
     async def classify(request: Request, batch: bool) -> tuple[np.ndarray, np.ndarray]:
         decode = await decoder(request, batch)
-
-        def run() -> tuple[np.ndarray, np.ndarray]:
-            x = decode()
-            return x, predictor(x)
-
-        return await run_in_threadpool(run)
+        x = decode() if getattr(decode, "inline", False) else await run_in_threadpool(decode)
+        return x, await infer(x)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index() -> HTMLResponse:
@@ -154,6 +187,11 @@ def create_app(model_dir: str | os.PathLike, limits: Limits | None = None) -> Fa
     async def health() -> dict[str, Any]:
         return {"status": "ok", "model": predictor.info,
                 "uptime_seconds": round(time.time() - started, 1)}
+
+    @app.get("/metrics", summary="Prometheus metrics: requests, latency, batch sizes, queue depth, model",
+             response_class=Response)
+    async def prometheus() -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
 
     @app.get("/model", summary="The model: layers, training configuration, test metrics, limits")
     async def model_info() -> dict[str, Any]:
@@ -165,8 +203,8 @@ def create_app(model_dir: str | os.PathLike, limits: Limits | None = None) -> Fa
               openapi_extra={"requestBody": ONE_IMAGE_BODY}, responses={200: {"model": Prediction}})
     async def predict(request: Request) -> JSONResponse:
         x, probs = await classify(request, batch=False)
-        return JSONResponse({"label": int(probs[0].argmax()), "probabilities": rounded(probs[0]),
-                             "model": predictor.info, "input": as_image(x[0], shape)})
+        return FastJSON({"label": int(probs[0].argmax()), "probabilities": probs[0],
+                         "model": predictor.info, "input": as_image(x[0], shape)})
 
     @app.post("/predict/batch", summary="Classify many digits in one request",
               description=f"At most {limits.max_batch} images: JSON pixels, base64 images, or "
@@ -174,9 +212,8 @@ def create_app(model_dir: str | os.PathLike, limits: Limits | None = None) -> Fa
               openapi_extra={"requestBody": BATCH_BODY}, responses={200: {"model": BatchPrediction}})
     async def predict_batch(request: Request) -> JSONResponse:
         _, probs = await classify(request, batch=True)
-        return JSONResponse({"model": predictor.info,
-                             "predictions": [{"label": int(p.argmax()), "probabilities": rounded(p)}
-                                             for p in probs]})
+        return FastJSON({"model": predictor.info,
+                         "predictions": [{"label": int(p.argmax()), "probabilities": p} for p in probs]})
 
     return app
 
@@ -192,12 +229,16 @@ async def uploaded_files(request: Request, max_files: int, single: bool) -> list
     return files
 
 
-def rounded(probs: np.ndarray) -> list[float]:
-    """float32 carries about 7 significant digits; more would only be noise in the JSON."""
-    return [float(f"{p:.7g}") for p in probs.tolist()]
+def inline(x: np.ndarray) -> Callable[[], np.ndarray]:
+    """A decoder whose work is already done: classify() calls it in the event loop."""
+    def decoded() -> np.ndarray:
+        return x
+    decoded.inline = True  # type: ignore[attr-defined]
+    return decoded
 
 
-def as_image(x: np.ndarray, shape: tuple[int, ...]) -> list[Any]:
-    """The model's input as rows of pixels; whole numbers as ints to keep the JSON short."""
+def as_image(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """The model's input as rows of pixels; whole numbers as ints to keep the JSON short.
+    (Probabilities go out as float32, whose shortest form has at most 9 significant digits.)"""
     img = x.reshape(shape)
-    return (img.astype(np.int64) if np.array_equal(img, np.round(img)) else img).tolist()
+    return img.astype(np.int64) if np.array_equal(img, np.round(img)) else img

@@ -1,14 +1,20 @@
-"""The model behind the service: loaded once, called with fixed batch shapes.
+"""The model behind the service: loaded once, called with small batches of raw pixels.
 
-jax.jit compiles once per input shape, so a request of n images is padded up to the next
-power of two (up to the batch limit): a handful of shapes, all compiled at start-up, so no
-request ever waits for a compilation.
+Two forward paths compute the same probabilities. For the batches a service sees (one image up
+to the batch limit), NumPy products on the loaded weights beat a call into the jitted JAX
+forward at every size (bench/load_serve.py measures both; the figures are in docs/serving.md).
+At start-up the NumPy path is checked against the compiled forward on a probe batch and used
+only if it agrees. Models NumPy cannot reproduce (deskewing, exact GELU without SciPy) take the
+compiled forward, padded up to a power of two so that every shape is compiled before the first
+request.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +22,10 @@ import numpy as np
 
 from digitnet import artifacts as art
 from digitnet.api import load
+
+PROBE_ROWS = 64
+# The NumPy path must give these probabilities to within this much, or it is not used.
+AGREEMENT_ATOL = 1e-5
 
 
 def bucket_sizes(max_batch: int) -> list[int]:
@@ -25,8 +35,60 @@ def bucket_sizes(max_batch: int) -> list[int]:
     return sizes
 
 
+def softmax(z: np.ndarray) -> np.ndarray:
+    z = np.exp(z - z.max(axis=1, keepdims=True))
+    return z / z.sum(axis=1, keepdims=True)
+
+
+def _gelu() -> Callable[[np.ndarray], np.ndarray] | None:
+    try:
+        from scipy.special import erf
+    except ImportError:
+        return None
+    return lambda h: (0.5 * h * (1.0 + erf(h / np.float32(np.sqrt(2.0))))).astype(np.float32)
+
+
+def _selu(h: np.ndarray) -> np.ndarray:
+    alpha, scale = 1.6732632423543772, 1.0507009873554805
+    return (scale * np.where(h > 0, h, alpha * np.expm1(np.minimum(h, 0)))).astype(np.float32)
+
+
+NUMPY_ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray] | None] = {
+    "relu": lambda h: np.maximum(h, 0, out=h),
+    "linear": lambda h: h,
+    "tanh": np.tanh,
+    "sigmoid": lambda h: (1 / (1 + np.exp(-h))).astype(np.float32),
+    "elu": lambda h: np.where(h > 0, h, np.expm1(np.minimum(h, 0))).astype(np.float32),
+    "leaky_relu": lambda h: np.where(h > 0, h, np.float32(0.2) * h),
+    "selu": _selu,
+    "gelu": _gelu(),
+}
+
+
+def numpy_forward(model: Any) -> Callable[[np.ndarray], np.ndarray] | None:
+    """Logits from float32 pixels (n, dim) with NumPy products, or None where NumPy cannot
+    compute what the model's compiled forward does."""
+    spec = model.spec
+    acts = [NUMPY_ACTIVATIONS.get(a) for a in spec.hidden_activations]
+    if spec.deskew or any(a is None for a in acts):
+        return None
+    shift = np.asarray(model.stats["shift"], np.float32)
+    scale = np.asarray(model.stats["scale"], np.float32)
+    layers = [(np.asarray(p["kernel"], np.float32), np.asarray(p["bias"], np.float32))
+              for p in model.params]
+
+    def forward(x: np.ndarray) -> np.ndarray:
+        h = (x - shift) * scale
+        for (kernel, bias), act in zip(layers[:-1], acts, strict=True):
+            h = act(h @ kernel + bias)
+        kernel, bias = layers[-1]
+        return h @ kernel + bias
+
+    return forward
+
+
 class Predictor:
-    def __init__(self, run_dir: str | os.PathLike, max_batch: int):
+    def __init__(self, run_dir: str | os.PathLike, max_batch: int, lean: bool = True):
         self.run_dir = art.check_run_dir(Path(run_dir)).resolve()
         self.model = load(self.run_dir)
         digest = hashlib.sha256((self.run_dir / art.WEIGHTS).read_bytes()).hexdigest()
@@ -34,22 +96,69 @@ class Predictor:
         self.info = {"name": self.run_dir.name, "id": f"sha256:{digest[:16]}",
                      "architecture": "-".join(map(str, spec.sizes)), "activation": spec.activation}
         self.buckets = bucket_sizes(max_batch)
-        for size in self.buckets:
-            self.model.predict_proba(np.zeros((size, spec.input_dim), np.float32))
+        self.lean = numpy_forward(self.model) if lean else None
+        if self.lean is not None and not self._agrees(self.lean):
+            self.lean = None
+        self.path = "numpy" if self.lean is not None else "jax"
+        if self.lean is None:
+            for size in self.buckets:
+                self.compiled(np.zeros((size, spec.input_dim), np.float32))
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        """Probabilities (n, classes) for raw pixels x (n, input_dim), n ≤ the batch limit."""
+    def _agrees(self, lean: Callable[[np.ndarray], np.ndarray]) -> bool:
+        rng = np.random.default_rng(0)
+        probe = rng.integers(0, 256, (PROBE_ROWS, self.model.spec.input_dim)).astype(np.float32)
+        probe[0] = 0
+        expected = self.compiled(probe)
+        got = softmax(lean(probe))
+        return bool(np.allclose(got, expected, rtol=0, atol=AGREEMENT_ATOL)
+                    and (got.argmax(1) == expected.argmax(1)).all())
+
+    def compiled(self, x: np.ndarray) -> np.ndarray:
+        """Probabilities from the jitted forward, padded to a compiled batch shape."""
         n = len(x)
-        size = next(b for b in self.buckets if b >= n)
+        size = next((b for b in self.buckets if b >= n), n)
+        if size == n:
+            return self.model.predict_proba(x)
         padded = np.zeros((size, x.shape[1]), np.float32)
         padded[:n] = x
         return self.model.predict_proba(padded)[:n]
 
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """Probabilities (n, classes) for raw pixels x (n, input_dim) float32, n ≤ the batch limit."""
+        if self.lean is not None:
+            return softmax(self.lean(x))
+        return self.compiled(x)
+
     def describe(self) -> dict[str, Any]:
         """Everything GET /model shows: identity, layers, training config and metrics."""
         cfg = self.model.config
-        return {**self.info, "spec": self.model.spec.to_dict(),
+        return {**self.info, "spec": self.model.spec.to_dict(), "inference": self.path,
                 "num_params": self.model.spec.num_params, "summary": self.model.summary(),
                 "metrics": cfg.get("metrics", {}), "train": cfg.get("train", {}),
                 "dataset": cfg.get("dataset", {}), "versions": cfg.get("versions", {}),
                 "history": self.model.history}
+
+
+def time_paths(predictor: Predictor, sizes: list[int], repeat: int = 200) -> list[dict[str, float]]:
+    """Median µs per call of each forward path at each batch size, and their largest difference
+    (what bench/load_serve.py records: the evidence for the NumPy path)."""
+    rng = np.random.default_rng(1)
+    rows = []
+    for n in sizes:
+        x = rng.integers(0, 256, (n, predictor.model.spec.input_dim)).astype(np.float32)
+        row: dict[str, float] = {"batch": n}
+        paths = {"jax": predictor.compiled}
+        if predictor.lean is not None:
+            paths["numpy"] = predictor
+        for name, fn in paths.items():
+            fn(x)
+            times = []
+            for _ in range(repeat):
+                t0 = time.perf_counter()
+                fn(x)
+                times.append(time.perf_counter() - t0)
+            row[f"{name}_us"] = float(np.median(times) * 1e6)
+        if "numpy" in paths:
+            row["max_abs_diff"] = float(np.abs(paths["numpy"](x) - predictor.compiled(x)).max())
+        rows.append(row)
+    return rows
