@@ -25,6 +25,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from digitnet import __version__
 from digitnet.errors import DigitnetError
@@ -126,6 +127,8 @@ def create_app(model_dir: str | os.PathLike, limits: Limits | None = None, *, ma
 
     app = FastAPI(title="digitnet", version=__version__, default_response_class=FastJSON,
                   description="Classify handwritten digits with a trained digitnet MLP.")
+    handlers: dict[str, Callable[[Request], Awaitable[Response]]] = {}
+    app.add_middleware(Direct, handlers=handlers)
     app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
     app.add_middleware(Admission, max_queue=max_queue, paths=PREDICT_PATHS, on_depth=metrics.depth.set)
     app.add_middleware(Instrument, metrics=metrics)
@@ -133,8 +136,7 @@ def create_app(model_dir: str | os.PathLike, limits: Limits | None = None, *, ma
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
-        code = getattr(exc, "code", None) or CODES.get(exc.status_code, "error")
-        return FastJSON({"error": code, "detail": exc.detail}, exc.status_code, exc.headers)
+        return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -143,7 +145,7 @@ def create_app(model_dir: str | os.PathLike, limits: Limits | None = None, *, ma
 
     @app.exception_handler(DigitnetError)
     async def digitnet_error(request: Request, exc: DigitnetError) -> JSONResponse:
-        return FastJSON({"error": "invalid_input", "detail": str(exc)}, 422)
+        return error_response(exc)
 
     async def decoder(request: Request, batch: bool) -> Callable[[], np.ndarray]:
         """Read the body (async, limited) and return the CPU-bound rest as a function."""
@@ -158,8 +160,13 @@ def create_app(model_dir: str | os.PathLike, limits: Limits | None = None, *, ma
                     return inline(x)
                 return lambda: inputs.from_json(doc, dim, limits.max_image_pixels)
             if batch:
-                return lambda: inputs.batch_from_json(inputs.parse_json(body), dim,
-                                                      limits.max_image_pixels, limits.max_batch)
+                def decode_batch() -> np.ndarray:
+                    doc = inputs.parse_json(body)
+                    x = inputs.plain_pixels(doc, body, dim, limits.max_batch)
+                    if x is not None:
+                        return x
+                    return inputs.batch_from_json(doc, dim, limits.max_image_pixels, limits.max_batch)
+                return decode_batch
             return lambda: inputs.from_json(inputs.parse_json(body), dim, limits.max_image_pixels)
         if ctype == "multipart/form-data":
             files = await uploaded_files(request, limits.max_batch, single=not batch)
@@ -201,7 +208,7 @@ def create_app(model_dir: str | os.PathLike, limits: Limits | None = None, *, ma
               description="One image as JSON pixels, a base64 image, a multipart upload, or a raw "
                           "image/* body. The answer includes `input`: the 28×28 image the model saw.",
               openapi_extra={"requestBody": ONE_IMAGE_BODY}, responses={200: {"model": Prediction}})
-    async def predict(request: Request) -> JSONResponse:
+    async def predict(request: Request) -> Response:
         x, probs = await classify(request, batch=False)
         return FastJSON({"label": int(probs[0].argmax()), "probabilities": probs[0],
                          "model": predictor.info, "input": as_image(x[0], shape)})
@@ -210,12 +217,46 @@ def create_app(model_dir: str | os.PathLike, limits: Limits | None = None, *, ma
               description=f"At most {limits.max_batch} images: JSON pixels, base64 images, or "
                           "multipart files (in order).",
               openapi_extra={"requestBody": BATCH_BODY}, responses={200: {"model": BatchPrediction}})
-    async def predict_batch(request: Request) -> JSONResponse:
+    async def predict_batch(request: Request) -> Response:
         _, probs = await classify(request, batch=True)
         return FastJSON({"model": predictor.info,
                          "predictions": [{"label": int(p.argmax()), "probabilities": p} for p in probs]})
 
+    handlers.update({"/predict": predict, "/predict/batch": predict_batch})
     return app
+
+
+def error_response(exc: Exception) -> FastJSON:
+    """{"error": code, "detail": message} with the status a ClientError, HTTPException or
+    DigitnetError carries."""
+    if isinstance(exc, HTTPException):
+        code = getattr(exc, "code", None) or CODES.get(exc.status_code, "error")
+        return FastJSON({"error": code, "detail": exc.detail}, exc.status_code, exc.headers)
+    return FastJSON({"error": "invalid_input", "detail": str(exc)}, 422)
+
+
+class Direct:
+    """ASGI middleware: POST to a prediction path goes straight to its handler.
+
+    FastAPI's routing, dependency solving and exception middleware cost more CPU per request
+    than parsing 784 pixels and running the model (docs/serving.md); the prediction routes take
+    a plain Request and answer a Response, so they need none of it. The same handlers stay
+    declared as FastAPI routes, which is what /openapi.json and /docs describe."""
+
+    def __init__(self, app: ASGIApp, handlers: dict[str, Callable[[Request], Awaitable[Response]]]):
+        self.app, self.handlers = app, handlers
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        handler = self.handlers.get(scope["path"]) if scope["type"] == "http" else None
+        if handler is None or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope, receive)
+        try:
+            response = await handler(request)
+        except (HTTPException, DigitnetError) as exc:
+            response = error_response(exc)
+        await response(scope, receive, send)
 
 
 async def uploaded_files(request: Request, max_files: int, single: bool) -> list[tuple[str, bytes]]:
@@ -241,4 +282,5 @@ def as_image(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """The model's input as rows of pixels; whole numbers as ints to keep the JSON short.
     (Probabilities go out as float32, whose shortest form has at most 9 significant digits.)"""
     img = x.reshape(shape)
-    return img.astype(np.int64) if np.array_equal(img, np.round(img)) else img
+    ints = img.astype(np.int64)
+    return ints if (ints == img).all() else img

@@ -121,11 +121,13 @@ def check_batch(n: int, max_batch: int) -> None:
 
 
 
-def plain_pixels(doc: dict[str, Any], body: bytes, dim: int) -> np.ndarray | None:
-    """(1, dim) float32 for the common request, {"pixels": [dim numbers within 0–255]} (flat
-    or in rows), in one NumPy conversion; None for anything else, which from_json then checks
-    (and explains) value by value. JSON true/false/null anywhere sends it the slow way, since
-    NumPy would read them as numbers."""
+def plain_pixels(doc: dict[str, Any], body: bytes, dim: int, max_batch: int | None = None
+                 ) -> np.ndarray | None:
+    """(n, dim) float32 for the common request, {"pixels": [dim numbers within 0–255]} (flat or
+    in rows; with max_batch, a list of up to max_batch such images), in one NumPy conversion;
+    None for anything else, which from_json / batch_from_json then check (and explain) value by
+    value. JSON true/false/null anywhere sends it the slow way, since NumPy would read them as
+    numbers."""
     value = doc.get("pixels")
     if len(doc) != 1 or type(value) is not list or b"true" in body or b"false" in body or b"null" in body:
         return None
@@ -133,8 +135,14 @@ def plain_pixels(doc: dict[str, Any], body: bytes, dim: int) -> np.ndarray | Non
         arr = np.array(value)
     except (ValueError, TypeError, OverflowError):
         return None
-    if arr.dtype.kind not in "iuf" or arr.ndim > 2 or arr.size != dim:
+    most = 1 if max_batch is None else max_batch
+    if max_batch is None:
+        arr = arr[None]
+    if arr.dtype.kind not in "iuf" or not 2 <= arr.ndim <= 3 or not 1 <= len(arr) <= most:
+        return None
+    if arr[0].size != dim:
         return None
     if not (arr.min() >= 0 and arr.max() <= 255):  # also False for NaN
         return None
-    return arr.reshape(1, dim).astype(np.float32)
+    return arr.reshape(len(arr), dim).astype(np.float32)
+

@@ -27,6 +27,7 @@ def multiprocess() -> bool:
 class Metrics:
     def __init__(self, model: dict[str, str], max_batch: int, paths: frozenset[str]):
         self.paths = paths
+        self.children: dict[tuple[str, int], tuple[Any, Any]] = {}
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter("digitnet_requests", "HTTP requests answered, by path and status",
@@ -54,8 +55,13 @@ class Metrics:
 
     def observe(self, path: str, status: int, seconds: float) -> None:
         label = path if path in self.paths else "other"
-        self.requests.labels(label, str(status)).inc()
-        self.latency.labels(label).observe(seconds)
+        key = (label, status)
+        children = self.children.get(key)
+        if children is None:  # labels() takes a lock and builds a key: once per path and status
+            children = self.children[key] = (self.requests.labels(label, str(status)),
+                                             self.latency.labels(label))
+        children[0].inc()
+        children[1].observe(seconds)
 
 
 class Instrument:

@@ -7,6 +7,10 @@ At start-up the NumPy path is checked against the compiled forward on a probe ba
 only if it agrees. Models NumPy cannot reproduce (deskewing, exact GELU without SciPy) take the
 compiled forward, padded up to a power of two so that every shape is compiled before the first
 request.
+
+A process that uses the NumPy path runs BLAS on one thread: products this small gain nothing
+from a second one, and OpenBLAS's waiting threads cost the server 30–100× the CPU per batch on a
+busy machine (docs/serving.md).
 """
 
 from __future__ import annotations
@@ -78,6 +82,8 @@ def numpy_forward(model: Any) -> Callable[[np.ndarray], np.ndarray] | None:
               for p in model.params]
 
     def forward(x: np.ndarray) -> np.ndarray:
+        # The same operations in the same order as digitnet.model.forward, so the same float32
+        # rounding (folding the preprocessing into the first layer would change it).
         h = (x - shift) * scale
         for (kernel, bias), act in zip(layers[:-1], acts, strict=True):
             h = act(h @ kernel + bias)
@@ -100,6 +106,10 @@ class Predictor:
         if self.lean is not None and not self._agrees(self.lean):
             self.lean = None
         self.path = "numpy" if self.lean is not None else "jax"
+        if self.lean is not None:
+            from threadpoolctl import threadpool_limits
+
+            threadpool_limits(1, user_api="blas")
         if self.lean is None:
             for size in self.buckets:
                 self.compiled(np.zeros((size, spec.input_dim), np.float32))
