@@ -8,7 +8,8 @@ that uvicorn leaves out.
   connection that has waited longest on its client (stalled mid-request, or idle between
   requests) is closed to make room, so a slowloris cannot lock out /health.
 - uvicorn's own answers to unparseable requests (bad Content-Length, bad chunk sizes, null
-  bytes, HTTP/0.9) are JSON like every other error.
+  bytes) are JSON like every other error; HTTP/0.9 requests, which httptools would let
+  through, get the same 400.
 - The port is bound before anything is printed, so a busy port is a one-line error (exit 2).
 - `workers` > 1 runs that many processes on the one socket, each with all of the above.
 """
@@ -75,6 +76,7 @@ class Protocol(HttpToolsProtocol):
         self.deadline: asyncio.TimerHandle | None = None
         self.waiting_since: float | None = None  # on the client: mid-request or idle
         self.partial = False  # bytes of a request have arrived, its headers have not
+        self.refused = False  # answered 400 and closing: the parser's later callbacks are ignored
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -137,13 +139,22 @@ class Protocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self.partial = False
+        if self.parser.get_http_version() not in ("1.0", "1.1"):  # HTTP/0.9's bare "GET /"
+            self.refused = True
+            self.send_400_response("")
+            return
         self._arm(self.options.body_timeout)
         super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        if not self.refused:
+            super().on_body(body)
 
     def on_message_complete(self) -> None:
         self._disarm()
         self.waiting_since = None
-        super().on_message_complete()
+        if not self.refused:
+            super().on_message_complete()
 
     def on_response_complete(self) -> None:
         self.waiting_since = self.loop.time()
