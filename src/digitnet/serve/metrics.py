@@ -87,9 +87,3 @@ class Instrument:
             await self.app(scope, receive, record)
         finally:
             self.metrics.observe(scope["path"], status, time.perf_counter() - start)
-
-
-def worker_exit(pid: int) -> None:
-    """Drop a finished worker's live gauges (the launcher calls this when a worker stops)."""
-    if multiprocess():
-        mp.mark_process_dead(pid)

@@ -35,7 +35,10 @@ from digitnet.errors import ConfigError
 
 # File descriptors kept free for the process itself (the model, logs, Python's own).
 RESERVED_FDS = 64
-APP_ENV = "DIGITNET_SERVE_APP"  # how a worker process learns which app to build
+APP_ENV = "DIGITNET_SERVE_APP"
+# How long a worker may take to load the model before uvicorn's supervisor gives up on it (its
+# default, 5 s, restarts workers forever on a busy machine while JAX is still importing).
+WORKER_START_S = 120  # how a worker process learns which app to build
 
 
 @dataclass(frozen=True)
@@ -224,7 +227,7 @@ def uvicorn_config(app: Any, options: ServerOptions, sock: socket.socket, factor
                             workers=options.workers, access_log=options.access_log,
                             log_config=logging_config(options.access_log), log_level=None,
                             timeout_keep_alive=int(max(1, options.keep_alive)),
-                            limit_concurrency=None)
+                            limit_concurrency=None, timeout_worker_healthcheck=WORKER_START_S)
     config.digitnet = options  # type: ignore[attr-defined]
     config.digitnet_max_connections = connection_budget(options.max_connections)  # type: ignore[attr-defined]
     return config
