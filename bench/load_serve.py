@@ -17,7 +17,7 @@ hits both sides alike:
 
 Before the load, each payload's answer is checked against digitnet.load(RUN). Records req/s,
 latency percentiles (wrk's), errors, server CPU seconds per request, load average; writes
-bench/results/serving.json and the figures section of docs/serving.md.
+bench/results/serving.json, the figures section of docs/serving.md and the README's paragraph.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "serving.json"
 DOCS = ROOT / "docs" / "serving.md"
+README = ROOT / "README.md"
 BEGIN, END = "<!-- load_serve:begin -->", "<!-- load_serve:end -->"
 
 WRK_LUA = r"""
@@ -249,6 +250,10 @@ def measure(args: argparse.Namespace) -> dict:
         result["overload"] = over
         print(f"overload at {conns} connections: {over['req_per_s']} req/s, status {over['status']}, "
               f"RSS {min(over['rss_mib'])}–{max(over['rss_mib'])} MiB", flush=True)
+        fl = made["floor"]
+        result["overload_floor"] = wrk(fl.url, "/predict", items["json"], conns, args.threads,
+                                       args.duration * 2, lua, fl.proc.pid)
+        result["overload_floor"].pop("rss_mib")
         check_answers(dn.url, items)  # still right afterwards
     finally:
         for server in made.values():
@@ -296,7 +301,13 @@ def markdown(res: dict) -> str:
               f"{json.dumps(o['status'])}, {o['5xx']} 5xx, {o['transport_errors']} transport errors; "
               f"p50 {o['latency_ms']['p50']:.1f} ms, p99 {o['latency_ms']['p99']:.1f} ms. Server RSS: "
               f"{o['rss_before_mib']} MiB before, {min(o['rss_mib'])}–{max(o['rss_mib'])} MiB sampled every "
-              f"0.5 s during the run, {o['rss_after_mib']} MiB after.", "",
+              f"0.5 s during the run, {o['rss_after_mib']} MiB after."]
+    if "overload_floor" in res:
+        f = res["overload_floor"]
+        lines[-1] += (f" The floor, for comparison, at the same connections: {f['req_per_s']:,.0f} req/s, "
+                      f"status counts {json.dumps(f['status'])}, {f['transport_errors']} transport errors, "
+                      f"p50 {f['latency_ms']['p50']:.1f} ms, p99 {f['latency_ms']['p99']:.1f} ms.")
+    lines += ["",
               "Forward pass alone (median µs per call, in the bench process; probabilities' largest "
               "difference between the two paths):", "",
               "| rows | compiled JAX | NumPy | max abs diff |", "|---|---|---|---|"]
@@ -307,15 +318,43 @@ def markdown(res: dict) -> str:
     return "\n".join(lines)
 
 
-def write_docs(res: dict) -> None:
-    text = DOCS.read_text()
-    block = markdown(res)
+def readme(res: dict) -> str:
+    """The README's paragraph: the headline figures of the same run."""
+    s, o = res["settings"], res["overload"]
+    json_ = {name: summary(runs) for name, runs in res["runs"]["json"].items()}
+    png, batch = summary(res["runs"]["png"]["digitnet"]), summary(res["runs"]["batch"]["digitnet"])
+    dn, fl, fo = json_["digitnet"], json_["floor"], json_["floor, orjson"]
+    la = res["load_average_start"][0]
+    return "\n".join([
+        BEGIN,
+        f"Load ({res['started']}, `python bench/load_serve.py runs/tutorial`; wrk, {s['connections']} "
+        f"connections, on this 2-core machine shared with other jobs, load average {la:.1f}): one digit "
+        f"as JSON pixels, **{dn['req_per_s']:,.0f} req/s, {dn['req_per_s'] / fl['req_per_s']:.2f}× the "
+        f"framework's floor** in the same run (FastAPI parsing the same JSON and answering a fixed answer: "
+        f"{fl['req_per_s']:,.0f} req/s; {fo['req_per_s']:,.0f} with orjson), p50 {dn['p50']:.1f} ms, p99 "
+        f"{dn['p99']:.1f} ms, {dn['non_2xx'] + dn['transport_errors']} errors; server CPU per request "
+        f"{dn['cpu_us']:.0f} µs against the floor's {fl['cpu_us']:.0f} ({fo['cpu_us']:.0f} with orjson). "
+        f"A 280×280 PNG drawing: {png['req_per_s']:,.0f} req/s ({png['cpu_us'] / 1000:.1f} ms of server CPU "
+        f"each); 32 digits to /predict/batch: "
+        f"{batch['req_per_s']:,.0f} req/s. At {o['connections']} connections: "
+        f"{o['status'].get('429', 0):,} answers 429 and {o['status'].get('200', 0):,} 200, {o['5xx']} 5xx, "
+        f"server RSS {min(o['rss_mib'])}–{max(o['rss_mib'])} MiB. Details: `docs/serving.md`.",
+        END])
+
+
+def replace_block(path: Path, block: str) -> None:
+    text = path.read_text()
     if BEGIN in text:
         head, rest = text.split(BEGIN, 1)
         text = head + block + rest.split(END, 1)[1]
     else:
         text += "\n" + block + "\n"
-    DOCS.write_text(text)
+    path.write_text(text)
+
+
+def write_docs(res: dict) -> None:
+    replace_block(DOCS, markdown(res))
+    replace_block(README, readme(res))
 
 
 def main() -> None:

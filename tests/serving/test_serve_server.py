@@ -38,7 +38,8 @@ def serve(run_dir: Path, log: Path, *flags: str, nofile: int | None = None):
     if nofile:
         cmd = ["sh", "-c", f'ulimit -n {nofile} && exec "$@"', "sh", *cmd]
     with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=out, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+        proc = subprocess.Popen(cmd, stdout=out, stderr=out,
+                                env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
