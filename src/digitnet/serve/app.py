@@ -195,8 +195,7 @@ def create_app(model_dir: str | os.PathLike, limits: Limits | None = None, *, ma
         return {"status": "ok", "model": predictor.info,
                 "uptime_seconds": round(time.time() - started, 1)}
 
-    @app.get("/metrics", summary="Prometheus metrics: requests, latency, batch sizes, queue depth, model",
-             response_class=Response)
+    @app.get("/metrics", response_class=Response, include_in_schema=False)  # for Prometheus, not clients
     async def prometheus() -> Response:
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
