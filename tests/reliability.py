@@ -829,8 +829,6 @@ def serving(run_dir: Path, workdir: Path, *flags: str) -> Iterator[str]:
     URL, and stops it afterwards. Its output goes to WORKDIR/serve.log."""
     import socket
 
-    import httpx
-
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -841,19 +839,26 @@ def serving(run_dir: Path, workdir: Path, *flags: str) -> Iterator[str]:
                                 env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"digitnet serve did not start: {log.read_text()}")
+        wait_for_health(url, proc, log)
         yield url
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def wait_for_health(url: str, proc: subprocess.Popen, log: Path, seconds: float = 120) -> None:
+    """Until `url`/health answers 200; a RuntimeError with the server's log if it exits first."""
+    import httpx
+
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.2)
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"digitnet serve did not start: {log.read_text()}")
 
 
 def raw_request(url: str, head: bytes, timeout: float = 10.0) -> bytes:

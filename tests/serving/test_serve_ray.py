@@ -16,7 +16,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -95,21 +94,6 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_health(url: str, proc: subprocess.Popen, seconds: float) -> None:
-    import httpx
-
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, "the server exited"
-        try:
-            if httpx.get(url + "/health", timeout=5).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.5)
-    raise AssertionError(f"{url} did not answer within {seconds} s")
-
-
 @pytest.mark.skipif(os.environ.get(INNER) != "1", reason="run by test_ray_serve_answers_as_digitnet_serve")
 def test_inner_ray_serve(tmp_path):
     import reliability
@@ -133,7 +117,7 @@ def test_inner_ray_serve(tmp_path):
                                 env=env, stdout=out, stderr=out)
     try:
         url = f"http://127.0.0.1:{port}"
-        wait_health(url, proc, 300)
+        reliability.wait_for_health(url, proc, log, seconds=300)
         remote = answers(url, reqs)
         import httpx
 

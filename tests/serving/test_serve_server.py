@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+import reliability
 
 ROOT = Path(__file__).resolve().parents[2]
 PIXELS = json.dumps({"pixels": [0] * 784}).encode()
@@ -42,15 +43,7 @@ def serve(run_dir: Path, log: Path, *flags: str, nofile: int | None = None):
                                 env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(url + "/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"digitnet serve did not start: {log.read_text()}")
+        reliability.wait_for_health(url, proc, log)
         yield url, proc
     finally:
         proc.terminate()
