@@ -253,8 +253,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     app_args = {"model_dir": str(args.run), "limits": limits.to_dict(), "max_queue": args.max_queue,
                 "batch_wait_ms": args.batch_wait_ms}
     if args.ray:
-        from digitnet.serve.ray import serve_on_ray
-
+        try:
+            from digitnet.serve.ray import serve_on_ray
+        except ImportError as exc:
+            raise UsageError(f"serve --ray needs Ray Serve ({exc.name} is missing): "
+                             "pip install 'digitnet[ray]'") from None
         return serve_on_ray(app_args, options, args.replicas)
     from digitnet import artifacts as art
 
