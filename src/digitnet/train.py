@@ -67,21 +67,23 @@ class EpochMeter:
     def add(self, loss_sum: jax.Array, correct: jax.Array,
             per_step: tuple[jax.Array, jax.Array] | None, steps: int, batch: int) -> None:
         value = float(loss_sum)
+        first_step = self.steps
+        if self.per_batch and per_step is not None:
+            # Before the divergence check, so that a batch watcher (Keras' TerminateOnNaN)
+            # sees the batch whose loss broke.
+            losses = (np.asarray(per_step[0], np.float64) / batch).tolist()
+            accuracies = (np.asarray(per_step[1], np.float64) / batch).tolist()
+            for cb in self.callbacks:
+                cb.on_batches_end(first_step, losses, accuracies)
         if not math.isfinite(value):
             raise TrainingDiverged(
                 f"the loss became {value} in epoch {self.epoch + 1}; training stopped "
                 f"(lower the learning rate, now {self.lr:g})"
             )
-        first_step = self.steps
         self.loss += value
         self.correct += int(correct)
         self.seen += steps * batch
         self.steps += steps
-        if self.per_batch and per_step is not None:
-            losses = (np.asarray(per_step[0], np.float64) / batch).tolist()
-            accuracies = (np.asarray(per_step[1], np.float64) / batch).tolist()
-            for cb in self.callbacks:
-                cb.on_batches_end(first_step, losses, accuracies)
         for cb in self.callbacks:
             cb.on_chunk_end(self.steps, self.loss / self.seen, self.correct / self.seen)
 

@@ -1,17 +1,31 @@
-"""A Keras-compatible front end: run Keras MLP code (the tutorial's) on digitnet's engine.
+"""A Keras-compatible front end: run Keras MLP code on digitnet's engine.
 
-    from digitnet import keras, mnist
-    from digitnet.keras.models import Sequential
-    from digitnet.keras.layers import Dense
-    from digitnet.keras.utils import to_categorical
+    from digitnet import keras        # instead of `import keras`
+    keras.datasets.mnist.load_data(), keras.Sequential, keras.Model, keras.Input, keras.layers,
+    keras.losses, keras.metrics, keras.optimizers, keras.callbacks, keras.ops, keras.utils
 
 Reads and writes Keras' weight and model files (.weights.h5, legacy .h5, .keras); see
-docs/keras.md for what is supported.
+docs/keras.md for what is supported and what is refused.
 """
 
-from digitnet.keras import callbacks, datasets, layers, losses, models, optimizers, utils
-from digitnet.keras.layers import Input
-from digitnet.keras.models import Sequential, load_model
+from digitnet.keras import (
+    activations,
+    backend,
+    callbacks,
+    datasets,
+    layers,
+    losses,
+    metrics,
+    models,
+    ops,
+    optimizers,
+    utils,
+)
+from digitnet.keras.layers import Input, InputLayer, KerasTensor, Layer
+from digitnet.keras.models import Model, Sequential, load_model
 
-__all__ = ["Input", "Sequential", "callbacks", "datasets", "layers", "load_model", "losses", "models",
+__version__ = "3.15.1"  # the Keras API this front end follows
+
+__all__ = ["Input", "InputLayer", "KerasTensor", "Layer", "Model", "Sequential", "activations", "backend",
+           "callbacks", "datasets", "layers", "load_model", "losses", "metrics", "models", "ops",
            "optimizers", "utils"]

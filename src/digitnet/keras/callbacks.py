@@ -1,17 +1,28 @@
-"""`keras.callbacks`: Callback, History, EarlyStopping, ModelCheckpoint.
+"""`keras.callbacks`, run from the engine's hooks with Keras' logs.
 
-Training runs in compiled chunks of steps, so callbacks see epochs (begin/end) and the start and
-end of training; per-batch hooks are not called.
+The engine trains a stretch of an epoch in one compiled call. Epoch hooks run between epochs, as
+in Keras. Batch hooks (`on_train_batch_begin/end`, `on_batch_begin/end`) are replayed after each
+compiled chunk, once per batch, in order, with the running loss and accuracy of the epoch up to
+that batch, from the per-step values the chunk returns; they see the weights as of the chunk's
+end. A callback that changes the learning rate (LearningRateScheduler, ReduceLROnPlateau) makes
+the next epoch run a new compiled step with that rate.
 """
 
 from __future__ import annotations
 
+import csv
+import math
+import time
 import warnings
+from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from digitnet import callbacks as engine_callbacks
 from digitnet import train
 from digitnet.keras.errors import KerasValueError
+from digitnet.keras.progbar import Progbar, write
 from digitnet.metrics import higher_is_better
 
 
@@ -20,19 +31,28 @@ def monitor_sign(monitor: str, mode: str) -> float:
     if mode not in ("auto", "min", "max"):
         raise KerasValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
     if mode == "auto":
-        return -1.0 if higher_is_better(monitor) else 1.0
+        return -1.0 if higher_is_better(monitor) or monitor.endswith(("precision", "recall")) else 1.0
     return 1.0 if mode == "min" else -1.0
 
 
 class Callback:
-    """Subclass and override on_epoch_end(epoch, logs) and friends; `self.model` is the model."""
+    """Subclass and override the hooks you need; `self.model` is the model, `self.params` holds
+    epochs, steps (per epoch) and verbose."""
 
     def __init__(self) -> None:
-        self.model: Any = None
+        self._model: Any = None
         self.params: dict[str, Any] = {}
 
+    @property
+    def model(self) -> Any:
+        return self._model
+
+    @model.setter
+    def model(self, value: Any) -> None:
+        self._model = value
+
     def set_model(self, model: Any) -> None:
-        self.model = model
+        self._model = model
 
     def set_params(self, params: dict[str, Any]) -> None:
         self.params = params
@@ -41,19 +61,83 @@ class Callback:
     def on_train_end(self, logs: dict | None = None) -> None: ...
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None: ...
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None: ...
+    def on_batch_begin(self, batch: int, logs: dict | None = None) -> None: ...
+    def on_batch_end(self, batch: int, logs: dict | None = None) -> None: ...
+
+    def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
+        self.on_batch_begin(batch, logs=logs)
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        self.on_batch_end(batch, logs=logs)
+
+    def on_test_begin(self, logs: dict | None = None) -> None: ...
+    def on_test_end(self, logs: dict | None = None) -> None: ...
+    def on_test_batch_begin(self, batch: int, logs: dict | None = None) -> None: ...
+    def on_test_batch_end(self, batch: int, logs: dict | None = None) -> None: ...
+    def on_predict_begin(self, logs: dict | None = None) -> None: ...
+    def on_predict_end(self, logs: dict | None = None) -> None: ...
+    def on_predict_batch_begin(self, batch: int, logs: dict | None = None) -> None: ...
+    def on_predict_batch_end(self, batch: int, logs: dict | None = None) -> None: ...
 
 
 class History(Callback):
     """What `fit` returns: `.history` maps 'loss', 'accuracy', 'val_loss', … to per-epoch lists."""
 
-    def on_train_begin(self, logs: dict | None = None) -> None:
-        self.epoch: list[int] = []
+    def __init__(self) -> None:
+        super().__init__()
         self.history: dict[str, list[float]] = {}
+        self.epoch: list[int] = []
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self.epoch = []
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         self.epoch.append(epoch)
         for k, v in (logs or {}).items():
             self.history.setdefault(k, []).append(v)
+
+
+class ProgbarLogger(Callback):
+    """What fit prints: 'Epoch k/N', then the bar (verbose=1) or one line (verbose=2)."""
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.bar = Progbar(self.params["steps"], self.params["verbose"])
+        if self.params["epochs"] > 1:
+            write(f"Epoch {epoch + 1}/{self.params['epochs']}\n")
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        self.bar.update(batch + 1, logs)
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.bar.update(self.params["steps"], logs)
+
+
+class LambdaCallback(Callback):
+    """Callbacks from functions: LambdaCallback(on_epoch_end=lambda epoch, logs: ...)."""
+
+    HOOKS = ("on_epoch_begin", "on_epoch_end", "on_train_begin", "on_train_end", "on_batch_begin",
+             "on_batch_end", "on_train_batch_begin", "on_train_batch_end", "on_test_begin",
+             "on_test_end", "on_test_batch_begin", "on_test_batch_end", "on_predict_begin",
+             "on_predict_end", "on_predict_batch_begin", "on_predict_batch_end")
+
+    def __init__(self, on_epoch_begin: Any = None, on_epoch_end: Any = None, on_train_begin: Any = None,
+                 on_train_end: Any = None, on_train_batch_begin: Any = None,
+                 on_train_batch_end: Any = None, **kwargs: Any):
+        super().__init__()
+        given = {"on_epoch_begin": on_epoch_begin, "on_epoch_end": on_epoch_end,
+                 "on_train_begin": on_train_begin, "on_train_end": on_train_end,
+                 "on_train_batch_begin": on_train_batch_begin,
+                 "on_train_batch_end": on_train_batch_end, **kwargs}
+        for hook, fn in given.items():
+            if hook not in self.HOOKS:
+                raise TypeError(f"LambdaCallback() got an unexpected keyword argument {hook!r}")
+            if fn is None:
+                continue
+            if hook in ("on_train_begin", "on_train_end", "on_test_begin", "on_test_end",
+                        "on_predict_begin", "on_predict_end"):
+                setattr(self, hook, lambda logs=None, fn=fn: fn(logs))
+            else:
+                setattr(self, hook, lambda i, logs=None, fn=fn: fn(i, logs))
 
 
 class EarlyStopping(train.EarlyStopping):
@@ -70,108 +154,351 @@ class EarlyStopping(train.EarlyStopping):
 
 
 class ModelCheckpoint(Callback):
-    """Save the model (or its weights) after each epoch, or only when `monitor` improves.
-    `filepath` may hold fields such as 'ckpt-{epoch:02d}-{val_loss:.3f}.keras'."""
+    """Save the model (or its weights) after each epoch, every `save_freq` batches, or only when
+    `monitor` improves. `filepath` may hold fields such as 'ckpt-{epoch:02d}-{val_loss:.3f}.keras'
+    (and {batch} with save_freq=int)."""
 
     def __init__(self, filepath: str, monitor: str = "val_loss", verbose: int = 0,
                  save_best_only: bool = False, save_weights_only: bool = False,
-                 mode: str = "auto", save_freq: str = "epoch",
+                 mode: str = "auto", save_freq: Any = "epoch",
                  initial_value_threshold: float | None = None):
         super().__init__()
-        if save_freq != "epoch":
-            raise KerasValueError("ModelCheckpoint: only save_freq='epoch' is supported")
-        self.filepath, self.monitor, self.verbose = str(filepath), monitor, verbose
+        if save_freq != "epoch" and not (isinstance(save_freq, int) and save_freq > 0):
+            raise ValueError(f"Unrecognized save_freq: {save_freq}. Expected save_freq are 'epoch' "
+                             "or integer values")
+        name = str(filepath)
+        if save_weights_only and not name.endswith(".weights.h5"):
+            raise ValueError("When using `save_weights_only=True` in `ModelCheckpoint`, the filepath "
+                             f"provided must end in `.weights.h5` (Keras weights format). Received: "
+                             f"filepath={name}")
+        if not save_weights_only and not name.endswith((".keras", ".h5")):
+            raise ValueError("The filepath provided must end in `.keras` (Keras model format). "
+                             f"Received: filepath={name}")
+        self.filepath, self.monitor, self.verbose = name, monitor, verbose
         self.save_best_only, self.save_weights_only = save_best_only, save_weights_only
+        self.save_freq = save_freq
         self.sign = monitor_sign(monitor, mode)
-        self.best = float("inf") if initial_value_threshold is None else self.sign * initial_value_threshold
+        self.best = math.inf if initial_value_threshold is None else self.sign * initial_value_threshold
+        self.epoch, self.since_save, self.last_batch = 0, 0, None
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        if self.save_freq == "epoch":
+            return
+        added = batch + 1 if self.last_batch is None or batch <= self.last_batch else batch - self.last_batch
+        self.since_save += added
+        self.last_batch = batch
+        if self.since_save >= self.save_freq:
+            self.since_save = 0
+            self.save(self.epoch, batch, logs or {})
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        logs = logs or {}
-        path = self.filepath.format(epoch=epoch + 1, **logs)
+        if self.save_freq == "epoch":
+            self.save(epoch, None, logs or {})
+
+    def save(self, epoch: int, batch: int | None, logs: dict[str, float]) -> None:
+        fields = {"epoch": epoch + 1, **logs}
+        if batch is not None:
+            fields["batch"] = batch + 1
+        path = self.filepath.format(**fields)
         if self.save_best_only:
             value = logs.get(self.monitor)
             if value is None:
-                warnings.warn(f"ModelCheckpoint: {self.monitor!r} is not among the logged metrics "
-                              f"({', '.join(logs)}); nothing saved", stacklevel=2)
+                warnings.warn(f"Can save best model only with {self.monitor} available, skipping.",
+                              stacklevel=2)
                 return
-            if self.sign * value >= self.best:
+            if not self.sign * value < self.best:
+                if self.verbose:
+                    write(f"\nEpoch {epoch + 1}: {self.monitor} did not improve from "
+                          f"{self.sign * self.best:.5f}\n")
                 return
+            if self.verbose:
+                write(f"\nEpoch {epoch + 1}: {self.monitor} improved from {self.sign * self.best:.5f} "
+                      f"to {value:.5f}, saving model to {path}\n")
             self.best = self.sign * value
+        elif self.verbose:
+            write(f"\nEpoch {epoch + 1}: saving model to {path}\n")
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
         if self.save_weights_only:
             self.model.save_weights(path)
         else:
             self.model.save(path)
-        if self.verbose:
-            print(f"Epoch {epoch + 1}: saved to {path}")
 
 
-def keras_logs(logs: dict[str, float], metric: str | None) -> dict[str, float]:
-    """The engine's logs under Keras' names: loss, <metric>, val_loss, val_<metric>."""
-    out = {}
-    for prefix in ("", "val_"):
-        if prefix + "loss" in logs:
-            out[prefix + "loss"] = float(logs[prefix + "loss"])
-            if metric:
-                out[prefix + metric] = float(logs[prefix + "accuracy"])
-    return out
+class CSVLogger(Callback):
+    """Write each epoch's logs to a CSV file: epoch, then the logs' keys in sorted order."""
+
+    def __init__(self, filename: str, separator: str = ",", append: bool = False):
+        super().__init__()
+        self.filename, self.sep, self.append = str(filename), separator, append
+        self.keys: list[str] | None = None
+        self.file: Any = None
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        exists = Path(self.filename).is_file() and Path(self.filename).stat().st_size > 0
+        self.header = not (self.append and exists)
+        self.file = open(self.filename, "a" if self.append else "w", newline="")  # noqa: SIM115
+        self.keys = None
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        logs = logs or {}
+        if self.keys is None:
+            self.keys = sorted(logs)
+            self.writer = csv.DictWriter(self.file, fieldnames=["epoch", *self.keys],
+                                         delimiter=self.sep, lineterminator="\n")
+            if self.header:
+                self.writer.writeheader()
+        self.writer.writerow({"epoch": epoch, **{k: logs.get(k, "NA") for k in self.keys}})
+        self.file.flush()
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file = None
 
 
-class Bridge(engine_callbacks.Callback):
-    """Runs Keras callbacks from the engine's hooks, with Keras' metric names in `logs`, and
-    keeps the model's weights current for them."""
+class LearningRateScheduler(Callback):
+    """Set the learning rate at each epoch's start: schedule(epoch, lr) → the new rate."""
 
-    def __init__(self, model: Any, callbacks: list[Any], metric: str | None, verbose: int):
-        self.model, self.callbacks, self.metric, self.verbose = model, callbacks, metric, verbose
+    def __init__(self, schedule: Any, verbose: int = 0):
+        super().__init__()
+        self.schedule, self.verbose = schedule, verbose
 
-    def on_train_begin(self, state: engine_callbacks.TrainState, steps_per_epoch: int, epochs: int) -> None:
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        try:
+            lr = self.schedule(epoch, float(self.model.optimizer.learning_rate))
+        except TypeError:  # Keras' older one-argument schedules
+            lr = self.schedule(epoch)
+        if not isinstance(lr, float | np.float32 | np.float64):
+            raise ValueError(f"The output of the `schedule` function should be a float. Got: {lr}")
+        self.model.optimizer.learning_rate = lr
+        if self.verbose > 0:
+            write(f"\nEpoch {epoch + 1}: LearningRateScheduler setting learning rate to {lr}.\n")
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if logs is not None:
+            logs["learning_rate"] = float(self.model.optimizer.learning_rate)
+
+
+class ReduceLROnPlateau(Callback):
+    """Multiply the learning rate by `factor` when `monitor` has not improved for `patience`
+    epochs (then wait `cooldown` epochs), down to `min_lr`."""
+
+    def __init__(self, monitor: str = "val_loss", factor: float = 0.1, patience: int = 10,
+                 verbose: int = 0, mode: str = "auto", min_delta: float = 1e-4, cooldown: int = 0,
+                 min_lr: float = 0.0, **kwargs: Any):
+        super().__init__()
+        if kwargs:
+            raise TypeError(f"ReduceLROnPlateau() got an unexpected keyword argument {next(iter(kwargs))!r}")
+        if factor >= 1.0:
+            raise ValueError(f"ReduceLROnPlateau does not support a factor >= 1.0. Received factor={factor}")
+        self.monitor, self.factor, self.patience, self.verbose = monitor, factor, patience, verbose
+        self.sign, self.min_delta, self.cooldown, self.min_lr = monitor_sign(monitor, mode), min_delta, cooldown, min_lr
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self.best, self.wait, self.cooldown_counter = math.inf, 0, 0
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        logs = logs if logs is not None else {}
+        logs["learning_rate"] = float(self.model.optimizer.learning_rate)
+        current = logs.get(self.monitor)
+        if current is None:
+            warnings.warn(f"Learning rate reduction is conditioned on metric `{self.monitor}` which is "
+                          f"not available. Available metrics are: {','.join(logs)}.", stacklevel=2)
+            return
+        if self.cooldown_counter > 0:
+            self.cooldown_counter -= 1
+            self.wait = 0
+        if self.sign * current < self.best - self.min_delta:
+            self.best, self.wait = self.sign * current, 0
+        elif self.cooldown_counter <= 0:
+            self.wait += 1
+            if self.wait >= self.patience:
+                old = float(self.model.optimizer.learning_rate)
+                if old > np.float32(self.min_lr):
+                    new = max(old * self.factor, self.min_lr)
+                    self.model.optimizer.learning_rate = new
+                    if self.verbose > 0:
+                        write(f"\nEpoch {epoch + 1}: ReduceLROnPlateau reducing learning rate to {new}.\n")
+                    self.cooldown_counter, self.wait = self.cooldown, 0
+
+
+class TerminateOnNaN(Callback):
+    """Stop training when the loss becomes NaN or infinite."""
+
+    def __init__(self, raise_error: bool = False):
+        super().__init__()
+        self.raise_error = raise_error
+
+    def on_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(loss):
+            if self.raise_error:
+                raise RuntimeError(f"NaN or Inf loss encountered at batch {batch}. Loss value: {loss}. "
+                                   "Terminating training immediately.")
+            write(f"Batch {batch}: Invalid loss, terminating training\n")
+            self.model.stop_training = True
+
+
+class Restart(Exception):
+    """Raised at an epoch's start when the learning rate changed: fit starts a new stretch."""
+
+
+class Run(engine_callbacks.Callback):
+    """One fit: runs the Keras callbacks from the engine's hooks with Keras' logs, computes the
+    epoch's metrics and validation, and keeps the model's weights current for the callbacks."""
+
+    def __init__(self, model: Any, callbacks: list[Any], verbose: int, epochs: int,
+                 train: tuple[np.ndarray, Any], validation: Any, batch_size: int, val_batch_size: int):
+        self.model, self.callbacks, self.verbose, self.epochs = model, callbacks, verbose, epochs
+        self.train, self.validation = train, validation
+        self.batch_size, self.val_batch_size = batch_size, val_batch_size
+        self.steps = -(-len(train[0]) // batch_size)
+        self.begun = -1  # the last epoch whose begin hooks ran
+        self.lr = float(model.optimizer.learning_rate)
+        self.logs: dict[str, float] = {}
+
+    def keras_callbacks(self) -> list[Callback]:
+        return [cb for cb in self.callbacks if isinstance(cb, Callback)]
+
+    def on_train_begin(self, state: Any, steps_per_epoch: int | None = None, epochs: int | None = None) -> None:
+        if steps_per_epoch is not None:
+            self.stretch_lr = self.lr
+            for cb in self.callbacks:
+                if isinstance(cb, engine_callbacks.Callback):
+                    cb.on_train_begin(state, steps_per_epoch, epochs)
+            return
         self.model.stop_training = False
-        for cb in self.callbacks:
-            if isinstance(cb, engine_callbacks.Callback):
-                cb.on_train_begin(state, steps_per_epoch, epochs)
-            else:
-                cb.set_model(self.model)
-                cb.set_params({"epochs": epochs, "steps": steps_per_epoch, "verbose": self.verbose})
-                cb.on_train_begin({})
+        for cb in self.keras_callbacks():
+            cb.set_model(self.model)
+            cb.set_params({"verbose": self.verbose, "epochs": self.epochs, "steps": self.steps})
+        for cb in self.keras_callbacks():
+            cb.on_train_begin({})
 
     def on_epoch_begin(self, epoch: int) -> None:
-        for cb in self.callbacks:
-            if isinstance(cb, engine_callbacks.Callback):
-                cb.on_epoch_begin(epoch)
-            else:
-                cb.on_epoch_begin(epoch, {})
+        if self.begun != epoch:
+            self.begun = epoch
+            self.batch, self.seen, self.loss_sum, self.hits = 0, 0, 0.0, 0
+            for cb in self.callbacks:
+                if isinstance(cb, engine_callbacks.Callback):
+                    cb.on_epoch_begin(epoch)
+                else:
+                    cb.on_epoch_begin(epoch, {})
+        self.lr = float(self.model.optimizer.learning_rate)
+        if self.lr != self.stretch_lr:
+            raise Restart
 
-    def on_epoch_end(self, state: engine_callbacks.TrainState, logs: dict[str, float]) -> None:
+    def on_chunk_end(self, steps_done: int, loss: float, accuracy: float) -> None:
+        if steps_done < self.steps and self.batch < steps_done:  # not replayed batch by batch
+            for cb in self.callbacks:
+                if isinstance(cb, ProgbarLogger):
+                    cb.on_train_batch_end(steps_done - 1, self.running(loss, accuracy))
+
+    def on_batches_end(self, first_step: int, losses: Any, accuracies: Any) -> None:
+        """Each batch of the compiled chunk just run (its mean loss and accuracy): the batch
+        hooks, in order, with the epoch's running logs up to that batch, as Keras passes them."""
+        n = len(self.train[0])
+        for step, (loss, accuracy) in enumerate(zip(losses, accuracies, strict=True), first_step):
+            size = min(self.batch_size, n - step * self.batch_size)
+            for cb in self.keras_callbacks():
+                cb.on_train_batch_begin(self.batch, {})
+            self.loss_sum += float(loss) * size
+            self.hits += round(float(accuracy) * size)
+            self.seen += size
+            logs = self.running(self.loss_sum / self.seen, self.hits / self.seen)
+            for cb in self.keras_callbacks():
+                cb.on_train_batch_end(self.batch, dict(logs))
+            self.batch += 1
+            if self.model.stop_training:
+                break
+
+    def running(self, loss: float, accuracy: float) -> dict[str, float]:
+        logs = {"loss": loss}
+        for m in self.model.compiled_metrics:
+            if isinstance(m, str) or type(m).__name__ in ("CategoricalAccuracy", "SparseCategoricalAccuracy"):
+                logs[m if isinstance(m, str) else m.name] = accuracy
+        return dict(sorted(logs.items()))
+
+    def on_epoch_end(self, state: Any, logs: dict[str, float]) -> None:
+        from digitnet.keras import metrics as kmetrics
+
         self.model.use_params(state.params)
-        klogs = keras_logs(logs, self.metric)
+        klogs = {"loss": float(logs["loss"])}
+        host = [m for m in self.model.compiled_metrics if not kmetrics.engine_counted(m)]
+        if host:
+            x, y = self.train
+            klogs.update(self.model._logs_for(x, y, self.batch_size))
+            klogs["loss"] = float(logs["loss"])
+        for m in self.model.compiled_metrics:
+            if kmetrics.engine_counted(m):
+                klogs[m if isinstance(m, str) else m.name] = float(logs["accuracy"])
+        if self.validation is not None:
+            test = TestRun(self.model, self.keras_callbacks(), 0, 0, in_fit=True)
+            test.begin()
+            val = self.model._logs_for(*self.validation, self.val_batch_size, test, prefix="val_")
+            test.end({k[4:]: v for k, v in val.items()}, time.time())
+            klogs.update(val)
+        klogs = dict(sorted(klogs.items()))
+        self.logs = klogs
         for cb in self.callbacks:
             if isinstance(cb, engine_callbacks.Callback):
                 cb.on_epoch_end(state, klogs)
             else:
-                cb.on_epoch_end(int(logs["epoch"]) - 1, dict(klogs))
+                cb.on_epoch_end(int(logs["epoch"]) - 1, klogs)
         if self.model.stop_training:
             state.stop = True
+        if state.stop:
+            self.model.stop_training = True
 
-    def on_train_end(self, state: engine_callbacks.TrainState) -> None:
+    def on_train_end(self, state: Any) -> None:
         for cb in self.callbacks:
             if isinstance(cb, engine_callbacks.Callback):
                 cb.on_train_end(state)
-        self.model.use_params(state.params)
+
+    def finish(self) -> None:
+        for cb in self.keras_callbacks():
+            cb.on_train_end(dict(self.logs))
+
+    def terminate_on_nan(self, epoch: int) -> bool:
+        """On a diverged loss: what TerminateOnNaN does, if the fit has one (unless it already
+        did, seeing the batch's loss): stop, and end the epoch with the logs so far."""
+        stoppers = [cb for cb in self.keras_callbacks() if isinstance(cb, TerminateOnNaN)]
+        if not stoppers:
+            return False
+        if not self.model.stop_training:
+            for cb in stoppers:
+                cb.on_batch_end(self.batch, {"loss": float("nan")})
+        logs = self.running(float("nan"), self.hits / self.seen if self.seen else 0.0)
+        for cb in self.keras_callbacks():
+            cb.on_epoch_end(epoch, dict(logs))
+        self.logs = logs
+        return True
+
+
+class TestRun:
+    """evaluate's callbacks (and fit's, while it validates) and its progress output."""
+
+    def __init__(self, model: Any, callbacks: list[Any], verbose: int, steps: int, in_fit: bool = False):
+        self.model, self.callbacks, self.verbose, self.steps = model, callbacks, verbose, steps
+        self.in_fit = in_fit
+
+    def begin(self) -> None:
         for cb in self.callbacks:
-            if not isinstance(cb, engine_callbacks.Callback):
-                cb.on_train_end({})
+            if not self.in_fit:
+                cb.set_model(self.model)
+                cb.set_params({"verbose": self.verbose, "epochs": 1, "steps": self.steps})
+            cb.on_test_begin({})
 
+    def batch(self, kind: str, when: str, index: int, logs: dict[str, float]) -> None:
+        for cb in self.callbacks:
+            getattr(cb, f"on_{kind}_batch_{when}")(index, dict(logs))
 
-class EpochLines(engine_callbacks.Callback):
-    """One line per epoch on stdout, as Keras' verbose=2 (and in notebooks without ipywidgets,
-    where a live progress bar cannot render)."""
-
-    def __init__(self, metric: str | None):
-        self.metric = metric
-
-    def on_train_begin(self, state: engine_callbacks.TrainState, steps_per_epoch: int, epochs: int) -> None:
-        self.steps, self.epochs = steps_per_epoch, epochs
-
-    def on_epoch_end(self, state: engine_callbacks.TrainState, logs: dict[str, float]) -> None:
-        parts = [f"{self.steps}/{self.steps}", f"{logs['seconds']:.1f}s"]
-        parts += [f"{k}: {v:.4f}" for k, v in keras_logs(logs, self.metric).items()]
-        print(f"Epoch {int(logs['epoch'])}/{self.epochs}\n" + " - ".join(parts), flush=True)
+    def end(self, logs: dict[str, float], start: float) -> None:
+        for cb in self.callbacks:
+            cb.on_test_end(dict(logs))
+        if self.verbose and not self.in_fit:
+            bar = Progbar(self.steps, self.verbose)
+            bar.start = start
+            bar.update(self.steps, logs)

@@ -1,7 +1,10 @@
-"""`keras.layers` for MLPs: Input, Flatten, Dense, Dropout.
+"""`keras.layers` for MLPs: Input, Flatten, Dense, Dropout, Activation, Softmax, ReLU.
 
 A layer holds its configuration and, once its model is built, its weights as NumPy arrays;
-training runs on the engine, over the whole model at once (see models.Sequential).
+training runs on the engine, over the whole model at once (see models.Model). Calling a layer
+on a `KerasTensor` (from `keras.Input`) records a step of a functional model; calling it on an
+array computes its output. Layers outside an MLP (convolutions, recurrent layers, merges) are
+refused by name when they are made.
 """
 
 from __future__ import annotations
@@ -11,6 +14,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+import jax
+
+from digitnet.keras.backend import Variable, tensor
 from digitnet.keras.errors import KerasValueError
 from digitnet.model import ACTIVATIONS
 
@@ -76,7 +82,7 @@ class Layer:
                  **unsupported: Any):
         kind = type(self).__name__
         if unsupported:
-            raise KerasValueError(f"{kind}: unsupported argument(s) {', '.join(sorted(unsupported))}")
+            raise KerasValueError(f"Unrecognized keyword arguments passed to {kind}: {unsupported}")
         if not trainable:
             raise KerasValueError(f"{kind}: trainable=False (frozen layers) is not supported")
         check_dtype(dtype, kind)
@@ -84,7 +90,7 @@ class Layer:
             input_shape = tuple(batch_input_shape)[1:]
         self.input_shape = shape_tuple(input_shape, kind) if input_shape is not None else None
         self.auto_named = name is None
-        self.name = name if name is not None else snake_case(self.class_name)
+        self.name = name if name is not None else unique_name(snake_case(self.class_name))
 
     def get_weights(self) -> list[np.ndarray]:
         return []
@@ -93,11 +99,108 @@ class Layer:
         if len(weights):
             raise KerasValueError(f"layer {self.name!r} has no weights, got {len(weights)} arrays")
 
+    @property
+    def weights(self) -> list[Any]:
+        return self.get_weights()
+
+    @property
+    def trainable_weights(self) -> list[Any]:
+        return self.get_weights()
+
+    @property
+    def non_trainable_weights(self) -> list[Any]:
+        return []
+
+    @property
+    def built(self) -> bool:
+        return True
+
+    def output_shape_for(self, shape: tuple[Any, ...]) -> tuple[Any, ...]:
+        """The output shape (batch first) for inputs of `shape`."""
+        return shape
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return x
+
+    def __call__(self, inputs: Any, training: Any = None, **kwargs: Any) -> Any:
+        """On a KerasTensor: the next step of a functional model. On an array: the output."""
+        if kwargs:
+            raise TypeError(f"{type(self).__name__}.call() got an unexpected keyword argument "
+                            f"{next(iter(kwargs))!r}")
+        if isinstance(inputs, list | tuple) and any(isinstance(t, KerasTensor) for t in inputs):
+            raise KerasValueError(f"{self.class_name} layer {self.name!r} called on {len(inputs)} "
+                                  "tensors: layers with several inputs (a branching graph) are not "
+                                  "supported; digitnet.keras runs chains of layers (an MLP)")
+        if isinstance(inputs, KerasTensor):
+            return KerasTensor(self.output_shape_for(inputs.shape), self, inputs)
+        x = np.asarray(inputs, np.float32)
+        if x.ndim < 2:
+            raise KerasValueError(f"{self.class_name} layer {self.name!r} expects a batch "
+                                  f"(N, features), got shape {x.shape}")
+        return tensor(self.forward(x))
+
     def get_config(self) -> dict[str, Any]:
         return {"name": self.name, "trainable": True, "dtype": DTYPE_POLICY}
 
     def __repr__(self) -> str:
         return f"<{self.class_name} name={self.name}>"
+
+
+class LayerVariable(Variable):
+    """One of a layer's weight arrays as a Keras variable: `.numpy()`, `.assign(new)`, `.path`."""
+
+    def __init__(self, layer: Layer, attr: str):
+        self.layer, self.attr, self.name, self.trainable = layer, attr, attr, True
+
+    @property
+    def path(self) -> str:
+        return f"{self.layer.name}/{self.attr}"
+
+    @property
+    def _value(self) -> np.ndarray:  # type: ignore[override]
+        return getattr(self.layer, self.attr)
+
+    @_value.setter
+    def _value(self, value: Any) -> None:
+        setattr(self.layer, self.attr, np.asarray(value, np.float32))
+
+    def __repr__(self) -> str:
+        return f"<Variable path={self.path}, shape={self.shape}, dtype=float32>"
+
+
+class KerasTensor:
+    """A symbolic output of the functional API: its shape (batch first, None) and the layer
+    call that made it (`layer(parent)`); an Input's tensor has no parent."""
+
+    def __init__(self, shape: tuple[Any, ...], layer: Layer, parent: KerasTensor | None = None):
+        self.shape, self.layer, self.parent = tuple(shape), layer, parent
+        self.dtype = "float32"
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def chain(self) -> list[Layer]:
+        """The layers from the Input to this tensor, the InputLayer first."""
+        out, t = [], self
+        while t is not None:
+            out.append(t.layer)
+            t = t.parent
+        return out[::-1]
+
+    def __array__(self, *args: Any, **kwargs: Any) -> Any:
+        raise KerasValueError("a symbolic KerasTensor has no values: only layer calls can be "
+                              "applied to it (digitnet.keras runs chains of layers)")
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> Any:
+        raise KerasValueError("arithmetic on symbolic tensors is not supported: a functional "
+                              "model (or a subclassed model's call) must be a chain of layer calls")
+
+    __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = __truediv__ = __rtruediv__ = _refuse
+    __matmul__ = __getitem__ = __neg__ = __pow__ = _refuse
+
+    def __repr__(self) -> str:
+        return f"<KerasTensor shape={self.shape}, dtype=float32, name={self.layer.name}>"
 
 
 class InputLayer(Layer):
@@ -124,10 +227,16 @@ class InputLayer(Layer):
                 "ragged": False, "name": self.name, "optional": False}
 
 
+    @property
+    def output(self) -> KerasTensor:
+        return KerasTensor((None, *self.input_shape), self)
+
+
 def Input(shape: Any = None, batch_size: int | None = None, dtype: Any = None,  # noqa: N802
-          name: str | None = None, **kwargs: Any) -> InputLayer:
-    """`keras.Input(shape)`: here it returns the InputLayer, for use in Sequential([...])."""
-    return InputLayer(shape=shape, batch_size=batch_size, dtype=dtype, name=name, **kwargs)
+          name: str | None = None, **kwargs: Any) -> KerasTensor:
+    """`keras.Input(shape)`: the symbolic input of a functional model (or a Sequential's first
+    entry)."""
+    return InputLayer(shape=shape, batch_size=batch_size, dtype=dtype, name=name, **kwargs).output
 
 
 class Flatten(Layer):
@@ -142,6 +251,12 @@ class Flatten(Layer):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "data_format": "channels_last"}
+
+    def output_shape_for(self, shape: tuple[Any, ...]) -> tuple[Any, ...]:
+        return (shape[0], int(np.prod(shape[1:])))
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return x.reshape(len(x), -1)
 
 
 class Dropout(Layer):
@@ -160,6 +275,11 @@ class Dropout(Layer):
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "rate": self.rate, "seed": self.seed, "noise_shape": None}
 
+    def __call__(self, inputs: Any, training: Any = None, **kwargs: Any) -> Any:
+        if training and not isinstance(inputs, KerasTensor):
+            raise KerasValueError("Dropout called with training=True outside fit is not supported")
+        return super().__call__(inputs, **kwargs)
+
 
 class Dense(Layer):
     """A fully connected layer: activation(x @ kernel + bias)."""
@@ -177,12 +297,7 @@ class Dense(Layer):
         if not isinstance(units, int | np.integer) or units < 1:
             raise KerasValueError(f"Dense: units must be a positive integer, got {units!r}")
         self.units = int(units)
-        activation = "linear" if activation is None else activation
-        if not isinstance(activation, str) or activation not in (*ACTIVATIONS, "softmax"):
-            raise KerasValueError(
-                f"Dense: activation {activation!r} is not supported; "
-                f"supported: {', '.join((*ACTIVATIONS, 'softmax'))}")
-        self.activation = activation
+        self.activation = activation_name(activation, "Dense")
         if not use_bias:
             raise KerasValueError("Dense: use_bias=False is not supported (every Dense has a bias)")
         for option, value in (("kernel_regularizer", kernel_regularizer),
@@ -203,6 +318,17 @@ class Dense(Layer):
             return []
         return [np.array(self.kernel), np.array(self.bias)]
 
+    @property
+    def weights(self) -> list[Any]:
+        """kernel and bias as Keras variables (reading and assigning the layer's arrays)."""
+        if self.kernel is None:
+            return []
+        return [LayerVariable(self, "kernel"), LayerVariable(self, "bias")]
+
+    @property
+    def trainable_weights(self) -> list[Any]:
+        return self.weights
+
     def set_weights(self, weights: list[np.ndarray]) -> None:
         if self.kernel is None or self.bias is None:
             raise KerasValueError(f"layer {self.name!r} is not built yet; build the model first")
@@ -214,6 +340,36 @@ class Dense(Layer):
                 raise KerasValueError(f"layer {self.name!r}: {what} shape {w.shape} does not match "
                                       f"{old.shape}")
         self.kernel, self.bias = new
+
+    @property
+    def built(self) -> bool:
+        return self.kernel is not None
+
+    def build(self, input_shape: Any) -> None:
+        """Create the kernel and bias for inputs with input_shape[-1] features."""
+        fan_in = int(tuple(input_shape)[-1])
+        if self.kernel is not None and self.kernel.shape[0] == fan_in:
+            return
+        key = jax.random.key(next_seed())
+        init = INITIALIZERS[self.kernel_initializer][1]
+        if init in ("zeros", "ones"):
+            kernel = np.full((fan_in, self.units), float(init == "ones"), np.float32)
+        else:
+            kernel = getattr(jax.nn.initializers, init)()(key, (fan_in, self.units), np.float32)
+        self.kernel, self.bias = np.asarray(kernel), np.zeros(self.units, np.float32)
+
+    def output_shape_for(self, shape: tuple[Any, ...]) -> tuple[Any, ...]:
+        if len(shape) != 2:
+            raise KerasValueError(f"Dense layer {self.name!r} called on inputs of shape {shape}: "
+                                  "digitnet.keras runs Dense layers on flat inputs (None, features); "
+                                  "add a Flatten() first")
+        return (shape[0], self.units)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        if x.ndim != 2:
+            raise KerasValueError(f"Dense layer {self.name!r} expects inputs (N, features), got {x.shape}")
+        self.build(x.shape)
+        return activate(self.activation, x @ self.kernel + self.bias)
 
     def get_config(self) -> dict[str, Any]:
         cls, _ = INITIALIZERS[self.kernel_initializer]
@@ -228,5 +384,110 @@ class Dense(Layer):
                 "bias_constraint": None}
 
 
+def activate(name: str, x: np.ndarray) -> np.ndarray:
+    """An activation by Keras' name, on the host (the engine compiles the same functions)."""
+    if name == "softmax":
+        return np.asarray(jax.nn.softmax(x, axis=-1))
+    return np.asarray(ACTIVATIONS[name](x))
+
+
+def activation_name(value: Any, where: str) -> str:
+    name = "linear" if value is None else value
+    if callable(name) and getattr(name, "__module__", "") == "digitnet.keras.activations":
+        name = name.__name__  # keras.activations.relu, given as a function
+    if not isinstance(name, str) or name not in (*ACTIVATIONS, "softmax"):
+        raise KerasValueError(f"{where}: activation {value!r} is not supported; "
+                              f"supported: {', '.join((*ACTIVATIONS, 'softmax'))}")
+    return name
+
+
+class Activation(Layer):
+    """An activation function as a layer: Activation('relu'), Activation('softmax')."""
+
+    class_name = "Activation"
+
+    def __init__(self, activation: Any, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.activation = activation_name(activation, "Activation")
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return activate(self.activation, x)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "activation": self.activation}
+
+
+class Softmax(Activation):
+    """softmax over the last axis: turns a model's logits into probabilities."""
+
+    class_name = "Softmax"
+
+    def __init__(self, axis: int = -1, **kwargs: Any):
+        if axis != -1:
+            raise KerasValueError(f"Softmax: axis={axis} is not supported (only the last axis)")
+        super().__init__("softmax", **kwargs)
+
+    def get_config(self) -> dict[str, Any]:
+        config = {**super().get_config(), "axis": -1}
+        del config["activation"]
+        return config
+
+
+class ReLU(Activation):
+    """max(x, 0) as a layer (its options at their defaults)."""
+
+    class_name = "ReLU"
+
+    def __init__(self, max_value: Any = None, negative_slope: float = 0.0, threshold: float = 0.0,
+                 **kwargs: Any):
+        if max_value is not None or negative_slope or threshold:
+            raise KerasValueError("ReLU: max_value, negative_slope and threshold are not supported")
+        super().__init__("relu", **kwargs)
+
+    def get_config(self) -> dict[str, Any]:
+        config = {**super().get_config(), "max_value": None, "negative_slope": 0.0, "threshold": 0.0}
+        del config["activation"]
+        return config
+
+
+class Unsupported:
+    """A Keras layer outside an MLP: making one is refused, naming what it is."""
+
+    feature = ""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        raise KerasValueError(f"{type(self).__name__}: {self.feature} are not supported; "
+                              "digitnet.keras runs multilayer perceptrons (Input, Flatten, Dense, "
+                              "Dropout, Activation, Softmax, ReLU)")
+
+
+def _unsupported(feature: str, *names: str) -> dict[str, type]:
+    return {n: type(n, (Unsupported,), {"feature": feature}) for n in names}
+
+
+_REFUSED = {
+    **_unsupported("convolution layers", "Conv1D", "Conv2D", "Conv3D", "Conv2DTranspose",
+                   "SeparableConv2D", "DepthwiseConv2D"),
+    **_unsupported("pooling layers", "MaxPooling1D", "MaxPooling2D", "AveragePooling2D",
+                   "GlobalAveragePooling2D", "GlobalMaxPooling2D", "GlobalAveragePooling1D"),
+    **_unsupported("recurrent layers", "LSTM", "GRU", "SimpleRNN", "Bidirectional", "RNN"),
+    **_unsupported("merge layers (branching graphs)", "Concatenate", "Add", "Multiply", "Average",
+                   "Subtract", "Maximum", "Minimum", "Dot"),
+    **_unsupported("normalization layers", "BatchNormalization", "LayerNormalization",
+                   "GroupNormalization", "Normalization"),
+    **_unsupported("embedding layers", "Embedding"),
+    **_unsupported("attention layers", "Attention", "MultiHeadAttention"),
+    **_unsupported("Lambda layers (arbitrary code)", "Lambda"),
+    **_unsupported("reshaping layers other than Flatten", "Reshape", "Permute", "RepeatVector"),
+    **_unsupported("preprocessing layers", "Rescaling", "Resizing", "RandomFlip", "RandomRotation"),
+    **_unsupported("other activation layers than Activation, Softmax and ReLU", "LeakyReLU", "PReLU",
+                   "ELU"),
+}
+globals().update(_REFUSED)
+
+
 # The layers a saved model may name, by Keras class name.
 LAYER_CLASSES: dict[str, type[Layer]] = {c.class_name: c for c in (InputLayer, Flatten, Dropout, Dense)}
+
+
+from digitnet.keras.utils import next_seed, unique_name  # noqa: E402  (utils imports nothing from here)

@@ -1,4 +1,5 @@
-"""`keras.losses` for classifiers with a softmax output, and the check that targets fit the loss.
+"""`keras.losses` for classifiers (on probabilities or, with from_logits=True, on logits), and
+the check that targets fit the loss.
 
 The engine trains on integer labels or on target rows; this module turns what the user passed
 into one of those, or says which fix applies (the tutorial's deliberate mistake included).
@@ -10,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from digitnet.keras import metrics as kmetrics
+from digitnet.keras.backend import Tensor, tensor
 from digitnet.keras.errors import KerasValueError
 
 # Keras' names (and aliases) → (canonical Keras name, engine loss).
@@ -18,24 +21,65 @@ NAMES = {
     "sparse_categorical_crossentropy": ("sparse_categorical_crossentropy", "cross_entropy"),
     "mse": ("mean_squared_error", "mse"),
     "mean_squared_error": ("mean_squared_error", "mse"),
+    "binary_crossentropy": ("binary_crossentropy", "cross_entropy"),
 }
 
 
 class Loss:
+    """A Keras loss: callable as loss(y_true, y_pred, sample_weight=None) → the mean over the
+    batch, and usable in compile()."""
+
     keras_name = ""
     label_smoothing = 0.0
 
     def __init__(self, from_logits: bool = False, reduction: str = "sum_over_batch_size",
-                 name: str | None = None, **options: Any):
-        if from_logits:
-            raise KerasValueError(f"{type(self).__name__}(from_logits=True) is not supported: the "
-                                  "model's last Dense has a softmax activation")
-        if reduction not in ("sum_over_batch_size", "auto"):
+                 name: str | None = None, dtype: Any = None, **options: Any):
+        if reduction not in ("sum_over_batch_size", "auto", "sum", "none", None):
             raise KerasValueError(f"{type(self).__name__}: reduction={reduction!r} is not supported")
         bad = {k: v for k, v in options.items() if v not in (None, 0, 0.0, -1, "float32")}
         if bad:
             raise KerasValueError(f"{type(self).__name__}: unsupported option(s) {', '.join(bad)}")
-        del name
+        self.from_logits, self.reduction = bool(from_logits), reduction or "none"
+        self.name = name or self.keras_name
+
+    def values(self, y_true: Any, y_pred: Any) -> np.ndarray:
+        """Per-example losses."""
+        raise NotImplementedError(f"{type(self).__name__} is not a loss digitnet can compute; "
+                                  "define values()")
+
+    def call(self, y_true: Any, y_pred: Any) -> Any:
+        return self.values(y_true, y_pred)
+
+    def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Tensor:
+        per = np.asarray(self.call(y_true, y_pred), np.float32)
+        if sample_weight is not None:
+            per = per * np.asarray(sample_weight, np.float32).reshape(per.shape[:1] + (1,) * (per.ndim - 1))
+        if self.reduction == "none":
+            return tensor(per)
+        total = np.float32(per.sum())
+        if self.reduction == "sum":
+            return tensor(total)
+        return tensor(np.float32(total / max(per.size, 1)))
+
+    def check_output(self, kind: str, layer: str) -> None:
+        """Refuse a loss that would read the model's outputs as what they are not."""
+        if self.keras_name == "mean_squared_error":
+            if kind != "softmax":
+                raise KerasValueError(f"mean_squared_error trains on the model's probabilities: give "
+                                      f"the last Dense layer ({layer!r}) activation='softmax'")
+            return
+        if kind == "logits" and not self.from_logits:
+            raise KerasValueError(
+                f"the model outputs logits (its last Dense layer {layer!r} has no activation) but the "
+                f"loss expects probabilities: use {type(self).__name__}(from_logits=True), or give "
+                "the last layer activation='softmax'")
+        if kind == "softmax" and self.from_logits:
+            raise KerasValueError(
+                f"{type(self).__name__}(from_logits=True) expects logits, but the model's last layer "
+                f"({layer!r}) applies a softmax: drop from_logits=True, or remove the softmax")
+
+    def get_config(self) -> dict[str, Any]:
+        return {"name": self.name, "reduction": self.reduction, "from_logits": self.from_logits}
 
 
 class CategoricalCrossentropy(Loss):
@@ -48,32 +92,99 @@ class CategoricalCrossentropy(Loss):
             raise KerasValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
         self.label_smoothing = float(label_smoothing)
 
+    def values(self, y_true: Any, y_pred: Any) -> np.ndarray:
+        return np.asarray(kmetrics.categorical_crossentropy(y_true, y_pred, self.from_logits,
+                                                            self.label_smoothing))
+
 
 class SparseCategoricalCrossentropy(Loss):
     keras_name = "sparse_categorical_crossentropy"
+
+    def __init__(self, from_logits: bool = False, ignore_class: Any = None,
+                 reduction: str = "sum_over_batch_size", name: str | None = None, **options: Any):
+        super().__init__(from_logits, reduction, name, ignore_class=ignore_class, **options)
+
+    def values(self, y_true: Any, y_pred: Any) -> np.ndarray:
+        return np.asarray(kmetrics.sparse_categorical_crossentropy(y_true, y_pred, self.from_logits))
 
 
 class MeanSquaredError(Loss):
     keras_name = "mean_squared_error"
 
+    def values(self, y_true: Any, y_pred: Any) -> np.ndarray:
+        return np.asarray(kmetrics.mean_squared_error(y_true, y_pred))
 
-CLASSES = {c.__name__: c for c in (CategoricalCrossentropy, SparseCategoricalCrossentropy, MeanSquaredError)}
+
+class BinaryCrossentropy(Loss):
+    """Binary cross-entropy: callable on arrays; training with it is refused (digitnet trains
+    classifiers with a softmax over at least 2 classes)."""
+
+    keras_name = "binary_crossentropy"
+
+    def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0, axis: int = -1,
+                 reduction: str = "sum_over_batch_size", name: str | None = None, **options: Any):
+        super().__init__(from_logits, reduction, name, axis=axis, label_smoothing=label_smoothing,
+                         **options)
+
+    def values(self, y_true: Any, y_pred: Any) -> np.ndarray:
+        return np.asarray(kmetrics.binary_crossentropy(y_true, y_pred, self.from_logits))
+
+    def check_output(self, kind: str, layer: str) -> None:
+        raise KerasValueError("binary_crossentropy is not supported for training: digitnet trains "
+                              "classifiers of at least 2 classes with a softmax cross-entropy; use "
+                              "Dense(2) with SparseCategoricalCrossentropy(from_logits=True)")
+
+
+CLASSES = {c.__name__: c for c in (CategoricalCrossentropy, SparseCategoricalCrossentropy,
+                                   MeanSquaredError, BinaryCrossentropy)}
+BY_NAME = {"categorical_crossentropy": CategoricalCrossentropy,
+           "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
+           "mse": MeanSquaredError, "mean_squared_error": MeanSquaredError,
+           "binary_crossentropy": BinaryCrossentropy}
+
+
+def get_object(identifier: Any) -> Loss:
+    """A Loss object from a name, an instance or a Keras config dict."""
+    if isinstance(identifier, dict) and identifier.get("class_name") in CLASSES:
+        if identifier.get("registered_name"):
+            raise KerasValueError(f"custom loss {identifier['registered_name']!r} is not supported")
+        config = {k: v for k, v in (identifier.get("config") or {}).items() if k not in ("name", "dtype")}
+        identifier = CLASSES[identifier["class_name"]](**config)
+    if isinstance(identifier, Loss):
+        if type(identifier) not in CLASSES.values():
+            raise KerasValueError(f"custom loss {type(identifier).__name__} is not supported; digitnet "
+                                  "compiles categorical_crossentropy, sparse_categorical_crossentropy "
+                                  "and mse")
+        return identifier
+    if isinstance(identifier, str) and identifier in BY_NAME:
+        return BY_NAME[identifier]()
+    if isinstance(identifier, str) and identifier in FUNCTIONS:
+        return BY_NAME[identifier]()
+    if callable(identifier) and identifier in FUNCTIONS.values():
+        return BY_NAME[identifier.__name__]()
+    name = identifier.get("class_name") if isinstance(identifier, dict) else getattr(
+        identifier, "__name__", identifier)
+    raise KerasValueError(f"loss {name!r} is not supported (custom loss functions are not compiled "
+                          "into digitnet's engine); use 'categorical_crossentropy', "
+                          "'sparse_categorical_crossentropy' or 'mse', by name or as a keras.losses "
+                          "object")
 
 
 def get(identifier: Any) -> tuple[str, float]:
     """(canonical Keras name, label smoothing) of a loss given by name, instance or Keras
     config dict."""
-    if isinstance(identifier, dict) and identifier.get("class_name") in CLASSES:
-        if identifier.get("registered_name"):
-            raise KerasValueError(f"custom loss {identifier['registered_name']!r} is not supported")
-        identifier = CLASSES[identifier["class_name"]](**(identifier.get("config") or {}))
-    if isinstance(identifier, Loss):
-        return identifier.keras_name, identifier.label_smoothing
-    if isinstance(identifier, str) and identifier in NAMES:
-        return NAMES[identifier][0], 0.0
-    name = identifier.get("class_name") if isinstance(identifier, dict) else identifier
-    raise KerasValueError(f"loss {name!r} is not supported; use 'categorical_crossentropy', "
-                          "'sparse_categorical_crossentropy' or 'mse'")
+    loss = get_object(identifier)
+    return loss.keras_name, loss.label_smoothing
+
+
+# Keras' loss functions: per-example values of (y_true, y_pred).
+sparse_categorical_crossentropy = kmetrics.sparse_categorical_crossentropy
+categorical_crossentropy = kmetrics.categorical_crossentropy
+binary_crossentropy = kmetrics.binary_crossentropy
+mean_squared_error = mse = kmetrics.mean_squared_error
+FUNCTIONS = {"sparse_categorical_crossentropy": sparse_categorical_crossentropy,
+             "categorical_crossentropy": categorical_crossentropy,
+             "binary_crossentropy": binary_crossentropy, "mean_squared_error": mean_squared_error}
 
 
 def engine_loss(name: str) -> str:

@@ -1,14 +1,18 @@
-"""`keras.models`: Sequential and load_model, a thin front end over digitnet's engine.
+"""`keras.Model`, `keras.Sequential` and `load_model`: a front end over digitnet's engine.
 
-A Sequential of [Input|Flatten] Dense [Dropout] … Dense(softmax) is an MLPSpec with
-preprocess="none" (the user scales inputs, as in the tutorial); fit/evaluate/predict run the
-same compiled engine as `digitnet train`.
+Every model digitnet.keras runs is a chain: [Input] [Flatten] [Dropout] Dense [Activation]
+[Dropout] … Dense [Softmax], made as a Sequential (possibly of Sequentials), with the functional
+API (`Model(inputs, outputs)`), or as a subclassed Model whose `call` is such a chain. The chain
+becomes an MLPSpec with preprocess="none" (the user scales inputs); fit/evaluate/predict run the
+same compiled engine as `digitnet train`. The engine trains on logits; a model whose last layer
+is linear outputs them, one that ends in softmax outputs probabilities, as in Keras.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import time
 import warnings
 import zipfile
 from pathlib import Path
@@ -19,161 +23,284 @@ import jax
 import numpy as np
 
 from digitnet import artifacts
-from digitnet.callbacks import TrainState
+from digitnet.errors import TrainingDiverged
 from digitnet.keras import callbacks as cbs
 from digitnet.keras import losses, optimizers
+from digitnet.keras import metrics as kmetrics
+from digitnet.keras.backend import tensor
 from digitnet.keras.errors import KerasFileError, KerasValueError
 from digitnet.keras.h5weights import LayerWeights, h5_bytes, read_weights, write_keras3, write_legacy
-from digitnet.keras.layers import INITIALIZERS, Dense, Dropout, Flatten, InputLayer, Layer
-from digitnet.keras.utils import next_seed
-from digitnet.metrics import evaluate_arrays
-from digitnet.model import MLPSpec, init_params, predict_logits, preprocess_stats
+from digitnet.keras.layers import (
+    INITIALIZERS,
+    Activation,
+    Dense,
+    Dropout,
+    Flatten,
+    InputLayer,
+    KerasTensor,
+    Layer,
+    snake_case,
+)
+from digitnet.keras.progbar import Progbar, resolve
+from digitnet.keras.utils import next_seed, unique_name
+from digitnet.metrics import compiled_loss_values
+from digitnet.model import ACTIVATIONS, MLPSpec, init_params, predict_logits, preprocess_stats
+from digitnet.callbacks import TrainState
 from digitnet.optimizers import make_optimizer
 from digitnet.train import TrainConfig, fit_arrays
 
-METRICS = ("accuracy", "acc", "categorical_accuracy", "sparse_categorical_accuracy")
 
+class Model(Layer):
+    """keras.Model: `Model(inputs, outputs)` (functional), or subclass it and define `call`."""
 
-class Sequential:
-    """A stack of layers: Sequential([Dense(64, activation='relu', input_shape=(784,)), …])."""
+    class_name = "Functional"
 
-    def __init__(self, layers: list[Layer] | None = None, name: str | None = None,
-                 trainable: bool = True):
+    def __init__(self, *args: Any, **kwargs: Any):
+        inputs = kwargs.pop("inputs", args[0] if args else None)
+        outputs = kwargs.pop("outputs", args[1] if len(args) > 1 else None)
+        name = kwargs.pop("name", None)
+        trainable = kwargs.pop("trainable", True)
+        if len(args) > 2 or kwargs:
+            extra = next(iter(kwargs)) if kwargs else "a third positional argument"
+            raise TypeError(f"Model.__init__() got an unexpected keyword argument {extra!r}")
         if not trainable:
-            raise KerasValueError("Sequential: trainable=False is not supported")
-        self.name = name or "sequential"
+            raise KerasValueError("Model: trainable=False is not supported")
+        self._init_model(name)
+        if inputs is not None or outputs is not None:
+            self._functional(inputs, outputs)
+        elif type(self).call is Model.call:
+            raise KerasValueError("keras.Model() needs inputs and outputs (the functional API), "
+                                  "or subclass it and define call()")
+        else:
+            self.class_name = type(self).__name__
+            if self.auto_named:
+                self.name = unique_name(snake_case(type(self).__name__))
+
+    def _init_model(self, name: str | None, default: str = "functional") -> None:
+        self.auto_named = name is None
+        self.name = name or unique_name(default)
+        self.input_shape_declared: tuple[int, ...] | None = None
         self.input_layer: InputLayer | None = None
         self._layers: list[Layer] = []
-        self.spec: MLPSpec | None = None
+        self._shape: tuple[int, ...] | None = None  # the input shape it is built for
         self.optimizer: optimizers.Optimizer | None = None
         self.loss: str | None = None
+        self.loss_object: losses.Loss | None = None
         self.label_smoothing = 0.0
-        self.metric_names: list[str] = []
+        self.compiled_metrics: list[Any] = []
         self.stop_training = False
         self.history: cbs.History | None = None
-        for layer in layers or []:
-            self.add(layer)
+
+    def _functional(self, inputs: Any, outputs: Any) -> None:
+        for what, value in (("inputs", inputs), ("outputs", outputs)):
+            if isinstance(value, list | tuple | dict):
+                if len(value) != 1 or isinstance(value, dict):
+                    raise KerasValueError(f"Model: several {what} are not supported; digitnet.keras "
+                                          "runs models with one input and one output (an MLP)")
+        inputs = inputs[0] if isinstance(inputs, list | tuple) else inputs
+        outputs = outputs[0] if isinstance(outputs, list | tuple) else outputs
+        if not isinstance(inputs, KerasTensor) or not isinstance(outputs, KerasTensor):
+            raise KerasValueError("Model(inputs, outputs) expects keras.Input(...) and the tensor "
+                                  "that layer calls made from it")
+        chain = outputs.chain()
+        if chain[0] is not inputs.layer or inputs.parent is not None:
+            raise KerasValueError("Model: the outputs were not computed from these inputs")
+        self.input_layer = chain[0]
+        self._layers = chain[1:]
+        self.input_shape_declared = self.input_layer.input_shape
+        self._build_layers(self.input_shape_declared)
+
+    def call(self, inputs: Any, training: Any = None) -> Any:
+        """The forward pass: override it in a subclass, as a chain of layer calls."""
+        raise NotImplementedError
 
     # ------------------------------------------------------------ structure
 
     @property
+    def input_shape(self) -> tuple[Any, ...]:  # type: ignore[override]
+        shape = self._shape or self._declared_input_shape()
+        if shape is None:
+            raise KerasValueError(f"model {self.name!r} has not been built yet: it has no input shape")
+        return (None, *shape)
+
+    @input_shape.setter
+    def input_shape(self, value: Any) -> None:
+        pass  # Layer.__init__'s attribute; a model's input shape comes from its layers
+
+    @property
+    def output_shape(self) -> tuple[Any, ...]:
+        shape = (None, *self.input_shape[1:])
+        for layer in self._atoms():
+            shape = layer.output_shape_for(shape)
+        return shape
+
+    @property
     def layers(self) -> list[Layer]:
+        self._trace_call()
         return list(self._layers)
 
     @property
     def built(self) -> bool:
-        return self.spec is not None
+        return self._shape is not None
 
     @property
-    def input_shape(self) -> tuple[Any, ...]:
-        self._require_built()
-        return (None, *self.spec.input_shape)
+    def inputs(self) -> list[KerasTensor]:
+        return [KerasTensor(self.input_shape, self.input_layer or InputLayer(self.input_shape[1:]))]
 
     @property
-    def output_shape(self) -> tuple[Any, ...]:
-        self._require_built()
-        return (None, self.spec.num_classes)
-
-    def add(self, layer: Layer) -> None:
-        if not isinstance(layer, Layer):
-            raise KerasValueError(f"Sequential.add expects a layer, got {type(layer).__name__}")
-        if isinstance(layer, InputLayer):
-            if self._layers or self.input_layer is not None:
-                raise KerasValueError("an Input must be the first entry of a Sequential model")
-            self.input_layer = layer
-        else:
-            taken = {other.name for other in self._layers}
-            if layer.name in taken:
-                if not layer.auto_named:
-                    raise KerasValueError(f"layer names must be unique; {layer.name!r} is taken")
-                base, i = layer.name, 1
-                while f"{base}_{i}" in taken:
-                    i += 1
-                layer.name = f"{base}_{i}"
-            self._layers.append(layer)
-        self.spec = None
-        shape = self._declared_input_shape()
-        if shape is not None:
-            try:  # as Keras builds when the input shape is known; until the stack is a
-                self._build(shape)  # complete classifier, it stays unbuilt
-            except KerasValueError:
-                pass
+    def outputs(self) -> list[KerasTensor]:
+        return [KerasTensor(self.output_shape, self._layers[-1] if self._layers else self)]
 
     def _declared_input_shape(self) -> tuple[int, ...] | None:
         if self.input_layer is not None:
             return self.input_layer.input_shape
-        return self._layers[0].input_shape if self._layers else None
+        if self.input_shape_declared is not None:
+            return self.input_shape_declared
+        for layer in self._layers[:1]:
+            if isinstance(layer, Model):
+                return layer._shape or layer._declared_input_shape()
+            return layer.input_shape
+        return None
+
+    def _trace_call(self, shape: tuple[int, ...] | None = None) -> None:
+        """A subclassed model's layers: its call() run once on a symbolic input."""
+        if type(self).call is Model.call or self._layers:
+            return
+        shape = shape or self._shape
+        if shape is None:
+            return
+        out = self.call(KerasTensor((None, *shape), InputLayer(shape=shape)))
+        if not isinstance(out, KerasTensor):
+            raise KerasValueError(f"{type(self).__name__}.call must return the result of layer calls "
+                                  f"on its input (a chain of layers), got {type(out).__name__}")
+        self._layers = out.chain()[1:]
+
+    def _atoms(self) -> list[Layer]:
+        """The chain of plain layers, nested models expanded."""
+        self._trace_call()
+        out: list[Layer] = []
+        for layer in self._layers:
+            if isinstance(layer, Model):
+                layer._trace_call(self._shape)
+                out += layer._atoms()
+            else:
+                out.append(layer)
+        return out
 
     def _dense(self) -> list[Dense]:
-        return [layer for layer in self._layers if isinstance(layer, Dense)]
+        return [layer for layer in self._atoms() if isinstance(layer, Dense)]
 
-    def _spec_for(self, input_shape: tuple[int, ...]) -> MLPSpec:
-        """The engine's description of this stack, or an error naming what it cannot run."""
-        layers = self._layers
-        flatten = bool(layers) and isinstance(layers[0], Flatten)
-        dense: list[Dense] = []
+    def _plan(self, input_shape: tuple[int, ...]) -> tuple[MLPSpec, str]:
+        """(the engine's spec, 'softmax' or 'logits'), or an error naming what it cannot run."""
+        atoms = self._atoms()
+        flatten = False
+        dense: list[list[Any]] = []  # [layer, activation]
         rates: list[float] = []
-        for layer in layers[int(flatten):]:
-            if isinstance(layer, Dense):
-                dense.append(layer)
+        input_rate = 0.0
+        for layer in atoms:
+            if isinstance(layer, Flatten) and not dense and not flatten and not input_rate:
+                flatten = True
+            elif isinstance(layer, Dense):
+                dense.append([layer, layer.activation])
                 rates.append(0.0)
+            elif isinstance(layer, Activation) and dense and not rates[-1]:
+                if dense[-1][1] != "linear":
+                    raise KerasValueError(f"{layer.class_name} layer {layer.name!r} follows a Dense layer "
+                                          f"that already has activation {dense[-1][1]!r}")
+                dense[-1][1] = layer.activation
+            elif isinstance(layer, Dropout) and not dense and not input_rate:
+                input_rate = layer.rate
             elif isinstance(layer, Dropout) and dense and not rates[-1]:
                 rates[-1] = layer.rate
             else:
-                where = "first" if isinstance(layer, Flatten) else "after a Dense layer"
+                where = {Flatten: "first", Activation: "right after a Dense layer"}.get(
+                    type(layer) if not isinstance(layer, Activation) else Activation,
+                    "between Dense layers (once)")
+                if isinstance(layer, InputLayer):
+                    where = "first"
                 raise KerasValueError(f"{layer.class_name} layer {layer.name!r} is only supported "
-                                      f"{where} (once), in an MLP")
+                                      f"{where}, in an MLP")
         if not dense:
             raise KerasValueError("the model needs at least one Dense layer")
-        last = dense[-1]
-        if last.activation != "softmax" or last.units < 2:
+        last, act = dense[-1]
+        if act not in ("linear", "softmax") or last.units < 2:
             raise KerasValueError(
-                f"the last Dense layer ({last.name!r}) must be a classifier: activation='softmax' "
-                f"with at least 2 units (got {last.activation!r}, {last.units} units)")
+                f"the last Dense layer ({last.name!r}) must be a classifier with at least 2 units, "
+                f"outputting logits (no activation) or probabilities (softmax); got {act!r} with "
+                f"{last.units} units")
         if rates[-1]:
             raise KerasValueError("a Dropout after the last Dense layer is not supported")
-        for layer in dense[:-1]:
-            if layer.activation == "softmax":
-                raise KerasValueError(
-                    f"softmax is only supported on the last Dense layer, not on {layer.name!r}")
+        for layer, hidden in dense[:-1]:
+            if hidden not in ACTIVATIONS:
+                raise KerasValueError(f"activation {hidden!r} is only supported on the last Dense "
+                                      f"layer, not on {layer.name!r}")
         if len(input_shape) != 1 and not flatten:
             raise KerasValueError(
                 f"inputs of shape {input_shape} need a Flatten() first layer, or reshape them to "
                 f"(N, {int(np.prod(input_shape))})")
-        acts = tuple(layer.activation for layer in dense[:-1])
-        return MLPSpec(input_shape=input_shape, hidden=tuple(d.units for d in dense[:-1]),
+        acts = tuple(a for _, a in dense[:-1])
+        spec = MLPSpec(input_shape=input_shape, hidden=tuple(d.units for d, _ in dense[:-1]),
                        num_classes=last.units, activation=acts[0] if acts else "relu",
-                       activations=acts, dropout=tuple(rates[:-1]), preprocess="none")
+                       activations=acts, dropout=tuple(rates[:-1]), input_dropout=input_rate,
+                       preprocess="none")
+        return spec, act if act == "softmax" else "logits"
+
+    @property
+    def spec(self) -> MLPSpec | None:
+        if self._shape is None:
+            return None
+        return self._plan(self._shape)[0]
+
+    @property
+    def output_kind(self) -> str:
+        self._require_built()
+        return self._plan(self._shape)[1]
 
     def build(self, input_shape: Any = None) -> None:
         """Create the weights for inputs of shape (None, 784) (or the declared shape)."""
         shape = tuple(input_shape)[1:] if input_shape is not None else self._declared_input_shape()
         if shape is None:
             raise KerasValueError("build needs an input shape, e.g. build((None, 784))")
-        self._build(tuple(int(d) for d in shape))
+        self._build_layers(tuple(int(d) for d in shape))
 
-    def _build(self, shape: tuple[int, ...]) -> None:
-        spec = self._spec_for(shape)
-        fresh = init_params(spec, jax.random.key(next_seed()))
-        keys = jax.random.split(jax.random.key(next_seed()), len(fresh))
-        for layer, p, a, b, key in zip(self._dense(), fresh, spec.sizes[:-1], spec.sizes[1:], keys,
-                                       strict=True):
-            if layer.kernel is not None and layer.kernel.shape == (a, b):
+    def _build_layers(self, shape: tuple[int, ...]) -> None:
+        """Give every Dense layer weights for inputs of `shape` (keeping those it has)."""
+        self._trace_call(shape)
+        atoms = self._atoms()
+        current: tuple[Any, ...] = (None, *shape)
+        todo: list[tuple[Dense, int]] = []
+        for layer in atoms:
+            if isinstance(layer, InputLayer):
+                continue
+            if isinstance(layer, Dense):
+                todo.append((layer, int(current[-1])))
+            current = layer.output_shape_for(current)
+        fresh = None
+        try:  # the engine's initial weights for the MLP this is, as digitnet train draws them
+            fresh = init_params(self._plan(shape)[0], jax.random.key(next_seed()))
+        except KerasValueError:
+            pass
+        keys = jax.random.split(jax.random.key(next_seed()), max(len(todo), 1))
+        for i, (layer, fan_in) in enumerate(todo):
+            if layer.kernel is not None and layer.kernel.shape == (fan_in, layer.units):
                 continue  # built before, with the same shape: keep its weights
             init = INITIALIZERS[layer.kernel_initializer][1]
-            if init == "glorot_uniform":
-                kernel = p["kernel"]
+            if init == "glorot_uniform" and fresh is not None:
+                kernel = fresh[i]["kernel"]
             elif init in ("zeros", "ones"):
-                kernel = np.full((a, b), float(init == "ones"), np.float32)
+                kernel = np.full((fan_in, layer.units), float(init == "ones"), np.float32)
             else:
-                kernel = getattr(jax.nn.initializers, init)()(key, (a, b), np.float32)
-            layer.kernel, layer.bias = np.asarray(kernel), np.zeros(b, np.float32)
-        self.spec = spec
+                kernel = getattr(jax.nn.initializers, init)()(keys[i], (fan_in, layer.units), np.float32)
+            layer.kernel, layer.bias = np.asarray(kernel), np.zeros(layer.units, np.float32)
+        self._shape = shape
+        for layer in self._layers:
+            if isinstance(layer, Model) and layer._shape is None:
+                layer._shape = shape
 
     def _require_built(self) -> None:
-        if self.spec is None and self._declared_input_shape() is not None:
-            self._build(self._declared_input_shape())  # raises what is wrong with the stack
-        if self.spec is None:
+        if self._shape is None and self._declared_input_shape() is not None:
+            self._build_layers(self._declared_input_shape())
+        if self._shape is None:
             raise KerasValueError(
                 "this model has not yet been built: give the first layer an input_shape, call "
                 "build((None, features)), or call fit/predict on data first")
@@ -187,28 +314,15 @@ class Sequential:
 
     def count_params(self) -> int:
         self._require_built()
-        return self.spec.num_params
+        return sum(w.size for w in self.get_weights())
 
-    def summary(self, print_fn: Any = None, **_: Any) -> None:
+    def summary(self, line_length: int | None = None, positions: Any = None, print_fn: Any = None,
+                expand_nested: bool = False, show_trainable: bool = False,
+                layer_range: Any = None) -> None:
         """Print the layers, their output shapes and parameter counts, as Keras does."""
-        self._require_built()
-        rows, dims = [], iter(self.spec.sizes[1:])
-        units = self.spec.input_dim
-        for layer in self._layers:
-            n = 0
-            if isinstance(layer, Dense):
-                n, units = layer.kernel.size + layer.bias.size, next(dims)
-            rows.append((f"{layer.name} ({layer.class_name})", f"(None, {units})", n))
-        width = max(32, *(len(r[0]) + 2 for r in rows))
-        line = "─" * (width + 40)
-        total = self.count_params()
-        out = [f'Model: "{self.name}"', line,
-               f"{'Layer (type)':<{width}}{'Output Shape':<24}{'Param #':>16}", line]
-        out += [f"{name:<{width}}{shape:<24}{n:>16,}" for name, shape, n in rows]
-        size = f"{total * 4 / 1024:.2f} KB"
-        out += [line, f"Total params: {total:,} ({size})", f"Trainable params: {total:,} ({size})",
-                "Non-trainable params: 0 (0.00 B)"]
-        (print_fn or print)("\n".join(out))
+        from digitnet.keras.summary import summary_text
+
+        (print_fn or print)(summary_text(self))
 
     def get_config(self) -> dict[str, Any]:
         from digitnet.keras.saving import model_config
@@ -219,14 +333,30 @@ class Sequential:
     # ------------------------------------------------------------ weights
 
     def get_weights(self) -> list[np.ndarray]:
-        return [w for layer in self._layers for w in layer.get_weights()]
+        return [w for layer in self._dense() for w in layer.get_weights()]
+
+    @property
+    def weights(self) -> list[Any]:
+        return [v for layer in self._dense() for v in layer.weights]
+
+    @property
+    def trainable_weights(self) -> list[Any]:
+        return self.weights
+
+    @property
+    def trainable_variables(self) -> list[Any]:
+        return self.weights
+
+    @property
+    def variables(self) -> list[Any]:
+        return self.weights
 
     def set_weights(self, weights: list[Any]) -> None:
         weights = [np.asarray(w, np.float32) for w in weights]
-        dense = self._dense()
-        if not self.built and weights and weights[0].ndim == 2:
-            self._build(self._declared_input_shape() or (weights[0].shape[0],))
+        if self._shape is None and weights and weights[0].ndim == 2:
+            self._build_layers(self._declared_input_shape() or (weights[0].shape[0],))
         self._require_built()
+        dense = self._dense()
         if len(weights) != 2 * len(dense):
             raise KerasValueError(f"the model has {2 * len(dense)} weight arrays "
                                   f"({len(dense)} Dense layers), got {len(weights)}")
@@ -235,7 +365,18 @@ class Sequential:
 
     def _layer_weights(self) -> list[LayerWeights]:
         self._require_built()
+        self._require_flat("saving")
         return [LayerWeights(layer.class_name, layer.name, layer.get_weights()) for layer in self._layers]
+
+    def _require_flat(self, what: str) -> None:
+        if self.class_name != "Sequential" or any(isinstance(layer, Model) for layer in self._layers):
+            raise KerasValueError(f"{what}: digitnet.keras writes Keras files of Sequential models of "
+                                  "Input, Flatten, Dense and Dropout layers; this one is a "
+                                  f"{self.class_name} model")
+        odd = [layer for layer in self._layers if not isinstance(layer, Dense | Dropout | Flatten)]
+        if odd:
+            raise KerasValueError(f"{what}: {odd[0].class_name} layers are not written to Keras files; "
+                                  "put the activation on the Dense layer")
 
     def save_weights(self, filepath: str | os.PathLike, overwrite: bool = True) -> None:
         """'x.weights.h5': Keras 3's layout; 'x.h5': the legacy Keras 2 layout (the tutorial's)."""
@@ -272,8 +413,8 @@ class Sequential:
         if len(found) != len(dense):
             raise KerasFileError(f"{source}: the file holds weights for {len(found)} layers, the "
                                  f"model has {len(dense)} Dense layers")
-        if not self.built and found and found[0].arrays and found[0].arrays[0].ndim == 2:
-            self._build(self._declared_input_shape() or (found[0].arrays[0].shape[0],))
+        if self._shape is None and found and found[0].arrays and found[0].arrays[0].ndim == 2:
+            self._build_layers(self._declared_input_shape() or (found[0].arrays[0].shape[0],))
         self._require_built()
         for layer, item in zip(dense, found, strict=True):
             want = [w.shape for w in layer.get_weights()]
@@ -284,7 +425,7 @@ class Sequential:
         for layer, item in zip(dense, found, strict=True):
             layer.set_weights(item.arrays)
 
-    def save(self, filepath: str | os.PathLike, overwrite: bool = True, **_: Any) -> None:
+    def save(self, filepath: str | os.PathLike, overwrite: bool = True, zipped: Any = None) -> None:
         """'x.keras': Keras 3's archive; 'x.h5': the legacy full-model HDF5."""
         from digitnet.keras.saving import archive_bytes, write_legacy_model
 
@@ -304,35 +445,88 @@ class Sequential:
         if not overwrite and path.exists():
             raise KerasValueError(f"{path} exists and overwrite=False")
 
+    # ------------------------------------------------------------ calling
+
+    def output_shape_for(self, shape: tuple[Any, ...]) -> tuple[Any, ...]:
+        if self._shape is None:
+            self._build_layers(tuple(int(d) for d in shape[1:]))
+        for layer in self._atoms():
+            shape = layer.output_shape_for(shape)
+        return shape
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return self._outputs(self._inputs(x))
+
+    def __call__(self, inputs: Any, training: Any = None, mask: Any = None, **kwargs: Any) -> Any:
+        """On a KerasTensor: a step of a functional model. On an array: the model's output, as
+        a Tensor (NumPy, with TensorFlow's .numpy())."""
+        if kwargs:
+            raise TypeError(f"{type(self).__name__}.call() got an unexpected keyword argument "
+                            f"{next(iter(kwargs))!r}")
+        if training:
+            raise KerasValueError("calling a model with training=True (dropout on) is not supported; "
+                                  "fit() trains it")
+        return Layer.__call__(self, inputs)
+
+    def _outputs(self, x: np.ndarray) -> np.ndarray:
+        """The model's output for checked inputs: probabilities or logits, as its last layer."""
+        logits = predict_logits(self.spec, self.params(), self._stats(), x)
+        if self.output_kind == "softmax":
+            return np.asarray(jax.nn.softmax(logits, axis=-1), np.float32)
+        return np.asarray(logits, np.float32)
+
     # ------------------------------------------------------------ training and inference
 
-    def compile(self, optimizer: Any = "rmsprop", loss: Any = None, metrics: Any = None,
-                loss_weights: Any = None, weighted_metrics: Any = None, **_: Any) -> None:
+    def compile(self, optimizer: Any = "rmsprop", loss: Any = None, loss_weights: Any = None,
+                metrics: Any = None, weighted_metrics: Any = None, run_eagerly: bool = False,
+                steps_per_execution: int = 1, jit_compile: Any = "auto",
+                auto_scale_loss: bool = True) -> None:
         """Choose the optimizer, the loss and the metrics, as in Keras."""
+        del run_eagerly, jit_compile, auto_scale_loss  # how Keras runs; the engine always compiles
         if loss_weights is not None or weighted_metrics:
             raise KerasValueError("compile: loss_weights and weighted_metrics are not supported")
-        names = [metrics] if isinstance(metrics, str) else list(metrics or [])
-        for m in names:
-            if m not in METRICS:
-                raise KerasValueError(f"metric {m!r} is not supported; use 'accuracy'")
-        if len(names) > 1:
-            raise KerasValueError("compile: give one accuracy metric")
+        if steps_per_execution != 1:
+            raise KerasValueError("compile: steps_per_execution is not supported (the engine runs "
+                                  "compiled chunks of an epoch by itself)")
+        if isinstance(metrics, dict):
+            raise KerasValueError("compile: metrics per output (a dict) are not supported")
+        items = [metrics] if isinstance(metrics, str) else list(metrics or [])
+        self.compiled_metrics = [kmetrics.get(m) for m in items]
+        names = [m if isinstance(m, str) else m.name for m in self.compiled_metrics]
+        if len(set(names)) != len(names):
+            raise KerasValueError(f"compile: two metrics named alike ({', '.join(names)})")
         self.optimizer = optimizers.get(optimizer)
-        self.loss, self.label_smoothing = losses.get(loss) if loss is not None else (None, 0.0)
-        self.metric_names = names
+        self.loss_object = losses.get_object(loss) if loss is not None else None
+        self.loss = self.loss_object.keras_name if self.loss_object else None
+        self.label_smoothing = self.loss_object.label_smoothing if self.loss_object else 0.0
+
+    @property
+    def metrics_names(self) -> list[str]:
+        """As Keras 3 names them: the loss, then the compiled metrics as one entry."""
+        return ["loss", "compile_metrics"] if self.compiled_metrics else ["loss"]
+
+    @property
+    def metric_names(self) -> list[str]:
+        return [m if isinstance(m, str) else m.name for m in self.compiled_metrics]
 
     def _inputs(self, x: Any) -> np.ndarray:
+        if isinstance(x, list | tuple | dict) and not isinstance(x, np.ndarray):
+            x = np.asarray(x) if isinstance(x, list) else x
+        if not hasattr(x, "shape") or not hasattr(x, "dtype"):
+            raise KerasValueError(f"expected a NumPy array of inputs (N, features), got "
+                                  f"{type(x).__name__} (datasets and generators are not supported)")
         x = np.asarray(x)
         if x.dtype.kind not in "fiub" or x.ndim < 2:
             raise KerasValueError(f"expected a batch of inputs (N, features) of numbers, got "
                                   f"{x.dtype} {x.shape}")
-        if not self.built:
-            self._build(self._declared_input_shape() or tuple(x.shape[1:]))
-        if tuple(x.shape[1:]) != self.spec.input_shape:
-            hint = (f"; reshape them with x.reshape((-1, {self.spec.input_dim}))"
-                    if int(np.prod(x.shape[1:])) == self.spec.input_dim else "")
+        if self._shape is None:
+            self._build_layers(self._declared_input_shape() or tuple(x.shape[1:]))
+        spec = self.spec
+        if tuple(x.shape[1:]) != spec.input_shape:
+            hint = (f"; reshape them with x.reshape((-1, {spec.input_dim}))"
+                    if int(np.prod(x.shape[1:])) == spec.input_dim else "")
             raise KerasValueError(f"the model expects inputs of shape (N, "
-                                  f"{', '.join(map(str, self.spec.input_shape))}), got {x.shape}{hint}")
+                                  f"{', '.join(map(str, spec.input_shape))}), got {x.shape}{hint}")
         x = x.astype(np.float32, copy=False)
         if not np.isfinite(x).all():
             raise KerasValueError("inputs contain NaN or infinite values")
@@ -343,6 +537,7 @@ class Sequential:
             raise KerasValueError("compile the model with a loss before fit or evaluate, e.g. "
                                   "model.compile(optimizer='adam', loss='categorical_crossentropy', "
                                   "metrics=['accuracy'])")
+        self.loss_object.check_output(self.output_kind, self._dense()[-1].name)
         t = losses.targets(self.loss, y, self.spec.num_classes)
         if len(t) != n:
             raise KerasValueError(f"{n} inputs but {len(t)} targets")
@@ -351,84 +546,224 @@ class Sequential:
     def _stats(self) -> dict[str, np.ndarray]:
         return preprocess_stats(self.spec, np.zeros((0, self.spec.input_dim), np.float32))
 
+    def _engine_loss(self) -> str:
+        return losses.engine_loss(self.loss)
+
     def fit(self, x: Any = None, y: Any = None, batch_size: int | None = None, epochs: int = 1,
             verbose: Any = "auto", callbacks: list[Any] | None = None,
             validation_split: float = 0.0, validation_data: Any = None, shuffle: Any = True,
             class_weight: Any = None, sample_weight: Any = None, initial_epoch: int = 0,
-            steps_per_epoch: Any = None, **_: Any) -> cbs.History:
-        """Train; returns a History whose .history holds per-epoch loss, accuracy, val_…"""
+            steps_per_epoch: Any = None, validation_steps: Any = None,
+            validation_batch_size: int | None = None, validation_freq: int = 1) -> cbs.History:
+        """Train; returns a History whose .history holds per-epoch loss, metrics, val_…"""
         if self.optimizer is None:
-            raise KerasValueError("compile the model before fit, e.g. model.compile(optimizer='adam', "
-                                  "loss='categorical_crossentropy', metrics=['accuracy'])")
+            raise KerasValueError("You must call `compile()` before using the model: e.g. "
+                                  "model.compile(optimizer='adam', loss='categorical_crossentropy', "
+                                  "metrics=['accuracy'])")
         if class_weight is not None or sample_weight is not None or steps_per_epoch is not None:
             raise KerasValueError("fit: class_weight, sample_weight and steps_per_epoch are not supported")
+        if validation_steps is not None or validation_freq != 1:
+            raise KerasValueError("fit: validation_steps and validation_freq are not supported")
         if not isinstance(shuffle, bool):
             raise KerasValueError(f"fit: shuffle must be True or False, got {shuffle!r}")
         x = self._inputs(x)
+        y_raw = np.asarray(y) if y is not None else None
         t = self._targets(y, len(x))
         validation = None
         if validation_data is not None:
             if not isinstance(validation_data, tuple | list) or len(validation_data) != 2:
                 raise KerasValueError("validation_data must be a pair (x_val, y_val)")
             vx = self._inputs(validation_data[0])
-            validation = (vx, self._targets(validation_data[1], len(vx)))
+            validation = (vx, np.asarray(validation_data[1]))
+            self._targets(validation[1], len(vx))
         elif validation_split:
             if not 0 < validation_split < 1:
                 raise KerasValueError(f"validation_split must be in (0, 1), got {validation_split}")
             cut = int(len(x) * (1 - validation_split))  # the last examples, before shuffling, as Keras
-            x, t, validation = x[:cut], t[:cut], (x[cut:], t[cut:])
-        verbose = 1 if verbose == "auto" else int(verbose)
-        cfg = TrainConfig(epochs=int(epochs), batch_size=int(batch_size or 32), validation="none",
-                          seed=next_seed(), shuffle=shuffle, loss=losses.engine_loss(self.loss),
-                          label_smoothing=self.label_smoothing,
-                          **self.optimizer.train_options())
+            x, t, validation = x[:cut], t[:cut], (x[cut:], y_raw[cut:])
+            y_raw = y_raw[:cut]
+        verbose = resolve(verbose)
+        batch = int(batch_size or 32)
+        user = list(callbacks or [])
+        for cb in user:
+            if not isinstance(cb, cbs.Callback):
+                raise KerasValueError(f"callbacks must be keras.callbacks.Callback objects, got "
+                                      f"{type(cb).__name__}")
+        self.history = cbs.History()
+        run = cbs.Run(self, [*user, self.history] + ([cbs.ProgbarLogger()] if verbose else []),
+                      verbose=verbose, epochs=int(epochs), train=(x, y_raw), validation=validation,
+                      batch_size=batch, val_batch_size=int(validation_batch_size or batch))
         params = self.params()
         opt_state = self.optimizer.state
         if opt_state is None:
-            opt_state = make_optimizer(cfg, 1).init(params)
+            opt_state = make_optimizer(self._train_config(1, batch, shuffle), 1).init(params)
         state = TrainState(params=params, opt_state=opt_state, epoch=int(initial_epoch))
-        self.history = cbs.History()
-        engine_callbacks: list[Any] = [cbs.Bridge(self, [self.history, *(callbacks or [])],
-                                                  self.metric_names[0] if self.metric_names else None,
-                                                  verbose)]
-        if verbose:
-            engine_callbacks.append(progress_display(verbose, self.metric_names))
-        state = fit_arrays(self.spec, cfg, x, t, self._stats(), validation, state, engine_callbacks)
+        run.on_train_begin(state)
+        while True:
+            try:
+                # One compiled engine per learning rate: a callback that changes the rate
+                # (LearningRateScheduler, ReduceLROnPlateau) ends the stretch at the next epoch.
+                cfg = self._train_config(int(epochs), batch, shuffle)
+                state.stop = False
+                state = fit_arrays(self.spec, cfg, x, t, self._stats(), None, state, [run])
+            except cbs.Restart:
+                continue
+            except TrainingDiverged:
+                if not run.terminate_on_nan(state.epoch):
+                    raise
+            break
         self.use_params(state.params)
         self.optimizer.state = jax.tree.map(np.asarray, state.opt_state)
-        self.history.model = self
-        self.history.params = {"epochs": int(epochs), "verbose": verbose}
+        run.finish()
         return self.history
 
-    def evaluate(self, x: Any = None, y: Any = None, batch_size: int | None = None,
-                 verbose: Any = "auto", return_dict: bool = False, **_: Any) -> Any:
-        """[loss, accuracy] (or the loss alone when compiled without metrics)."""
-        x = self._inputs(x)
+    def _train_config(self, epochs: int, batch: int, shuffle: bool) -> TrainConfig:
+        return TrainConfig(epochs=epochs, batch_size=batch, validation="none", seed=self._fit_seed(),
+                           shuffle=shuffle, loss=self._engine_loss(),
+                           label_smoothing=self.label_smoothing, **self.optimizer.train_options())
+
+    def _fit_seed(self) -> int:
+        # One seed per fit call (drawn when the fit starts), so stretches of it share shuffles.
+        if getattr(self, "_seed_fit", None) is not self.history:
+            self._seed_fit, self._seed = self.history, next_seed()
+        return self._seed
+
+    def _logs_for(self, x: np.ndarray, y: Any, batch_size: int, callbacks: Any = None,
+                  prefix: str = "") -> dict[str, float]:
+        """loss and metrics over (x, y), batch by batch as Keras evaluates (running sums); test
+        batch hooks of `callbacks` see each batch's running values."""
         t = self._targets(y, len(x))
-        ev = evaluate_arrays(self.spec, self.params(), self._stats(), x, t,
-                             loss=losses.engine_loss(self.loss), smoothing=self.label_smoothing)
-        values = {"loss": ev.loss, **{m: ev.accuracy for m in self.metric_names}}
+        out = self._outputs(x)
+        logits = predict_logits(self.spec, self.params(), self._stats(), x)
+        per = np.asarray(compiled_loss_values(logits, t, loss=self._engine_loss(),
+                                              smoothing=self.label_smoothing), np.float64)
+        hits = (logits.argmax(-1) == (t if t.ndim == 1 else t.argmax(-1))).astype(np.float64)
+        host = [m for m in self.compiled_metrics if not kmetrics.engine_counted(m)]
+        for m in host:
+            m.reset_state()
+        n = len(x)
+        steps = -(-n // batch_size)
+        logs: dict[str, float] = {}
+        for b in range(steps):
+            lo, hi = b * batch_size, min(n, (b + 1) * batch_size)
+            if callbacks is not None:
+                callbacks.batch("test", "begin", b, {})
+            for m in host:
+                m.update_state(y[lo:hi], tensor(out[lo:hi]))
+            if callbacks is not None or b == steps - 1:
+                logs = {"loss": float(per[:hi].mean())}
+                for m in self.compiled_metrics:
+                    logs[m if isinstance(m, str) else m.name] = (
+                        float(hits[:hi].mean()) if kmetrics.engine_counted(m) else float(m.result()))
+                logs = dict(sorted(logs.items()))
+            if callbacks is not None:
+                callbacks.batch("test", "end", b, logs)
+        return {prefix + k: v for k, v in logs.items()}
+
+    def evaluate(self, x: Any = None, y: Any = None, batch_size: int | None = None,
+                 verbose: Any = "auto", sample_weight: Any = None, steps: Any = None,
+                 callbacks: Any = None, return_dict: bool = False, **kwargs: Any) -> Any:
+        """[loss, metrics…] (the loss alone when compiled without metrics), as Keras orders them."""
+        if kwargs:
+            raise ValueError(f"Arguments not recognized: {kwargs}")
+        if sample_weight is not None or steps is not None:
+            raise KerasValueError("evaluate: sample_weight and steps are not supported")
+        if self.loss is None:
+            raise KerasValueError("You must call `compile()` before using the model")
+        x = self._inputs(x)
+        batch = int(batch_size or 32)
+        verbose = resolve(verbose)
+        run = cbs.TestRun(self, list(callbacks or []), verbose, -(-len(x) // batch))
+        run.begin()
+        start = time.time()
+        logs = self._logs_for(x, np.asarray(y), batch, run)
+        run.end(logs, start)
         if return_dict:
-            return values
-        return list(values.values()) if self.metric_names else ev.loss
+            return logs
+        values = [logs["loss"], *(logs[name] for name in self.metric_names)]
+        return values if self.compiled_metrics else values[0]
 
-    def predict(self, x: Any, batch_size: int | None = None, verbose: Any = "auto", **_: Any) -> np.ndarray:
-        """Softmax probabilities (N, classes)."""
-        logits = predict_logits(self.spec, self.params(), self._stats(), self._inputs(x))
-        return np.asarray(jax.nn.softmax(logits, axis=-1), np.float32)
+    def predict(self, x: Any, batch_size: int | None = None, verbose: Any = "auto", steps: Any = None,
+                callbacks: Any = None) -> np.ndarray:
+        """The model's outputs (N, classes) as a NumPy array: probabilities if its last layer is a
+        softmax, else logits."""
+        if steps is not None:
+            raise KerasValueError("predict: steps is not supported")
+        x = self._inputs(x)
+        batch = int(batch_size or 32)
+        verbose = resolve(verbose)
+        total = -(-len(x) // batch)
+        bar = Progbar(total, verbose) if verbose else None
+        for cb in callbacks or []:
+            cb.set_model(self)
+            cb.on_predict_begin({})
+        out = self._outputs(x)
+        for cb in callbacks or []:
+            for b in range(total):
+                cb.on_predict_batch_begin(b, {})
+                cb.on_predict_batch_end(b, {"outputs": out[b * batch : (b + 1) * batch]})
+        if bar is not None:
+            bar.update(total)
+        for cb in callbacks or []:
+            cb.on_predict_end({})
+        return np.asarray(out)
+
+    def predict_on_batch(self, x: Any) -> np.ndarray:
+        return self._outputs(self._inputs(x))
+
+    def __repr__(self) -> str:
+        return f"<{self.class_name} name={self.name}, built={self.built}>"
 
 
-def progress_display(verbose: int, metric_names: list[str]) -> Any:
-    """A live bar (verbose=1) or a line per epoch (verbose=2, or a notebook without ipywidgets)."""
-    import importlib.util
+class Sequential(Model):
+    """A stack of layers: Sequential([Dense(64, activation='relu', input_shape=(784,)), …]);
+    a layer may itself be a model (Sequential([model, Softmax()]))."""
 
-    from rich.console import Console
+    class_name = "Sequential"
 
-    if verbose == 1 and not (Console().is_jupyter and importlib.util.find_spec("ipywidgets") is None):
-        from digitnet.progress import ProgressBar
+    def __init__(self, layers: list[Any] | None = None, trainable: bool = True, name: str | None = None):
+        if not trainable:
+            raise KerasValueError("Sequential: trainable=False is not supported")
+        self._init_model(name, "sequential")
+        for layer in layers or []:
+            self.add(layer)
 
-        return ProgressBar()
-    return cbs.EpochLines(metric_names[0] if metric_names else None)
+    def call(self, inputs: Any, training: Any = None) -> Any:
+        for layer in self._layers:
+            inputs = layer(inputs)
+        return inputs
+
+    def _trace_call(self, shape: tuple[int, ...] | None = None) -> None:
+        pass
+
+    def add(self, layer: Any) -> None:
+        if isinstance(layer, KerasTensor) and layer.parent is None:
+            layer = layer.layer  # keras.Input(...) as the first entry
+        if not isinstance(layer, Layer):
+            raise KerasValueError(f"Sequential.add expects a layer, got {type(layer).__name__}")
+        if isinstance(layer, InputLayer):
+            if self._layers or self.input_layer is not None:
+                raise KerasValueError("an Input must be the first entry of a Sequential model")
+            self.input_layer = layer
+        else:
+            if layer.name in {other.name for other in self._layers}:
+                raise KerasValueError(f"All layers added to a Sequential model should have unique "
+                                      f"names. Name {layer.name!r} is already the name of a layer in "
+                                      "this model. Update the `name` argument to pass a unique name.")
+            self._layers.append(layer)
+        self._shape = None
+        shape = self._declared_input_shape()
+        if shape is not None:
+            self._build_layers(shape)  # as Keras builds when the input shape is known
+
+    def pop(self) -> Layer:
+        if not self._layers:
+            raise KerasValueError("There are no layers in the model.")
+        layer = self._layers.pop()
+        self._shape = None
+        if self._declared_input_shape() is not None and self._layers:
+            self._build_layers(self._declared_input_shape())
+        return layer
 
 
 def read_h5(source: Any, name: Path) -> list[LayerWeights]:
@@ -481,3 +816,6 @@ def load_model(filepath: str | os.PathLike, custom_objects: Any = None, compile:
             warnings.warn(f"{path}: loaded without compiling ({exc}); call compile() before fit",
                           stacklevel=2)
     return model
+
+
+__all__ = ["Model", "Sequential", "load_model"]

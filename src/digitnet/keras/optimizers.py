@@ -9,6 +9,9 @@ from __future__ import annotations
 import math
 from typing import Any, ClassVar
 
+import numpy as np
+
+from digitnet.keras.backend import Variable
 from digitnet.keras.errors import KerasValueError
 
 # Options every Keras 3 optimizer has (and Keras 2's `decay`), with the values digitnet runs.
@@ -43,7 +46,7 @@ class Optimizer:
         if isinstance(rate, dict) or not isinstance(rate, int | float) or not rate > 0:
             raise KerasValueError(f"{self.class_name}: learning_rate must be a positive number "
                                   f"(schedules are not supported), got {rate!r}")
-        self.learning_rate = float(rate)
+        self._learning_rate = float(rate)
         self.options = dict(self.defaults)
         for key, value in options.items():
             if key in IGNORED:
@@ -59,19 +62,39 @@ class Optimizer:
                 raise KerasValueError(f"{self.class_name}: unknown argument {key!r}")
         self.state: Any = None  # the engine's optimizer state, once trained
 
+    @property
+    def learning_rate(self) -> LearningRate:
+        """The rate as Keras shows it: a variable (float(), .numpy(), .assign(new))."""
+        return LearningRate(self)
+
+    @learning_rate.setter
+    def learning_rate(self, value: Any) -> None:
+        rate = float(np.asarray(value))
+        if not rate > 0:
+            raise KerasValueError(f"{self.class_name}: learning_rate must be positive, got {rate}")
+        self._learning_rate = rate
+
+    @property
+    def lr(self) -> LearningRate:
+        return self.learning_rate
+
+    @lr.setter
+    def lr(self, value: Any) -> None:
+        self.learning_rate = value
+
     default_learning_rate: ClassVar[float] = 0.001
     supported: ClassVar[tuple[str, ...]] = ()  # options of `defaults` the engine can vary
 
     def train_options(self) -> dict[str, Any]:
         """The TrainConfig fields for this optimizer."""
-        return {"optimizer": self.engine_name, "lr": self.learning_rate}
+        return {"optimizer": self.engine_name, "lr": self._learning_rate}
 
     def get_config(self) -> dict[str, Any]:
-        return {"name": self.engine_name, "learning_rate": self.learning_rate,
+        return {"name": self.engine_name, "learning_rate": self._learning_rate,
                 **{k: v for k, v in COMMON.items() if k != "decay"}, **self.options}
 
     def __repr__(self) -> str:
-        return f"{self.class_name}(learning_rate={self.learning_rate:g})"
+        return f"{self.class_name}(learning_rate={self._learning_rate:g})"
 
 
 class Adam(Optimizer):
@@ -98,6 +121,21 @@ class SGD(Optimizer):
     def train_options(self) -> dict[str, Any]:
         return {**super().train_options(), "momentum": float(self.options["momentum"]),
                 "nesterov": bool(self.options["nesterov"])}
+
+
+class LearningRate(Variable):
+    """The optimizer's learning rate as a Keras variable; assigning it sets the optimizer's."""
+
+    def __init__(self, optimizer: Optimizer):
+        self.optimizer, self.name, self.trainable = optimizer, "learning_rate", False
+
+    @property
+    def _value(self) -> np.ndarray:  # type: ignore[override]
+        return np.array(self.optimizer._learning_rate, np.float32)
+
+    @_value.setter
+    def _value(self, value: Any) -> None:
+        self.optimizer.learning_rate = value
 
 
 OPTIMIZERS: dict[str, type[Optimizer]] = {c.class_name: c for c in (Adam, RMSprop, SGD)}

@@ -32,6 +32,21 @@ def to_categorical(y, num_classes: int | None = None) -> np.ndarray:
     return out
 
 
+_uids: dict[str, int] = {}
+
+
+def unique_name(prefix: str) -> str:
+    """Keras' automatic names: 'dense', then 'dense_1', 'dense_2', … for the whole process
+    (until clear_session())."""
+    _uids[prefix] = _uids.get(prefix, 0) + 1
+    return prefix if _uids[prefix] == 1 else f"{prefix}_{_uids[prefix] - 1}"
+
+
+def clear_session(free_memory: bool = True) -> None:
+    """Start naming layers and models afresh, as Keras' clear_session does."""
+    _uids.clear()
+
+
 def set_random_seed(seed: int) -> None:
     """Seed every random choice of later models: initial weights, shuffling and dropout."""
     _seed["value"], _seed["draws"] = int(seed), 0

@@ -1,0 +1,69 @@
+"""model.summary() as Keras 3 prints it: a table of layers, output shapes and parameter counts,
+then the totals."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from digitnet.keras.layers import Dense, InputLayer
+
+COLUMNS = (31, 22, 13)  # the text width of Keras' three columns (each padded by one space)
+
+
+def size_text(count: int) -> str:
+    """Keras' readable size of `count` float32 values: 49.73 KB, 0.00 B."""
+    size, units = count * 4.0, ["B", "KB", "MB", "GB", "TB"]
+    i = 0
+    while size >= 1024 and i < len(units) - 1:
+        size /= 1024
+        i += 1
+    return f"{size:.2f} {units[i]}"
+
+
+def rule(left: str, fill: str, middle: str, right: str) -> str:
+    return left + middle.join(fill * (w + 2) for w in COLUMNS) + right
+
+
+def row(edge: str, cells: tuple[str, str, str]) -> str:
+    name, shape, params = cells
+    return (f"{edge} {name:<{COLUMNS[0]}} {edge} {shape:<{COLUMNS[1]}} {edge} "
+            f"{params:>{COLUMNS[2]}} {edge}")
+
+
+def shape_text(shape: Any) -> str:
+    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ")"
+
+
+def summary_text(model: Any) -> str:
+    from digitnet.keras.models import Model
+
+    rows: list[tuple[str, str, str]] = []
+    total = 0
+    built = model.built or model._declared_input_shape() is not None
+    if built:
+        model._require_built()
+        shape: tuple[Any, ...] = (None, *model.input_shape[1:])
+        if model.class_name != "Sequential" and model.input_layer is not None:
+            rows.append((f"{model.input_layer.name} (InputLayer)", shape_text(shape), "0"))
+        for layer in model.layers:
+            shape = layer.output_shape_for(shape)
+            count = (layer.count_params() if isinstance(layer, Model) else
+                     sum(w.size for w in layer.get_weights()) if isinstance(layer, Dense) else 0)
+            total += count
+            rows.append((f"{layer.name} ({layer.class_name})", shape_text(shape), f"{count:,}"))
+    else:
+        for layer in model.layers:
+            if isinstance(layer, InputLayer):
+                continue
+            rows.append((f"{layer.name} ({layer.class_name})", "?", "0 (unbuilt)"))
+    out = [f'Model: "{model.name}"', rule("┏", "━", "┳", "┓"),
+           row("┃", ("Layer (type)", "Output Shape", "Param #")), rule("┡", "━", "╇", "┩")]
+    for i, cells in enumerate(rows):
+        if i:
+            out.append(rule("├", "─", "┼", "┤"))
+        out.append(row("│", cells))
+    out.append(rule("└", "─", "┴", "┘"))
+    out += [f" Total params: {total:,} ({size_text(total)})",
+            f" Trainable params: {total:,} ({size_text(total)})",
+            " Non-trainable params: 0 (0.00 B)"]
+    return "\n".join(out)

@@ -1,0 +1,352 @@
+"""Scenarios run twice: by scripts/keras_record.py with real Keras 3 (its answers are recorded in
+tests/fixtures/keras/behaviour.json) and by tests/test_keras_behaviour.py with digitnet.keras,
+which compares. Each takes the `keras` module and returns JSON-able values; what it prints is
+captured too. Weights are set explicitly wherever values are compared, so both sides compute the
+same function; training runs compare the form of what is printed and returned."""
+
+from __future__ import annotations
+
+import numpy as np
+
+RNG = np.random.default_rng(7)
+X = RNG.random((100, 784), dtype=np.float32)
+IMAGES = X.reshape(-1, 28, 28)
+Y = RNG.integers(0, 10, 100)
+W = [RNG.normal(0, 0.05, (784, 16)).astype(np.float32), RNG.normal(0, 0.1, 16).astype(np.float32),
+     RNG.normal(0, 0.3, (16, 10)).astype(np.float32), RNG.normal(0, 0.1, 10).astype(np.float32)]
+LOGITS = RNG.normal(0, 2, (6, 10)).astype(np.float32)
+LABELS = np.array([3, 1, 4, 1, 5, 9])
+PROBS = np.exp(LOGITS) / np.exp(LOGITS).sum(1, keepdims=True)
+
+
+def arr(a) -> list:
+    return np.asarray(a, np.float64).round(6).tolist()
+
+
+def logits_model(keras):
+    model = keras.Sequential([keras.layers.Flatten(input_shape=(28, 28)),
+                              keras.layers.Dense(16, activation="relu"),
+                              keras.layers.Dropout(0.2), keras.layers.Dense(10)])
+    model.set_weights(W)
+    return model
+
+
+def functional_model(keras, softmax=True):
+    inputs = keras.Input(shape=(784,), name="digits")
+    x = keras.layers.Dense(16, activation="relu", name="dense_1")(inputs)
+    outputs = keras.layers.Dense(10, activation="softmax" if softmax else None, name="predictions")(x)
+    model = keras.Model(inputs=inputs, outputs=outputs)
+    model.set_weights(W)
+    return model
+
+
+def subclassed_model(keras):
+    class MLP(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.hidden = keras.layers.Dense(16, activation="relu")
+            self.out = keras.layers.Dense(10)
+
+        def call(self, inputs, training=False):
+            return self.out(self.hidden(inputs))
+
+    model = MLP()
+    model(X[:1])
+    model.set_weights(W)
+    return model
+
+
+def s_summary_sequential(keras):
+    logits_model(keras).summary()
+
+
+def s_summary_functional(keras):
+    functional_model(keras).summary()
+
+
+def s_summary_nested(keras):
+    keras.Sequential([logits_model(keras), keras.layers.Softmax()]).summary()
+
+
+def s_summary_hidden_only(keras):
+    keras.Sequential([keras.Input((784,)), keras.layers.Dense(32, activation="relu")]).summary()
+
+
+def s_outputs(keras):
+    model = logits_model(keras)
+    prob = keras.Sequential([model, keras.layers.Softmax()])
+    act = keras.Sequential([keras.Input((784,)), keras.layers.Dense(16), keras.layers.Activation("relu"),
+                            keras.layers.Dense(10), keras.layers.Activation("softmax")])
+    act.set_weights(W)
+    sub = subclassed_model(keras)
+    out = {
+        "predict_logits": arr(model.predict(IMAGES[:3], verbose=0)),
+        "call_logits": arr(np.asarray(model(IMAGES[:3]))),
+        "predict_prob": arr(prob.predict(IMAGES[:3], verbose=0)),
+        "call_prob": arr(np.asarray(prob(IMAGES[:3]))),
+        "functional": arr(functional_model(keras).predict(X[:3], verbose=0)),
+        "functional_logits": arr(functional_model(keras, softmax=False)(X[:3])),
+        "activation_layers": arr(act.predict(X[:3], verbose=0)),
+        "subclassed": arr(sub.predict(X[:3], verbose=0)),
+        "layer_call": arr(np.asarray(keras.layers.Softmax()(LOGITS[:2]))),
+        "predict_type": type(model.predict(IMAGES[:2], verbose=0)).__name__,
+        "predict_dtype": str(model.predict(IMAGES[:2], verbose=0).dtype),
+        "prob_shape": list(prob.predict(IMAGES[:2], verbose=0).shape),
+        "prob_layers": [type(layer).__name__ for layer in prob.layers],
+    }
+    return out
+
+
+def s_weights(keras):
+    model = logits_model(keras)
+    return {"weights": len(model.weights), "trainable": len(model.trainable_weights),
+            "shapes": [list(w.shape) for w in model.weights],
+            "names": [w.name for w in model.weights],
+            "paths": [w.path for w in model.weights],
+            "get_weights": [list(np.shape(w)) for w in model.get_weights()],
+            "layer_weights": [len(layer.weights) for layer in model.layers],
+            "count_params": model.count_params(),
+            "first": arr(np.asarray(model.weights[3]))}
+
+
+def s_losses(keras):
+    L = keras.losses
+    onehot = np.eye(10, dtype=np.float32)[LABELS]
+    return {
+        "scce_logits": float(L.SparseCategoricalCrossentropy(from_logits=True)(LABELS, LOGITS)),
+        "scce_probs": float(L.SparseCategoricalCrossentropy()(LABELS, PROBS)),
+        "cce_logits": float(L.CategoricalCrossentropy(from_logits=True)(onehot, LOGITS)),
+        "cce_probs": float(L.CategoricalCrossentropy()(onehot, PROBS)),
+        "cce_smooth": float(L.CategoricalCrossentropy(label_smoothing=0.1)(onehot, PROBS)),
+        "bce_logits": float(L.BinaryCrossentropy(from_logits=True)(onehot, LOGITS)),
+        "bce_probs": float(L.BinaryCrossentropy()(onehot, PROBS)),
+        "mse": float(L.MeanSquaredError()(onehot, PROBS)),
+        "none": arr(L.SparseCategoricalCrossentropy(from_logits=True, reduction="none")(LABELS, LOGITS)),
+        "sum": float(L.SparseCategoricalCrossentropy(from_logits=True, reduction="sum")(LABELS, LOGITS)),
+        "weighted": float(L.SparseCategoricalCrossentropy(from_logits=True)(LABELS, LOGITS,
+                                                                           sample_weight=np.arange(6.0))),
+        "function": arr(L.sparse_categorical_crossentropy(LABELS, LOGITS, from_logits=True)),
+    }
+
+
+def s_metrics(keras):
+    M = keras.metrics
+    onehot = np.eye(10, dtype=np.float32)[LABELS]
+    out = {}
+    for name, metric, args in [
+        ("sparse_acc", M.SparseCategoricalAccuracy(), (LABELS, PROBS)),
+        ("cat_acc", M.CategoricalAccuracy(), (onehot, PROBS)),
+        ("top3", M.SparseTopKCategoricalAccuracy(k=3), (LABELS, PROBS)),
+        ("top3_cat", M.TopKCategoricalAccuracy(k=3), (onehot, PROBS)),
+        ("precision", M.Precision(), (onehot, PROBS)),
+        ("recall", M.Recall(thresholds=0.1), (onehot, PROBS)),
+        ("mean", M.Mean(), (LOGITS[:, 0],)),
+        ("cce", M.SparseCategoricalCrossentropy(from_logits=True), (LABELS, LOGITS)),
+        ("mse", M.MeanSquaredError(), (onehot, PROBS)),
+        ("binary_acc", M.BinaryAccuracy(), (onehot, PROBS)),
+    ]:
+        metric.update_state(*args)
+        first = float(metric.result())
+        metric.update_state(*(a[:3] for a in args))
+        second = float(metric.result())
+        metric.reset_state()
+        out[name] = [metric.name, first, second, float(metric.result())]
+    acc = M.SparseCategoricalAccuracy()
+    out["call"] = float(acc(LABELS, PROBS))
+    return out
+
+
+def s_custom_metric(keras):
+    ops = keras.ops
+
+    class CategoricalTruePositives(keras.metrics.Metric):
+        def __init__(self, name="categorical_true_positives", **kwargs):
+            super().__init__(name=name, **kwargs)
+            self.true_positives = self.add_variable(shape=(), name="ctp", initializer="zeros")
+
+        def update_state(self, y_true, y_pred, sample_weight=None):
+            y_pred = ops.reshape(ops.argmax(y_pred, axis=1), (-1, 1))
+            values = ops.cast(y_true, "int32") == ops.cast(y_pred, "int32")
+            values = ops.cast(values, "float32")
+            if sample_weight is not None:
+                sample_weight = ops.cast(sample_weight, "float32")
+                values = ops.multiply(values, sample_weight)
+            self.true_positives.assign_add(ops.sum(values))
+
+        def result(self):
+            return self.true_positives.value
+
+        def reset_state(self):
+            self.true_positives.assign(0.0)
+
+    m = CategoricalTruePositives()
+    m.update_state(LABELS.reshape(-1, 1), PROBS)
+    first = float(m.result())
+    model = functional_model(keras)
+    model.compile(optimizer="rmsprop", loss="sparse_categorical_crossentropy",
+                  metrics=[CategoricalTruePositives()])
+    ev = model.evaluate(X, Y.reshape(-1, 1), verbose=0, return_dict=True, batch_size=100)
+    return {"first": first, "evaluate": {k: round(v, 5) for k, v in ev.items()}}
+
+
+def s_ops(keras):
+    ops = keras.ops
+    return {"softmax": arr(ops.softmax(LOGITS[:2])), "argmax": np.asarray(ops.argmax(LOGITS, axis=1)).tolist(),
+            "mean": float(ops.mean(LOGITS)), "sum": float(ops.sum(ops.square(LOGITS[0]))),
+            "numpy": arr(ops.convert_to_numpy(ops.convert_to_tensor(LOGITS[0]))),
+            "one_hot": arr(ops.one_hot(np.array([1, 3]), 4)),
+            "log_softmax": arr(ops.log_softmax(LOGITS[:1]))}
+
+
+def compiled(keras, metrics=("accuracy",)):
+    model = logits_model(keras)
+    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=list(metrics))
+    return model
+
+
+def s_evaluate(keras):
+    model = compiled(keras, ["accuracy", keras.metrics.SparseTopKCategoricalAccuracy(k=3)])
+    values = model.evaluate(IMAGES, Y, verbose=0)
+    as_dict = model.evaluate(IMAGES, Y, verbose=0, return_dict=True)
+    model.evaluate(IMAGES, Y, verbose=2)
+    model.evaluate(IMAGES, Y, verbose=1)
+    model.evaluate(IMAGES, Y)
+    plain = logits_model(keras)
+    plain.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.predict(IMAGES, verbose=2)
+    model.predict(IMAGES)
+    return {"values": arr(values), "dict": {k: round(v, 5) for k, v in as_dict.items()},
+            "loss_only": round(float(plain.evaluate(IMAGES, Y, verbose=0)), 5),
+            "metrics_names": model.metrics_names}
+
+
+def s_fit_verbose2(keras):
+    model = compiled(keras, ["sparse_categorical_accuracy"])
+    h = model.fit(IMAGES, Y, epochs=2, batch_size=32, verbose=2, validation_split=0.2)
+    model.fit(IMAGES, Y, epochs=1, batch_size=32, verbose=2)
+    return {"history": sorted(h.history), "epochs": h.epoch, "params": dict(sorted(h.params.items()))}
+
+
+def s_fit_verbose1(keras):
+    model = compiled(keras)
+    model.fit(IMAGES, Y, epochs=2, batch_size=50)
+
+
+def s_fit_verbose0(keras):
+    h = compiled(keras).fit(IMAGES, Y, epochs=2, verbose=0, validation_data=(IMAGES[:10], Y[:10]))
+    return sorted(h.history)
+
+
+class Recorder:
+    def __init__(self, keras):
+        self.calls = []
+
+        class Rec(keras.callbacks.Callback):
+            pass
+
+        hooks = ["on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end",
+                 "on_train_batch_begin", "on_train_batch_end", "on_test_begin", "on_test_end",
+                 "on_test_batch_begin", "on_test_batch_end", "on_batch_begin", "on_batch_end"]
+        for hook in hooks:
+            def fn(self_, *args, hook=hook, logs=None):
+                index = args[0] if args and isinstance(args[0], int) else None
+                if logs is None and args and isinstance(args[-1], dict):
+                    logs = args[-1]
+                self.calls.append([hook, index, sorted(logs or {})])
+            setattr(Rec, hook, fn)
+        self.callback = Rec()
+
+
+def s_callback_hooks(keras):
+    rec = Recorder(keras)
+    model = compiled(keras)
+    model.fit(IMAGES[:70], Y[:70], epochs=2, batch_size=32, verbose=0, validation_data=(IMAGES[:40], Y[:40]),
+              callbacks=[rec.callback])
+    fit_calls = rec.calls[:]
+    rec.calls.clear()
+    model.evaluate(IMAGES[:40], Y[:40], verbose=0, callbacks=[rec.callback])
+    return {"fit": fit_calls, "evaluate": rec.calls, "params": dict(sorted(rec.callback.params.items()))}
+
+
+def s_batch_logs(keras):
+    seen = []
+    cb = keras.callbacks.LambdaCallback(on_batch_end=lambda batch, logs: seen.append([batch, sorted(logs)]),
+                                        on_epoch_end=lambda epoch, logs: print("epoch", epoch, sorted(logs)))
+    compiled(keras).fit(IMAGES, Y, epochs=1, batch_size=40, verbose=0, callbacks=[cb])
+    return seen
+
+
+def s_csv_logger(keras, tmp):
+    path = f"{tmp}/log.csv"
+    compiled(keras).fit(IMAGES, Y, epochs=2, verbose=0, validation_split=0.1,
+                        callbacks=[keras.callbacks.CSVLogger(path)])
+    lines = open(path).read().splitlines()
+    return {"header": lines[0], "rows": len(lines) - 1, "first_fields": len(lines[1].split(","))}
+
+
+def s_lr_scheduler(keras):
+    def schedule(epoch, lr):
+        return lr if epoch < 1 else lr * 0.5
+
+    model = compiled(keras)
+    h = model.fit(IMAGES, Y, epochs=3, verbose=2,
+                  callbacks=[keras.callbacks.LearningRateScheduler(schedule, verbose=1)])
+    return {"lr": [round(v, 8) for v in h.history["learning_rate"]], "keys": sorted(h.history),
+            "final": round(float(model.optimizer.learning_rate), 8)}
+
+
+def s_reduce_lr(keras):
+    model = compiled(keras)
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=1e-9),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    h = model.fit(IMAGES, Y, epochs=4, verbose=0, validation_split=0.2,
+                  callbacks=[keras.callbacks.ReduceLROnPlateau(monitor="loss", factor=0.5, patience=1,
+                                                               min_delta=10, verbose=1)])
+    return {"lr": [float(np.float32(v)) for v in h.history["learning_rate"]], "keys": sorted(h.history)}
+
+
+def s_terminate_on_nan(keras):
+    model = compiled(keras)
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=1e30),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    h = model.fit(IMAGES * 1e6, Y, epochs=3, batch_size=10, verbose=0,
+                  callbacks=[keras.callbacks.TerminateOnNaN()])
+    return {"epochs": len(h.history["loss"])}
+
+
+def s_checkpoint_freq(keras, tmp):
+    import os
+
+    model = keras.Sequential([keras.Input((784,)), keras.layers.Dense(16, activation="relu"),
+                              keras.layers.Dense(10, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    cb = keras.callbacks.ModelCheckpoint(tmp + "/ck-{epoch}-{batch}.weights.h5", save_weights_only=True,
+                                         save_freq=3)
+    model.fit(X, Y, epochs=2, batch_size=25, verbose=0, callbacks=[cb])
+    return sorted(os.listdir(tmp))
+
+
+def s_errors(keras):
+    model = compiled(keras)
+    out = {}
+    for name, fn in [
+        ("fit_epoch", lambda: model.fit(IMAGES, Y, epoch=3, verbose=0)),
+        ("evaluate_kw", lambda: model.evaluate(IMAGES, Y, foo=3, verbose=0)),
+        ("predict_kw", lambda: model.predict(IMAGES, foo=3, verbose=0)),
+        ("compile_kw", lambda: model.compile(optimizer="adam", foo=3)),
+        ("sequential_kw", lambda: keras.Sequential([], foo=1)),
+        ("dense_kw", lambda: keras.layers.Dense(3, foo=1)),
+        ("fit_uncompiled", lambda: logits_model(keras).fit(IMAGES, Y, verbose=0)),
+    ]:
+        try:
+            fn()
+            out[name] = None
+        except Exception as exc:  # noqa: BLE001
+            out[name] = [type(exc).__name__, str(exc)[:200], [c.__name__ for c in type(exc).__mro__]]
+    return out
+
+
+SCENARIOS = {name[2:]: fn for name, fn in sorted(globals().items()) if name.startswith("s_")}
+# What to compare: values within 1e-5 ("values"), the text printed with numbers masked
+# ("printed"), both, or the exception types only ("errors").
