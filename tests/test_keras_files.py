@@ -21,6 +21,15 @@ FIXTURES = Path(__file__).parent / "fixtures" / "keras"
 FILES = ("seed_legacy.h5", "seed.weights.h5")
 
 
+@pytest.fixture(autouse=True)
+def _fresh_layer_names():
+    """Keras numbers automatic layer names per process; start each test from 'dense'."""
+    from digitnet.keras.utils import clear_session
+
+    clear_session()
+
+
+
 @pytest.fixture(scope="module")
 def probe() -> np.ndarray:
     return ((mnist.test_images()[:5] / 255) - 0.5).reshape(-1, 784)

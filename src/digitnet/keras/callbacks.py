@@ -151,6 +151,24 @@ class EarlyStopping(train.EarlyStopping):
         super().__init__(patience, monitor, restore_best_weights, abs(min_delta))
         self.mode = monitor_sign(monitor, mode)
         self.verbose = verbose
+        self.stopped_epoch = 0
+
+    def on_epoch_end(self, state: Any, logs: dict[str, float]) -> None:
+        if self.best == math.inf:
+            self.best_epoch = state.epoch - 1
+        before = self.best
+        super().on_epoch_end(state, logs)
+        if self.best != before:
+            self.best_epoch = state.epoch - 1
+        if state.stop and not self.stopped_epoch:
+            self.stopped_epoch = state.epoch - 1
+            if self.verbose and self.restore_best and self.best_params is not None:
+                write(f"Restoring model weights from the end of the best epoch: {self.best_epoch + 1}.\n")
+
+    def on_train_end(self, state: Any) -> None:
+        super().on_train_end(state)
+        if self.stopped_epoch and self.verbose:
+            write(f"Epoch {self.stopped_epoch + 1}: early stopping\n")
 
 
 class ModelCheckpoint(Callback):

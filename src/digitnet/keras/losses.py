@@ -191,14 +191,18 @@ def engine_loss(name: str) -> str:
     return NAMES[name][1]
 
 
-def config(name: str, label_smoothing: float) -> str | dict[str, Any]:
-    """How a saved model's compile config names the loss: by name, or, with label smoothing,
-    as the Keras config of a CategoricalCrossentropy object (what Keras itself writes)."""
-    if not label_smoothing:
+def config(name: str, label_smoothing: float, from_logits: bool = False) -> str | dict[str, Any]:
+    """How a saved model's compile config names the loss: by name, or, with label smoothing or
+    from_logits, as the Keras config of the loss object (what Keras itself writes)."""
+    if not label_smoothing and not from_logits:
         return name
-    return {"module": "keras.losses", "class_name": "CategoricalCrossentropy",
-            "config": {"name": name, "reduction": "sum_over_batch_size", "from_logits": False,
-                       "label_smoothing": label_smoothing, "axis": -1},
+    cls = BY_NAME[name]
+    options: dict[str, Any] = {"name": name, "reduction": "sum_over_batch_size", "from_logits": from_logits}
+    if cls is CategoricalCrossentropy:
+        options.update(label_smoothing=label_smoothing, axis=-1)
+    elif cls is SparseCategoricalCrossentropy:
+        options.update(ignore_class=None)
+    return {"module": "keras.losses", "class_name": cls.__name__, "config": options,
             "registered_name": None}
 
 

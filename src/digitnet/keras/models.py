@@ -369,10 +369,11 @@ class Model(Layer):
         return [LayerWeights(layer.class_name, layer.name, layer.get_weights()) for layer in self._layers]
 
     def _require_flat(self, what: str) -> None:
-        if self.class_name != "Sequential" or any(isinstance(layer, Model) for layer in self._layers):
-            raise KerasValueError(f"{what}: digitnet.keras writes Keras files of Sequential models of "
-                                  "Input, Flatten, Dense and Dropout layers; this one is a "
-                                  f"{self.class_name} model")
+        if self.class_name not in ("Sequential", "Functional") or any(
+                isinstance(layer, Model) for layer in self._layers):
+            raise KerasValueError(f"{what}: digitnet.keras writes Keras files of chains of Input, "
+                                  "Flatten, Dense and Dropout layers (Sequential or functional), not "
+                                  f"of a {self.class_name} model or of models nested in models")
         odd = [layer for layer in self._layers if not isinstance(layer, Dense | Dropout | Flatten)]
         if odd:
             raise KerasValueError(f"{what}: {odd[0].class_name} layers are not written to Keras files; "
@@ -586,7 +587,7 @@ class Model(Layer):
         batch = int(batch_size or 32)
         user = list(callbacks or [])
         for cb in user:
-            if not isinstance(cb, cbs.Callback):
+            if not isinstance(cb, cbs.Callback | cbs.train.Callback):
                 raise KerasValueError(f"callbacks must be keras.callbacks.Callback objects, got "
                                       f"{type(cb).__name__}")
         self.history = cbs.History()

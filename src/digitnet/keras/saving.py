@@ -50,7 +50,7 @@ def model_config(model: Any, keras3: bool) -> dict[str, Any]:
     entries = [layer_entry(first, None, keras3)]
     dims = [model.spec.input_dim, *model.spec.hidden]
     dense_index = 0
-    for layer in model.layers:
+    for layer in model._layers:
         entries.append(layer_entry(layer, dims[dense_index] if isinstance(layer, Dense) else None, keras3))
         dense_index += isinstance(layer, Dense)
     config = {"name": model.name, "trainable": True, "dtype": DTYPE_POLICY, "layers": entries,
@@ -68,7 +68,8 @@ def model_config(model: Any, keras3: bool) -> dict[str, Any]:
 
 
 def training_options(model: Any) -> dict[str, Any]:
-    return {"loss": losses.config(model.loss, model.label_smoothing), "loss_weights": None,
+    from_logits = bool(model.loss_object is not None and model.loss_object.from_logits)
+    return {"loss": losses.config(model.loss, model.label_smoothing, from_logits), "loss_weights": None,
             "metrics": list(model.metric_names), "weighted_metrics": None, "run_eagerly": False,
             "steps_per_execution": 1, "jit_compile": True}
 

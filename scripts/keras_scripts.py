@@ -1,0 +1,136 @@
+"""Run public Keras MLP scripts (tests/fixtures/keras/scripts/*.py) on real Keras 3 or on
+digitnet.keras, changing only their import lines, and record what they print and reach.
+
+    # Keras' side (its own environment; Keras is never a digitnet dependency):
+    KERAS_BACKEND=jax /work/venvs/keras/bin/python scripts/keras_scripts.py keras OUT.json \\
+        --mnist /work/shared/data/mnist --fashion DIR [--quick]
+    # digitnet's side:
+    PYTHONPATH=src python scripts/keras_scripts.py digitnet OUT.json [--quick]
+
+On Keras' side, `keras.datasets.{mnist,fashion_mnist}.load_data` read local IDX files (there is
+no network here); on digitnet's they are digitnet's own (MNIST embedded, Fashion-MNIST through
+the dataset registry). --quick trains every `fit` for one epoch (what the tests compare).
+Each script's entry holds its printed lines, the test accuracy it reached, and any error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gzip
+import io
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "tests/fixtures/keras/scripts"
+# The test accuracy each script ends with, read from its variables when it is done.
+ACCURACY = {
+    "tf_quickstart_beginner": "model.evaluate(x_test, y_test, verbose=0)[1]",
+    "tf_basic_classification": "test_acc",
+    "chollet_ch2_mnist": "test_acc",
+    "keras_io_functional_api": "model.evaluate(x_test, y_test, verbose=0)[1]",
+    "keras_io_training_builtin": "results[1]",
+}
+# The lines Keras itself prints (progress, summaries, callbacks' messages), as opposed to the
+# scripts' own prints of arrays, whose layout depends on the values.
+KERAS_LINE = re.compile(r"^(Epoch \d+|\s*\d+/\d+ |Model: |[┏┃┡│├└]| (Total|Trainable|Non-trainable) "
+                        r"params|Fit model|Evaluate on|Generate pred|predictions shape|test loss|"
+                        r"Test (loss|accuracy))")
+
+
+def digitnet_source(text: str) -> str:
+    """The script with its Keras imports pointed at digitnet.keras; nothing else changes."""
+    text = re.sub(r"^(\s*)import keras$", r"\1from digitnet import keras", text, flags=re.M)
+    return re.sub(r"^(\s*)from keras([. ])", r"\1from digitnet.keras\2", text, flags=re.M)
+
+
+def read_idx(path: Path) -> np.ndarray:
+    data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    ndim = data[3]
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+def idx_loader(folder: Path):
+    def load_data(*_, **__):
+        def part(stem: str) -> np.ndarray:
+            return read_idx(next(folder.glob(stem + "*")))
+        return ((part("train-images"), part("train-labels")), (part("t10k-images"), part("t10k-labels")))
+    return load_data
+
+
+def screen(text: str) -> list[str]:
+    """Lines as a terminal ends up showing them: the last redraw of each progress bar."""
+    return [line.split("\r")[-1].replace("\b", "").rstrip() for line in text.split("\n")]
+
+
+def run_script(path: Path, keras, source: str, quick: bool) -> dict:
+    if quick:
+        source = re.sub(r"\bepochs=\d+", "epochs=1", source)
+    namespace: dict = {"__name__": "__main__"}
+    out = io.StringIO()
+    result: dict = {}
+    start = time.time()
+    with tempfile.TemporaryDirectory() as tmp:
+        cwd = os.getcwd()
+        os.chdir(tmp)
+        try:
+            with contextlib.redirect_stdout(out):
+                keras.utils.set_random_seed(0)
+                exec(compile(source, str(path), "exec"), namespace)  # noqa: S102 - the script under test
+                result["accuracy"] = float(eval(ACCURACY[path.stem], namespace))  # noqa: S307
+        except Exception as exc:  # noqa: BLE001
+            result["error"] = [type(exc).__name__, str(exc)[:500]]
+            result["traceback"] = traceback.format_exc()[-3000:]
+        finally:
+            os.chdir(cwd)
+    result["seconds"] = round(time.time() - start, 1)
+    result["keras_lines"] = [line for line in screen(out.getvalue()) if KERAS_LINE.match(line)]
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("side", choices=("keras", "digitnet"))
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--mnist", type=Path)
+    parser.add_argument("--fashion", type=Path)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--only", nargs="*")
+    args = parser.parse_args()
+    if args.side == "keras":
+        import keras
+
+        if args.mnist:
+            keras.datasets.mnist.load_data = idx_loader(args.mnist)
+        if args.fashion:
+            keras.datasets.fashion_mnist.load_data = idx_loader(args.fashion)
+        version = f"keras {keras.__version__} ({keras.backend.backend()})"
+    else:
+        from digitnet import keras
+
+        version = "digitnet.keras"
+    results = json.loads(args.out.read_text()) if args.out.exists() else {}
+    for path in sorted(SCRIPTS.glob("*.py")):
+        if args.only and path.stem not in args.only:
+            continue
+        source = path.read_text()
+        if args.side == "digitnet":
+            source = digitnet_source(source)
+        result = run_script(path, keras, source, args.quick)
+        result["by"] = version
+        results[path.stem] = result
+        print(path.stem, result.get("accuracy"), result.get("error"), f"{result['seconds']}s", file=sys.stderr)
+    args.out.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
+
+
+if __name__ == "__main__":
+    main()
