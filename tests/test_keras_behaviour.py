@@ -27,10 +27,13 @@ MASK_NUMBERS = {"fit_verbose2", "fit_verbose1", "evaluate", "lr_scheduler"}
 SKIP_RETURNED: dict[str, tuple[str, ...]] = {"custom_metric": ("evaluate",)}
 
 
+NAME_COUNTER = re.compile(r"\b([a-z]+(?:_[a-z]+)*)_\d+\b")
+
+
 def screen(text: str, mask: bool) -> list[str]:
     """The lines a terminal ends up showing, layer-name counters dropped, numbers masked."""
     lines = [line.split("\r")[-1].replace("\b", "") for line in text.split("\n")]
-    lines = [re.sub(r"\b([a-z]+(?:_[a-z]+)*)_\d+\b", r"\1", line).rstrip() for line in lines]
+    lines = [NAME_COUNTER.sub(r"\1", line).rstrip() for line in lines]
     if mask:
         lines = [re.sub(r"\d+(\.\d+)?(e[+-]\d+)?", "#", line) for line in lines]
         lines = [re.sub(r"#(s|ms|us)/step", "#/step", line) for line in lines]
@@ -50,6 +53,8 @@ def same(got, want, path="") -> None:
         assert isinstance(got, list | tuple) and len(got) == len(want), f"{path}: {got} != {want}"
         for i, (g, w) in enumerate(zip(got, want, strict=True)):
             same(g, w, f"{path}[{i}]")
+    elif isinstance(want, str) and isinstance(got, str):
+        assert NAME_COUNTER.sub(r"\1", got) == NAME_COUNTER.sub(r"\1", want), f"{path}: {got!r} != {want!r}"
     else:
         assert got == want, f"{path}: {got!r} != {want!r}"
 

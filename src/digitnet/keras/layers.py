@@ -151,10 +151,11 @@ class LayerVariable(Variable):
 
     def __init__(self, layer: Layer, attr: str):
         self.layer, self.attr, self.name, self.trainable = layer, attr, attr, True
+        self.scope = ""  # the Sequential model the layer was built in, as Keras' path has it
 
     @property
     def path(self) -> str:
-        return f"{self.layer.name}/{self.attr}"
+        return f"{self.scope}{self.layer.name}/{self.attr}"
 
     @property
     def _value(self) -> np.ndarray:  # type: ignore[override]

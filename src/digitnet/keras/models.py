@@ -337,7 +337,13 @@ class Model(Layer):
 
     @property
     def weights(self) -> list[Any]:
-        return [v for layer in self._dense() for v in layer.weights]
+        scope = f"{self.name}/" if self.class_name == "Sequential" else ""  # as Keras names them
+        out = []
+        for layer in self._dense():
+            for v in layer.weights:
+                v.scope = scope
+                out.append(v)
+        return out
 
     @property
     def trainable_weights(self) -> list[Any]:
@@ -558,9 +564,7 @@ class Model(Layer):
             validation_batch_size: int | None = None, validation_freq: int = 1) -> cbs.History:
         """Train; returns a History whose .history holds per-epoch loss, metrics, val_…"""
         if self.optimizer is None:
-            raise KerasValueError("You must call `compile()` before using the model: e.g. "
-                                  "model.compile(optimizer='adam', loss='categorical_crossentropy', "
-                                  "metrics=['accuracy'])")
+            raise KerasValueError("You must call `compile()` before using the model.")
         if class_weight is not None or sample_weight is not None or steps_per_epoch is not None:
             raise KerasValueError("fit: class_weight, sample_weight and steps_per_epoch are not supported")
         if validation_steps is not None or validation_freq != 1:

@@ -1,0 +1,84 @@
+"""Public Keras MLP scripts (tests/fixtures/keras/scripts/) run on digitnet.keras with only their
+import lines changed, against what real Keras 3 printed running them
+(tests/fixtures/keras/scripts_keras_quick.json, from scripts/keras_scripts.py --quick: every
+fit trained for one epoch).
+
+Compared: the script runs to the end; the lines Keras itself prints (progress bars and lines,
+summaries, callbacks' messages), numbers masked, in the same order; and the test accuracy
+reached, within a few points (the random draws differ). Fashion-MNIST comes through digitnet's
+dataset registry from a mirror on 127.0.0.1 serving small synthetic IDX files."""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import hashlib
+import json
+import re
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from digitnet import keras
+from digitnet.data import datasets
+from digitnet.data.datasets import FILES, RemoteFile
+from digitnet.data.idx import encode_idx
+from scripts.keras_scripts import SCRIPTS, digitnet_source, run_script
+from tests.test_download import MirrorServer
+
+KERAS = json.loads((Path(__file__).parent / "fixtures/keras/scripts_keras_quick.json").read_text())
+
+
+def masked(lines: list[str]) -> list[str]:
+    lines = [re.sub(r"\b([a-z]+(?:_[a-z]+)*)_\d+\b", r"\1", line) for line in lines]
+    lines = [re.sub(r"\d+(\.\d+)?(e[+-]\d+)?", "#", line) for line in lines]
+    return [re.sub(r"#(s|ms|us)/step", "#/step", line) for line in lines]
+
+
+@pytest.fixture
+def fashion_mirror(tmp_path, monkeypatch):
+    """fashion-mnist in the registry, served from 127.0.0.1: 28×28 synthetic images."""
+    rng = np.random.default_rng(3)
+    arrays = {"train_images": rng.integers(0, 256, (64, 28, 28), dtype=np.uint8),
+              "train_labels": rng.integers(0, 10, 64).astype(np.uint8),
+              "test_images": rng.integers(0, 256, (16, 28, 28), dtype=np.uint8),
+              "test_labels": np.arange(16, dtype=np.uint8) % 10}
+    served = {f"{FILES[r]}.gz": gzip.compress(encode_idx(a), mtime=0) for r, a in arrays.items()}
+    server = MirrorServer()
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    for name, body in served.items():
+        server.plan[f"/m/{name}"] = [("ok", body)]
+    pins = {role: RemoteFile(f"{stem}.gz", len(served[f"{stem}.gz"]),
+                             hashlib.sha256(served[f"{stem}.gz"]).hexdigest()) for role, stem in FILES.items()}
+    monkeypatch.setenv("DIGITNET_HOME", str(tmp_path / "home"))
+    monkeypatch.setitem(datasets.REGISTRY, "fashion-mnist",
+                        dataclasses.replace(datasets.REGISTRY["fashion-mnist"], files=pins,
+                                            mirrors=(server.url("m"),)))
+    datasets.load_dataset.cache_clear()
+    yield server
+    datasets.load_dataset.cache_clear()
+    server.shutdown()
+    server.server_close()
+
+
+def test_only_import_lines_change():
+    for path in SCRIPTS.glob("*.py"):
+        before, after = path.read_text().splitlines(), digitnet_source(path.read_text()).splitlines()
+        changed = [(a, b) for a, b in zip(before, after, strict=True) if a != b]
+        assert changed and all("import" in a and "digitnet" in b for a, b in changed), path.name
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in SCRIPTS.glob("*.py")))
+def test_public_script_runs_as_on_keras(name, fashion_mirror):
+    keras.utils.clear_session()
+    want = KERAS[name]
+    assert "error" not in want, want.get("traceback")
+    path = SCRIPTS / f"{name}.py"
+    got = run_script(path, keras, digitnet_source(path.read_text()), quick=True)
+    assert "error" not in got, got.get("traceback")
+    assert masked(got["keras_lines"]) == masked(want["keras_lines"])
+    if name != "tf_basic_classification":  # synthetic images here, the real ones for Keras
+        assert got["accuracy"] > want["accuracy"] - 0.03, (got["accuracy"], want["accuracy"])
