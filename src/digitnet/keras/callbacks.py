@@ -414,7 +414,7 @@ class Run(engine_callbacks.Callback):
                 if isinstance(cb, ProgbarLogger):
                     cb.on_train_batch_end(steps_done - 1, self.running(loss, accuracy))
 
-    def on_batches_end(self, first_step: int, losses: Any, accuracies: Any) -> None:
+    def replay(self, first_step: int, losses: Any, accuracies: Any) -> None:
         """Each batch of the compiled chunk just run (its mean loss and accuracy): the batch
         hooks, in order, with the epoch's running logs up to that batch, as Keras passes them."""
         n = len(self.train[0])
@@ -493,6 +493,30 @@ class Run(engine_callbacks.Callback):
             cb.on_epoch_end(epoch, dict(logs))
         self.logs = logs
         return True
+
+
+class BatchRun(Run):
+    """A Run whose callbacks have batch hooks: the engine hands it each chunk's per-batch values
+    (it costs the compiled step a little, so only such fits ask for them)."""
+
+    def on_batches_end(self, first_step: int, losses: Any, accuracies: Any) -> None:
+        self.replay(first_step, losses, accuracies)
+
+
+BATCH_HOOKS = ("on_batch_begin", "on_batch_end", "on_train_batch_begin", "on_train_batch_end")
+
+
+def wants_batches(callbacks: list[Any]) -> bool:
+    """Whether a Keras callback overrides a batch hook (or, for LambdaCallback, was given one)."""
+    for cb in callbacks:
+        if not isinstance(cb, Callback) or isinstance(cb, ProgbarLogger | History):
+            continue
+        if isinstance(cb, ModelCheckpoint) and cb.save_freq == "epoch":
+            continue
+        for hook in BATCH_HOOKS:
+            if hook in vars(cb) or getattr(type(cb), hook) is not getattr(Callback, hook):
+                return True
+    return False
 
 
 class TestRun:

@@ -595,7 +595,7 @@ class Model(Layer):
                 raise KerasValueError(f"callbacks must be keras.callbacks.Callback objects, got "
                                       f"{type(cb).__name__}")
         self.history = cbs.History()
-        run = cbs.Run(self, [*user, self.history] + ([cbs.ProgbarLogger()] if verbose else []),
+        run = (cbs.BatchRun if cbs.wants_batches(user) else cbs.Run)(self, [*user, self.history] + ([cbs.ProgbarLogger()] if verbose else []),
                       verbose=verbose, epochs=int(epochs), train=(x, y_raw), validation=validation,
                       batch_size=batch, val_batch_size=int(validation_batch_size or batch))
         params = self.params()
