@@ -10,7 +10,8 @@ digitnet.keras, changing only their import lines, and record what they print and
 On Keras' side, `keras.datasets.{mnist,fashion_mnist}.load_data` read local IDX files (there is
 no network here); on digitnet's they are digitnet's own (MNIST embedded, Fashion-MNIST through
 the dataset registry). --quick trains every `fit` for one epoch (what the tests compare).
-Each script's entry holds its printed lines, the test accuracy it reached, and any error.
+Each script's entry holds its printed lines, the test accuracy it reached, and any error;
+keras_lines() picks the lines Keras itself prints.
 """
 
 from __future__ import annotations
@@ -46,6 +47,10 @@ KERAS_LINE = re.compile(r"^(Epoch \d+|\s*\d+/\d+ |Model: |[┏┃┡│├└]| 
                         r"Test (loss|accuracy))")
 
 
+def keras_lines(lines: list[str]) -> list[str]:
+    return [line for line in lines if KERAS_LINE.match(line)]
+
+
 def digitnet_source(text: str) -> str:
     """The script with its Keras imports pointed at digitnet.keras; nothing else changes."""
     text = re.sub(r"^(\s*)import keras$", r"\1from digitnet import keras", text, flags=re.M)
@@ -68,8 +73,10 @@ def idx_loader(folder: Path):
 
 
 def screen(text: str) -> list[str]:
-    """Lines as a terminal ends up showing them: the last redraw of each progress bar."""
-    return [line.split("\r")[-1].replace("\b", "").rstrip() for line in text.split("\n")]
+    """Lines as a terminal ends up showing them (the last redraw of each progress bar), without
+    colours."""
+    lines = [line.split("\r")[-1].replace("\b", "").rstrip() for line in text.split("\n")]
+    return [re.sub(r"\x1b\[[0-9;]*m", "", line) for line in lines]
 
 
 def run_script(path: Path, keras, source: str, quick: bool) -> dict:
@@ -93,7 +100,7 @@ def run_script(path: Path, keras, source: str, quick: bool) -> dict:
         finally:
             os.chdir(cwd)
     result["seconds"] = round(time.time() - start, 1)
-    result["keras_lines"] = [line for line in screen(out.getvalue()) if KERAS_LINE.match(line)]
+    result["lines"] = screen(out.getvalue())
     return result
 
 
@@ -128,7 +135,8 @@ def main() -> None:
         result = run_script(path, keras, source, args.quick)
         result["by"] = version
         results[path.stem] = result
-        print(path.stem, result.get("accuracy"), result.get("error"), f"{result['seconds']}s", file=sys.stderr)
+        print(path.stem, result.get("accuracy"), result.get("error"), f"{result['seconds']}s",
+              file=sys.stderr)
     args.out.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
 
 

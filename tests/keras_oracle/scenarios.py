@@ -191,7 +191,8 @@ def s_custom_metric(keras):
 
 def s_ops(keras):
     ops = keras.ops
-    return {"softmax": arr(ops.softmax(LOGITS[:2])), "argmax": np.asarray(ops.argmax(LOGITS, axis=1)).tolist(),
+    return {"softmax": arr(ops.softmax(LOGITS[:2])),
+            "argmax": np.asarray(ops.argmax(LOGITS, axis=1)).tolist(),
             "mean": float(ops.mean(LOGITS)), "sum": float(ops.sum(ops.square(LOGITS[0]))),
             "numpy": arr(ops.convert_to_numpy(ops.convert_to_tensor(LOGITS[0]))),
             "one_hot": arr(ops.one_hot(np.array([1, 3]), 4)),

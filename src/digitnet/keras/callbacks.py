@@ -313,7 +313,8 @@ class ReduceLROnPlateau(Callback):
         if factor >= 1.0:
             raise ValueError(f"ReduceLROnPlateau does not support a factor >= 1.0. Received factor={factor}")
         self.monitor, self.factor, self.patience, self.verbose = monitor, factor, patience, verbose
-        self.sign, self.min_delta, self.cooldown, self.min_lr = monitor_sign(monitor, mode), min_delta, cooldown, min_lr
+        self.sign, self.min_delta = monitor_sign(monitor, mode), min_delta
+        self.cooldown, self.min_lr = cooldown, min_lr
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         self.best, self.wait, self.cooldown_counter = math.inf, 0, 0
@@ -381,7 +382,8 @@ class Run(engine_callbacks.Callback):
     def keras_callbacks(self) -> list[Callback]:
         return [cb for cb in self.callbacks if isinstance(cb, Callback)]
 
-    def on_train_begin(self, state: Any, steps_per_epoch: int | None = None, epochs: int | None = None) -> None:
+    def on_train_begin(self, state: Any, steps_per_epoch: int | None = None,
+                       epochs: int | None = None) -> None:
         if steps_per_epoch is not None:
             self.stretch_lr = self.lr
             for cb in self.callbacks:

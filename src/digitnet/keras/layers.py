@@ -12,9 +12,8 @@ from __future__ import annotations
 import re
 from typing import Any, ClassVar
 
-import numpy as np
-
 import jax
+import numpy as np
 
 from digitnet.keras.backend import Variable, tensor
 from digitnet.keras.errors import KerasValueError

@@ -23,6 +23,7 @@ import jax
 import numpy as np
 
 from digitnet import artifacts
+from digitnet.callbacks import TrainState
 from digitnet.errors import TrainingDiverged
 from digitnet.keras import callbacks as cbs
 from digitnet.keras import losses, optimizers
@@ -45,7 +46,6 @@ from digitnet.keras.progbar import Progbar, resolve
 from digitnet.keras.utils import next_seed, unique_name
 from digitnet.metrics import compiled_loss_values
 from digitnet.model import ACTIVATIONS, MLPSpec, init_params, predict_logits, preprocess_stats
-from digitnet.callbacks import TrainState
 from digitnet.optimizers import make_optimizer
 from digitnet.train import TrainConfig, fit_arrays
 
@@ -595,7 +595,8 @@ class Model(Layer):
                 raise KerasValueError(f"callbacks must be keras.callbacks.Callback objects, got "
                                       f"{type(cb).__name__}")
         self.history = cbs.History()
-        run = (cbs.BatchRun if cbs.wants_batches(user) else cbs.Run)(self, [*user, self.history] + ([cbs.ProgbarLogger()] if verbose else []),
+        run_class = cbs.BatchRun if cbs.wants_batches(user) else cbs.Run
+        run = run_class(self, [*user, self.history] + ([cbs.ProgbarLogger()] if verbose else []),
                       verbose=verbose, epochs=int(epochs), train=(x, y_raw), validation=validation,
                       batch_size=batch, val_batch_size=int(validation_batch_size or batch))
         params = self.params()
