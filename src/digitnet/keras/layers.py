@@ -340,6 +340,7 @@ class Dense(Layer):
                 raise KerasValueError(f"layer {self.name!r}: {what} shape {w.shape} does not match "
                                       f"{old.shape}")
         self.kernel, self.bias = new
+        self.provisional = False  # the user's weights stay when the model is completed
 
     @property
     def built(self) -> bool:

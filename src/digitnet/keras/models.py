@@ -275,23 +275,28 @@ class Model(Layer):
             if isinstance(layer, Dense):
                 todo.append((layer, int(current[-1])))
             current = layer.output_shape_for(current)
-        fresh = None
         try:  # the engine's initial weights for the MLP this is, as digitnet train draws them
-            fresh = init_params(self._plan(shape)[0], jax.random.key(next_seed()))
+            spec: MLPSpec | None = self._plan(shape)[0]
         except KerasValueError:
-            pass
-        keys = jax.random.split(jax.random.key(next_seed()), max(len(todo), 1))
+            spec = None  # not a classifier yet: weights for now, drawn again once it is one
+        if spec is not None:
+            fresh = init_params(spec, jax.random.key(next_seed()))
+            keys = jax.random.split(jax.random.key(next_seed()), len(fresh))
+        else:
+            keys = jax.random.split(jax.random.key(0), max(len(todo), 1))
         for i, (layer, fan_in) in enumerate(todo):
-            if layer.kernel is not None and layer.kernel.shape == (fan_in, layer.units):
+            if (layer.kernel is not None and layer.kernel.shape == (fan_in, layer.units)
+                    and not (spec is not None and getattr(layer, "provisional", False))):
                 continue  # built before, with the same shape: keep its weights
             init = INITIALIZERS[layer.kernel_initializer][1]
-            if init == "glorot_uniform" and fresh is not None:
+            if init == "glorot_uniform" and spec is not None:
                 kernel = fresh[i]["kernel"]
             elif init in ("zeros", "ones"):
                 kernel = np.full((fan_in, layer.units), float(init == "ones"), np.float32)
             else:
                 kernel = getattr(jax.nn.initializers, init)()(keys[i], (fan_in, layer.units), np.float32)
             layer.kernel, layer.bias = np.asarray(kernel), np.zeros(layer.units, np.float32)
+            layer.provisional = spec is None
         self._shape = shape
         for layer in self._layers:
             if isinstance(layer, Model) and layer._shape is None:
