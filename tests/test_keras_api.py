@@ -209,3 +209,57 @@ def test_label_smoothing_is_keras_categorical_crossentropy_option(suffix, data, 
         losses.CategoricalCrossentropy(label_smoothing=1.5)
     with pytest.raises(ValueError, match="label_smoothing"):
         losses.SparseCategoricalCrossentropy(label_smoothing=0.1)  # not a Keras option there
+
+
+def test_outside_an_mlp_is_refused_by_name(data):
+    from digitnet import keras
+
+    x, y = data
+    for make, says in [(lambda: keras.layers.Conv2D(8, 3), "Conv2D: convolution layers are not supported"),
+                       (lambda: keras.layers.LSTM(8), "LSTM: recurrent layers are not supported"),
+                       (lambda: keras.layers.BatchNormalization(), "normalization layers")]:
+        with pytest.raises(ValueError, match=says):
+            make()
+    inputs = keras.Input((784,))
+    a, b = keras.layers.Dense(8)(inputs), keras.layers.Dense(8)(inputs)
+    with pytest.raises(ValueError, match="branching graph"):
+        keras.layers.Dense(10)([a, b])
+    with pytest.raises(ValueError, match="several inputs"):
+        keras.Model([inputs, keras.Input((3,))], a)
+
+    class Doubling(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.dense = keras.layers.Dense(10)
+
+        def call(self, inputs):
+            return self.dense(inputs) * 2
+
+    with pytest.raises(ValueError, match="chain of layer calls"):
+        Doubling().predict(x[:2])
+    logits = keras.Sequential([keras.Input((784,)), keras.layers.Dense(10)])
+    logits.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    with pytest.raises(ValueError, match=r"from_logits=True\), or give the last layer activation='softmax'"):
+        logits.fit(x, y, verbose=0)
+    with pytest.raises(ValueError, match="binary_crossentropy is not supported for training"):
+        logits.compile(optimizer="adam", loss=keras.losses.BinaryCrossentropy(from_logits=True))
+        logits.fit(x, y, verbose=0)
+    with pytest.raises(ValueError, match="custom loss functions are not compiled"):
+        logits.compile(optimizer="adam", loss=lambda t, p: (t - p) ** 2)
+
+
+def test_functional_logits_model_saves_and_reloads_compiled(data, tmp_path):
+    from digitnet import keras
+
+    x, y = data
+    inputs = keras.Input((784,))
+    outputs = keras.layers.Dense(10)(keras.layers.Dense(16, activation="relu")(inputs))
+    model = keras.Model(inputs, outputs)
+    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    model.fit(x, y, epochs=1, verbose=0)
+    model.save(tmp_path / "m.keras")
+    again = keras.models.load_model(tmp_path / "m.keras")
+    np.testing.assert_allclose(again.predict(x[:4], verbose=0), model.predict(x[:4], verbose=0), rtol=1e-6)
+    assert again.loss_object.from_logits and again.output_kind == "logits"
+    again.fit(x[:64], y[:64], epochs=1, verbose=0)  # compiled as saved: trains on its logits
