@@ -63,7 +63,8 @@ def test_tutorial_cells_in_order(tmp_path, monkeypatch):
         Dense(10, activation='softmax'),
     ])
     assert model.built and model.count_params() == 55050
-    assert [layer.name for layer in model.layers] == ["dense", "dense_1", "dense_2"]
+    # Keras numbers automatic names per process: cell 6's layers took dense … dense_2
+    assert [layer.name for layer in model.layers] == ["dense_3", "dense_4", "dense_5"]
     # In [8]
     model.compile(
         optimizer='adam',
