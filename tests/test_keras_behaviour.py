@@ -37,6 +37,7 @@ def screen(text: str, mask: bool) -> list[str]:
     if mask:
         lines = [re.sub(r"\d+(\.\d+)?(e[+-]\d+)?", "#", line) for line in lines]
         lines = [re.sub(r"#(s|ms|us)/step", "#/step", line) for line in lines]
+    lines = [re.sub(r" +", " ", line) for line in lines]  # column widths follow the names
     return [line for line in lines if line]
 
 

@@ -224,18 +224,17 @@ class ModelCheckpoint(Callback):
         if self.save_best_only:
             value = logs.get(self.monitor)
             if value is None:
-                warnings.warn(f"Can save best model only with {self.monitor} available, skipping.",
-                              stacklevel=2)
-                return
-            if not self.sign * value < self.best:
+                warnings.warn(f"Can save best model only with {self.monitor} available.", stacklevel=2)
+            else:
+                best = "None" if self.best == math.inf else f"{self.sign * self.best:.5f}"
+                if not self.sign * value < self.best:
+                    if self.verbose:
+                        write(f"\nEpoch {epoch + 1}: {self.monitor} did not improve from {best}\n")
+                    return
                 if self.verbose:
-                    write(f"\nEpoch {epoch + 1}: {self.monitor} did not improve from "
-                          f"{self.sign * self.best:.5f}\n")
-                return
-            if self.verbose:
-                write(f"\nEpoch {epoch + 1}: {self.monitor} improved from {self.sign * self.best:.5f} "
-                      f"to {value:.5f}, saving model to {path}\n")
-            self.best = self.sign * value
+                    write(f"\nEpoch {epoch + 1}: {self.monitor} improved from {best} to {value:.5f}, "
+                          f"saving model to {path}\n")
+                self.best = self.sign * value
         elif self.verbose:
             write(f"\nEpoch {epoch + 1}: saving model to {path}\n")
         Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -243,6 +242,8 @@ class ModelCheckpoint(Callback):
             self.model.save_weights(path)
         else:
             self.model.save(path)
+        if self.verbose:
+            write(f"\nEpoch {epoch + 1}: finished saving model to {path}\n")
 
 
 class CSVLogger(Callback):
