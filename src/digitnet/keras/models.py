@@ -47,7 +47,8 @@ from digitnet.keras.utils import next_seed, unique_name
 from digitnet.metrics import compiled_loss_values
 from digitnet.model import ACTIVATIONS, MLPSpec, init_params, predict_logits, preprocess_stats
 from digitnet.optimizers import make_optimizer
-from digitnet.train import TrainConfig, fit_arrays
+from digitnet.train import fit_arrays
+from digitnet.trainconfig import TrainConfig
 
 
 class Model(Layer):

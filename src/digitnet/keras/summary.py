@@ -35,8 +35,6 @@ def shape_text(shape: Any) -> str:
 
 
 def summary_text(model: Any) -> str:
-    from digitnet.keras.models import Model
-
     rows: list[tuple[str, str, str]] = []
     total = 0
     built = model.built or model._declared_input_shape() is not None
@@ -47,7 +45,8 @@ def summary_text(model: Any) -> str:
             rows.append((f"{model.input_layer.name} (InputLayer)", shape_text(shape), "0"))
         for layer in model.layers:
             shape = layer.output_shape_for(shape)
-            count = (layer.count_params() if isinstance(layer, Model) else
+            nested = hasattr(layer, "_atoms")  # a model inside the model
+            count = (layer.count_params() if nested else
                      sum(w.size for w in layer.get_weights()) if isinstance(layer, Dense) else 0)
             total += count
             rows.append((f"{layer.name} ({layer.class_name})", shape_text(shape), f"{count:,}"))
