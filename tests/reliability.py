@@ -1,5 +1,7 @@
 """Attempts to break digitnet's promises: kill -9 during training, a full disk, a diverging run,
-and hostile bytes for every file reader (IDX, images, run directories).
+hostile bytes for every file reader (IDX, images, run directories), and the eight classes of
+hostile input of issue 16 (tests/attacks.py: memory and CPU bombs, 5xx, slow clients, links,
+one-line errors, bad values at load, the HTTP layer).
 
 Each check is a function that returns what it tried and what it saw; the default test suite
 (tests/test_reliability.py) runs each at a small count, and
@@ -824,9 +826,10 @@ def download_faults(workdir: Path, kills: int, seed: int = 0) -> dict[str, Any]:
 # --------------------------------------------------------------------------- the service
 
 @contextlib.contextmanager
-def serving(run_dir: Path, workdir: Path, *flags: str) -> Iterator[str]:
+def serving(run_dir: Path, workdir: Path, *flags: str, src: Path = ROOT / "src") -> Iterator[str]:
     """`digitnet serve RUN FLAGS…` in its own process on a free port of 127.0.0.1; yields its
-    URL, and stops it afterwards. Its output goes to WORKDIR/serve.log."""
+    URL, and stops it afterwards. Its output goes to WORKDIR/serve.log. `src`: the digitnet
+    sources to run (another checkout's, to measure what an attack finds there)."""
     import socket
 
     with socket.socket() as sock:
@@ -836,14 +839,18 @@ def serving(run_dir: Path, workdir: Path, *flags: str) -> Iterator[str]:
     with open(log, "wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "digitnet", "serve", str(run_dir),
                                  "--port", str(port), *flags], stdout=out, stderr=out,
-                                env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+                                env={**os.environ, "PYTHONPATH": str(src)})
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for_health(url, proc, log)
         yield url
     finally:
         proc.terminate()
-        proc.wait(timeout=30)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:  # stuck in a request (the attack part finds such)
+            proc.kill()
+            proc.wait(timeout=30)
 
 
 def wait_for_health(url: str, proc: subprocess.Popen, log: Path, seconds: float = 120) -> None:
@@ -913,14 +920,14 @@ def service_faults(url: str, cases: int) -> dict[str, Any]:
             out["server_errors"] += failed
     limit = httpx.get(f"{url}/model").json()["limits"]["max_body_bytes"]
     t0 = time.perf_counter()
-    answer = raw_request(url, (f"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: "
+    answer = raw_request(url, (f"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
                                f"image/png\r\nContent-Length: {limit * 10}\r\n\r\n").encode())
     out["oversized"] = {"declared": limit * 10, "status": answer.split(b"\r\n")[0].decode(),
                         "seconds": round(time.perf_counter() - t0, 2)}
     slow = []
     for _ in range(64):
         s = socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])))
-        s.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Le")
+        s.sendall(b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Le")
         slow.append(s)
     t0 = time.perf_counter()
     health = httpx.get(f"{url}/health", timeout=30).status_code
@@ -1127,18 +1134,63 @@ def run_full_disk(workdir: Path, cases: int, kills: int) -> dict[str, Any]:
     return full_disk(workdir, reference_run(workdir))
 
 
+ATTACK_SCALE = 0  # --attack-scale; 0: from --cases
+
+
+def run_attack(workdir: Path, cases: int, kills: int, before: str | None = None,
+               classes: tuple[int, ...] = (), previous: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The eight classes of tests/attacks.py at a scale that follows --cases (10,000 → 25);
+    with `before` (a git revision), also a smaller run against that revision's sources, to
+    count what the attack finds without the fixes. `classes`: rerun only these, keeping the
+    others' results from `previous`."""
+    import attacks
+
+    scale = ATTACK_SCALE or max(1, cases // 400)
+    now = attacks.run_attacks(workdir / "attack", reference_run(workdir), scale,
+                              classes or tuple(attacks.TITLES),
+                              log=lambda s: print(" ", s, flush=True))
+    out: dict[str, Any] = {"scale": scale, "now": {c: asdict(o) for c, o in now.items()},
+                           "generators": {c: attacks.describe(c) for c in now}}
+    if classes and previous:
+        def by_name(d: dict) -> dict:  # keys are ints here, strings once read back from JSON
+            return {str(k): v for k, v in d.items()}
+
+        keep = {k: v for k, v in by_name(previous["now"]).items() if int(k) not in classes}
+        out = {**previous, "now": {**keep, **by_name(out["now"])},
+               "generators": {**by_name(previous["generators"]), **by_name(out["generators"])}}
+        out["now"] = dict(sorted(out["now"].items(), key=lambda kv: int(kv[0])))
+        return out
+    if before:
+        src = workdir / "before-src"
+        if not src.exists():
+            src.mkdir(parents=True)
+            archive = subprocess.run(["git", "-C", str(ROOT), "archive", before, "src"],
+                                     capture_output=True, check=True).stdout
+            subprocess.run(["tar", "-x", "-C", str(src)], input=archive, check=True)
+        old_scale = max(1, scale // 5)
+        then = attacks.run_attacks(workdir / "attack-before", reference_run(workdir), old_scale,
+                                   src=src / "src", log=lambda s: print(" before:", s, flush=True))
+        out["before"] = {"revision": before, "scale": old_scale,
+                         "results": {c: asdict(o) for c, o in then.items()}}
+    return out
+
+
 PARTS = {"fuzz": run_fuzz, "bombs": run_bombs, "kills": run_kills, "diverge": run_diverge,
          "full_disk": run_full_disk, "downloads": run_downloads, "service": run_service,
-         "load": run_load}
+         "load": run_load, "attack": run_attack}
 
 
 def full_run(workdir: Path, cases: int, kills: int, parts: list[str],
-             results: dict[str, Any]) -> dict[str, Any]:
+             results: dict[str, Any], before: str | None = None,
+             classes: tuple[int, ...] = ()) -> dict[str, Any]:
     """Run the chosen parts at full count into `results` (which may hold an earlier run's)."""
     for part in parts:
         t0 = time.perf_counter()
         if part == "fuzz":
             results[part] = run_fuzz(workdir, cases, kills, results.get("fuzz", {}))
+        elif part == "attack":
+            results[part] = run_attack(workdir, cases, kills, before, classes,
+                                       results.get("attack"))
         else:
             results[part] = PARTS[part](workdir, cases, kills)
         results.setdefault("seconds", {})[part] = round(time.perf_counter() - t0, 1)
@@ -1154,6 +1206,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workdir", default="/tmp/digitnet-reliability")
     p.add_argument("--parts", default=",".join(PARTS),
                    help="comma list of parts to run; the others keep their last results")
+    p.add_argument("--attack-before", metavar="REV",
+                   help="also run the attack part against this git revision (before the fixes)")
+    p.add_argument("--attack-scale", type=int, default=0,
+                   help="cases per class of the attack part, as a multiple of the default "
+                        "tests' (default: --cases / 400)")
+    p.add_argument("--attack-classes", default="",
+                   help="comma list: rerun only these classes of the attack part")
     p.add_argument("--worker", nargs=5, metavar=("KIND", "ARG", "CASES", "DIR", "MEMORY"))
     args = p.parse_args(argv)
     if args.worker:
@@ -1167,13 +1226,18 @@ def main(argv: list[str] | None = None) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     saved = workdir / "results.json"
     results = json.loads(saved.read_text()) if saved.exists() else {}
-    full_run(workdir, args.cases, args.kills, args.parts.split(","), results)
+    global ATTACK_SCALE
+    ATTACK_SCALE = args.attack_scale
+    full_run(workdir, args.cases, args.kills, args.parts.split(","), results, args.attack_before,
+             tuple(int(c) for c in args.attack_classes.split(",") if c))
     saved.write_text(json.dumps(results, indent=2))
     from reliability_report import write_report
 
     write_report(results, ROOT / "docs" / "reliability.md",
                  command=f"python -m tests.reliability --full --cases {args.cases} "
-                         f"--kills {args.kills}")
+                         f"--kills {args.kills}"
+                         + (f" --attack-scale {args.attack_scale}" if args.attack_scale else "")
+                         + (f" --attack-before {args.attack_before}" if args.attack_before else ""))
     print(f"wrote docs/reliability.md ({sum(results['seconds'].values()):.0f} s in all)")
     return 0
 

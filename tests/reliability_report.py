@@ -53,7 +53,81 @@ FIXED = [
      "fuzz", "`DigitnetError` escapes CR and LF: every message is one line"),
     ("kill -9", "`--resume` of a run killed before its first write failed (no config.json)",
      "reading", "it starts the run; stale `.NAME.*.tmp` files are removed when a run starts"),
+    ("Keras files (1)", "`Dense(units=10**7)` in a 40 KB .keras aborted the process (XLA) when the "
+     "model was built; an HDF5 dataset listed many times was charged per array, not per file",
+     "attack", "`digitnet.budget`: layer sizes and total parameters checked before anything is "
+     "built (MLPSpec and the Keras loader); an HDF5 file's datasets summed over every path to them"),
+    ("images (1, 3)", "a 4096² RGBA PNG built full-size float64 arrays (~640 MiB); decodes in "
+     "flight were bounded only by the thread pool; a progressive JPEG of thousands of scans cost "
+     "seconds of CPU", "attack", "decoded in uint8, reduced to 512 px before any float work; "
+     "JPEGs drafted by libjpeg; a byte-counted gate on decodes in flight; at most 64 scans and "
+     "4×10⁸ pixel-scans per JPEG"),
+    ("service (2)", "100,000-deep JSON (RecursionError), a pixel of 10⁴⁰⁰ (OverflowError), a LAB "
+     "TIFF (converted outside the error handling): plain-text 500s", "attack",
+     "400/422 JSON: the parser's depth guard caught, integers over 32 digits refused, every mode "
+     "conversion inside the decoder's error handling"),
+    ("files (5)", "HDF5 external links, external storage and virtual datasets followed (a FIFO "
+     "hung the loader); history.csv → /dev/zero or a FIFO: MemoryError or a hang; a sparse 3 GiB "
+     "weights file read whole", "attack", "`digitnet.safefiles`: no symlinks in a run dir, "
+     "regular files only, opened non-blocking, size checked on the descriptor; every HDF5 link "
+     "walked before a byte is read"),
+    ("CLI (6)", "`--seed 2**70`, `--hidden 1000000000`, `serve --port 99999`, `lr = true`, "
+     "`export --opset 1000000`, a FIFO as TOML file, an empty split, encrypted or bzip2 members, "
+     "deep configs, 1-D or mismatched IDX to predict: tracebacks, hangs or accepted", "attack",
+     "strict types and bounds in MLPSpec/TrainConfig, port and opset checked, TOML through "
+     "safefiles, zip members' flags and methods checked, predict's IDX headers checked against "
+     "the model first"),
+    ("run dirs (7)", "NaN kernels, an infinite preprocessing scale, a negative input_shape, "
+     "`\"deskew\": \"false\"` loaded, then predicted NaN", "attack",
+     "weights and preprocessing checked finite at load; every model field strictly typed"),
+    ("HTTP (8)", "the Host header was never checked (DNS rebinding)", "attack",
+     "`serve.guard.HostGuard`: localhost names only when bound to loopback (`--allowed-hosts`), "
+     "a 400 JSON answer otherwise"),
 ]
+
+
+TITLES = {1: "memory amplified before any limit", 2: "5xx from the service", 3: "CPU bombs",
+          4: "slow clients", 5: "files that point elsewhere", 6: "tracebacks instead of one line",
+          7: "bad values accepted at load", 8: "the HTTP layer"}
+
+
+def attack_section(a: dict[str, Any]) -> list[str]:
+    """The eight classes of issue 16: what was generated, failures before the fixes and now,
+    and the cost of the worst case."""
+    before = a.get("before", {})
+    then = before.get("results", {})
+    lines = ["", "## Hostile inputs by class (issue 16)", "",
+             "`tests/attacks.py` generates each class's cases at random (scale "
+             f"{a['scale']}: the default tests run scale 1). Library and CLI cases run in a worker "
+             "limited to 3 GiB of address space (a case over 30 s kills it); service cases go to "
+             "a fresh `digitnet serve` per class, whose CPU seconds per request and peak RSS "
+             "(VmHWM) are read from /proc. Worst case = the case that cost the most CPU seconds "
+             "(the worker's, or the server's for service cases); peak RSS = the worker's or the "
+             "server's, whichever is larger."
+             + (f" *Before the fixes*: the same generators at scale {before['scale']} against "
+                f"revision {before['revision']}; a worker that died (an XLA abort, a hang on a "
+                "FIFO) counts as one failure for all its cases." if before else ""), "",
+             row("class", "cases generated", "cases", "failed before the fixes", "failed now",
+                 "worst case", "its CPU s", "peak RSS"),
+             row(*["---"] * 8)]
+    for cls, r in a["now"].items():
+        old = then.get(cls) or then.get(str(cls))
+        old_text = f"{old['failed']} of {old['cases']}" if old else "—"
+        lines.append(row(f"{cls}. {TITLES[int(cls)]}", a["generators"][cls].replace("|", "/"),
+                         f"{r['cases']:,}", old_text, r["failed"],
+                         r["worst_case"].replace("|", "/"), f"{r['worst_cpu_s']:.2f}",
+                         f"{r['peak_rss_mb']:.0f} MB"))
+    failing = {cls: r for cls, r in a["now"].items() if r["failed"]}
+    if failing:
+        lines += ["", "Failing now (first cases of each class):", ""]
+        for cls, r in failing.items():
+            lines += [f"- class {cls}: " + "; ".join(f"`{f}`" for f in r["failures"][:3])]
+    if then:
+        lines += ["", "Examples found before the fixes:", ""]
+        for cls, r in then.items():
+            if r["failures"]:
+                lines += [f"- class {cls}: " + "; ".join(f"`{f[:160]}`" for f in r["failures"][:2])]
+    return lines
 
 
 def row(*cells: Any) -> str:
@@ -100,50 +174,53 @@ def write_report(results: dict[str, Any], path: Path, command: str) -> None:
                        "Lambda/TFOpLambda/unknown layers, modules `os`/`builtins`/`__main__`, "
                        "custom registered names, a 256 MiB zip bomb; random bytes. Nothing may "
                        "be written beside the file"}
-    for name, what in inputs.items():
-        r = results["fuzz"][name]
-        if "cases" not in r:
-            lines.append(row(name, what, "—", "—", "—", r.get("failure", "?")[:200], "—", "—"))
-            continue
-        other = r["failure"] or 0
-        lines.append(row(name, what, f"{r['cases']:,}", f"{r['accepted']:,}",
-                         f"{r['rejected']:,}", other, f"{r['slowest_s']:.2f} s",
-                         f"{r['peak_rss_mb']:.0f} MB"))
-    lines += ["", "Decompression bombs, each in a process limited to 1 GiB of address space:", "",
-              row("bomb", "outcome"), row("---", "---")]
-    for which in ("idx", "images"):
-        for label, outcome in results["bombs"][which].get("results", {}).items():
-            lines.append(row(f"{which}: {label}", outcome.replace("|", "/")))
-    lines += ["", "Peak RSS of the bomb processes: " + ", ".join(
-        f"{which} {results['bombs'][which].get('peak_rss_mb', 0):.0f} MB"
-        for which in ("idx", "images")) + "."]
-    k = results["kills"]
-    at: dict[int, int] = {}
-    for kill in k["kills"]:
-        at[kill["checkpoint_after"]] = at.get(kill["checkpoint_after"], 0) + 1
-    temps = sum(1 for kill in k["kills"] if kill["temps"])
-    startup = sum(1 for kill in k["kills"] if kill["aim"] == "start-up")
-    lines += [
-        "",
-        "## kill -9 during `digitnet train`",
-        "",
-        f"{len(k['kills'])} SIGKILLs over {k['processes']} processes of `digitnet train "
-        f"--data-dir SUBSET --hidden 32 --epochs {k['epochs']} --seed 7 --out DIR --resume` "
-        "(2,000 MNIST training images; a checkpoint after every epoch), each aimed at a random "
-        f"point: {startup} in start-up, the others inside a random epoch or the final save. "
-        "Checkpoint epoch on disk right after each kill (epoch: kills): "
-        + ", ".join(f"{e}: {n}" for e, n in sorted(at.items())) + ".",
-        "",
-        "- After every kill each file in the run directory loaded (config.json, the "
-        "checkpoint with finite tensors, history.csv, and the whole model when weights were "
-        f"there); temporary `.NAME.*.tmp` files were left by {temps} kills, never read, and "
-        "removed by the next run.",
-        "- The checkpoint epoch never went back: a kill lost at most the epoch in progress.",
-        f"- {k['completions']} runs were resumed to the end; {k['identical']} of "
-        f"{k['completions']} have weights equal bit for bit to an uninterrupted run "
-        f"({k['seconds']:.0f} s in all).",
-        "",
-    ]
+    if "fuzz" in results:
+        for name, what in inputs.items():
+            r = results["fuzz"][name]
+            if "cases" not in r:
+                lines.append(row(name, what, "—", "—", "—", r.get("failure", "?")[:200], "—", "—"))
+                continue
+            other = r["failure"] or 0
+            lines.append(row(name, what, f"{r['cases']:,}", f"{r['accepted']:,}",
+                             f"{r['rejected']:,}", other, f"{r['slowest_s']:.2f} s",
+                             f"{r['peak_rss_mb']:.0f} MB"))
+    if "bombs" in results:
+        lines += ["", "Decompression bombs, each in a process limited to 1 GiB of address space:", "",
+                  row("bomb", "outcome"), row("---", "---")]
+        for which in ("idx", "images"):
+            for label, outcome in results["bombs"][which].get("results", {}).items():
+                lines.append(row(f"{which}: {label}", outcome.replace("|", "/")))
+        lines += ["", "Peak RSS of the bomb processes: " + ", ".join(
+            f"{which} {results['bombs'][which].get('peak_rss_mb', 0):.0f} MB"
+            for which in ("idx", "images")) + "."]
+    if "kills" in results:
+        k = results["kills"]
+        at: dict[int, int] = {}
+        for kill in k["kills"]:
+            at[kill["checkpoint_after"]] = at.get(kill["checkpoint_after"], 0) + 1
+        temps = sum(1 for kill in k["kills"] if kill["temps"])
+        startup = sum(1 for kill in k["kills"] if kill["aim"] == "start-up")
+        lines += [
+            "",
+            "## kill -9 during `digitnet train`",
+            "",
+            f"{len(k['kills'])} SIGKILLs over {k['processes']} processes of `digitnet train "
+            f"--data-dir SUBSET --hidden 32 --epochs {k['epochs']} --seed 7 --out DIR --resume` "
+            "(2,000 MNIST training images; a checkpoint after every epoch), each aimed at a random "
+            f"point: {startup} in start-up, the others inside a random epoch or the final save. "
+            "Checkpoint epoch on disk right after each kill (epoch: kills): "
+            + ", ".join(f"{e}: {n}" for e, n in sorted(at.items())) + ".",
+            "",
+            "- After every kill each file in the run directory loaded (config.json, the "
+            "checkpoint with finite tensors, history.csv, and the whole model when weights were "
+            f"there); temporary `.NAME.*.tmp` files were left by {temps} kills, never read, and "
+            "removed by the next run.",
+            "- The checkpoint epoch never went back: a kill lost at most the epoch in progress.",
+            f"- {k['completions']} runs were resumed to the end; {k['identical']} of "
+            f"{k['completions']} have weights equal bit for bit to an uninterrupted run "
+            f"({k['seconds']:.0f} s in all).",
+            "",
+        ]
     if "downloads" in results:
         dl = results["downloads"]
         lines += [
@@ -205,31 +282,36 @@ def write_report(results: dict[str, Any], path: Path, command: str) -> None:
                 f"{ld['rss_start_mb']} → {ld['rss_end_mb']} MB ({growth:+.1f} %)"),
             "",
         ]
-    d = results["diverge"]
-    lines += [
-        "## NaN / Inf loss",
-        "",
-        "One SGD epoch at lr 0.01, then `--resume --epochs 3 --lr 1e12`: exit "
-        f"{d['exit']}, stderr `{d['stderr']}`; the checkpoint stays at epoch "
-        f"{d['checkpoint_epoch']} (finite: {d['checkpoint_finite']}), weights.safetensors "
-        f"unchanged: {d['weights_kept']}.",
-        "",
-    ]
-    f = results["full_disk"]
-    lines += ["## Full disk", ""]
-    if "skipped" in f:
-        lines.append(f"Skipped: {f['skipped']}.")
-    else:
+    if "diverge" in results:
+        d = results["diverge"]
         lines += [
-            f"A tmpfs of {f['tmpfs_bytes']:,} bytes holding a saved model (1.5 × its size):",
+            "## NaN / Inf loss",
             "",
-            f"- `Model.save` over it: {f['api']}; files unchanged: {f['api_unchanged']}.",
-            f"- `digitnet train --out NEW` beside it: exit {f['cli_exit']}, stderr "
-            f"`{f['cli_stderr']}`; previous model unchanged: {f['model_kept']}; files after: "
-            f"{', '.join(f['files_after'])}.",
+            "One SGD epoch at lr 0.01, then `--resume --epochs 3 --lr 1e12`: exit "
+            f"{d['exit']}, stderr `{d['stderr']}`; the checkpoint stays at epoch "
+            f"{d['checkpoint_epoch']} (finite: {d['checkpoint_finite']}), weights.safetensors "
+            f"unchanged: {d['weights_kept']}.",
+            "",
         ]
+    if "full_disk" in results:
+        f = results["full_disk"]
+        lines += ["## Full disk", ""]
+        if "skipped" in f:
+            lines.append(f"Skipped: {f['skipped']}.")
+        else:
+            lines += [
+                f"A tmpfs of {f['tmpfs_bytes']:,} bytes holding a saved model (1.5 × its size):",
+                "",
+                f"- `Model.save` over it: {f['api']}; files unchanged: {f['api_unchanged']}.",
+                f"- `digitnet train --out NEW` beside it: exit {f['cli_exit']}, stderr "
+                f"`{f['cli_stderr']}`; previous model unchanged: {f['model_kept']}; files after: "
+                f"{', '.join(f['files_after'])}.",
+            ]
+    if "attack" in results:
+        lines += attack_section(results["attack"])
     lines += ["", "## Failures found and fixed", "",
               "Found by: *fuzz* = the fuzzer above reproduced it on the code before the fix; "
+              "*attack* = tests/attacks.py did, run against the code before the fixes; "
               "*probe* = a hand-made input; *reading* = found reading the code.", "",
               row("area", "failure", "found by", "fix"), row("---", "---", "---", "---")]
     lines += [row(*item) for item in FIXED]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import os
 
+import attacks
 import numpy as np
 import pytest
 import reliability as rel
@@ -102,3 +103,11 @@ def test_downloads_killed_or_run_twice_at_once_never_corrupt_the_cache(tmp_path)
     assert set(out["concurrent"]["cache"].values()) == {"good"}
     assert out["concurrent"]["requests"] == 4  # the second process waited, then found them
 
+
+
+@pytest.mark.parametrize("cls", attacks.WORKER_CLASSES)
+def test_hostile_files_and_options_of_each_class_end_in_one_line(cls, tmp_path):
+    """Issue 16, library and CLI side: a few generated cases of each class (the full suite runs
+    hundreds: `python -m tests.reliability --full --parts attack`)."""
+    out = attacks.run_worker(cls, 8, tmp_path, seed=cls, src=attacks.ROOT / "src")
+    assert out.cases >= 8 and out.failed == 0, out.failures

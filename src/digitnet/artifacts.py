@@ -10,12 +10,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import jax
 import numpy as np
 
+from digitnet.budget import MAX_PARAMS
 from digitnet.callbacks import Callback, TrainState
 from digitnet.engine import steps_per_epoch
 from digitnet.errors import ConfigError, ModelFileError
@@ -24,6 +26,7 @@ from digitnet.files import atomic_write_bytes as atomic_write_bytes  # the run d
 from digitnet.files import atomic_write_files as atomic_write_files
 from digitnet.model import MLPSpec, init_params
 from digitnet.optimizers import make_optimizer
+from digitnet.safefiles import read_regular
 
 if TYPE_CHECKING:
     from digitnet.trainconfig import TrainConfig
@@ -35,6 +38,11 @@ WEIGHTS = "weights.safetensors"
 HISTORY = "history.csv"
 CHECKPOINT = "checkpoint.safetensors"
 HISTORY_FIELDS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds")
+# Largest files a loader reads: weights of MAX_PARAMS float32 values plus their header; config
+# and history are text of a few kB.
+MAX_TENSOR_BYTES = 4 * MAX_PARAMS + (16 << 20)
+MAX_JSON_BYTES = 16 << 20
+MAX_HISTORY_BYTES = 16 << 20
 
 
 def remove_stale_temps(folder: Path) -> list[Path]:
@@ -57,11 +65,7 @@ def json_bytes(obj: Any) -> bytes:
 
 def read_json(path: Path) -> dict[str, Any]:
     try:
-        obj = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise ModelFileError(f"{path}: no such file") from None
-    except OSError as exc:
-        raise ModelFileError(f"{path}: cannot read ({exc.strerror})") from None
+        obj = json.loads(read_regular(path, MAX_JSON_BYTES, Path(path).parent))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ModelFileError(f"{path}: not valid JSON ({exc})") from None
     except RecursionError:
@@ -86,12 +90,7 @@ def read_tensors(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     from safetensors import SafetensorError
     from safetensors.numpy import load
 
-    try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise ModelFileError(f"{path}: no such file") from None
-    except OSError as exc:
-        raise ModelFileError(f"{path}: cannot read ({exc.strerror})") from None
+    data = read_regular(path, MAX_TENSOR_BYTES, Path(path).parent)
     try:
         tensors = load(data)
         header_len = int.from_bytes(data[:8], "little")
@@ -121,6 +120,8 @@ def tensors_to_params(tensors: dict[str, np.ndarray], sizes: list[int], path: Pa
                 raise ModelFileError(
                     f"{path}: {key} is {v.dtype} {v.shape}, the config needs float32 {shape}"
                 )
+            if not np.isfinite(v).all():
+                raise ModelFileError(f"{path}: {key} holds NaN or infinite values")
             layer[name] = v
         params.append(layer)
     return params
@@ -140,15 +141,15 @@ def history_bytes(history: list[dict[str, float]]) -> bytes:
 
 
 def read_history(path: Path) -> list[dict[str, float]]:
-    if not Path(path).exists():
+    if not os.path.lexists(path):
         return []
     rows = []
     try:
-        with open(path, newline="") as f:
-            for row in csv.DictReader(f):
-                rows.append({k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()
-                             if k in HISTORY_FIELDS and v not in ("", None)})
-    except (OSError, UnicodeDecodeError, csv.Error, ValueError, TypeError) as exc:
+        text = read_regular(path, MAX_HISTORY_BYTES, Path(path).parent).decode()
+        for row in csv.DictReader(io.StringIO(text, newline="")):
+            rows.append({k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()
+                         if k in HISTORY_FIELDS and v not in ("", None)})
+    except (UnicodeDecodeError, csv.Error, ValueError, TypeError) as exc:
         raise ModelFileError(f"{path}: not a valid history file ({exc})") from None
     return rows
 
@@ -214,6 +215,8 @@ def read_stats(tensors: dict[str, np.ndarray], spec: MLPSpec, path: Path) -> dic
         v = tensors.get(f"preprocess.{k}")
         if v is None or v.shape != (spec.input_dim,) or v.dtype != np.float32:
             raise ModelFileError(f"{path}: missing or malformed tensor preprocess.{k}")
+        if not np.isfinite(v).all():
+            raise ModelFileError(f"{path}: preprocess.{k} holds NaN or infinite values")
         stats[k] = v
     return stats
 

@@ -93,6 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--ray", action="store_true",
                     help="run as a Ray Serve deployment (RAY_ADDRESS or a new local Ray)")
     sv.add_argument("--replicas", type=int, default=1, help="Ray Serve replicas (with --ray; default 1)")
+    sv.add_argument("--allowed-hosts", help="comma-separated Host names to answer, or * for any "
+                    "(default: localhost names when bound to a loopback address, else any)")
 
     ex.add_argument("--format", default="onnx", help="onnx (the only one so far)")
     ex.add_argument("--out", help="output file (default RUN/model.onnx)")
@@ -193,7 +195,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if not args.files and not args.indices:
         raise UsageError("predict: give image/IDX files or --indices")
     model = load(args.run)
-    names, x = read_inputs(args.files)
+    names, x = read_inputs(args.files, model.spec.input_shape)
     truth: list[int | None] = [None] * len(names)
     if args.indices:
         ds = dataset_from_config(model.config)
@@ -241,8 +243,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
                          "pip install 'digitnet[serve]'") from None
     given = {k: getattr(args, k) for k in ("max_body_bytes", "max_batch", "max_image_pixels")
              if getattr(args, k) is not None}
+    from digitnet.serve.guard import default_hosts, parse_hosts
+    from digitnet.serve.limits import check_port
+
     try:
         limits = Limits(**given)
+        check_port(args.port)
+        hosts = parse_hosts(args.allowed_hosts) if args.allowed_hosts else default_hosts(args.host)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     if args.max_queue < 1 or not 0 <= args.batch_wait_ms <= 1000:
@@ -251,7 +258,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                             max_connections=args.max_connections, header_timeout=args.header_timeout,
                             body_timeout=args.body_timeout, access_log=args.access_log)
     app_args = {"model_dir": str(args.run), "limits": limits.to_dict(), "max_queue": args.max_queue,
-                "batch_wait_ms": args.batch_wait_ms}
+                "batch_wait_ms": args.batch_wait_ms, "allowed_hosts": hosts}
     if args.ray:
         try:
             from digitnet.serve.ray import serve_on_ray

@@ -12,6 +12,7 @@ recipe < TOML file < flags/keywords. A config file is flat: every key is an opti
 from __future__ import annotations
 
 import dataclasses
+import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from typing import Any
 from digitnet.errors import ConfigError
 from digitnet.options import did_you_mean, option
 from digitnet.recipes import recipe_options
+from digitnet.safefiles import read_regular
 from digitnet.spec import MLPSpec
 from digitnet.trainconfig import TrainConfig
 
@@ -38,19 +40,23 @@ OPTION_CLASSES = (("Model", MLPSpec), ("Training", TrainConfig), ("Data and outp
 FIELDS = {f.name: f for _, cls in OPTION_CLASSES for f in dataclasses.fields(cls)}
 ALIASES = {a: name for name, f in FIELDS.items() for a in f.metadata["aliases"]}
 RUN_KEYS = tuple(f.name for f in dataclasses.fields(RunOptions))
+MAX_TOML_BYTES = 1 << 20
 MODEL_KEYS = tuple(f.name for f in dataclasses.fields(MLPSpec))
 TRAIN_KEYS = tuple(f.name for f in dataclasses.fields(TrainConfig))
 Resolved = tuple[MLPSpec, TrainConfig, dict[str, Any]]
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:
+    if not os.path.lexists(path):
+        raise ConfigError(f"{path}: no such config file")
+    # A FIFO or a device named as the config file is refused, not waited on or read forever.
+    data = read_regular(path, MAX_TOML_BYTES, error=ConfigError, follow=True)
     try:
-        with open(path, "rb") as f:
-            return tomllib.load(f)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file") from None
-    except tomllib.TOMLDecodeError as exc:
+        return tomllib.loads(data.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: invalid TOML ({exc})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: TOML nested too deeply") from None
 
 
 def check_keys(keys: Any, where: str = "") -> None:

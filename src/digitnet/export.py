@@ -116,8 +116,9 @@ def to_onnx(model: Model, opset: int = MIN_OPSET, name: str = "digitnet") -> Any
         from onnx import TensorProto, helper, numpy_helper
     except ImportError:
         raise ConfigError("ONNX export needs the onnx package: pip install 'digitnet[onnx]'") from None
-    if opset < MIN_OPSET:
-        raise ConfigError(f"opset must be at least {MIN_OPSET}, got {opset}")
+    newest = onnx.defs.onnx_opset_version()  # an opset the onnx package does not know is refused
+    if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= newest:
+        raise ConfigError(f"opset must be within {MIN_OPSET}…{newest}, got {opset!r}")
     spec = model.spec
 
     def const(key: str, value: np.ndarray) -> Any:

@@ -7,9 +7,11 @@ Declared with option metadata (digitnet.options) and free of JAX, so that the CL
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from digitnet.budget import check_layer_sizes
 from digitnet.errors import ConfigError
 from digitnet.options import choose, option, parse_list
 
@@ -20,6 +22,25 @@ ACTIVATION_NAMES = ("relu", "sigmoid", "tanh", "gelu", "elu", "leaky_relu", "sel
 #   center: x/255 - 0.5 (the tutorial)   unit: x/255   standardize: per-pixel (x-mean)/std
 #   none: the input is used as given (the Keras front end, where the user scales).
 PREPROCESS = ("center", "unit", "standardize", "none")
+
+
+def int_tuple(values: Any, name: str) -> tuple[int, ...]:
+    """Whole numbers (bool, float and str refused), as Python ints."""
+    if not isinstance(values, list | tuple) or not all(
+            isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in values):
+        raise ConfigError(f"{name} must be whole numbers, got {values!r}")
+    return tuple(int(v) for v in values)
+
+
+def float_tuple(values: Any, name: str) -> tuple[float, ...]:
+    """Finite real numbers (bool and str refused), as Python floats."""
+    if not isinstance(values, list | tuple) or not all(
+            isinstance(v, numbers.Real) and not isinstance(v, bool) for v in values):
+        raise ConfigError(f"{name} must be numbers, got {values!r}")
+    out = tuple(float(v) for v in values)
+    if not all(math.isfinite(v) for v in out):
+        raise ConfigError(f"{name} must be finite, got {values!r}")
+    return out
 
 
 @dataclass(frozen=True)
@@ -46,24 +67,36 @@ class MLPSpec:
                           "(digitnet.deskew)")
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "input_shape", tuple(int(d) for d in self.input_shape))
-        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
-        drop = tuple(float(d) for d in per_layer(self.dropout, len(self.hidden), "dropout"))
-        object.__setattr__(self, "input_dropout", float(self.input_dropout))
+        # Strict types: a model file saying "deskew": "false" or "hidden": [64.5] is refused,
+        # not read as something else (digitnet.budget bounds the sizes).
+        object.__setattr__(self, "input_shape", int_tuple(self.input_shape, "input_shape"))
+        object.__setattr__(self, "hidden", int_tuple(self.hidden, "hidden"))
+        object.__setattr__(self, "num_classes", int_tuple((self.num_classes,), "num_classes")[0])
+        drop = float_tuple(per_layer(self.dropout, len(self.hidden), "dropout"), "dropout")
+        object.__setattr__(self, "input_dropout",
+                           float_tuple((self.input_dropout,), "input_dropout")[0])
         if any(not 0.0 <= d < 1.0 for d in (*drop, self.input_dropout)):
             raise ConfigError(f"dropout rates must be in [0, 1), got {[*drop, self.input_dropout]}")
         object.__setattr__(self, "dropout", drop if any(drop) else ())
+        if not isinstance(self.activations, list | tuple | str):
+            raise ConfigError(f"activations must be a list of names, got {self.activations!r}")
         acts = per_layer(self.activations, len(self.hidden), "activations")
-        object.__setattr__(self, "activations", tuple(str(a) for a in acts))
+        if not all(isinstance(a, str) for a in (self.activation, self.preprocess, *acts)):
+            raise ConfigError("activation, activations and preprocess must be names (strings)")
+        object.__setattr__(self, "activations", tuple(acts))
         for act in (self.activation, *self.activations):
             choose("activation", act, ACTIVATION_NAMES)
         choose("preprocess", self.preprocess, PREPROCESS)
-        object.__setattr__(self, "deskew", bool(self.deskew))
+        if not isinstance(self.deskew, bool):
+            raise ConfigError(f"deskew must be true or false, got {self.deskew!r}")
         if self.deskew and (len(self.input_shape) != 2 or self.preprocess == "none"):
             raise ConfigError("deskew needs 2-D images of raw 0-255 pixels (input_shape (H, W) "
                               "and a preprocess other than 'none')")
-        if any(h <= 0 for h in self.hidden) or self.num_classes < 2 or self.input_dim <= 0:
+        if any(d <= 0 for d in (*self.input_shape, *self.hidden)) or self.num_classes < 2:
             raise ConfigError("layer sizes must be positive and there must be at least 2 classes")
+        if not 1 <= len(self.input_shape) <= 3:
+            raise ConfigError(f"input_shape must have 1 to 3 dimensions, got {self.input_shape}")
+        check_layer_sizes(self.sizes, "model")
 
     @property
     def input_dim(self) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -21,6 +22,40 @@ LOSSES = ("cross_entropy", "mse")  # digitnet.metrics computes them
 AUG_KEYS = ("aug_shift", "aug_rotate", "aug_scale", "aug_shear", "elastic_alpha")
 
 REG = "regularisation"
+
+
+# Upper bounds of the integer options: beyond them a run could not finish, and a seed must fit
+# the 64-bit counter of JAX's random keys.
+INT_BOUNDS = {"epochs": 100_000, "batch_size": 1 << 20, "seed": (1 << 63) - 1, "patience": 100_000,
+              "chunks_per_epoch": 100_000, "step_epochs": 100_000}
+
+
+def check_types(cfg: Any) -> None:
+    """Each field holds its declared type (an int for int, a finite real for float, true/false
+    for bool): `lr = true` or `seed = 2**70` from a TOML file or a run's config.json is refused
+    here, whichever entry point built the config."""
+    for name, f in cfg.__dataclass_fields__.items():
+        value, kind = getattr(cfg, name), f.type
+        if kind == "bool":
+            if not isinstance(value, bool):
+                raise ConfigError(f"{name} must be true or false, got {value!r}")
+        elif kind == "int":
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise ConfigError(f"{name} must be a whole number, got {value!r}")
+            bound = INT_BOUNDS.get(name, 1 << 31)
+            if not 0 <= value <= bound:
+                raise ConfigError(f"{name} must be within 0…{bound:,}, got {value}")
+            setattr(cfg, name, int(value))
+        elif kind == "float":
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise ConfigError(f"{name} must be a number, got {value!r}")
+            if not math.isfinite(value):
+                raise ConfigError(f"{name} must be finite, got {value!r}")
+            setattr(cfg, name, float(value))
+        elif kind == "str" and not isinstance(value, str):
+            if name == "validation" and isinstance(value, numbers.Real) and not isinstance(value, bool):
+                continue  # a fraction, as a number: "0.1" and 0.1 mean the same
+            raise ConfigError(f"{name} must be a string, got {value!r}")
 
 
 @dataclass
@@ -62,6 +97,7 @@ class TrainConfig:
     elastic_sigma: float = option(4.0, "elastic distortion σ, pixels", group=REG)
 
     def __post_init__(self) -> None:
+        check_types(self)
         self.validation = str(self.validation)
         choose("optimizer", self.optimizer, OPTIMIZERS)
         choose("schedule", self.schedule, SCHEDULES)

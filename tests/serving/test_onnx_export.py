@@ -61,7 +61,7 @@ def test_every_activation(activation, mnist):
 
 @pytest.mark.parametrize("args, message", [
     (["--format", "tflite"], "unknown export format 'tflite'"),
-    (["--opset", "16"], "opset must be at least 17"),
+    (["--opset", "16"], "opset must be within 17"),
 ])
 def test_bad_export_options(run_dir, args, message, capsys):
     assert main(["export", str(run_dir), *args]) == 2

@@ -201,6 +201,8 @@ def check_arrays(arrays: dict[str, np.ndarray], paths: dict[str, Path]) -> None:
             raise DataError(f"{yp}: labels must be integers of shape (N,), got {y.dtype} {y.shape}")
         if len(x) != len(y):
             raise DataError(f"{yp}: {len(y)} labels but {xp.name} holds {len(x)} images")
+        if not len(y):
+            raise DataError(f"{xp}: the {split} split is empty (no images)")
         if len(y) and y.min() < 0:
             raise DataError(f"{yp}: negative label {y.min()}")
     if arrays["train_images"].shape[1:] != arrays["test_images"].shape[1:]:

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from digitnet.errors import DataError
+from digitnet.safefiles import read_regular
 
 # dtype code -> big-endian numpy dtype, as in the IDX specification.
 DTYPES: dict[int, np.dtype] = {
@@ -80,13 +81,9 @@ def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
 
 def read_raw(path: str | os.PathLike) -> bytes:
     """The bytes of a file as stored, with a clear error when it cannot be read."""
-    path = Path(path)
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
+    # A dataset file may be a symlink to the real one, but never a FIFO, a device or a file
+    # larger than any IDX file digitnet reads.
+    return read_regular(path, MAX_BYTES + (1 << 20), error=DataError, follow=True)
 
 
 def decompress(raw: bytes, name: str) -> bytes:
@@ -123,6 +120,24 @@ def gunzip(raw: bytes, limit: int) -> bytes:
             raise EOFError("compressed file ended before the end-of-stream marker")
         out += chunk
     return bytes(out)
+
+
+def peek_header(path: str | os.PathLike) -> tuple[np.dtype, tuple[int, ...]]:
+    """(dtype, shape) from the first bytes of an IDX file (raw or .gz), without reading the rest,
+    so that a caller can refuse a file before its data is allocated."""
+    from digitnet.safefiles import open_regular
+
+    f, _ = open_regular(path, MAX_BYTES + (1 << 20), error=DataError, follow=True)
+    with f:
+        raw = f.read(1 << 16)
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            d = zlib.decompressobj(wbits=31)
+            raw = d.decompress(raw, 4 + 4 * MAX_DIMS)
+        except zlib.error as exc:
+            raise DataError(f"{path}: corrupt gzip data ({exc})") from None
+    dtype, shape, _ = parse_header(raw, str(path))
+    return dtype.newbyteorder("="), shape
 
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:

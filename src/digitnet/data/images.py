@@ -8,67 +8,120 @@ from __future__ import annotations
 
 import io
 import os
-from pathlib import Path
 
 import numpy as np
 
+from digitnet.budget import Gate
 from digitnet.errors import DataError
+from digitnet.safefiles import read_regular
 
 MAX_PIXELS = 40_000_000  # larger images are refused before decoding (decompression bombs)
+MAX_FILE_BYTES = 64 << 20  # an image file read from disk; the service has its own body limit
 WORK_SIZE = 512  # larger images are reduced to this many pixels on their long side first
 # The formats a photo or drawing comes in. Pillow would otherwise also try EPS (which runs
 # Ghostscript), PSD, ICNS, FITS, … on untrusted bytes.
 FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP", "PPM")
+# Decoding work: a progressive JPEG's decoder passes over every block once per scan, so a file
+# of thousands of tiny scans costs seconds. Cameras and encoders write at most a few dozen.
+MAX_SCANS = 64
+MAX_PIXEL_WORK = 400_000_000  # pixels × scans of one decode
+# Bytes that decodes in flight may hold at once (all threads together): a decode waits for room
+# rather than adding its full-size buffers to everyone else's.
+DECODE_BUDGET = 512 << 20
 
 
 class ImageTooLarge(DataError):
     """The image's declared dimensions exceed the pixel limit; nothing was decoded."""
 
 
+class DecoderBusy(DataError):
+    """Decodes in flight hold the whole decode budget; try again."""
+
+
+DECODES = Gate(DECODE_BUDGET)
+
+
+def jpeg_scans(data: bytes) -> int:
+    """Start-of-scan markers in JPEG bytes. Inside entropy-coded data 0xFF is always followed by
+    0x00 or a restart marker, so 0xFFDA is a scan (or one of an embedded thumbnail's)."""
+    return data.count(b"\xff\xda")
+
+
+def decode_cost(img, full_pixels: int) -> int:
+    """Bytes a decode of `img` at its (drafted) size holds at its peak: Pillow's image and a
+    converted or resampled copy of it, the grey result, and a progressive JPEG's coefficients
+    (2 bytes each, at full size whatever the draft)."""
+    bands = len(img.getbands())
+    coefficients = 2 * bands * full_pixels if img.info.get("progressive") else 0
+    return img.width * img.height * (2 * bands + 1) + coefficients
+
+
 def open_image(source: str | os.PathLike | bytes, name: str | None = None,
                max_pixels: int = MAX_PIXELS):
-    """Decode an image file (anything Pillow reads) with size limits; a clear error otherwise."""
+    """Decode an image file (PNG, JPEG, GIF, BMP, TIFF, WebP, PPM) into a Pillow image of mode
+    "L" (grey) or "LA" (grey + alpha), at most WORK_SIZE px on its long side, within the size,
+    work and memory limits above; a clear DataError otherwise."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     name = name or (str(source) if not isinstance(source, bytes) else "<image>")
+    if not isinstance(source, bytes):
+        source = read_regular(source, MAX_FILE_BYTES, error=DataError, follow=True)
     try:
-        fp = io.BytesIO(source) if isinstance(source, bytes) else open(Path(source), "rb")
-    except OSError as exc:
-        raise DataError(f"{name}: cannot read ({exc.strerror})") from None
-    with fp:
-        try:
-            img = Image.open(fp, formats=FORMATS)
-            if img.width * img.height > max_pixels:
-                raise ImageTooLarge(f"{name}: image is {img.width}×{img.height}, more than "
-                                    f"{max_pixels:,} pixels")
+        img = Image.open(io.BytesIO(source), formats=FORMATS)
+        if img.width * img.height > max_pixels:
+            raise ImageTooLarge(f"{name}: image is {img.width}×{img.height}, more than "
+                                f"{max_pixels:,} pixels")
+        full_pixels = img.width * img.height
+        if img.format == "JPEG":
+            scans = jpeg_scans(source)
+            if scans > MAX_SCANS or scans * img.width * img.height > MAX_PIXEL_WORK:
+                raise DataError(f"{name}: a JPEG of {scans} scans at {img.width}×{img.height} "
+                                f"is more decoding work than allowed ({MAX_SCANS} scans, "
+                                f"{MAX_PIXEL_WORK:,} pixel-scans)")
+            # Let libjpeg scale by 1/2…1/8 while decoding, keeping at least WORK_SIZE px.
+            img.draft("L" if img.mode in ("L", "RGB", "YCbCr") else None, (WORK_SIZE, WORK_SIZE))
+        busy = DecoderBusy(f"{name}: the server is decoding other images; try again")
+        with DECODES.hold(decode_cost(img, full_pixels), ImageTooLarge(
+                f"{name}: decoding {img.width}×{img.height} px would need more memory than allowed"),
+                busy):
             img.load()
-            return ImageOps.exif_transpose(img)
-        except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
-            raise DataError(f"{name}: not a readable image ({exc.__class__.__name__})") from None
-        except DataError:
-            raise
-        except Exception as exc:
-            # Pillow's plugins raise many types on malformed bytes (OSError, SyntaxError,
-            # ValueError, struct.error, …): all mean the same to the user.
-            raise DataError(f"{name}: corrupt image ({exc.__class__.__name__}: {exc})") from None
+            return working_image(ImageOps.exif_transpose(img))
+    except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
+        raise DataError(f"{name}: not a readable image ({exc.__class__.__name__})") from None
+    except DataError:
+        raise
+    except Exception as exc:
+        # Pillow's plugins raise many types on malformed bytes (OSError, SyntaxError,
+        # ValueError, struct.error, …) or odd modes (LAB, CMYK, I;16, …): all mean the same
+        # to the user.
+        raise DataError(f"{name}: corrupt image or unsupported mode ({exc.__class__.__name__}: "
+                        f"{exc})") from None
+
+
+def working_image(img):
+    """A decoded image → mode "L" or "LA" (when it has transparency), reduced in uint8 to at
+    most WORK_SIZE px on its long side, so that later float work is bounded."""
+    from PIL import Image
+
+    alpha = img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
+        img.mode == "P" and "transparency" in img.info)
+    img = img.convert("RGBA" if alpha else "L") if img.mode not in ("L", "LA") else img
+    if max(img.size) > WORK_SIZE:  # a digit needs no more; keeps the work per upload bounded
+        img.thumbnail((WORK_SIZE, WORK_SIZE), Image.Resampling.BOX)
+    return img.convert("LA") if img.mode == "RGBA" else img
 
 
 def to_grayscale(img) -> np.ndarray:
-    """Float array in [0, 255]. Transparent areas become the background that contrasts with the
-    ink: white under dark strokes, black under light ones (a drawing app's export)."""
-    from PIL import Image
-
-    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-        rgba = img.convert("RGBA")
-        alpha = np.asarray(rgba.getchannel("A"), np.float64) / 255.0
-        lum = np.asarray(rgba.convert("L"), np.float64)  # the colour, ignoring alpha
+    """Float array in [0, 255] from open_image's image. Transparent areas become the background
+    that contrasts with the ink: white under dark strokes, black under light ones (a drawing
+    app's export)."""
+    if img.mode == "LA":
+        alpha = np.asarray(img.getchannel("A"), np.float64) / 255.0
+        lum = np.asarray(img.getchannel("L"), np.float64)  # the colour, ignoring alpha
         ink_lum = (lum * alpha).sum() / max(alpha.sum(), 1e-9)
         paper = 255.0 if ink_lum < 128 else 0.0
-        img = Image.fromarray(np.rint(lum * alpha + paper * (1 - alpha)).astype(np.uint8), "L")
-    img = img.convert("L")
-    if max(img.size) > WORK_SIZE:  # a digit needs no more; keeps the work per upload bounded
-        img.thumbnail((WORK_SIZE, WORK_SIZE), Image.Resampling.BOX)
-    return np.asarray(img, dtype=np.float64)
+        return np.rint(lum * alpha + paper * (1 - alpha))
+    return np.asarray(img.convert("L"), dtype=np.float64)
 
 
 def ink_image(gray: np.ndarray) -> np.ndarray:
@@ -147,3 +200,4 @@ def load_digit(source: str | os.PathLike | bytes, name: str | None = None,
                max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Read an image file of one digit and return it in MNIST form (28×28 uint8)."""
     return mnist_form(to_grayscale(open_image(source, name, max_pixels)))
+

@@ -2,27 +2,49 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 
-from digitnet.data.idx import read_idx
+from digitnet.data.idx import peek_header, read_idx
 from digitnet.data.images import load_digit
-from digitnet.errors import ConfigError
+from digitnet.errors import ConfigError, DataError
 
 
-def read_inputs(paths: list[str]) -> tuple[list[str], np.ndarray]:
-    """Names and images (N, 28, 28): every image of an IDX file, each image file in MNIST form."""
-    names, images = [], []
+def read_inputs(paths: list[str], image_shape: tuple[int, ...] = (28, 28),
+                max_bytes: int = 1 << 30) -> tuple[list[str], np.ndarray]:
+    """Names and images (N, *image_shape) from image files and IDX files, for `predict`.
+
+    An IDX file must hold images of the model's shape (its header is read first, so a file of
+    3000×3000 images or a 1-D array is refused before its data is), and all inputs together
+    may hold at most `max_bytes`."""
+    names: list[str] = []
+    parts: list[np.ndarray] = []
+    total = 0
     for path in paths:
         if "idx" in Path(path).name or "ubyte" in Path(path).name:
+            dtype, shape = peek_header(path)
+            if tuple(shape[1:]) != tuple(image_shape) or dtype.kind not in "uif":
+                raise DataError(f"{path}: holds {dtype.name} of shape {shape}; the model takes "
+                                f"images of shape (N, {', '.join(map(str, image_shape))})")
+            total += math.prod(shape) * 4  # as float32 for the model
+            if total > max_bytes:
+                raise DataError(f"{path}: the inputs hold more than {max_bytes:,} bytes in all")
             arr = read_idx(path)
+            if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+                raise DataError(f"{path}: holds NaN or infinite values")
             names += [f"{path}[{i}]" for i in range(len(arr))]
-            images += list(arr)
+            parts.append(arr.astype(np.float32))
         else:
+            digit = load_digit(path)
+            if digit.shape != tuple(image_shape):
+                raise DataError(f"{path}: image files become 28×28 digits; the model takes "
+                                f"{image_shape}")
             names.append(path)
-            images.append(load_digit(path))
-    return names, np.stack(images) if images else np.zeros((0, 28, 28), np.uint8)
+            parts.append(digit[None].astype(np.float32))
+    x = np.concatenate(parts) if parts else np.zeros((0, *image_shape), np.float32)
+    return names, x
 
 
 def select_indices(text: str, n: int) -> list[int]:

@@ -21,6 +21,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from digitnet.budget import MAX_PARAMS, MEMORY_BUDGET, Budget
 from digitnet.keras.errors import KerasFileError
 from digitnet.keras.layers import snake_case
 
@@ -30,6 +31,9 @@ KERAS_VERSION = "3.15.1"
 BACKEND = "jax"
 MAX_ELEMENTS = 1 << 27  # per array; far above any MLP on 28×28 inputs
 ASCII = h5py.string_dtype("ascii")
+MAX_DEPTH = 16  # groups within groups; Keras writes 4 levels
+MAX_OBJECTS = 10_000  # links walked in one file; Keras writes a few per layer
+MAX_ATTR_BYTES = 16 << 20  # one attribute (model_config is the largest, a few kB)
 
 
 @dataclass
@@ -78,24 +82,60 @@ def write_legacy(f: h5py.Group, layers: Iterable[LayerWeights]) -> None:
     f.create_group("top_level_model_weights").attrs.create("weight_names", np.zeros(0))
 
 
+def check_file(f: h5py.Group, source: str) -> None:
+    """Walk every link of the file before anything is read: no soft or external links, no
+    dataset stored outside the file (external storage, virtual datasets), none declared but
+    never written (reading it would allocate its fill values), and the datasets' sizes summed
+    over every path that reaches them within the memory budget."""
+    budget = Budget(MEMORY_BUDGET, f"{source}", KerasFileError)
+    seen = [0]
+
+    def walk(group: h5py.Group, depth: int) -> None:
+        if depth > MAX_DEPTH:
+            raise KerasFileError(f"{source}: groups nested over {MAX_DEPTH} deep")
+        for key in group:
+            seen[0] += 1
+            if seen[0] > MAX_OBJECTS:
+                raise KerasFileError(f"{source}: more than {MAX_OBJECTS} objects (or a cycle of links)")
+            link = group.get(key, getlink=True)
+            where = f"{group.name.rstrip('/')}/{key}"
+            if not isinstance(link, h5py.HardLink):
+                raise KerasFileError(f"{source}: {where} is a {type(link).__name__}; digitnet reads "
+                                     "only data stored in the file itself")
+            obj = group.get(key)
+            if isinstance(obj, h5py.Group):
+                walk(obj, depth + 1)
+            elif isinstance(obj, h5py.Dataset):
+                if obj.external or obj.is_virtual:
+                    raise KerasFileError(f"{source}: {where} is stored outside the file "
+                                         f"({'virtual' if obj.is_virtual else 'external storage'})")
+                if obj.size and obj.id.get_storage_size() == 0:
+                    raise KerasFileError(f"{source}: {where} was declared but never written")
+                budget.charge(obj.size * obj.dtype.itemsize, where)
+
+    walk(f, 0)
+
+
 def read_weights(f: h5py.Group, source: str) -> list[LayerWeights]:
     """The layers that hold weights, in model order, from either layout."""
+    check_file(f.file, source)
+    budget = Budget(4 * MAX_PARAMS, source, KerasFileError)  # float32 values actually read
     if "layer_names" in f.attrs or "layer_names0" in f.attrs:
-        return read_legacy(f, source)
+        return read_legacy(f, source, budget)
     if isinstance(f.get("model_weights"), h5py.Group):
-        return read_legacy(f["model_weights"], source)
+        return read_legacy(f["model_weights"], source, budget)
     if isinstance(f.get("layers"), h5py.Group):
-        return read_keras3(f["layers"], source)
+        return read_keras3(f["layers"], source, budget)
     raise KerasFileError(f"{source}: not a Keras weights file (no layers/ group or layer_names)")
 
 
-def read_keras3(layers: h5py.Group, source: str) -> list[LayerWeights]:
+def read_keras3(layers: h5py.Group, source: str, budget: Budget) -> list[LayerWeights]:
     found: list[tuple[int, LayerWeights]] = []
     for path, group in layers.items():
         vars_ = group.get("vars") if isinstance(group, h5py.Group) else None
         if not isinstance(vars_, h5py.Group):
             raise KerasFileError(f"{source}: layers/{path} has no vars/ group")
-        arrays = [read_array(vars_[str(i)], f"{source}: layers/{path}/vars/{i}")
+        arrays = [read_array(vars_[str(i)], f"{source}: layers/{path}/vars/{i}", budget)
                   for i in range(len(vars_)) if str(i) in vars_]
         if len(arrays) != len(vars_):
             raise KerasFileError(f"{source}: layers/{path}/vars holds unexpected entries {sorted(vars_)}")
@@ -110,7 +150,7 @@ def read_keras3(layers: h5py.Group, source: str) -> list[LayerWeights]:
     return [layer for _, layer in sorted(found, key=lambda t: t[0])]
 
 
-def read_legacy(f: h5py.Group, source: str) -> list[LayerWeights]:
+def read_legacy(f: h5py.Group, source: str, budget: Budget) -> list[LayerWeights]:
     out = []
     for name in attr_list(f, "layer_names", source):
         group = f.get(name)
@@ -123,16 +163,18 @@ def read_legacy(f: h5py.Group, source: str) -> list[LayerWeights]:
         for w in weight_names:
             if not isinstance(group.get(w), h5py.Dataset):
                 raise KerasFileError(f"{source}: {name}/{w} is missing")
-            arrays.append(read_array(group[w], f"{source}: {name}/{w}"))
+            arrays.append(read_array(group[w], f"{source}: {name}/{w}", budget))
         out.append(LayerWeights("Dense", name, arrays))
     return out
 
 
-def read_array(ds: Any, where: str) -> np.ndarray:
+def read_array(ds: Any, where: str, budget: Budget | None = None) -> np.ndarray:
     if not isinstance(ds, h5py.Dataset) or ds.dtype.kind != "f" or ds.ndim not in (1, 2):
         raise KerasFileError(f"{where}: expected a 1-D or 2-D float array")
     if ds.size > MAX_ELEMENTS:
         raise KerasFileError(f"{where}: {ds.size} values is more than an MLP layer holds")
+    if budget is not None:  # the file's total, however many times it lists one array
+        budget.charge(ds.size * max(ds.dtype.itemsize, 4), where)
     a = np.asarray(ds[()], np.float32)
     if not np.isfinite(a).all():
         raise KerasFileError(f"{where}: contains NaN or infinite values")
@@ -143,14 +185,26 @@ def attr_text(value: Any) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
 
+def attr_value(group: h5py.Group, name: str, source: str) -> Any:
+    """An attribute's value, its stored size checked before it is read."""
+    try:
+        size = group.attrs.get_id(name).get_storage_size()
+    except RuntimeError:  # HDF5 reports an empty attribute's size 0 as a failure
+        size = 0
+    if size > MAX_ATTR_BYTES:
+        raise KerasFileError(f"{source}: {group.name}/@{name} holds {size:,} bytes, more than "
+                             f"the {MAX_ATTR_BYTES:,} allowed")
+    return group.attrs[name]
+
+
 def attr_list(group: h5py.Group, name: str, source: str) -> list[str]:
     """A list-of-names attribute; Keras splits big ones into name0, name1, …"""
     if name in group.attrs:
-        values = list(np.atleast_1d(group.attrs[name]))
+        values = list(np.atleast_1d(attr_value(group, name, source)))
     else:
         values, i = [], 0
-        while f"{name}{i}" in group.attrs:
-            values += list(np.atleast_1d(group.attrs[f"{name}{i}"]))
+        while f"{name}{i}" in group.attrs and i < MAX_OBJECTS:
+            values += list(np.atleast_1d(attr_value(group, f"{name}{i}", source)))
             i += 1
         if i == 0:
             raise KerasFileError(f"{source}: {group.name} has no {name} attribute")

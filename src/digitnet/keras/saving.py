@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import time
 import zipfile
 from pathlib import Path
@@ -17,13 +18,15 @@ from typing import Any
 
 import h5py
 
+from digitnet.budget import check_layer_sizes
 from digitnet.keras import losses
 from digitnet.keras.errors import KerasFileError, KerasValueError
-from digitnet.keras.h5weights import ASCII, BACKEND, KERAS_VERSION, LayerWeights, write_legacy
+from digitnet.keras.h5weights import ASCII, BACKEND, KERAS_VERSION, LayerWeights, attr_value, write_legacy
 from digitnet.keras.layers import DTYPE_POLICY, LAYER_CLASSES, Dense, InputLayer, Layer
 
 ARCHIVE_MEMBERS = {"metadata.json": 1 << 20, "config.json": 16 << 20, "model.weights.h5": 1 << 30}
 MAX_MEMBERS = 64
+MAX_LAYERS = 1000
 MAX_RATIO = 200  # uncompressed / compressed; weights barely compress, zip bombs do
 KERAS_MODULES = ("keras", "keras.layers", "keras.models", "keras.initializers", "keras.optimizers",
                  "keras.losses", "keras.metrics")
@@ -113,6 +116,11 @@ def read_archive(path: Path) -> tuple[dict[str, Any], bytes]:
             parts = name.replace("\\", "/").split("/")
             if name.startswith(("/", "\\")) or ".." in parts or ":" in parts[0]:
                 raise KerasFileError(f"{path}: member {name!r} has an unsafe path; refusing the file")
+            if info.flag_bits & 0x1:
+                raise KerasFileError(f"{path}: member {name!r} is encrypted; refusing the file")
+            if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+                raise KerasFileError(f"{path}: member {name!r} uses compression method "
+                                     f"{info.compress_type}; Keras writes stored or deflated members")
             limit = ARCHIVE_MEMBERS.get(name, 1 << 30)
             if info.file_size > limit:
                 raise KerasFileError(f"{path}: member {name!r} claims {info.file_size} bytes "
@@ -137,8 +145,10 @@ def read_archive(path: Path) -> tuple[dict[str, Any], bytes]:
         try:
             config = json.loads(read("config.json"))
             weights = read("model.weights.h5")
-        except (zipfile.BadZipFile, ValueError, OSError) as exc:
+        except (zipfile.BadZipFile, ValueError, OSError, RuntimeError, NotImplementedError) as exc:
             raise KerasFileError(f"{path}: corrupt archive ({exc})") from None
+        except RecursionError:
+            raise KerasFileError(f"{path}: config.json is nested too deeply") from None
     if not isinstance(config, dict):
         raise KerasFileError(f"{path}: config.json is not a JSON object")
     return config, weights
@@ -169,8 +179,27 @@ def layers_from_config(config: Any, source: Path) -> tuple[str, list[Layer]]:
     if not isinstance(entries, list):
         raise KerasFileError(f"{source}: the Sequential config has no list of layers")
     name = body.get("name", "sequential") if isinstance(body, dict) else "sequential"
+    if len(entries) > MAX_LAYERS:
+        raise KerasFileError(f"{source}: {len(entries)} layers; digitnet reads at most {MAX_LAYERS}")
     layers = [layer_from_entry(e, source) for e in entries]
+    check_sizes(layers, source)
     return str(name), layers
+
+
+def check_sizes(layers: list[Layer], source: Path) -> None:
+    """The parameters the layers declare (when the input size is known), within the budget,
+    before any array is allocated: Dense(units=10**7) is refused here, not by the allocator."""
+    sizes: list[int] = []
+    shape = next((layer.input_shape for layer in layers if layer.input_shape is not None), None)
+    if shape is not None:
+        dims = [d for d in shape if d is not None]
+        if not all(isinstance(d, int) and d > 0 for d in dims):
+            raise KerasFileError(f"{source}: input shape {tuple(shape)} is not positive whole numbers")
+        sizes.append(math.prod(dims))
+    else:
+        sizes.append(1)
+    sizes += [layer.units for layer in layers if isinstance(layer, Dense)]
+    check_layer_sizes(sizes, str(source), KerasFileError)
 
 
 def layer_from_entry(entry: Any, source: Path) -> Layer:
@@ -208,10 +237,12 @@ def compile_options(config: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def read_json_attr(f: h5py.File, name: str, source: Path) -> Any:
-    value = f.attrs.get(name)
-    if value is None:
+    if name not in f.attrs:
         return None
+    value = attr_value(f, name, str(source))
     try:
         return json.loads(value.decode() if isinstance(value, bytes) else str(value))
     except ValueError as exc:
         raise KerasFileError(f"{source}: @{name} is not valid JSON ({exc})") from None
+    except RecursionError:
+        raise KerasFileError(f"{source}: @{name} is nested too deeply") from None

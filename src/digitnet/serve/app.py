@@ -31,6 +31,7 @@ from digitnet import __version__
 from digitnet.errors import DigitnetError
 from digitnet.serve import inputs
 from digitnet.serve.batching import Admission, MicroBatcher
+from digitnet.serve.guard import HostGuard
 from digitnet.serve.limits import BodyLimit, ClientError, Limits
 from digitnet.serve.metrics import CONTENT_TYPE, Instrument, Metrics
 from digitnet.serve.predictor import Predictor
@@ -109,12 +110,13 @@ class BatchPrediction(BaseModel):
 
 def create_app(model_dir: str | os.PathLike, limits: Limits | None = None, *, max_queue: int = 64,
                batch_wait_ms: float = 1.0, predictor: Predictor | None = None,
-               infer: Infer | None = None) -> FastAPI:
+               infer: Infer | None = None, allowed_hosts: tuple[str, ...] = ("*",)) -> FastAPI:
     """The service for the run directory `model_dir`; the model loads here, once.
 
     At most `max_queue` prediction requests are in progress at once (the rest get 429); requests
     arriving together are batched for up to `batch_wait_ms`. `predictor` and `infer` let a host
-    (Ray Serve) bring its own loaded model and batching."""
+    (Ray Serve) bring its own loaded model and batching. Requests whose Host header is not in
+    `allowed_hosts` are refused (serve.guard)."""
     limits = limits or Limits()
     predictor = predictor or Predictor(model_dir, limits.max_batch)
     metrics = Metrics(predictor.info, limits.max_batch, KNOWN_PATHS)
@@ -132,6 +134,7 @@ def create_app(model_dir: str | os.PathLike, limits: Limits | None = None, *, ma
     app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
     app.add_middleware(Admission, max_queue=max_queue, paths=PREDICT_PATHS, on_depth=metrics.depth.set)
     app.add_middleware(Instrument, metrics=metrics)
+    app.add_middleware(HostGuard, allowed=allowed_hosts)  # outermost: checked first
     app.mount("/static", StaticFiles(packages=[("digitnet.serve", "static")]), name="static")
 
     @app.exception_handler(HTTPException)

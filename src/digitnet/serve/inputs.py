@@ -14,9 +14,11 @@ from typing import Any
 import numpy as np
 import orjson
 
-from digitnet.data.images import ImageTooLarge, load_digit
+from digitnet.data.images import DecoderBusy, ImageTooLarge, load_digit
 from digitnet.errors import DataError
 from digitnet.serve.limits import ClientError
+
+MAX_INT_DIGITS = 32
 
 
 def parse_json(body: bytes) -> dict[str, Any]:
@@ -27,6 +29,8 @@ def parse_json(body: bytes) -> dict[str, Any]:
         if "infinity" in str(exc):  # valid JSON, but a number no pixel can be (1e999)
             raise ClientError(422, "invalid_pixels", f"a number is out of range: {exc}") from None
         raise ClientError(400, "malformed_json", f"body is not valid JSON: {exc}") from None
+    except RecursionError:  # the C parser's depth guard; the stack unwound cleanly
+        raise ClientError(400, "malformed_json", "body is JSON nested too deeply") from None
     if not isinstance(doc, dict):
         raise ClientError(422, "invalid_input", "the JSON body must be an object")
     return doc
@@ -52,7 +56,10 @@ def pixels(value: Any, dim: int, where: str = "pixels") -> np.ndarray:
     if len(flat) != dim:
         raise ClientError(422, "wrong_pixel_count",
                           f"{where} must have {dim} values (28×28), got {len(flat)}")
-    arr = np.asarray(flat, dtype=np.float64)
+    try:
+        arr = np.asarray(flat, dtype=np.float64)
+    except OverflowError:  # an int beyond float64's range
+        raise ClientError(422, "pixel_out_of_range", f"{where} values must be within 0–255") from None
     if not np.isfinite(arr).all():
         raise ClientError(422, "invalid_pixels", f"{where} contains NaN or infinite values")
     if arr.min() < 0 or arr.max() > 255:
@@ -80,6 +87,8 @@ def image(data: bytes, max_pixels: int, name: str = "image") -> np.ndarray:
         digit = load_digit(data, name, max_pixels=max_pixels)
     except ImageTooLarge as exc:
         raise ClientError(413, "image_too_large", str(exc)) from None
+    except DecoderBusy as exc:
+        raise ClientError(503, "busy", str(exc)) from None
     except DataError as exc:
         raise ClientError(422, "invalid_image", str(exc)) from None
     return digit.reshape(-1).astype(np.float32)
