@@ -105,8 +105,12 @@ class Files:
     """Seed files, made once per worker: a small run directory, a .keras and a .h5 model."""
 
     def __init__(self, workdir: Path):
+        import shutil
+
         self.dir = workdir
-        workdir.mkdir(parents=True, exist_ok=True)
+        if workdir.exists():  # an earlier run's cases (the seed files are made again below)
+            shutil.rmtree(workdir)
+        workdir.mkdir(parents=True)
         self.run = workdir / "seed-run"
         if not (self.run / "weights.safetensors").exists():
             from reliability import run_files

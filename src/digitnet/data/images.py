@@ -27,7 +27,7 @@ MAX_SCANS = 64
 MAX_PIXEL_WORK = 400_000_000  # pixels × scans of one decode
 # Bytes that decodes in flight may hold at once (all threads together): a decode waits for room
 # rather than adding its full-size buffers to everyone else's.
-DECODE_BUDGET = 512 << 20
+DECODE_BUDGET = 384 << 20
 
 
 class ImageTooLarge(DataError):
