@@ -514,7 +514,7 @@ WRONG_VALUES = {
     "preprocess": [1, None, "Center"],
     "dropout": ["0.1", [True], 1.5, [float("nan")]],
     "input_dropout": [True, "x", -0.5, float("inf")],
-    "activations": ["relu", [1], [None]],
+    "activations": [[1], [None], 5, [True]],
 }
 
 
