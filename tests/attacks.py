@@ -1008,8 +1008,8 @@ def class8(srv: Server, n: int, rng: random.Random) -> Outcome:
 def describe(cls: int) -> str:
     """What a class's generators produce: the first sentence of each generator's docstring."""
     parts = [GENERATORS.get(cls), SERVICE.get(cls)]
-    return " ".join((f.__doc__ or "").split(".")[0].replace("\n", " ").replace("    ", " ").strip()
-                    + "." for f in parts if f is not None)
+    return " ".join(" ".join((f.__doc__ or "").split()).split(". ")[0].rstrip(".") + "."
+                    for f in parts if f is not None)
 
 
 SERVICE = {1: class1_service, 2: class2, 3: class3, 4: class4, 8: class8}
