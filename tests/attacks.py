@@ -512,7 +512,7 @@ WRONG_VALUES = {
     "num_classes": ["10", 1, -10, 10.5, True, 2**70],
     "activation": [5, None, "RELU", ["relu"]],
     "preprocess": [1, None, "Center"],
-    "dropout": ["0.1", [True], 1.5, [float("nan")]],
+    "dropout": ["x", [True], 1.5, [float("nan")]],
     "input_dropout": [True, "x", -0.5, float("inf")],
     "activations": [[1], [None], 5, [True]],
 }

@@ -33,11 +33,15 @@ def int_tuple(values: Any, name: str) -> tuple[int, ...]:
 
 
 def float_tuple(values: Any, name: str) -> tuple[float, ...]:
-    """Finite real numbers (bool and str refused), as Python floats."""
+    """Finite real numbers (bool refused; a per-layer option may come as text, "0.5"), as
+    Python floats."""
     if not isinstance(values, list | tuple) or not all(
-            isinstance(v, numbers.Real) and not isinstance(v, bool) for v in values):
+            isinstance(v, numbers.Real | str) and not isinstance(v, bool) for v in values):
         raise ConfigError(f"{name} must be numbers, got {values!r}")
-    out = tuple(float(v) for v in values)
+    try:
+        out = tuple(float(v) for v in values)
+    except ValueError:
+        raise ConfigError(f"{name} must be numbers, got {values!r}") from None
     if not all(math.isfinite(v) for v in out):
         raise ConfigError(f"{name} must be finite, got {values!r}")
     return out
