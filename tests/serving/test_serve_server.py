@@ -81,8 +81,8 @@ def strict(run_dir, tmp_path_factory):
 def test_slow_headers_and_bodies_get_408_and_are_closed(strict):
     url, _ = strict
     with connect(url) as slow_head, connect(url) as slow_body:
-        slow_head.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\n")
-        slow_body.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        slow_head.sendall(b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        slow_body.sendall(b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                           b"Content-Length: 3000\r\n\r\n{")
         start = time.monotonic()
         for sock in (slow_head, slow_body):
@@ -97,7 +97,7 @@ def test_a_full_queue_answers_429_with_retry_after(strict):
     with ExitStack() as stack:
         for _ in range(2):  # two requests in progress, their bodies still on the way
             sock = stack.enter_context(connect(url))
-            sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            sock.sendall(b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                          b"Content-Length: 3000\r\n\r\n{")
         deadline = time.monotonic() + 2.5  # until the server has read both requests' headers
         while True:
@@ -113,9 +113,9 @@ def test_a_full_queue_answers_429_with_retry_after(strict):
 
 
 @pytest.mark.parametrize("raw", [
-    b"GET /health HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
-    b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}",
-    b"POST /predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: -1\r\n\r\n",
+    b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}",
+    b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
     b"GET /health HTTP/1.1\r\nHost: x\x00y\r\n\r\n",
     b"GET /\r\n\r\n",
 ])
@@ -173,7 +173,7 @@ def test_health_answers_under_a_slowloris_past_the_descriptor_limit(run_dir, tmp
                    nofile=1024) as (url, proc), ExitStack() as stack:
             for _ in range(stalled):
                 sock = stack.enter_context(connect(url))
-                sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+                sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n")
             r = httpx.get(url + "/health", timeout=20)
             assert r.status_code == 200
             assert len(os.listdir(f"/proc/{proc.pid}/fd")) < 1024
