@@ -41,7 +41,7 @@ CASE_SECONDS = 30.0  # a library case running longer is a hang
 MEMORY_LIMIT = 3 << 30  # RLIMIT_AS of the worker
 SERVER_CPU_LIMIT = 1.0  # CPU seconds the server may spend on one request
 SERVER_RSS_GROWTH = 768  # MiB the server's peak RSS may grow under a class's requests
-STALL_SECONDS = 30.0  # a stalled connection must be closed by the server within this
+STALL_SECONDS = 45.0  # a stalled connection must be closed by the server within this (body timeout 30 s)
 TITLES = {1: "memory amplified before any limit", 2: "5xx from the service", 3: "CPU bombs",
           4: "slow clients", 5: "files that point elsewhere", 6: "tracebacks instead of one line",
           7: "bad values accepted at load", 8: "the HTTP layer"}
