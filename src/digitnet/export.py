@@ -115,7 +115,8 @@ def to_onnx(model: Model, opset: int = MIN_OPSET, name: str = "digitnet") -> Any
         import onnx
         from onnx import TensorProto, helper, numpy_helper
     except ImportError:
-        raise ConfigError("ONNX export needs the onnx package: pip install 'digitnet[onnx]'") from None
+        raise ConfigError("ONNX export needs the onnx package: pip install 'digitnet[onnx]'"
+                          " (or 'digitnet[all]')") from None
     newest = onnx.defs.onnx_opset_version()  # an opset the onnx package does not know is refused
     if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= newest:
         raise ConfigError(f"opset must be within {MIN_OPSET}…{newest}, got {opset!r}")

@@ -20,7 +20,8 @@ def pyplot():
     except ImportError:
         from digitnet.errors import ConfigError
 
-        raise ConfigError("plots need matplotlib: pip install 'digitnet[plots]'") from None
+        raise ConfigError("plots need matplotlib: pip install 'digitnet[plots]'"
+                          " (or 'digitnet[all]')") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

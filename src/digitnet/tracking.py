@@ -22,7 +22,8 @@ class TensorBoard(Callback):
             from tensorboardX import SummaryWriter
         except ImportError:
             raise ConfigError(
-                "--tensorboard needs tensorboardX: pip install 'digitnet[tensorboard]'") from None
+                "--tensorboard needs tensorboardX: pip install 'digitnet[tensorboard]'"
+                          " (or 'digitnet[all]')") from None
         self.writer = SummaryWriter(logdir=str(logdir))
         if config:
             self.writer.add_text("config", "```\n" + json.dumps(config, indent=2) + "\n```", 0)

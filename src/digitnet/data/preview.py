@@ -29,7 +29,8 @@ def sample_grid(images: np.ndarray, labels: np.ndarray, classes: Sequence[str] =
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError:
-        raise ConfigError("drawing needs matplotlib: pip install 'digitnet[plots]'") from None
+        raise ConfigError("drawing needs matplotlib: pip install 'digitnet[plots]'"
+                          " (or 'digitnet[all]')") from None
     count = len(images)
     if count == 0:
         raise ConfigError("no images to draw")
