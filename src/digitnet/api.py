@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import platform
+import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +39,7 @@ class Model:
                 f"{self.spec.num_params:,} params)")
 
     def _inputs(self, x: Any) -> np.ndarray:
-        x = np.asarray(x)
+        x = as_pixels(x)
         if x.ndim == 0 or x.size == 0:
             raise ConfigError(f"expected a batch of images, got an array of shape {x.shape}")
         if x.size == self.spec.input_dim:  # one image
@@ -49,6 +51,7 @@ class Model:
             )
         if x.dtype.kind == "f" and not np.isfinite(x).all():
             raise ConfigError("inputs contain NaN or infinite values")
+        warn_if_scaled(x)
         return x.reshape(len(x), -1)
 
     def logits(self, x: Any) -> np.ndarray:
@@ -66,12 +69,23 @@ class Model:
 
     def evaluate(self, x: Any = None, y: Any = None) -> Evaluation:
         """Loss, accuracy, confusion matrix and per-class scores; by default on the test split
-        of the dataset the model was trained on."""
+        of the dataset the model was trained on. `x` may also be another dataset's name
+        ("fashion-mnist"), a folder of IDX files or a Dataset: its test split is used."""
         if x is None:
             ds = dataset_from_config(self.config)
             x, y = ds.x_test, ds.y_test
-        return evaluate_arrays(self.spec, self.params, self.stats, self._inputs(x),
-                               np.asarray(y))
+        elif y is None:
+            ds = as_dataset(x)
+            if ds.image_shape != self.spec.input_shape:
+                raise ConfigError(f"{ds.name}: images of shape {ds.image_shape}, but the model "
+                                  f"takes {self.spec.input_shape}")
+            x, y = ds.x_test, ds.y_test
+        x, y = self._inputs(x), np.asarray(y)
+        one_hot = y.ndim == 2 and y.shape[1] == self.spec.num_classes
+        if not (y.ndim == 1 and y.dtype.kind in "iu" or one_hot) or len(y) != len(x):
+            raise ConfigError(f"labels must be integers (or one-hot rows), one per image; got "
+                              f"shape {y.shape} ({y.dtype}) for {len(x)} images")
+        return evaluate_arrays(self.spec, self.params, self.stats, x, y)
 
     def summary(self) -> str:
         return self.spec.summary()
@@ -92,6 +106,71 @@ class Model:
     def tensors(self) -> dict[str, np.ndarray]:
         return {**art.params_to_tensors(self.params),
                 **{f"preprocess.{k}": np.asarray(v) for k, v in self.stats.items()}}
+
+
+def as_pixels(x: Any) -> np.ndarray:
+    """What a user passes to predict: an array, an image file's path, or a list of paths."""
+    if isinstance(x, Dataset):
+        raise ConfigError(f"got the dataset {x.name!r}: pass its images (ds.x_test), or use "
+                          f"model.evaluate({x.name!r}) for its test split")
+    if isinstance(x, str | os.PathLike):
+        x = [x]
+    if isinstance(x, list | tuple) and x and all(isinstance(v, str | os.PathLike) for v in x):
+        from digitnet.data.images import read_image_files
+
+        for v in x:
+            if not Path(v).is_file():
+                from digitnet.data.datasets import NAMES
+
+                hint = (f"; {str(v)!r} is a dataset: use model.evaluate({str(v)!r}) or "
+                        f"load_dataset({str(v)!r}).x_test" if str(v) in NAMES else "")
+                raise ConfigError(f"{v}: no such image file{hint}")
+        return read_image_files(x)[1]
+    try:
+        arr = np.asarray(x)
+    except ValueError as exc:  # ragged lists
+        raise ConfigError(f"expected a batch of images (an array of pixels), got {exc}") from None
+    if arr.dtype.kind not in "biuf":
+        raise ConfigError(f"expected pixel values (numbers) or image file paths, got {arr.dtype} "
+                          f"values of shape {arr.shape}")
+    return arr
+
+
+def warn_if_scaled(x: np.ndarray) -> None:
+    """Models take raw 0–255 pixels and scale them themselves; x/255 given again is scaled twice,
+    and the answers are quietly wrong, so say so."""
+    if x.dtype.kind == "f" and x.size:
+        hi = float(x.max())
+        if 0 < hi <= 1:
+            warnings.warn(f"the pixel values look already scaled (largest {hi:g} ≤ 1): digitnet "
+                          "models take raw 0–255 pixels and scale them themselves "
+                          "(pass x, not x / 255)", UserWarning, stacklevel=caller_level())
+
+
+def caller_level() -> int:
+    """The stacklevel of the first frame outside digitnet: where the user's call is."""
+    here = str(Path(__file__).parent)
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(here):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def as_dataset(x: Any) -> Dataset:
+    """A Dataset, a dataset name, or a folder of the four IDX files."""
+    if isinstance(x, Dataset):
+        return x
+    if isinstance(x, str | os.PathLike):
+        from digitnet.data.datasets import NAMES
+
+        if isinstance(x, str) and x in NAMES:
+            return load_dataset(x)
+        if Path(x).is_dir():
+            return load_dataset(path=x)
+        raise ConfigError(f"{x}: not a dataset name ({', '.join(NAMES)}) nor a folder of IDX "
+                          "files; to score arrays, pass evaluate(x, y)")
+    raise ConfigError("evaluate(x) needs labels: evaluate(x, y), or a dataset name such as "
+                      "evaluate('mnist')")
 
 
 def load(path: str | os.PathLike) -> Model:
