@@ -291,6 +291,7 @@ def fit(
     test = evaluate_arrays(spec, params, stats, ds.x_test, ds.y_test)
     config_doc.update(
         status="complete",
+        finished=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         versions=versions(),
         device=device(),
         metrics={"test_loss": test.loss, "test_accuracy": test.accuracy,

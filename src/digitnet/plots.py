@@ -57,6 +57,29 @@ def curves(history: Sequence[dict[str, float]], title: str = "") -> bytes:
     return png(fig)
 
 
+def overlaid_curves(runs: Sequence[tuple[str, Sequence[dict[str, float]]]]) -> bytes:
+    """Loss and accuracy per epoch of several runs on shared axes: one colour per run, solid
+    for the training batches, dashed for validation."""
+    plt = pyplot()
+    from matplotlib.ticker import MaxNLocator
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for n, (name, history) in enumerate(runs):
+        colour = f"C{n % 10}"
+        for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
+            for key, style, label in ((metric, "-o", name), (f"val_{metric}", "--s", None)):
+                pts = [(h["epoch"], h[key]) for h in history if key in h]
+                if pts:
+                    ax.plot(*zip(*pts, strict=True), style, color=colour, markersize=3, label=label)
+    for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    return png(fig)
+
+
 def confusion(counts: np.ndarray) -> bytes:
     plt = pyplot()
     k = len(counts)

@@ -312,6 +312,17 @@ def to_markdown(report: Report, image_dir: Path, md_path: Path, command: str) ->
     return "\n".join(out)
 
 
+def save(report: Report, out_dir: Path) -> Path:
+    """report.html and its PNGs in out_dir; the page's path."""
+    for sec in report.sections:
+        for b in sec.blocks:
+            if isinstance(b, Image):
+                art.atomic_write_bytes(out_dir / b.name, b.data)
+    page = out_dir / "report.html"
+    art.atomic_write_bytes(page, to_html(report).encode())
+    return page
+
+
 def write_report(path: str | os.PathLike, out: str | os.PathLike | None = None, *,
                  markdown: str | os.PathLike | None = None, command: str = "") -> Path:
     """Write report.html and its PNGs to `out` (default PATH/report); return the page's path."""
@@ -323,12 +334,7 @@ def write_report(path: str | os.PathLike, out: str | os.PathLike | None = None, 
     else:
         report = run_report(art.check_run_dir(path))
     out_dir = Path(out) if out is not None else path / "report"
-    for sec in report.sections:
-        for b in sec.blocks:
-            if isinstance(b, Image):
-                art.atomic_write_bytes(out_dir / b.name, b.data)
-    page = out_dir / "report.html"
-    art.atomic_write_bytes(page, to_html(report).encode())
+    page = save(report, out_dir)
     if markdown is not None:
         md = Path(markdown)
         art.atomic_write_bytes(md, to_markdown(report, out_dir, md, command).encode())
