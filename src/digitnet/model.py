@@ -70,18 +70,32 @@ def forward(
     dropout_key: jax.Array | None = None,
 ) -> jax.Array:
     """Logits for a batch of raw inputs x (uint8 or float, any shape with N first)."""
+    h = layer_outputs(params, stats, x, spec, dropout_key)[-1]
+    return h @ params[-1]["kernel"] + params[-1]["bias"]
+
+
+def layer_outputs(
+    params: Params,
+    stats: dict[str, jax.Array],
+    x: jax.Array,
+    spec: MLPSpec,
+    dropout_key: jax.Array | None = None,
+) -> list[jax.Array]:
+    """The preprocessed inputs, then each hidden layer's output: what the last layer sees."""
     if spec.deskew:
         x = deskew(x.reshape(x.shape[0], *spec.input_shape))
     h = (x.reshape(x.shape[0], -1).astype(jnp.float32) - stats["shift"]) * stats["scale"]
     if dropout_key is not None and spec.input_dropout > 0:
         # Index len(hidden) is free: hidden layer i's mask uses index i.
         h = dropout(h, spec.input_dropout, jax.random.fold_in(dropout_key, len(spec.hidden)))
+    outputs = [h]
     for i, (layer, act) in enumerate(zip(params[:-1], spec.hidden_activations, strict=True)):
         h = ACTIVATIONS[act](h @ layer["kernel"] + layer["bias"])
         rate = spec.dropout[i] if spec.dropout else 0.0
         if dropout_key is not None and rate > 0:
             h = dropout(h, rate, jax.random.fold_in(dropout_key, i))
-    return h @ params[-1]["kernel"] + params[-1]["bias"]
+        outputs.append(h)
+    return outputs
 
 
 def dropout(h: jax.Array, rate: float, key: jax.Array) -> jax.Array:
