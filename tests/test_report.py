@@ -22,8 +22,9 @@ def tiny_run(tmp_path_factory, small_data) -> Path:
     import digitnet
 
     out = tmp_path_factory.mktemp("runs") / "run<b>&'x"
-    digitnet.fit(digitnet.MLP(hidden=(16,)), digitnet.TrainConfig(epochs=2, batch_size=50),
-                 data_dir=small_data, out=out, verbose=False)
+    cfg = digitnet.TrainConfig(epochs=2, batch_size=50, label_smoothing=0.1, validation="0.1",
+                               schedule="cosine")
+    digitnet.fit(digitnet.MLP(hidden=(16,)), cfg, data_dir=small_data, out=out, verbose=False)
     return out
 
 
@@ -54,10 +55,37 @@ def check_page(page: Path, pngs: set[str]) -> str:
     return text
 
 
-def test_run_report_has_the_figures_and_escapes_text(run_page):
-    text = check_page(run_page, {"curves.png", "confusion.png", "f1.png", "mistakes.png"})
+RUN_PNGS = {"curves.png", "confusion.png", "f1.png", "mistakes.png", "weights.png", "activations.png"}
+
+
+def test_run_report_has_the_figures_and_escapes_text(run_page, tiny_run):
+    import json
+
+    text = check_page(run_page, RUN_PNGS)
     assert "run&lt;b&gt;&amp;&#x27;x" in text and "run<b>" not in text
     assert "Most confidently wrong test images" in text
+    overview = text.split("<h2>Overview</h2>", 1)[1].split("</table>", 1)[0]
+    assert "<thead>" not in overview and "<th>" not in overview  # no empty header row
+    cfg = json.loads((tiny_run / "config.json").read_text())
+    for row in ("<td>schedule</td><td>cosine</td>",
+                "<td>validation</td><td>10% of the training images held out</td>",
+                f"<td>date</td><td>{cfg['finished'].replace('T', ' ').replace('Z', ' UTC')}</td>",
+                f"<td>version</td><td>digitnet {cfg['versions']['digitnet']}</td>"):
+        assert row in overview
+    # which loss is which, with label smoothing on
+    assert "(plain cross-entropy; training and validation losses include label smoothing ε = 0.1)" in overview
+    assert "First layer&#x27;s weights" in text and "Mean hidden activation per class" in text
+
+
+def test_f1_axis_starts_at_zero(monkeypatch):
+    import numpy as np
+
+    from digitnet import plots
+
+    seen = []
+    monkeypatch.setattr(plots, "png", lambda fig: seen.append(fig.axes[0].get_ylim()) or b"")
+    plots.f1_bars(np.array([0.97, 0.99, 0.95, 0.96]))
+    assert seen[0][0] == 0 and seen[0][1] >= 1
 
 
 def test_sweep_report_and_markdown(sweep_page, tiny_sweep):
@@ -84,6 +112,22 @@ def browser():
         b.close()
 
 
+def test_wide_tables_fit_a_1280_px_window(browser, tmp_path):
+    """A sweep over many options: its trials table must not widen the page past the window."""
+    from digitnet.report import Report, Section, Table, to_html
+
+    headers = ["trial", "groups"] + [f"option_number_{i}" for i in range(18)] + ["status"]
+    rows = [[f"t{n:03d}", "grid,random"] + [f"{0.000123 * n:.6f}" for _ in range(18)]
+            + ["failed: " + "a long error message " * 4] for n in range(5)]
+    page_path = tmp_path / "wide.html"
+    page_path.write_text(to_html(Report("wide", [Section("All trials", [Table(headers, rows, True)])])))
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    page.goto(page_path.as_uri())
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1280
+    assert page.eval_on_selector("table", "t => t.getBoundingClientRect().right") <= 1280
+    page.close()
+
+
 def test_pages_in_chromium(browser, run_page, sweep_page):
     ARTIFACTS.mkdir(exist_ok=True)
     page = browser.new_page(viewport={"width": 1200, "height": 900})
@@ -93,7 +137,7 @@ def test_pages_in_chromium(browser, run_page, sweep_page):
     page.goto(run_page.as_uri())
     assert page.title().startswith("digitnet run report: run<b>&'x")
     widths = page.eval_on_selector_all("img", "imgs => imgs.map(i => i.complete ? i.naturalWidth : 0)")
-    assert len(widths) == 4 and min(widths) > 0
+    assert len(widths) == len(RUN_PNGS) and min(widths) > 0
     assert page.locator("h2", has_text="Confusion matrix").is_visible()
     page.screenshot(path=str(ARTIFACTS / "report-run.png"), full_page=True)
 
@@ -114,6 +158,10 @@ def test_pages_in_chromium(browser, run_page, sweep_page):
     assert accuracies() == sorted(accuracies(), reverse=True)
     assert header.get_attribute("data-order") == "desc"
     page.screenshot(path=str(ARTIFACTS / "report-sweep.png"), full_page=True)
+    page.set_viewport_size({"width": 1280, "height": 900})  # a laptop's browser window
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1280
+    for box in page.eval_on_selector_all("table", "ts => ts.map(t => t.getBoundingClientRect().right)"):
+        assert box <= 1280
     assert all(u.startswith(("file:", "data:")) for u in requests)
     shutil.copy(sweep_page[0], ARTIFACTS / "report-sweep.html")
 

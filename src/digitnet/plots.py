@@ -35,7 +35,7 @@ def png(fig) -> bytes:
     return buf.getvalue()
 
 
-def curves(history: Sequence[dict[str, float]], title: str = "") -> bytes:
+def curves(history: Sequence[dict[str, float]], title: str = "", loss_label: str = "loss") -> bytes:
     """Loss and accuracy per epoch, train and validation side by side."""
     plt = pyplot()
     from matplotlib.ticker import MaxNLocator
@@ -49,7 +49,7 @@ def curves(history: Sequence[dict[str, float]], title: str = "") -> bytes:
                 ax.plot(*zip(*pts, strict=True), style, label=label, markersize=4)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
-        ax.set_ylabel(metric)
+        ax.set_ylabel(loss_label if metric == "loss" else metric)
         ax.grid(alpha=0.3)
         ax.legend()
     if title:
@@ -116,8 +116,7 @@ def f1_bars(f1: np.ndarray) -> bytes:
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 3))
     ax.bar(range(len(f1)), f1, color="#4c72b0")
-    lo = max(0.0, float(np.min(f1)) - 0.05)
-    ax.set_ylim(lo, 1.0)
+    ax.set_ylim(0.0, 1.08)  # bars from zero: their heights compare honestly; labels give the digits
     for i, v in enumerate(f1):
         ax.text(i, v, f"{v:.3f}", ha="center", va="bottom", fontsize=7)
     ax.set_xticks(range(len(f1)))
@@ -163,4 +162,34 @@ def val_curves(title: str, series: list[tuple[str, list[float], list[float]]]) -
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     ax.set_title(f"{title}: validation accuracy per epoch")
+    return png(fig)
+
+
+def weight_images(w: np.ndarray, cols: int = 16) -> bytes:
+    """One small image per unit's incoming weights (units, H, W), red + / blue −, each unit
+    scaled to its own largest magnitude."""
+    plt = pyplot()
+    rows = max(1, math.ceil(len(w) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(0.9 * cols, 0.9 * rows + 0.4), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for n, (ax, img) in enumerate(zip(axes.flat, w, strict=False)):
+        m = float(np.abs(img).max()) or 1.0
+        ax.imshow(img, cmap="RdBu_r", vmin=-m, vmax=m)
+        ax.set_title(str(n), fontsize=6, pad=1)
+    fig.suptitle("first-layer weights, one image per unit")
+    return png(fig)
+
+
+def activation_maps(means: Sequence[np.ndarray]) -> bytes:
+    """Mean activation of each hidden unit (columns) for each class (rows), one panel a layer."""
+    plt = pyplot()
+    fig, axes = plt.subplots(len(means), 1, figsize=(10, 1.2 + 2.6 * len(means)), squeeze=False)
+    for n, (ax, m) in enumerate(zip(axes[:, 0], means, strict=True)):
+        im = ax.imshow(m, aspect="auto", cmap="viridis", interpolation="nearest")
+        ax.set_yticks(range(len(m)))
+        ax.set_ylabel("class")
+        ax.set_xlabel(f"unit of hidden layer {n + 1}")
+        fig.colorbar(im, ax=ax, fraction=0.03, pad=0.01)
+    fig.suptitle("mean hidden activation per class (test set)")
     return png(fig)

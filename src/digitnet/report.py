@@ -64,26 +64,39 @@ def run_report(run_dir: Path, mistakes: int = 24) -> Report:
 
     spec, train = model.spec, model.config.get("train", {})
     metrics = model.config.get("metrics", {})
-    overview = Table(["", ""], [
+    smoothing = float(train.get("label_smoothing") or 0)
+    loss_note = (f"; training and validation losses include label smoothing ε = {smoothing:g}"
+                 if smoothing else "")
+    overview = Table([], [
         ["layers", "-".join(map(str, spec.sizes))],
         ["activation", spec.activation],
         ["dropout", ", ".join(map(str, spec.dropout)) or "none"],
+        ["preprocessing", spec.preprocess + (", deskewed" if spec.deskew else "")],
         ["parameters", f"{spec.num_params:,}"],
         ["training", ", ".join(f"{k} {train[k]}" for k in ("optimizer", "lr", "epochs",
                                                              "batch_size", "seed") if k in train)],
+        ["schedule", schedule_text(train)],
+        ["validation", validation_text(train.get("validation", "test"))],
         ["dataset", f"{ds.name}: {len(ds.y_train):,} train, {len(ds.y_test):,} test images"],
         ["test accuracy", f"{ev.accuracy:.4f}"],
-        ["test loss", f"{ev.loss:.4f}"],
+        ["test loss", f"{ev.loss:.4f} (plain cross-entropy{loss_note})"],
         ["training seconds", str(metrics.get("train_seconds", "?"))],
+        ["date", run_date(model.config, run_dir)],
+        ["version", f"digitnet {model.config.get('versions', {}).get('digitnet', '?')}"],
     ])
     sections = [Section("Overview", [overview])]
     if model.history:
+        loss_label = f"loss (label-smoothed, ε = {smoothing:g})" if smoothing else "loss"
         sections.append(Section("Training curves", [
-            "Loss and accuracy after each epoch, on the training batches and on the validation data.",
-            Image("curves.png", "loss and accuracy per epoch", plots.curves(model.history))]))
+            "Loss and accuracy after each epoch, on the training batches and on the validation data"
+            + (f"; both losses include label smoothing (ε = {smoothing:g}), the test loss does not."
+               if smoothing else "."),
+            Image("curves.png", "loss and accuracy per epoch",
+                  plots.curves(model.history, loss_label=loss_label))]))
     sections.append(Section("Confusion matrix", [
         Image("confusion.png", "confusion matrix", plots.confusion(ev.confusion))]))
     sections.append(Section("Per-class F1", [Image("f1.png", "per-class F1", plots.f1_bars(ev.f1))]))
+    sections += inside_sections(model, ds)
     if len(worst):
         sections.append(Section("Most confidently wrong test images", [
             f"The {len(worst)} of {len(wrong)} misclassified test images the model was surest of: "
@@ -91,6 +104,53 @@ def run_report(run_dir: Path, mistakes: int = 24) -> Report:
             Image("mistakes.png", "most confidently wrong test images",
                   plots.gallery(ds.x_test[worst], captions, "true → predicted (probability)"))]))
     return Report(f"digitnet run report: {run_dir.resolve().name}", sections)
+
+
+def schedule_text(train: dict[str, Any]) -> str:
+    kind = train.get("schedule", "constant")
+    if kind == "cosine" and train.get("warmup"):
+        return f"cosine, {train['warmup']:g} warm-up epochs"
+    if kind == "step":
+        return f"step: ×{train.get('step_gamma', 0.1):g} every {train.get('step_epochs', '?')} epochs"
+    return str(kind)
+
+
+def validation_text(v: Any) -> str:
+    if v == "test":
+        return "the test set (no held-out split)"
+    if v == "none":
+        return "none"
+    return f"{float(v):.0%} of the training images held out"
+
+
+def run_date(config: dict[str, Any], run_dir: Path) -> str:
+    if config.get("finished"):
+        return config["finished"].replace("T", " ").replace("Z", " UTC")
+    import time
+
+    mtime = (run_dir / art.CONFIG).stat().st_mtime
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(mtime))
+
+
+def inside_sections(model, ds, units: int = 64) -> list[Section]:
+    """What the first layer looks for, and how each hidden layer answers each class."""
+    from digitnet.explain import first_layer_images, mean_hidden_per_class
+
+    out = []
+    if model.spec.hidden and len(model.spec.input_shape) == 2:
+        w = first_layer_images(model)[:units]
+        out.append(Section("First layer's weights", [
+            f"The incoming weights of {'the first' if len(w) < model.spec.hidden[0] else 'each'} "
+            f"{len(w)} units of the first hidden layer, as {'×'.join(map(str, w.shape[1:]))} "
+            "images (red: positive, blue: negative, each unit on its own scale).",
+            Image("weights.png", "first-layer weights as images", plots.weight_images(w))]))
+    if model.spec.hidden:
+        means = mean_hidden_per_class(model, ds.x_test, ds.y_test)
+        out.append(Section("Mean hidden activation per class", [
+            "Each hidden unit's mean activation over the test images of each class.",
+            Image("activations.png", "mean hidden activation per class",
+                  plots.activation_maps(means))]))
+    return out
 
 
 # ---- a sweep --------------------------------------------------------------------------------
@@ -224,10 +284,14 @@ def trials_table(records: list[dict[str, Any]], groups: dict[str, Any],
 
 # ---- rendering ------------------------------------------------------------------------------
 
+# Tables wrap their cells and, if still too wide, scroll inside themselves: the page stays
+# within a 1280-px window.
 STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
-table { border-collapse: collapse; margin: 1em 0; font-size: 14px; }
-th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: left; }
+body { font-family: system-ui, sans-serif; margin: 2em auto; padding: 0 1em; max-width: 1100px;
+       color: #222; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 13px; display: block;
+        max-width: 100%; overflow-x: auto; }
+th, td { border: 1px solid #ccc; padding: 3px 6px; text-align: left; overflow-wrap: anywhere; }
 th { background: #f0f3f7; }
 table.sortable th { cursor: pointer; user-select: none; }
 table.sortable th[data-order=asc]::after { content: " ▲"; }
@@ -279,8 +343,9 @@ def to_html(report: Report) -> str:
                 out.append(f'<img src="{uri}" alt="{e(b.alt)}" title="{e(b.name)}">')
             else:
                 cls = ' class="sortable"' if b.sortable else ""
-                out.append(f"<table{cls}><thead><tr>"
-                           + "".join(f"<th>{e(h)}</th>" for h in b.headers) + "</tr></thead><tbody>")
+                head = ("<thead><tr>" + "".join(f"<th>{e(h)}</th>" for h in b.headers)
+                        + "</tr></thead>") if b.headers else ""
+                out.append(f"<table{cls}>{head}<tbody>")
                 out += ["<tr>" + "".join(f"<td>{e(cell(v))}</td>" for v in row) + "</tr>"
                         for row in b.rows]
                 out.append("</tbody></table>")
@@ -305,8 +370,9 @@ def to_markdown(report: Report, image_dir: Path, md_path: Path, command: str) ->
             elif isinstance(b, Image):
                 out += [f"![{b.alt}]({(rel / b.name).as_posix()})", ""]
             else:
-                out.append("| " + " | ".join(map(esc, b.headers)) + " |")
-                out.append("|" + "---|" * len(b.headers))
+                width = len(b.headers or b.rows[0])  # markdown needs a header row: blank if none
+                out.append("| " + " | ".join(map(esc, b.headers or [""] * width)) + " |")
+                out.append("|" + "---|" * width)
                 out += ["| " + " | ".join(map(esc, row)) + " |" for row in b.rows]
                 out.append("")
     return "\n".join(out)
