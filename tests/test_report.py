@@ -74,7 +74,26 @@ def test_run_report_has_the_figures_and_escapes_text(run_page, tiny_run):
         assert row in overview
     # which loss is which, with label smoothing on
     assert "(plain cross-entropy; training and validation losses include label smoothing ε = 0.1)" in overview
+    assert cfg["metrics"]["loss_notes"]["test_loss"] == "plain cross-entropy"
+    assert "label smoothing 0.1" in cfg["metrics"]["loss_notes"]["val_loss"]
     assert "First layer&#x27;s weights" in text and "Mean hidden activation per class" in text
+
+
+def test_progress_says_which_loss_includes_smoothing(small_data, tmp_path):
+    import io
+
+    from rich.console import Console
+
+    import digitnet
+    from digitnet.progress import ProgressBar
+
+    buf = io.StringIO()
+    bar = ProgressBar(Console(file=buf, width=200), label_smoothing=0.1)
+    digitnet.fit(digitnet.MLP(hidden=(8,)), digitnet.TrainConfig(epochs=1, batch_size=100,
+                 label_smoothing=0.1), data_dir=small_data, verbose=False, callbacks=[bar])
+    out = buf.getvalue()
+    assert "loss and val_loss include label smoothing (ε = 0.1); the test loss is plain" in out
+    assert "val_loss" in out
 
 
 def test_f1_axis_starts_at_zero(monkeypatch):

@@ -261,7 +261,7 @@ def fit(
     if verbose:
         from digitnet.progress import ProgressBar
 
-        cbs.append(ProgressBar())
+        cbs.append(ProgressBar(label_smoothing=cfg.label_smoothing))
     config_doc: dict[str, Any] = {"train": cfg.to_dict(), "dataset": ds.describe()}
     if recipe is not None:
         config_doc["recipe"] = recipe
@@ -299,6 +299,11 @@ def fit(
                  **{k: v for k, v in (state.history[-1] if state.history else {}).items()
                     if k not in ("epoch", "seconds")}},
     )
+    if cfg.label_smoothing:  # two losses of one set would otherwise look contradictory
+        config_doc["metrics"]["loss_notes"] = {
+            "loss": f"training objective: cross-entropy with label smoothing {cfg.label_smoothing:g}",
+            "val_loss": f"cross-entropy with label smoothing {cfg.label_smoothing:g}",
+            "test_loss": "plain cross-entropy"}
     model = Model(spec, params, stats, config_doc, state.history)
     if run_dir is not None:
         model.save(run_dir)

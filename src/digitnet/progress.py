@@ -16,9 +16,11 @@ from digitnet.callbacks import Callback, TrainState
 
 
 class ProgressBar(Callback):
-    def __init__(self, console: Console | None = None):
+    def __init__(self, console: Console | None = None, label_smoothing: float = 0.0):
         self.console = console or Console(stderr=True)
         self.progress: Progress | None = None
+        # The training objective, so loss and val_loss include the smoothing; say so once.
+        self.smoothing = label_smoothing
 
     def on_train_begin(self, state: TrainState, steps_per_epoch: int, epochs: int) -> None:
         self.steps, self.epochs = steps_per_epoch, epochs
@@ -28,6 +30,10 @@ class ProgressBar(Callback):
             console=self.console, transient=True, refresh_per_second=8,
         )
         self.progress.start()
+        if self.smoothing:
+            self.progress.console.print(
+                f"loss and val_loss include label smoothing (ε = {self.smoothing:g}); "
+                "the test loss is plain cross-entropy", highlight=False, soft_wrap=True)
 
     def on_epoch_begin(self, epoch: int) -> None:
         assert self.progress is not None
