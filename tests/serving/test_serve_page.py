@@ -7,6 +7,7 @@ import math
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 from playwright.sync_api import sync_playwright
 
@@ -86,3 +87,143 @@ def test_clear_resets_the_page(page):
     blank = page.evaluate("() => Array.from(document.getElementById('pad').getContext('2d')"
                           ".getImageData(0, 0, 280, 280).data).every(v => v === 255)")
     assert blank
+
+
+def answer_shown(page) -> dict:
+    shown_prediction(page)
+    return page.evaluate("""() => ({
+        verdict: document.querySelector('.answer').dataset.verdict,
+        label: document.getElementById('label').textContent,
+        confidence: document.getElementById('confidence').textContent,
+        top3: Array.from(document.querySelectorAll('#top3 li')).map(li => li.textContent),
+        seen: Array.from(document.getElementById('seen').getContext('2d')
+                .getImageData(0, 0, 28, 28).data).filter((v, i) => i % 4 === 0),
+        why: Array.from(document.getElementById('why').getContext('2d')
+                .getImageData(0, 0, 28, 28).data),
+    })""")
+
+
+def test_a_dot_is_not_a_digit(page):
+    page.click("#clear")
+    draw(page, [[(140, 140), (142, 141)]])
+    shown = answer_shown(page)
+    assert shown["verdict"] == "empty" and shown["label"] == "?"
+    assert shown["confidence"].startswith("not sure: too little ink")
+
+
+def test_top3_and_explanation_follow_the_answer(page, model):
+    page.click("#clear")
+    draw(page, DIGITS["7"])
+    shown = answer_shown(page)
+    seen = np.array(shown["seen"], np.uint8).reshape(28, 28)
+    probs = model.predict_proba(seen[None])[0]
+    order = np.argsort(-probs)[:3]
+    assert shown["top3"] == [f"{d}: {100 * probs[d]:.1f}%" for d in order]
+    assert shown["label"] == "7" and shown["verdict"] == ("sure" if probs[7] >= 0.6 else "unsure")
+    # the explanation: a red-white-blue 28×28 map, coloured where there is ink, white elsewhere
+    why = np.array(shown["why"], np.uint8).reshape(28, 28, 4)[..., :3].astype(int)
+    coloured = (why != 255).any(axis=2)
+    assert coloured.sum() > 10 and not coloured[seen == 0].any()
+    from digitnet.explain import gradient_x_input
+
+    _, attr = gradient_x_input(model, seen[None], [7])
+    red = (why[..., 0] == 255) & (why[..., 1] < 250)  # pushed towards 7
+    assert red.sum() > 0 and (attr[0][red] > 0).all()
+
+
+def test_low_top_probability_says_not_sure(page):
+    """The server's answer is replaced by one whose best class has 40%: the page must hedge."""
+    import json
+
+    probs = [0.02, 0.01, 0.05, 0.02, 0.35, 0.02, 0.03, 0.05, 0.05, 0.40]
+    body = {"label": 9, "probabilities": probs, "model": {},
+            "input": [[0] * 28] * 28, "explanation": [[0] * 28] * 28}
+    page.route("**/predict", lambda route: route.fulfill(
+        status=200, content_type="application/json", body=json.dumps(body)))
+    try:
+        page.click("#clear")
+        draw(page, DIGITS["1"])
+        shown = answer_shown(page)
+    finally:
+        page.unroute("**/predict")
+    assert shown["verdict"] == "unsure" and shown["label"] == "9"
+    assert shown["confidence"] == "not sure: maybe 9 (40.0%) or 4 (35.0%)"
+    assert shown["top3"] == ["9: 40.0%", "4: 35.0%", "2: 5.0%"]
+
+
+def photo_bytes(digit) -> bytes:
+    """A dark-ink digit on white paper, larger than MNIST and off-centre: a user's photo."""
+    import io
+
+    from PIL import Image
+
+    paper = Image.new("L", (240, 180), 235)
+    paper.paste(Image.fromarray(255 - digit).resize((120, 120)), (90, 40))
+    buf = io.BytesIO()
+    paper.save(buf, "JPEG", quality=90)
+    return buf.getvalue()
+
+
+def check_photo_answer(page, model, data: bytes) -> None:
+    from digitnet.data.images import load_digit
+
+    shown = answer_shown(page)
+    expected = load_digit(data)
+    assert np.array_equal(np.array(shown["seen"], np.uint8).reshape(28, 28), expected)
+    assert shown["label"] == str(int(model.predict(expected[None])[0]))
+    assert shown["verdict"] in ("sure", "unsure")
+    status = page.locator("#status").inner_text()
+    assert status.startswith("Your photo")
+    # the photo is drawn on the pad too
+    assert page.evaluate("() => Array.from(document.getElementById('pad').getContext('2d')"
+                         ".getImageData(0, 0, 280, 280).data).some(v => v < 200)")
+
+
+def test_upload_a_photo(page, model, mnist, tmp_path):
+    data = photo_bytes(mnist.x_test[1])  # a 2
+    path = tmp_path / "two.jpg"
+    path.write_bytes(data)
+    page.click("#clear")
+    page.set_input_files("#upload", str(path))
+    check_photo_answer(page, model, data)
+    assert page.locator("#label").inner_text() == "2"
+
+
+def test_drop_a_photo_on_the_pad(page, model, mnist):
+    import base64
+
+    data = photo_bytes(mnist.x_test[2])  # a 1
+    page.click("#clear")
+    transfer = page.evaluate_handle("""(b64) => {
+        const bytes = Uint8Array.from(atob(b64), c => c.charCodeAt(0));
+        const dt = new DataTransfer();
+        dt.items.add(new File([bytes], 'one.jpg', {type: 'image/jpeg'}));
+        return dt;
+    }""", base64.b64encode(data).decode())
+    page.dispatch_event("#pad", "dragover", {"dataTransfer": transfer})
+    assert "dragover" in page.get_attribute("#pad", "class")
+    page.dispatch_event("#pad", "drop", {"dataTransfer": transfer})
+    check_photo_answer(page, model, data)
+    assert page.locator("#label").inner_text() == "1"
+
+
+def test_api_docs_link_works_offline(page, server):
+    """Everything not on this server is refused: Swagger UI must still draw the API."""
+    outside: list[str] = []
+
+    def only_local(route):
+        if route.request.url.startswith(server):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    docs = page.context.browser.new_page()
+    docs.route("**/*", only_local)
+    docs.goto(server + "/")
+    docs.click("text=API docs")
+    docs.wait_for_selector(".swagger-ui .opblock", timeout=15_000)
+    paths = docs.locator(".opblock-summary-path").all_inner_texts()
+    assert "/predict" in paths and "/predict/batch" in paths
+    assert not outside, outside
+    docs.close()

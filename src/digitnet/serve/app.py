@@ -21,6 +21,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
@@ -86,6 +87,10 @@ BATCH_BODY = {
 }
 
 
+EXPLAIN_PARAM = {"name": "explain", "in": "query", "required": False, "schema": {"type": "boolean"},
+                 "description": "also answer `explanation`: which pixels pushed the label"}
+
+
 class ModelId(BaseModel):
     name: str
     id: str = Field(description="sha256 of the weights file (first 16 hex digits)")
@@ -101,6 +106,9 @@ class Scores(BaseModel):
 class Prediction(Scores):
     model: ModelId
     input: list[list[float]] = Field(description="the 28×28 image the model saw (MNIST form)")
+    explanation: list[list[float]] | None = Field(
+        None, description="with ?explain=true: gradient × input of the label's logit over that "
+                          "image, scaled to [-1, 1]; positive pixels pushed towards the label")
 
 
 class BatchPrediction(BaseModel):
@@ -127,8 +135,9 @@ def create_app(model_dir: str | os.PathLike, limits: Limits | None = None, *, ma
     started = time.time()
     page = resources.files("digitnet.serve").joinpath("static/index.html").read_text()
 
-    app = FastAPI(title="digitnet", version=__version__, default_response_class=FastJSON,
-                  description="Classify handwritten digits with a trained digitnet MLP.")
+    # /docs and /redoc from Swagger UI and ReDoc files shipped in fastapi-offline: no CDN.
+    app = FastAPIOffline(title="digitnet", version=__version__, default_response_class=FastJSON,
+                         description="Classify handwritten digits with a trained digitnet MLP.")
     handlers: dict[str, Callable[[Request], Awaitable[Response]]] = {}
     app.add_middleware(Direct, handlers=handlers)
     app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
@@ -209,11 +218,16 @@ def create_app(model_dir: str | os.PathLike, limits: Limits | None = None, *, ma
     @app.post("/predict", summary="Classify one digit",
               description="One image as JSON pixels, a base64 image, a multipart upload, or a raw "
                           "image/* body. The answer includes `input`: the 28×28 image the model saw.",
-              openapi_extra={"requestBody": ONE_IMAGE_BODY}, responses={200: {"model": Prediction}})
+              openapi_extra={"requestBody": ONE_IMAGE_BODY, "parameters": [EXPLAIN_PARAM]},
+              responses={200: {"model": Prediction}})
     async def predict(request: Request) -> Response:
         x, probs = await classify(request, batch=False)
-        return FastJSON({"label": int(probs[0].argmax()), "probabilities": probs[0],
-                         "model": predictor.info, "input": as_image(x[0], shape)})
+        label = int(probs[0].argmax())
+        answer = {"label": label, "probabilities": probs[0], "model": predictor.info,
+                  "input": as_image(x[0], shape)}
+        if request.query_params.get("explain", "").lower() in ("1", "true"):  # a second pass: asked for
+            answer["explanation"] = await run_in_threadpool(predictor.explain, x, label)
+        return FastJSON(answer)
 
     @app.post("/predict/batch", summary="Classify many digits in one request",
               description=f"At most {limits.max_batch} images: JSON pixels, base64 images, or "

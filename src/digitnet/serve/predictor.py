@@ -139,6 +139,14 @@ class Predictor:
             return softmax(self.lean(x))
         return self.compiled(x)
 
+    def explain(self, x: np.ndarray, label: int) -> list[list[float]]:
+        """Gradient × input of class `label` for one image, scaled to [-1, 1], as rows (JAX,
+        compiled on the first request that asks)."""
+        from digitnet.explain import gradient_x_input, normalized
+
+        _, attr = gradient_x_input(self.model, x[:1], [label])
+        return np.round(normalized(attr)[0], 3).tolist()
+
     def describe(self) -> dict[str, Any]:
         """Everything GET /model shows: identity, layers, training config and metrics."""
         cfg = self.model.config

@@ -1,5 +1,5 @@
-// The drawing page: strokes on a 280×280 canvas, sent as PNG to POST /predict while drawing.
-// No framework, no build step: this file is served as is.
+// The drawing page: strokes on a 280×280 canvas, sent as PNG to POST /predict while drawing;
+// or a photo (chosen or dropped on the pad), sent as it is. No framework, no build step.
 "use strict";
 
 const pad = document.getElementById("pad");
@@ -9,8 +9,18 @@ const labelOut = document.getElementById("label");
 const confidence = document.getElementById("confidence");
 const statusLine = document.getElementById("status");
 const bars = document.getElementById("bars");
+const top3 = document.getElementById("top3");
+const why = document.getElementById("why").getContext("2d");
+const answerBox = document.querySelector(".answer");
 
 const LIVE_INTERVAL_MS = 150; // at most this often while the pen moves
+// Below this top probability the page says "not sure" rather than stating an answer.
+const SURE_AT_LEAST = 0.6;
+// A drawing with less ink than this (canvas pixels), or smaller than this on both sides, is a
+// dot or a slip of the pen: no digit to read (one short stroke of a "1" has about 3,000).
+const MIN_INK_PIXELS = 1200;
+const MIN_EXTENT = 60;
+let photo = null; // the chosen or dropped file, sent as it is until the pen draws over it
 let drawing = false;
 let last = null;
 let version = 0; // bumps on every change, so a late answer for an old drawing is ignored
@@ -71,6 +81,7 @@ pad.addEventListener("pointerup", endStroke);
 pad.addEventListener("pointercancel", endStroke);
 
 function changed() {
+  photo = null; // the pad (the photo with strokes on it) is what gets sent now
   empty = false;
   version++;
   pad.dataset.version = version;
@@ -91,9 +102,10 @@ async function predict() {
   inFlight = true;
   const asked = version;
   try {
-    const blob = await new Promise((resolve) => pad.toBlob(resolve, "image/png"));
-    const response = await fetch("/predict", {
-      method: "POST", headers: { "Content-Type": "image/png" }, body: blob });
+    const blob = photo || await new Promise((resolve) => pad.toBlob(resolve, "image/png"));
+    const response = await fetch("/predict?explain=true", {
+      method: "POST", headers: { "Content-Type": blob.type || "application/octet-stream" },
+      body: blob });
     const answer = await response.json();
     if (asked !== version) return; // the drawing changed meanwhile; a newer request follows
     if (!response.ok) { showError(answer.detail || response.statusText); }
@@ -106,16 +118,45 @@ async function predict() {
   }
 }
 
+function inkExtent() {
+  // Dark pixels on the white pad, and the larger side of their bounding box.
+  const data = ctx.getImageData(0, 0, pad.width, pad.height).data;
+  let count = 0, x0 = pad.width, y0 = pad.height, x1 = -1, y1 = -1;
+  for (let i = 0; i < data.length; i += 4) {
+    if (data[i] < 128) {
+      const x = (i / 4) % pad.width, y = Math.floor(i / 4 / pad.width);
+      count++;
+      x0 = Math.min(x0, x); x1 = Math.max(x1, x); y0 = Math.min(y0, y); y1 = Math.max(y1, y);
+    }
+  }
+  return { count, extent: count ? Math.max(x1 - x0, y1 - y0) + 1 : 0 };
+}
+
 function show(answer) {
   const p = answer.probabilities;
-  labelOut.textContent = String(answer.label);
-  confidence.textContent = `${(100 * p[answer.label]).toFixed(1)}% sure`;
-  statusLine.textContent = "Keep drawing, or clear to start again.";
+  const order = p.map((v, d) => [v, d]).sort((a, b) => b[0] - a[0]);
+  const ink = photo ? null : inkExtent();
+  const tooLittle = ink !== null && (ink.count < MIN_INK_PIXELS || ink.extent < MIN_EXTENT);
+  const verdict = tooLittle ? "empty" : p[answer.label] < SURE_AT_LEAST ? "unsure" : "sure";
+  answerBox.dataset.verdict = verdict;
+  answerBox.classList.toggle("unsure", verdict !== "sure");
+  labelOut.textContent = verdict === "empty" ? "?" : String(answer.label);
+  const pct = (v) => `${(100 * v).toFixed(1)}%`;
+  confidence.textContent = verdict === "sure" ? `${pct(p[answer.label])} sure`
+    : verdict === "unsure" ? `not sure: maybe ${order[0][1]} (${pct(order[0][0])}) or ${order[1][1]} (${pct(order[1][0])})`
+    : "not sure: too little ink to be a digit; draw it larger";
+  statusLine.textContent = photo ? "Your photo, as the model read it. Draw on it, or clear to start again."
+    : "Keep drawing, or clear to start again.";
   statusLine.classList.remove("error");
+  top3.replaceChildren(...order.slice(0, 3).map(([v, d]) => {
+    const li = document.createElement("li");
+    li.textContent = `${d}: ${pct(v)}`;
+    return li;
+  }));
   bars.querySelectorAll("li").forEach((li, d) => {
     li.classList.toggle("top", d === answer.label);
-    li.querySelector(".fill").style.width = `${(100 * p[d]).toFixed(1)}%`;
-    li.querySelector(".pct").textContent = `${(100 * p[d]).toFixed(1)}%`;
+    li.querySelector(".fill").style.width = pct(p[d]);
+    li.querySelector(".pct").textContent = pct(p[d]);
   });
   const rows = answer.input;
   const img = seen.createImageData(rows[0].length, rows.length);
@@ -123,9 +164,21 @@ function show(answer) {
     img.data.set([v, v, v, 255], 4 * i);
   });
   seen.putImageData(img, 0, 0);
+  if (answer.explanation) {
+    // white where nothing pushed; red towards the answer, blue away, by strength
+    const e = answer.explanation;
+    const heat = why.createImageData(e[0].length, e.length);
+    e.flat().forEach((v, i) => {
+      const a = Math.min(1, Math.abs(v));
+      const rgb = v >= 0 ? [255, 255 * (1 - a), 255 * (1 - a)] : [255 * (1 - a), 255 * (1 - 0.6 * a), 255];
+      heat.data.set([...rgb, 255], 4 * i);
+    });
+    why.putImageData(heat, 0, 0);
+  }
 }
 
 function showError(message) {
+  answerBox.dataset.verdict = "error";
   labelOut.textContent = "?";
   confidence.textContent = "";
   statusLine.textContent = message;
@@ -138,9 +191,14 @@ function clearAll() {
   version++;
   delete pad.dataset.version;
   delete pad.dataset.predicted;
+  photo = null;
+  delete answerBox.dataset.verdict;
+  answerBox.classList.remove("unsure");
+  top3.replaceChildren();
+  why.clearRect(0, 0, 28, 28);
   labelOut.textContent = "?";
   confidence.textContent = "";
-  statusLine.textContent = "Draw a digit (0–9) with the mouse, a pen or a finger.";
+  statusLine.textContent = "Draw a digit (0–9) with the mouse, a pen or a finger, or drop a photo of one on the pad.";
   statusLine.classList.remove("error");
   bars.querySelectorAll("li").forEach((li) => {
     li.classList.remove("top");
@@ -151,6 +209,36 @@ function clearAll() {
 }
 
 document.getElementById("clear").addEventListener("click", clearAll);
+
+async function usePhoto(file) {
+  if (!file) return;
+  if (!file.type.startsWith("image/")) {
+    showError(`${file.name}: not an image (${file.type || "unknown type"})`);
+    return;
+  }
+  clearAll();
+  try { // shown on the pad, fitted and centred; the server reads the file itself
+    const bitmap = await createImageBitmap(file);
+    const scale = Math.min(pad.width / bitmap.width, pad.height / bitmap.height);
+    const w = bitmap.width * scale, h = bitmap.height * scale;
+    ctx.drawImage(bitmap, (pad.width - w) / 2, (pad.height - h) / 2, w, h);
+  } catch (err) { /* a format the browser cannot draw: the server may still read it */ }
+  photo = file;
+  empty = false;
+  version++;
+  pad.dataset.version = version;
+  predictSoon(0);
+}
+
+const upload = document.getElementById("upload");
+upload.addEventListener("change", () => { usePhoto(upload.files[0]); upload.value = ""; });
+pad.addEventListener("dragover", (event) => { event.preventDefault(); pad.classList.add("dragover"); });
+pad.addEventListener("dragleave", () => pad.classList.remove("dragover"));
+pad.addEventListener("drop", (event) => {
+  event.preventDefault();
+  pad.classList.remove("dragover");
+  usePhoto(event.dataTransfer.files[0]);
+});
 
 fetch("/model").then((r) => r.json()).then((m) => {
   const acc = m.metrics && m.metrics.test_accuracy;
