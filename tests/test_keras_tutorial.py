@@ -191,3 +191,14 @@ def test_notebook_runs(tmp_path, monkeypatch):
     loss, accuracy = json.loads(evaluated.outputs[-1]["text"].strip().split("\n")[-1])
     assert accuracy >= 0.955  # the tutorial's 5 epochs at batch 32
     assert (tmp_path / "model.h5").is_file()
+    # the variants of "Cuestiones adicionales" are trained, compared and plotted
+    for name in ("2 capas ReLU (base)", "4 capas ReLU", "2 capas sigmoide", "2 capas ReLU + Dropout(0.5)"):
+        line = next(x for x in text.splitlines() if x.startswith(f"{name}: "))
+        assert 0.8 < float(line.split(": ")[1]) <= 1, line
+    plots = [out for cell in nb.cells if cell.cell_type == "code" for out in cell.get("outputs", [])
+             if "image/png" in out.get("data", {})]
+    assert len(plots) == 1
+    prose = "\n".join(cell.source for cell in nb.cells if cell.cell_type == "markdown")
+    assert "../docs/tutorial-questions.md" in prose and "Jupyter" in prose
+    assert "pip install '.[all]'" in prose  # as the README installs
+    assert not any(typo in prose for typo in ("convetir", "la salidas", "Estos anteriores"))
