@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from digitnet.explain import first_layer_images, gradient_x_input, mean_hidden_per_class, normalized
+from digitnet.explain import (
+    first_layer_images,
+    gradient_x_input,
+    mean_hidden_per_class,
+    normalized,
+    text_map,
+)
 
 
 def numpy_hidden(model, x):
@@ -51,3 +57,10 @@ def test_first_layer_images_and_mean_activations(trained_model, mnist):
     for m, h in zip(means, hidden, strict=True):
         for c in range(10):
             np.testing.assert_allclose(m[c], h[y == c].mean(axis=0), rtol=1e-4, atol=1e-5)
+
+
+def test_text_map_marks_pushes_towards_and_away():
+    attr = np.zeros((28, 28))
+    attr[5, 3], attr[5, 4], attr[6, 3], attr[6, 4], attr[7, 3] = 1.0, 0.3, -0.3, -0.9, 0.01
+    lines = text_map(attr).splitlines()
+    assert lines == ["      ##++", "      --==", "      ··"]  # blank rows above and below dropped

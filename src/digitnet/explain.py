@@ -44,6 +44,36 @@ def normalized(attr: np.ndarray) -> np.ndarray:
     return attr / np.where(peak > 0, peak, 1).reshape(-1, *([1] * (attr.ndim - 1)))
 
 
+def text_map(attr: np.ndarray) -> str:
+    """One attribution map (H, W) as text, two characters a pixel: "#" and "+" pushed towards
+    the answer (strongly, weakly), "-" and "=" away from it, "·" a little either way, blank
+    nothing."""
+    a = normalized(attr[None])[0]
+    rows = []
+    for row in a:
+        chars = []
+        for v in row:
+            if v == 0:
+                c = " "
+            elif v >= 0.5:
+                c = "#"
+            elif v >= 0.15:
+                c = "+"
+            elif v > -0.15:
+                c = "·"
+            elif v > -0.5:
+                c = "-"
+            else:
+                c = "="
+            chars.append(c * 2)
+        rows.append("".join(chars).rstrip())
+    while rows and not rows[-1]:
+        rows.pop()
+    while rows and not rows[0]:
+        rows.pop(0)
+    return "\n".join(rows)
+
+
 def first_layer_images(model: Any) -> np.ndarray:
     """The first layer's kernel as one image per unit: (units, *input_shape)."""
     kernel = np.asarray(model.params[0]["kernel"])
