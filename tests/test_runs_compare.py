@@ -82,3 +82,41 @@ def test_compare_refuses_other_data_and_single_runs(two_runs, trained_run):
         compare_runs([two_runs / "slow", trained_run])
     with pytest.raises(ConfigError, match="at least two"):
         compare_runs([two_runs / "slow"])
+
+
+def test_cli_runs_compare_and_report(two_runs, tmp_path, capsys):
+    from digitnet.cli import main
+
+    assert main(["runs", str(two_runs)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("NAME") and [ln.split()[0] for ln in lines[1:]] == ["slow", "quick"]
+    assert main(["runs", str(two_runs), "--json"]) == 0
+    assert [r["name"] for r in json.loads(capsys.readouterr().out)] == ["slow", "quick"]
+    assert main(["runs", str(tmp_path / "nowhere")]) == 2
+    assert "no such folder" in capsys.readouterr().err
+
+    a, b = str(two_runs / "slow"), str(two_runs / "quick")
+    assert main(["compare", a, b, "--html", "--out", str(tmp_path / "cmp")]) == 0
+    out = capsys.readouterr().out
+    assert "McNemar exact p" in out and "quick is better" in out
+    assert {"report.html", "compare-curves.png"} <= {p.name for p in (tmp_path / "cmp").iterdir()}
+    assert main(["compare", a, b, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["pairs"][0]["mcnemar_exact_p"] < 0.05
+    assert main(["report", a, b, "--out", str(tmp_path / "rep")]) == 0
+    assert "wrote" in capsys.readouterr().out and (tmp_path / "rep" / "report.html").is_file()
+    assert main(["compare", a]) == 2
+    assert "at least two" in capsys.readouterr().err
+
+
+def test_cli_predict_explain(trained_run, trained_model, mnist, capsys):
+    from digitnet.cli import main
+    from digitnet.explain import gradient_x_input, normalized
+
+    assert main(["predict", str(trained_run), "--indices", "0:2", "--explain"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("test[0]: 7") and "pixels that pushed 7" in out and "##" in out
+    assert main(["predict", str(trained_run), "--indices", "0:2", "--explain", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    _, attr = gradient_x_input(trained_model, mnist.x_test[:2])
+    for row, expected in zip(rows, normalized(attr), strict=True):
+        np.testing.assert_allclose(row["explanation"], expected, atol=6e-4)

@@ -71,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("files", nargs="*", help="images (PNG, JPEG, …) or IDX files")
     pr.add_argument("--indices", help="test-set indices: 0:5, or 3,14,15")
     pr.add_argument("--json", action="store_true", help=json_help + " (with all probabilities)")
+    pr.add_argument("--explain", action="store_true",
+                    help="also show which pixels pushed each answer (gradient × input)")
     sv.add_argument("--host", default="127.0.0.1",
                     help="address to listen on (default 127.0.0.1: this machine only)")
     sv.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
@@ -110,9 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--list", action="store_true", help="print the trials and exit")
     sw.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    rp = sub.add_parser("report", help="an HTML page and PNG plots of a run or a sweep")
-    rp.add_argument("path", help="a run directory or a sweep directory")
-    rp.add_argument("--out", help="folder for report.html and the PNGs (default PATH/report)")
+    rp = sub.add_parser("report", help="an HTML page and PNG plots of a run, a sweep, or runs compared")
+    rp.add_argument("path", nargs="+", help="a run directory or a sweep directory; several runs: "
+                    "a comparison (as compare --html)")
+    rp.add_argument("--out", help="folder for report.html and the PNGs (default PATH/report; "
+                    "for several runs compare-report)")
     rp.add_argument("--markdown", help="also write a markdown page linking the PNGs")
 
     cal = sub.add_parser("calibrate", help="time the engine's settings on this machine and keep "
@@ -121,6 +125,17 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--batch-size", type=int, default=32)
     cal.add_argument("--rounds", type=int, default=7, help="timed epochs per candidate (default 7)")
     cal.add_argument("--show", action="store_true", help="print this machine's stored choice and exit")
+
+    rs = sub.add_parser("runs", help="the runs under a folder: date, layers, epochs, accuracy, time")
+    rs.add_argument("folder", nargs="?", default="runs", help="where to look (default runs/)")
+    rs.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    cp = sub.add_parser("compare", help="is one run better? accuracy, McNemar's exact test, per class")
+    cp.add_argument("runs", nargs="+", metavar="RUN", help="two or more run directories")
+    cp.add_argument("--json", action="store_true", help="print JSON instead of text")
+    cp.add_argument("--html", action="store_true",
+                    help="also write an HTML page with the curves overlaid and the disputed images")
+    cp.add_argument("--out", default="compare-report", help="folder for --html (default compare-report)")
 
     ds = sub.add_parser("datasets", help="list, fetch, verify or show datasets")
     ds_sub = ds.add_subparsers(dest="action", metavar="ACTION", parser_class=Parser)
@@ -173,6 +188,10 @@ def cmd_train(args: argparse.Namespace) -> int:
           f"({what}, {m['train_seconds']:.1f} s)")
     # All 10k through the program the evaluation compiled, rather than compile one for 5 rows.
     first = model.predict(dataset_from_config(model.config).x_test)[:5].tolist()
+    smoothing = model.config["train"].get("label_smoothing")
+    if smoothing:
+        print(f"(test loss: plain cross-entropy; loss and val_loss above include label smoothing "
+              f"ε = {smoothing:g})")
     print(f"first five test predictions {first}")
     print(f"saved to {out}")
     return 0
@@ -204,12 +223,25 @@ def cmd_predict(args: argparse.Namespace) -> int:
         truth += [int(ds.y_test[i]) for i in idx]
         x = np.concatenate([x.reshape(len(x), *ds.image_shape), ds.x_test[idx]])
     probs = model.predict_proba(x)
-    rows = zip(names, probs.argmax(axis=1), probs, truth, strict=True)
+    labels = probs.argmax(axis=1)
+    why: list[Any] = [None] * len(names)
+    if args.explain:
+        from digitnet.explain import gradient_x_input, normalized
+
+        why = list(normalized(gradient_x_input(model, x, labels)[1]))
+    rows = zip(names, labels, probs, truth, why, strict=True)
     if args.json:
         print(json.dumps([{"input": n, "label": int(lab), "probabilities": [round(float(p), 6) for p in row],
-                           **({"true": t} if t is not None else {})} for n, lab, row, t in rows]))
-    for n, lab, row, t in [] if args.json else rows:
+                           **({"true": t} if t is not None else {}),
+                           **({"explanation": w.round(3).tolist()} if w is not None else {})}
+                          for n, lab, row, t, w in rows]))
+    for n, lab, row, t, w in [] if args.json else rows:
         print(f"{n}: {lab}  p={row[lab]:.4f}" + (f"  (true {t})" if t is not None else ""))
+        if w is not None:
+            from digitnet.explain import text_map
+
+            print(f"  pixels that pushed {lab}: # + towards it (strongly, weakly), = - away")
+            print(text_map(w))
     return 0
 
 
@@ -312,7 +344,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     from digitnet.report import write_report
 
-    page = write_report(args.path, args.out, markdown=args.markdown,
+    if len(args.path) > 1:
+        if args.markdown:
+            raise UsageError("report: --markdown is for one run or sweep, not a comparison")
+        return write_comparison(args.path, args.out or "compare-report")
+    page = write_report(args.path[0], args.out, markdown=args.markdown,
                         command=shlex.join(["digitnet", *args.argv]))
     print(f"wrote {page}" + (f" and {args.markdown}" if args.markdown else ""))
     return 0
@@ -346,9 +382,43 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_runs(args: argparse.Namespace) -> int:
+    from digitnet.runlist import list_runs, table
+
+    runs = list_runs(args.folder)
+    if args.json:
+        print(json.dumps([r.to_dict() for r in runs]))
+    else:
+        print(table(runs) if runs else f"no runs under {args.folder}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from digitnet.compare import compare_runs, text
+
+    cmp = compare_runs(args.runs)
+    print(json.dumps(cmp.to_dict()) if args.json else text(cmp))
+    if args.html:
+        write_comparison(cmp, args.out, quiet=args.json)
+    return 0
+
+
+def write_comparison(runs: Any, out: str, quiet: bool = False) -> int:
+    """The comparison's report page; runs: run directories, or a Comparison already made."""
+    from digitnet.compare import compare_report, compare_runs
+    from digitnet.report import save
+
+    cmp = compare_runs(runs) if isinstance(runs, list) else runs
+    page = save(compare_report(cmp), Path(out))
+    if not quiet:
+        print(f"wrote {page}")
+    return 0
+
+
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
             "summary": cmd_summary, "datasets": cmd_datasets, "serve": cmd_serve,
-            "export": cmd_export, "sweep": cmd_sweep, "report": cmd_report, "calibrate": cmd_calibrate}
+            "export": cmd_export, "sweep": cmd_sweep, "report": cmd_report, "calibrate": cmd_calibrate,
+            "runs": cmd_runs, "compare": cmd_compare}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -360,7 +430,7 @@ def main(argv: list[str] | None = None) -> int:
             print(parser.format_help(), end="", file=sys.stderr)
             return 2
         args.argv = argv  # sweeps and reports record the command that made them
-        if args.command in ("train", "evaluate", "predict", "serve", "sweep"):
+        if args.command in ("train", "evaluate", "predict", "serve", "sweep", "compare"):
             from digitnet.runtime import set_cpu_threading
 
             set_cpu_threading()  # before JAX starts; see digitnet/runtime.py
