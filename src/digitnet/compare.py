@@ -39,6 +39,7 @@ class RunResult:
     loss: float  # plain cross-entropy on the test set
     recall: np.ndarray  # per class
     history: list[dict[str, float]]
+    smoothing: float = 0.0  # label smoothing in its training and validation losses
 
 
 @dataclass
@@ -110,7 +111,7 @@ def compare_runs(paths: list[str | os.PathLike]) -> Comparison:
         ev = m.evaluate(ds.x_test, ds.y_test)
         pred = m.predict(ds.x_test)
         runs.append(RunResult(name, d, pred, ev.accuracy, ev.loss, np.asarray(ev.recall),
-                              m.history))
+                              m.history, float(m.config.get("train", {}).get("label_smoothing") or 0)))
     pairs = []
     for ra, rb in combinations(runs, 2):
         a_right, b_right = ra.pred == ds.y_test, rb.pred == ds.y_test
@@ -150,9 +151,12 @@ def compare_report(cmp: Comparison, images: int = 16):
               [[r.name, r.accuracy, r.loss, str(r.path)] for r in cmp.runs])])]
     if any(r.history for r in cmp.runs):
         sections.append(Section("Training curves", [
-            "Each run's loss and accuracy per epoch, overlaid (solid: training, dashed: validation).",
+            "Each run's loss and accuracy per epoch, overlaid (solid: training, dashed: validation). "
+            "A run trained with label smoothing has it in both its losses (marked ε), which puts "
+            "them higher than plain cross-entropy.",
             Image("compare-curves.png", "training curves of every run, overlaid",
-                  plots.overlaid_curves([(r.name, r.history) for r in cmp.runs]))]))
+                  plots.overlaid_curves([(r.name + (f" (ε = {r.smoothing:g})" if r.smoothing else ""),
+                                          r.history) for r in cmp.runs]))]))
     sections.append(Section("Pairs: McNemar's exact test", [
         "Only the test images that exactly one run of a pair gets right tell the runs apart; "
         "p is the two-sided exact binomial probability of a split at least this uneven if both "
