@@ -103,6 +103,7 @@ def test_readme_command_block_runs(workdir):
         out, err = p.communicate(timeout=300)
         assert p.returncode == 0, f"{line}\n{out}\n{err}"
     assert (work / "runs" / "mine" / "model.onnx").exists()
+    assert (work / "compare-report" / "report.html").exists()  # compare --html
 
 
 def check_serve(line: str, work: Path, env: dict) -> None:

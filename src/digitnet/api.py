@@ -116,7 +116,7 @@ def as_pixels(x: Any) -> np.ndarray:
     if isinstance(x, str | os.PathLike):
         x = [x]
     if isinstance(x, list | tuple) and x and all(isinstance(v, str | os.PathLike) for v in x):
-        from digitnet.data.images import read_image_files
+        from digitnet.data.inputs import read_inputs
 
         for v in x:
             if not Path(v).is_file():
@@ -125,7 +125,7 @@ def as_pixels(x: Any) -> np.ndarray:
                 hint = (f"; {str(v)!r} is a dataset: use model.evaluate({str(v)!r}) or "
                         f"load_dataset({str(v)!r}).x_test" if str(v) in NAMES else "")
                 raise ConfigError(f"{v}: no such image file{hint}")
-        return read_image_files(x)[1]
+        return read_inputs([str(v) for v in x])[1]
     try:
         arr = np.asarray(x)
     except ValueError as exc:  # ragged lists

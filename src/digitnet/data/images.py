@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -202,26 +201,3 @@ def load_digit(source: str | os.PathLike | bytes, name: str | None = None,
                max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Read an image file of one digit and return it in MNIST form (28×28 uint8)."""
     return mnist_form(to_grayscale(open_image(source, name, max_pixels)))
-
-
-def read_image_files(paths: Sequence[str | os.PathLike]) -> tuple[list[str], np.ndarray]:
-    """Names and images (N, H, W) from image files (each put into MNIST form) and IDX files."""
-    from digitnet.data.idx import read_idx
-
-    names: list[str] = []
-    images: list[np.ndarray] = []
-    for path in paths:
-        name = Path(path).name
-        if "idx" in name or "ubyte" in name:
-            arr = read_idx(path)
-            if arr.ndim == 2:  # one image
-                arr = arr[None]
-            names += [f"{path}[{i}]" for i in range(len(arr))]
-            images += list(arr)
-        else:
-            names.append(str(path))
-            images.append(load_digit(path))
-    shapes = {im.shape for im in images}
-    if len(shapes) > 1:
-        raise DataError(f"the files hold images of different shapes: {sorted(shapes)}")
-    return names, np.stack(images) if images else np.zeros((0, 28, 28), np.uint8)
