@@ -74,13 +74,8 @@ def forward(
     return h @ params[-1]["kernel"] + params[-1]["bias"]
 
 
-def layer_outputs(
-    params: Params,
-    stats: dict[str, jax.Array],
-    x: jax.Array,
-    spec: MLPSpec,
-    dropout_key: jax.Array | None = None,
-) -> list[jax.Array]:
+def layer_outputs(params: Params, stats: dict[str, jax.Array], x: jax.Array, spec: MLPSpec,
+                  dropout_key: jax.Array | None = None) -> list[jax.Array]:
     """The preprocessed inputs, then each hidden layer's output: what the last layer sees."""
     if spec.deskew:
         x = deskew(x.reshape(x.shape[0], *spec.input_shape))
