@@ -50,19 +50,16 @@ def test_predict_explains_what_is_wrong(trained_model, tmp_path):
         trained_model.predict(np.array([{"a": 1}]))
 
 
-def test_evaluate_accepts_a_dataset_name_folder_or_dataset(trained_model, mnist, tmp_path):
-    from conftest import write_subset
-
+def test_evaluate_accepts_a_dataset_name_folder_or_dataset(trained_model, mnist, small_data):
     from digitnet import load_dataset
 
     default = trained_model.evaluate()
     assert trained_model.evaluate("mnist").accuracy == default.accuracy
     assert trained_model.evaluate(mnist).accuracy == default.accuracy
-    folder = write_subset(tmp_path / "small", 100, 200)
-    small = trained_model.evaluate(folder)
-    ref = trained_model.evaluate(mnist.x_test[:200], mnist.y_test[:200])
-    assert small.accuracy == ref.accuracy and int(small.confusion.sum()) == 200
-    assert load_dataset(path=folder).x_test.shape == (200, 28, 28)
+    small = trained_model.evaluate(small_data)  # the first 500 test images as an IDX folder
+    ref = trained_model.evaluate(mnist.x_test[:500], mnist.y_test[:500])
+    assert small.accuracy == ref.accuracy and int(small.confusion.sum()) == 500
+    assert load_dataset(path=small_data).x_test.shape == (500, 28, 28)
 
 
 def test_evaluate_explains_what_is_wrong(trained_model, mnist):

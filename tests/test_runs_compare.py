@@ -16,11 +16,9 @@ from digitnet.train import TrainConfig
 
 
 @pytest.fixture(scope="module")
-def two_runs(tmp_path_factory):
-    from conftest import write_subset
-
+def two_runs(tmp_path_factory, small_data):
     root = tmp_path_factory.mktemp("runs")
-    data = write_subset(root / "data", 2000, 500)
+    data = small_data
     spec = digitnet.MLP(hidden=(16,))
     for name, lr in (("slow", 1e-4), ("quick", 3e-3)):
         digitnet.fit(spec, TrainConfig(epochs=2, batch_size=50, lr=lr, validation="test"), "small",
@@ -53,10 +51,10 @@ def test_runs_lists_every_run_with_its_numbers(two_runs, tmp_path):
         list_runs(tmp_path / "missing")
 
 
-def test_compare_pairs_predictions_on_the_same_images(two_runs, tmp_path):
+def test_compare_pairs_predictions_on_the_same_images(two_runs, small_data, tmp_path):
     cmp = compare_runs([two_runs / "slow", two_runs / "quick"])
     slow, quick = digitnet.load(two_runs / "slow"), digitnet.load(two_runs / "quick")
-    ds = digitnet.load_dataset("small", two_runs.parent / "data")
+    ds = digitnet.load_dataset(path=small_data)
     right_s, right_q = slow.predict(ds.x_test) == ds.y_test, quick.predict(ds.x_test) == ds.y_test
     (pair,) = cmp.pairs
     assert pair.a_only.tolist() == np.flatnonzero(right_s & ~right_q).tolist()
