@@ -134,18 +134,20 @@ def test_top3_and_explanation_follow_the_answer(page, model):
 def test_low_top_probability_says_not_sure(page):
     """The server's answer is replaced by one whose best class has 40%: the page must hedge."""
     import json
+    import re
 
     probs = [0.02, 0.01, 0.05, 0.02, 0.35, 0.02, 0.03, 0.05, 0.05, 0.40]
     body = {"label": 9, "probabilities": probs, "model": {},
             "input": [[0] * 28] * 28, "explanation": [[0] * 28] * 28}
-    page.route("**/predict", lambda route: route.fulfill(
+    predict = re.compile(r"/predict(\?.*)?$")  # the page asks /predict?explain=true
+    page.route(predict, lambda route: route.fulfill(
         status=200, content_type="application/json", body=json.dumps(body)))
     try:
         page.click("#clear")
         draw(page, DIGITS["1"])
         shown = answer_shown(page)
     finally:
-        page.unroute("**/predict")
+        page.unroute(predict)
     assert shown["verdict"] == "unsure" and shown["label"] == "9"
     assert shown["confidence"] == "not sure: maybe 9 (40.0%) or 4 (35.0%)"
     assert shown["top3"] == ["9: 40.0%", "4: 35.0%", "2: 5.0%"]
