@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import os
-from pathlib import Path
 
 import numpy as np
 
@@ -201,3 +200,4 @@ def load_digit(source: str | os.PathLike | bytes, name: str | None = None,
                max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Read an image file of one digit and return it in MNIST form (28×28 uint8)."""
     return mnist_form(to_grayscale(open_image(source, name, max_pixels)))
+
