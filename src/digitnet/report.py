@@ -65,10 +65,10 @@ def run_report(run_dir: Path, mistakes: int = 24) -> Report:
     spec, train = model.spec, model.config.get("train", {})
     metrics = model.config.get("metrics", {})
     overview = Table(["", ""], [
-        ["layers", "-".join(map(str, spec.sizes))],
+        ["layers", model.architecture],
         ["activation", spec.activation],
         ["dropout", ", ".join(map(str, spec.dropout)) or "none"],
-        ["parameters", f"{spec.num_params:,}"],
+        ["parameters", f"{model.num_params:,}"],
         ["training", ", ".join(f"{k} {train[k]}" for k in ("optimizer", "lr", "epochs",
                                                              "batch_size", "seed") if k in train)],
         ["dataset", f"{ds.name}: {len(ds.y_train):,} train, {len(ds.y_test):,} test images"],
