@@ -31,7 +31,7 @@ from digitnet.engine import Engine, EngineSettings, all_finite, engine_for, epoc
 from digitnet.errors import ConfigError, DigitnetError
 from digitnet.knobs import SPEC_KNOBS, TRAIN_KNOBS, nonzero_pattern
 from digitnet.model import MLPSpec
-from digitnet.train import EpochMeter
+from digitnet.train import EpochMeter, fit_arrays
 from digitnet.trainconfig import TrainConfig
 
 # TrainConfig fields that never reach the compiled program and may differ between members.
@@ -185,24 +185,25 @@ def fit_population(members: Sequence[Member], x: np.ndarray, y: np.ndarray,
     n = len(x) if m0.rows is None else len(m0.rows)
     size = parts or max_members(m0.spec, m0.cfg, n)
     y = np.asarray(y, np.float32 if np.ndim(y) == 2 else np.int32)
-    # Deskewing is deterministic: once for all members (see fit_arrays).
-    xd = deskew_dataset(x.reshape(len(x), *m0.spec.input_shape)) if m0.spec.deskew else jax.device_put(x)
-    yd = jax.device_put(y)
+    xd = yd = None
     for i in range(0, len(members), size):
         part = members[i : i + size]
         t0 = time.perf_counter()
         if len(part) == 1:
             train_alone(part[0], x, y, settings)  # today's path, bit for bit
-        else:
-            train_part(part, xd, yd, settings)
+            part[0].seconds = time.perf_counter() - t0
+            continue
+        if xd is None:  # deskewing is deterministic: once for all members (see fit_arrays)
+            xd = (deskew_dataset(x.reshape(len(x), *m0.spec.input_shape)) if m0.spec.deskew
+                  else jax.device_put(x))
+            yd = jax.device_put(y)
+        train_part(part, xd, yd, settings)
         for m in part:
             m.together, m.seconds = len(part), time.perf_counter() - t0
     return list(members)
 
 
 def train_alone(m: Member, x: np.ndarray, y: np.ndarray, settings: EngineSettings | None) -> None:
-    from digitnet.train import fit_arrays
-
     if m.rows is not None:
         x, y = x[m.rows], y[m.rows]
     try:
