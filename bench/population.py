@@ -177,13 +177,15 @@ def render(doc: dict) -> str:
                 "| command | wall s | CPU s | load |", "|---|---|---|---|"]
         for name, runs in sd["runs"].items():
             for r in runs:
-                out.append(f"| `digitnet {name} --quiet` | {r['wall']:.1f} | {r['cpu']:.1f} | "
+                cmd = "train" if name == "one train" else name
+                out.append(f"| `digitnet {cmd} --quiet` | {r['wall']:.1f} | {r['cpu']:.1f} | "
                            f"{r['load'][0]}–{r['load'][1]} |")
         out += ["", f"8 seeds ÷ one run, wall (medians): **{sd['ratio']:.2f}×** (target ≤ 3×).", ""]
     if "sweep" in doc:
         sw = doc["sweep"]
         out += [f"`{sw['command']}` ({sw['started']}): examples/sweeps/tutorial.toml, 35 trials, "
-                "warm compilation cache; 'before' is the code before populations.", "",
+                "warm compilation cache; 'before' is the code before populations (--baseline-src), "
+                "each trial its own run.", "",
                 "| way | wall s | CPU s (all processes) | load |", "|---|---|---|---|"]
         for name, runs in sw["runs"].items():
             for r in runs:
