@@ -193,8 +193,12 @@ def render(doc: dict) -> str:
         if "speedup_vs_faster_before" in sw:
             out += ["", "Faster way before ÷ faster way with populations, wall (medians): "
                     f"**{sw['speedup_vs_faster_before']:.2f}×** (target ≥ 2×).", ""]
-        first = {name: runs[0]["points"] for name, runs in sw["runs"].items()}
+        if "note" in sw:
+            out += ["", f"Note: {sw['note']}.", ""]
+        first = {name: runs[0]["points"] for name, runs in sw["runs"].items() if "points" in runs[0]}
         names = list(first)
+        if not names:
+            return "\n".join(out)
         out += ["Test accuracy mean ± std over the 5 seeds of each point:", "",
                 "| point | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
         for key in first[names[0]]:
