@@ -7,6 +7,7 @@ import csv
 import json
 import shutil
 
+import numpy as np
 import pytest
 
 from digitnet import api
@@ -136,7 +137,12 @@ def test_interrupted_sweep_keeps_finished_trials_and_resumes(tiny_sweep, tiny_sw
     calls = []
     run_sweep(plan, sweep, on_trial=lambda r, f, t: calls.append(f))
     assert calls == [3, 4]  # one trial left to train
-    assert metrics_by_id(sweep) == metrics_by_id(tiny_sweep)
+    # It trains alone, not in the population of four it first trained in: the same up to the
+    # order of floating-point sums (digitnet.population).
+    got, want = metrics_by_id(sweep), metrics_by_id(tiny_sweep)
+    assert got.keys() == want.keys()
+    for tid in want:
+        assert got[tid] == pytest.approx(want[tid], rel=1e-4, abs=1e-5)
     for tid, mtime in kept.items():
         assert (sweep / "trials" / tid / "weights.safetensors").stat().st_mtime_ns == mtime
 
@@ -175,10 +181,14 @@ def test_successive_halving_continues_the_best_point_to_the_same_result(tiny_swe
     first = {r["options"]["lr"]: r["metrics"]["val_accuracy"] for r in records[:2]}
     final = records[2]
     assert first[final["options"]["lr"]] == max(first.values())
-    # 1 epoch, then 1 more from the checkpoint == 2 epochs at once (the tiny sweep's trial)
+    # 1 epoch, then 1 more from the checkpoint == 2 epochs at once (the tiny sweep's trial), up
+    # to the order of floating-point sums: the rungs and the tiny sweep trained in populations
+    # of different sizes (digitnet.population)
     assert final["id"] in {r["id"] for r in read_results(tiny_sweep)["trials"]}
-    assert ((tmp_path / final["run_dir"] / "weights.safetensors").read_bytes()
-            == (tiny_sweep / final["run_dir"] / "weights.safetensors").read_bytes())
+    a, b = api.load(tmp_path / final["run_dir"]), api.load(tiny_sweep / final["run_dir"])
+    for la, lb in zip(a.params, b.params, strict=True):
+        for name in la:
+            np.testing.assert_allclose(la[name], lb[name], atol=1e-5)
     assert run_sweep(plan, tmp_path) == records  # resumes with nothing left to do
 
 

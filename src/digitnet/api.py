@@ -7,6 +7,8 @@ import platform
 import sys
 import time
 import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,13 +16,16 @@ import jax
 import numpy as np
 
 from digitnet import artifacts as art
-from digitnet.callbacks import Callback
+from digitnet import ensemble
+from digitnet.callbacks import Callback, TrainState
 from digitnet.data.datasets import Dataset, load_dataset
 from digitnet.engine import EngineSettings
+from digitnet.ensemble import Ensemble
 from digitnet.errors import ConfigError, ModelFileError
 from digitnet.metrics import Evaluation, evaluate_arrays
 from digitnet.model import MLPSpec, Params, predict_logits, preprocess_stats
 from digitnet.runtime import enable_compile_cache
+from digitnet.seeds import SUMMARY, SeedRuns, summarize
 from digitnet.train import EarlyStopping, TrainConfig, fit_arrays
 
 
@@ -37,6 +42,14 @@ class Model:
     def __repr__(self) -> str:
         return (f"Model({'-'.join(map(str, self.spec.sizes))}, {self.spec.activation}, "
                 f"{self.spec.num_params:,} params)")
+
+    @property
+    def architecture(self) -> str:
+        return "-".join(map(str, self.spec.sizes))
+
+    @property
+    def num_params(self) -> int:
+        return self.spec.num_params
 
     def _inputs(self, x: Any) -> np.ndarray:
         x = as_pixels(x)
@@ -173,11 +186,15 @@ def as_dataset(x: Any) -> Dataset:
                       "evaluate('mnist')")
 
 
-def load(path: str | os.PathLike) -> Model:
-    """Load a run directory written by `digitnet train` or `Model.save`."""
+def load(path: str | os.PathLike) -> Any:
+    """Load a run directory written by `digitnet train` or `Model.save`: a Model, or a
+    digitnet.ensemble.Ensemble for a directory written by `digitnet ensemble` or
+    `train --ensemble`."""
     path = art.check_run_dir(Path(path))
     enable_compile_cache()
     config = art.read_json(path / art.CONFIG)
+    if config.get("format") == ensemble.FORMAT:
+        return ensemble.from_config(config, path, Model)
     if config.get("format") != art.FORMAT:
         raise ModelFileError(f"{path / art.CONFIG}: not a digitnet run config")
     spec = art.spec_from_config(config, path)
@@ -206,55 +223,68 @@ def device() -> dict[str, str]:
     return {"backend": jax.default_backend(), "device": jax.devices()[0].device_kind}
 
 
+def validation_rows(n: int, cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray] | None:
+    """(training rows, held-out rows) of n training examples when the config holds out a
+    fraction, else None."""
+    if cfg.validation in ("none", "test"):
+        return None
+    n_val = max(1, round(n * float(cfg.validation)))
+    order = np.random.default_rng(cfg.seed).permutation(n)
+    return np.sort(order[:-n_val]), np.sort(order[-n_val:])
+
+
 def split_validation(ds: Dataset, cfg: TrainConfig):
     """(x_train, y_train, validation or None) as the config asks."""
     if cfg.validation == "none":
         return ds.x_train, ds.y_train, None
     if cfg.validation == "test":
         return ds.x_train, ds.y_train, (ds.x_test, ds.y_test)
-    n_val = max(1, round(len(ds.y_train) * float(cfg.validation)))
-    order = np.random.default_rng(cfg.seed).permutation(len(ds.y_train))
-    tr, va = np.sort(order[:-n_val]), np.sort(order[-n_val:])
+    tr, va = validation_rows(len(ds.y_train), cfg)
     return ds.x_train[tr], ds.y_train[tr], (ds.x_train[va], ds.y_train[va])
 
 
-def fit(
-    spec: MLPSpec | None = None,
-    config: TrainConfig | None = None,
-    dataset: str | Dataset = "mnist",
-    *,
-    data_dir: str | os.PathLike | None = None,
-    out: str | os.PathLike | None = None,
-    resume: bool = False,
-    verbose: bool = True,
-    callbacks: list[Callback] | None = None,
-    recipe: str | None = None,
-    settings: EngineSettings | None = None,
-    **options: Any,
-) -> Model:
-    """Train an MLP (by default the tutorial's 784-64-64-10 on MNIST) and return it.
+@dataclass
+class RunSetup:
+    """One model about to train: its data, callbacks, run directory and starting state."""
 
-    With `out`, the run directory is written there: a checkpoint every epoch, then the final
-    model. `resume=True` continues from that directory's last checkpoint. `recipe` (a name from
-    digitnet.recipes.recipe_names(), e.g. "best") supplies the spec and config not given.
-    `settings` says how the engine runs (digitnet.engine.EngineSettings; this machine's
-    defaults when None): speed, not results.
-    Keywords set single options over those: `fit(hidden=(128,), dropout=0.5, epochs=3)`.
-    """
-    if recipe is not None or options:
-        from digitnet.config import resolve
+    spec: MLPSpec
+    cfg: TrainConfig
+    ds: Dataset
+    stats: dict[str, np.ndarray]
+    validation: tuple[np.ndarray, np.ndarray] | None
+    rows: np.ndarray | None  # the training rows of ds.x_train (None: all)
+    callbacks: list[Callback]
+    config_doc: dict[str, Any]
+    run_dir: Path | None
+    state: TrainState | None
 
-        given = {**(spec.to_dict() if spec else {}), **(config.to_dict() if config else {})}
-        spec, config, _ = resolve({**given, **options}, recipe=recipe)
+
+def setup_run(spec: MLPSpec | None, cfg: TrainConfig | None, dataset: str | Dataset, *,
+              data_dir: str | os.PathLike | None, out: str | os.PathLike | None, resume: bool,
+              verbose: bool, callbacks: list[Callback] | None, recipe: str | None,
+              stats_cache: dict | None = None) -> RunSetup:
+    """Everything fit does before training: the data, the run directory (its config.json says
+    "training"; a checkpoint to resume from is read). `recipe` is only recorded."""
     spec = spec or MLPSpec()
-    cfg = config or TrainConfig()
+    cfg = cfg or TrainConfig()
     enable_compile_cache()
     ds = dataset if isinstance(dataset, Dataset) else load_dataset(dataset, data_dir)
     if ds.image_shape != spec.input_shape or ds.num_classes > spec.num_classes:
         spec = MLPSpec(**{**spec.to_dict(), "input_shape": ds.image_shape,
                           "num_classes": max(ds.num_classes, 2)})
-    x, y, val = split_validation(ds, cfg)
-    stats = preprocess_stats(spec, x)
+    split = validation_rows(len(ds.y_train), cfg)
+    rows = None if split is None else split[0]
+    val = (None if cfg.validation == "none" else (ds.x_test, ds.y_test) if split is None
+           else (ds.x_train[split[1]], ds.y_train[split[1]]))
+    # Members of a population that train on the same rows share their preprocessing stats.
+    key = (spec.preprocess, spec.deskew, spec.input_shape, id(ds), None if split is None else cfg.seed,
+           cfg.validation)
+    if stats_cache is not None and key in stats_cache:
+        stats = stats_cache[key]
+    else:
+        stats = preprocess_stats(spec, ds.x_train if rows is None else ds.x_train[rows])
+        if stats_cache is not None:
+            stats_cache[key] = stats
     cbs: list[Callback] = list(callbacks or [])
     if cfg.patience:
         cbs.append(EarlyStopping(cfg.patience))
@@ -272,8 +302,9 @@ def fit(
     if run_dir is not None:
         if run_dir.is_dir():
             art.remove_stale_temps(run_dir)  # left by a killed writer
+        n_train = len(ds.y_train) if rows is None else len(rows)
         if resume and (run_dir / art.CHECKPOINT).exists():
-            state = art.load_checkpoint(run_dir, spec, cfg, len(x))
+            state = art.load_checkpoint(run_dir, spec, cfg, n_train)
         elif (run_dir / art.WEIGHTS).exists():
             # Starting afresh would pair a new config.json with the old weights until the end:
             # a kill or a full disk meanwhile would leave neither model loadable.
@@ -284,11 +315,15 @@ def fit(
                                               "status": "training", **config_doc,
                                               "model": spec.to_dict(), "versions": versions()})
         cbs.insert(0, art.Checkpoint(run_dir, stats))
-    t0 = time.perf_counter()
-    state = fit_arrays(spec, cfg, x, y, stats, val, state=state, callbacks=cbs, settings=settings)
-    train_seconds = time.perf_counter() - t0
+    return RunSetup(spec, cfg, ds, stats, val, rows, cbs, config_doc, run_dir, state)
+
+
+def finish_run(run: RunSetup, state: TrainState, train_seconds: float,
+               extra: dict[str, Any] | None = None) -> Model:
+    """Evaluate the trained weights on the test set and save the run directory."""
     params = jax.tree.map(np.asarray, state.weights())
-    test = evaluate_arrays(spec, params, stats, ds.x_test, ds.y_test)
+    test = evaluate_arrays(run.spec, params, run.stats, run.ds.x_test, run.ds.y_test)
+    config_doc = dict(run.config_doc)
     config_doc.update(
         status="complete",
         finished=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -298,13 +333,132 @@ def fit(
                  "epochs": state.epoch, "train_seconds": round(train_seconds, 3),
                  **{k: v for k, v in (state.history[-1] if state.history else {}).items()
                     if k not in ("epoch", "seconds")}},
+        **(extra or {}),
     )
-    if cfg.label_smoothing:  # two losses of one set would otherwise look contradictory
+    if run.cfg.label_smoothing:  # two losses of one set would otherwise look contradictory
         config_doc["metrics"]["loss_notes"] = {
-            "loss": f"training objective: cross-entropy with label smoothing {cfg.label_smoothing:g}",
-            "val_loss": f"cross-entropy with label smoothing {cfg.label_smoothing:g}",
+            "loss": f"training objective: cross-entropy with label smoothing {run.cfg.label_smoothing:g}",
+            "val_loss": f"cross-entropy with label smoothing {run.cfg.label_smoothing:g}",
             "test_loss": "plain cross-entropy"}
-    model = Model(spec, params, stats, config_doc, state.history)
-    if run_dir is not None:
-        model.save(run_dir)
+    model = Model(run.spec, params, run.stats, config_doc, state.history)
+    if run.run_dir is not None:
+        model.save(run.run_dir)
     return model
+
+
+def fit(
+    spec: MLPSpec | None = None,
+    config: TrainConfig | None = None,
+    dataset: str | Dataset = "mnist",
+    *,
+    data_dir: str | os.PathLike | None = None,
+    out: str | os.PathLike | None = None,
+    resume: bool = False,
+    verbose: bool = True,
+    callbacks: list[Callback] | None = None,
+    recipe: str | None = None,
+    settings: EngineSettings | None = None,
+    seeds: Iterable[int] | None = None,
+    **options: Any,
+) -> Any:
+    """Train an MLP (by default the tutorial's 784-64-64-10 on MNIST) and return it.
+
+    With `out`, the run directory is written there: a checkpoint every epoch, then the final
+    model. `resume=True` continues from that directory's last checkpoint. `recipe` (a name from
+    digitnet.recipes.recipe_names(), e.g. "best") supplies the spec and config not given.
+    `settings` says how the engine runs (digitnet.engine.EngineSettings; this machine's
+    defaults when None): speed, not results.
+
+    Keywords set single options over those: `fit(hidden=(128,), dropout=0.5, epochs=3)`.
+
+    `seeds=range(8)` trains one model per seed, together (digitnet.population), and returns
+    a digitnet.seeds.SeedRuns (a list of Models with their summary); with `out`, each is saved
+    in out/seed-N and the summary in out/summary.json.
+    """
+    spec, config = resolved(spec, config, recipe, options)
+    if seeds is not None:
+        return fit_seeds(spec, config, dataset, seeds, data_dir=data_dir, out=out, resume=resume,
+                         verbose=verbose, callbacks=callbacks, recipe=recipe, settings=settings)
+    run = setup_run(spec, config, dataset, data_dir=data_dir, out=out, resume=resume,
+                    verbose=verbose, callbacks=callbacks, recipe=recipe)
+    x, y = run.ds.x_train, run.ds.y_train
+    if run.rows is not None:
+        x, y = x[run.rows], y[run.rows]
+    t0 = time.perf_counter()
+    state = fit_arrays(run.spec, run.cfg, x, y, run.stats, run.validation, state=run.state,
+                       callbacks=run.callbacks, settings=settings)
+    return finish_run(run, state, time.perf_counter() - t0)
+
+
+def resolved(spec: MLPSpec | None, config: TrainConfig | None, recipe: str | None,
+             options: dict[str, Any]) -> tuple[MLPSpec | None, TrainConfig | None]:
+    """spec and config with a recipe under them and single options over them."""
+    if recipe is not None or options:
+        from digitnet.config import resolve
+
+        given = {**(spec.to_dict() if spec else {}), **(config.to_dict() if config else {})}
+        spec, config, _ = resolve({**given, **options}, recipe=recipe)
+    return spec, config
+
+
+def fit_seeds(spec: MLPSpec | None, config: TrainConfig | None, dataset: str | Dataset,
+              seeds: Iterable[int], *, data_dir: str | os.PathLike | None = None,
+              out: str | os.PathLike | None = None, resume: bool = False, verbose: bool = True,
+              callbacks: list[Callback] | None = None, recipe: str | None = None,
+              settings: EngineSettings | None = None, **options: Any) -> SeedRuns:
+    """fit() once per seed, all trained together (digitnet.population): see fit(seeds=...)."""
+    from dataclasses import replace
+
+    from digitnet.population import fit_members, member_of, population_doc
+
+    seeds = [int(s) for s in seeds]
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ConfigError("seeds must be distinct integers, at least one")
+    spec, config = resolved(spec, config, recipe, options)
+    spec, config = spec or MLPSpec(), config or TrainConfig()
+    ds = dataset if isinstance(dataset, Dataset) else load_dataset(dataset, data_dir)
+    out_dir = Path(out) if out is not None else None
+    t0 = time.perf_counter()
+    cache: dict = {}
+    runs = [setup_run(spec, replace(config, seed=s), ds, data_dir=data_dir,
+                      out=out_dir / f"seed-{s}" if out_dir else None, resume=resume,
+                      verbose=verbose and i == 0, callbacks=callbacks, recipe=recipe,
+                      stats_cache=cache)
+            for i, s in enumerate(seeds)]
+    members = [member_of(r) for r in runs]
+    fit_members(members, ds.x_train, ds.y_train, settings=settings)
+    failed = [m for m in members if m.error is not None]
+    if failed:
+        raise failed[0].error
+    models = SeedRuns(finish_run(r, m.state, m.seconds / m.together, population_doc(m))
+                      for r, m in zip(runs, members, strict=True))
+    models.summary = summarize(models, seeds, time.perf_counter() - t0)
+    if out_dir is not None:
+        art.write_json(out_dir / SUMMARY, models.summary)
+    return models
+
+
+def ensemble_of(models: list[Any], out: str | os.PathLike | None = None) -> Ensemble:
+    """The models (or ensembles) as one ensemble, evaluated on their dataset's test split (its
+    config.json's metrics), saved in `out` when given."""
+    ens = Ensemble(models, {"versions": versions()})
+    ens.record_test_metrics()
+    if out is not None:
+        ens.save(out)
+    return ens
+
+
+def combine(runs: list[str | os.PathLike], out: str | os.PathLike) -> Ensemble:
+    """`digitnet ensemble RUN… --out DIR`: the runs (or ensembles) as one ensemble, evaluated on
+    the test set and saved in `out`."""
+    if not runs:
+        raise ConfigError("give the run directories to combine")
+    models = []
+    for run in runs:
+        m = load(run)
+        m.config = {**m.config, "source": str(Path(run).resolve())}
+        models.append(m)
+    names = {str(m.config.get("dataset", {}).get("name")) for m in models}
+    if len(names) > 1:
+        raise ConfigError(f"the runs were trained on different datasets: {', '.join(sorted(names))}")
+    return ensemble_of(models, out)

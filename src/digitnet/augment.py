@@ -19,6 +19,7 @@ import numpy as np
 from jax.scipy.ndimage import map_coordinates
 
 from digitnet.errors import ConfigError
+from digitnet.knobs import active
 from digitnet.trainconfig import AUG_KEYS
 
 Augment = Callable[[jax.Array, jax.Array], jax.Array]
@@ -75,7 +76,7 @@ def elastic_field(key: jax.Array, n: int, shape: tuple[int, int], alpha: float,
 
 def uniform(key: jax.Array, n: int, bound: float, centre: float = 0.0) -> jax.Array:
     """n draws from centre ± bound; a constant when bound is 0 (nothing to compile)."""
-    if not bound:
+    if not active(bound):
         return jnp.full((n,), centre, jnp.float32)
     return jax.random.uniform(key, (n,), minval=centre - bound, maxval=centre + bound)
 
@@ -83,7 +84,7 @@ def uniform(key: jax.Array, n: int, bound: float, centre: float = 0.0) -> jax.Ar
 def make_augment(cfg: Any, image_shape: tuple[int, ...]) -> Augment | None:
     """augment(key, batch) -> warped float batch of the same shape, from a TrainConfig's aug_*
     and elastic_* fields; None when augmentation is off."""
-    if not any(getattr(cfg, k) for k in AUG_KEYS):
+    if not any(active(getattr(cfg, k)) for k in AUG_KEYS):
         return None
     if len(image_shape) != 2:
         raise ConfigError(f"augmentation needs 2-D images, but the inputs have shape {image_shape}")
@@ -95,7 +96,7 @@ def make_augment(cfg: Any, image_shape: tuple[int, ...]) -> Augment | None:
         ks = jax.random.split(key, 6)
         shift = jnp.stack([uniform(ks[0], n, cfg.aug_shift), uniform(ks[1], n, cfg.aug_shift)], 1)
         disp = (elastic_field(ks[5], n, shape, cfg.elastic_alpha, cfg.elastic_sigma)
-                if cfg.elastic_alpha else None)
+                if active(cfg.elastic_alpha) else None)
         out = warp(x.reshape(n, *shape), shift, uniform(ks[2], n, cfg.aug_rotate * rad),
                    uniform(ks[3], n, cfg.aug_scale, 1.0), uniform(ks[4], n, cfg.aug_shear * rad),
                    disp)

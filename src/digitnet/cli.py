@@ -46,6 +46,11 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.add_argument("--tensorboard", metavar="DIR",
                      help="also write TensorBoard event files here (needs tensorboardX)")
+    run.add_argument("--seeds", help="train one model per seed, together: 0-7 or 1,2,5 "
+                     "(OUT/seed-N run directories and OUT/summary.json)")
+    run.add_argument("--ensemble", type=int, metavar="K",
+                     help="train K models (seeds SEED..SEED+K-1, or --seeds) together and save the "
+                     "ensemble averaging their probabilities in OUT (members in OUT/members)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -112,6 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--list", action="store_true", help="print the trials and exit")
     sw.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    en = sub.add_parser("ensemble", help="combine trained runs into one model that averages "
+                        "their probabilities")
+    en.add_argument("runs", nargs="+", help="run directories (or ensembles)")
+    en.add_argument("--out", required=True, help="directory for the ensemble")
+
     rp = sub.add_parser("report", help="an HTML page and PNG plots of a run, a sweep, or runs compared")
     rp.add_argument("path", nargs="+", help="a run directory or a sweep directory; several runs: "
                     "a comparison (as compare --html)")
@@ -167,13 +177,16 @@ def cmd_train(args: argparse.Namespace) -> int:
         if not args.out:
             raise UsageError("--resume needs --out DIR (the run to continue)")
         base = art.resumed_options(args.out)
-        if not base:  # killed before its first write: nothing to continue, so start it
+        if not base and args.seeds is None and args.ensemble is None:
+            # killed before its first write: nothing to continue, so start it
             print(f"digitnet: nothing to resume in {args.out}; starting a new run", file=sys.stderr)
     flags = {k: v for k, v in vars(args).items() if k in FIELDS}
     spec, cfg, run = resolve(flags, recipe=args.recipe, config=args.config, base=base)
     out = Path(run.get("out") or f"runs/{run.get('dataset', 'mnist')}-{time.strftime('%Y%m%d-%H%M%S')}")
     history = out / art.HISTORY
     before = len(art.read_history(history)) if args.resume and history.exists() else 0
+    if args.seeds is not None or args.ensemble is not None:
+        return train_many(args, spec, cfg, run, out)
     callbacks = []
     if args.tensorboard:
         from digitnet.tracking import TensorBoard
@@ -193,6 +206,42 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"(test loss: plain cross-entropy; loss and val_loss above include label smoothing "
               f"ε = {smoothing:g})")
     print(f"first five test predictions {first}")
+    print(f"saved to {out}")
+    return 0
+
+
+def train_many(args: argparse.Namespace, spec: Any, cfg: Any, run: dict[str, Any], out: Path) -> int:
+    """train --seeds / --ensemble: one model per seed, trained together."""
+    from digitnet.api import fit
+    from digitnet.seeds import parse_seeds
+
+    if args.tensorboard:
+        raise UsageError("--tensorboard follows one run; it does not combine with --seeds or --ensemble")
+    if args.ensemble is not None and args.ensemble < 1:
+        raise UsageError("--ensemble must be at least 1")
+    seeds = (parse_seeds(args.seeds) if args.seeds is not None
+             else list(range(cfg.seed, cfg.seed + args.ensemble)))
+    if args.ensemble is not None and args.seeds is not None and len(seeds) != args.ensemble:
+        raise UsageError(f"--ensemble {args.ensemble} but --seeds lists {len(seeds)} seeds")
+    where = out / "members" if args.ensemble is not None else out
+    models = fit(spec, cfg, run.get("dataset", "mnist"), data_dir=run.get("data_dir"), out=where,
+                 resume=args.resume, verbose=not args.quiet, recipe=args.recipe, seeds=seeds)
+    for s, m in zip(seeds, models, strict=True):
+        print(f"seed {s}: test accuracy {m.config['metrics']['test_accuracy']:.4f}")
+    print(models.describe() + f"  ({models.summary['wall_seconds']:.1f} s)")
+    if args.ensemble is not None:
+        from digitnet.api import ensemble_of
+
+        for s, m in zip(seeds, models, strict=True):
+            m.config["source"] = f"members/seed-{s}"
+        ens = ensemble_of(list(models))
+        ens.config["metrics"].update(
+            epochs=max(m.config["metrics"]["epochs"] for m in models),
+            train_seconds=round(sum(m.config["metrics"]["train_seconds"] for m in models), 3))
+        ens.save(out)
+        ev = ens.config["metrics"]
+        print(f"ensemble of {len(seeds)}: test accuracy {ev['test_accuracy']:.4f}  "
+              f"test loss {ev['test_loss']:.4f}")
     print(f"saved to {out}")
     return 0
 
@@ -252,7 +301,8 @@ def cmd_summary(args: argparse.Namespace) -> int:
     print(model.summary())
     metrics = model.config.get("metrics")
     if metrics:
-        print(f"test accuracy {metrics['test_accuracy']:.4f} after {metrics['epochs']} epochs")
+        after = f" after {metrics['epochs']} epochs" if "epochs" in metrics else ""
+        print(f"test accuracy {metrics['test_accuracy']:.4f}{after}")
     return 0
 
 
@@ -339,6 +389,21 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ensemble(args: argparse.Namespace) -> int:
+    from digitnet.api import combine
+
+    ens = combine(args.runs, args.out)
+    for m in ens.members:
+        acc = m.config.get("metrics", {}).get("test_accuracy")
+        print(f"{m.config.get('source', '?')}: test accuracy "
+              + (f"{acc:.4f}" if acc is not None else "?"))
+    metrics = ens.config["metrics"]
+    print(f"ensemble of {len(ens)}: test accuracy {metrics['test_accuracy']:.4f}  "
+          f"test loss {metrics['test_loss']:.4f}")
+    print(f"saved to {args.out}")
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     import shlex
 
@@ -418,7 +483,8 @@ def write_comparison(runs: Any, out: str, quiet: bool = False) -> int:
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
             "summary": cmd_summary, "datasets": cmd_datasets, "serve": cmd_serve,
             "export": cmd_export, "sweep": cmd_sweep, "report": cmd_report, "calibrate": cmd_calibrate,
-            "runs": cmd_runs, "compare": cmd_compare}
+            "runs": cmd_runs, "compare": cmd_compare,
+            "ensemble": cmd_ensemble}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -430,7 +496,7 @@ def main(argv: list[str] | None = None) -> int:
             print(parser.format_help(), end="", file=sys.stderr)
             return 2
         args.argv = argv  # sweeps and reports record the command that made them
-        if args.command in ("train", "evaluate", "predict", "serve", "sweep", "compare"):
+        if args.command in ("train", "evaluate", "predict", "serve", "sweep", "compare", "ensemble"):
             from digitnet.runtime import set_cpu_threading
 
             set_cpu_threading()  # before JAX starts; see digitnet/runtime.py

@@ -10,6 +10,7 @@ change speed, never the steps, and are part of the engine's cache key.
 
 from __future__ import annotations
 
+import copy
 import warnings
 from dataclasses import dataclass, replace
 from functools import lru_cache, partial
@@ -23,6 +24,7 @@ import optax
 
 from digitnet import augment, runtime
 from digitnet.errors import TrainingDiverged
+from digitnet.knobs import SPEC_KNOBS
 from digitnet.metrics import loss_values, target_labels
 from digitnet.model import MLPSpec, Params, forward, init_params
 from digitnet.optimizers import make_optimizer
@@ -121,7 +123,8 @@ class Engine:
         self.spec, self.cfg = spec, cfg
         self.settings = (settings if settings is not None
                          else EngineSettings.default(spec.sizes, cfg.batch_size))
-        self.tx = make_optimizer(cfg, steps_per_epoch * cfg.epochs)
+        self.total_steps = steps_per_epoch * cfg.epochs
+        self.tx = make_optimizer(cfg, self.total_steps)
         self.augment = augment.make_augment(cfg, spec.input_shape)
         self.train_chunk = self._jit_train_chunk()
         # Also once per epoch, in a thread ahead of training: without LLVM's optimisations it
@@ -203,13 +206,28 @@ class Engine:
             order = order[np.argsort(np.asarray(bits), kind="stable")]
         return jax.device_put(order), epoch_key  # once, not at each of the epoch's chunks
 
-    def _train_chunk(self, params, opt_state, stats, x, y, order, start, key, *, steps, batch,
-                     settings, per_batch=False):
-        # fit_arrays hands the step data that is already deskewed (see digitnet.deskew).
-        spec, tx, loss = replace(self.spec, deskew=False), self.tx, self.cfg.loss
-        aug, smoothing = self.augment, self.cfg.label_smoothing
-        use_dropout = bool(spec.dropout) or bool(spec.input_dropout)
-        if settings.fused:
+    def with_knobs(self, knobs: dict[str, Any]) -> tuple[MLPSpec, TrainConfig, Any, Any]:
+        """The training step's (spec, config, optimizer, augmentation), with some scalar
+        settings replaced by traced values: one member's of a population (digitnet.knobs). The
+        spec does not deskew: fit_arrays hands the step data already deskewed."""
+        if not knobs:
+            return replace(self.spec, deskew=False), self.cfg, self.tx, self.augment
+        spec, cfg = copy.copy(self.spec), copy.copy(self.cfg)  # no validation of traced values
+        object.__setattr__(spec, "deskew", False)
+        for name, value in knobs.items():
+            if name == "dropout":  # one rate per hidden layer; layers without dropout keep 0
+                value = tuple(value[i] if r else 0.0 for i, r in enumerate(self.spec.dropout))
+            object.__setattr__(spec, name, value) if name in SPEC_KNOBS else setattr(cfg, name, value)
+        return spec, cfg, make_optimizer(cfg, self.total_steps), augment.make_augment(
+            cfg, spec.input_shape)
+
+    def _train_chunk(self, params, opt_state, stats, x, y, order, start, key, knobs=None, *,
+                     steps, batch, settings, per_batch=False):
+        """One chunk of training steps; `knobs`: a population member's traced settings."""
+        spec, cfg, tx, aug = self.with_knobs(knobs or {})
+        loss, smoothing = cfg.loss, cfg.label_smoothing
+        use_dropout = bool(self.spec.dropout) or bool(self.spec.input_dropout)
+        if settings.fused and not knobs:
             from digitnet import fused  # Pallas: only where the fused step may run
 
             if fused.applies(spec, self.cfg, batch, soft_labels=y.ndim == 2,

@@ -1,8 +1,10 @@
 """Where a sweep's trials train: in this process, in worker processes, or as Ray tasks.
 
-Every backend runs the same function, `execute`, which trains in a temporary run directory and
-returns the directory's files as bytes; the driver writes them into the sweep directory. So a
-trial's result does not depend on where it ran, and a Ray worker needs no shared filesystem.
+Trials of the same shapes are grouped (group_jobs) and each group trains as one population
+(digitnet.population). Every backend runs the same function, `execute_group`, which trains a
+group in temporary run directories and returns each directory's files as bytes; the driver
+writes them into the sweep directory. So a trial's result does not depend on where it ran,
+and a Ray worker needs no shared filesystem.
 """
 
 from __future__ import annotations
@@ -31,27 +33,92 @@ class Trial:
 
 
 def execute(options: dict[str, Any], start: Files | None = None) -> dict[str, Any]:
-    """Train one trial in a temporary run directory; return its metrics and the run
-    directory's files as bytes, for the driver to write into the sweep directory. `start` is
-    an earlier run directory's files (with its checkpoint) to continue from. Errors the user
-    can cause (a diverging learning rate) are a result, not a crash."""
-    from digitnet.api import fit
+    """Train one trial (see execute_group)."""
+    return execute_group([(options, start)])[0]
 
-    spec, cfg, run = resolve(options)
+
+def execute_group(items: list[tuple[dict[str, Any], Files | None]]) -> list[dict[str, Any]]:
+    """Train trials of one shape group together (digitnet.population), each in a temporary run
+    directory; return, per trial, its metrics and its run directory's files as bytes, for the
+    driver to write into the sweep directory. `start` is an earlier run directory's files (with
+    its checkpoint) to continue from. Errors the user can cause (a diverging learning rate)
+    are a result, not a crash, and fail only their trial."""
+    from digitnet.api import finish_run, setup_run
+    from digitnet.data.datasets import load_dataset
+    from digitnet.population import fit_members, member_of, population_doc
+
     t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="digitnet-trial-") as tmp:
-        run_dir = Path(tmp) / "run"
-        for name, data in (start or {}).items():
-            art.atomic_write_bytes(run_dir / name, data)
+    results: list[dict[str, Any] | None] = [None] * len(items)
+
+    def failed(exc: Exception) -> dict[str, Any]:
+        return {"status": "failed", "error": str(exc), "metrics": {}, "files": {},
+                "wall_seconds": time.perf_counter() - t0}
+
+    with tempfile.TemporaryDirectory(prefix="digitnet-trials-") as tmp:
+        setups, datasets, cache = {}, {}, {}
+        for i, (options, start) in enumerate(items):
+            run_dir = Path(tmp) / f"run-{i}"
+            for name, data in (start or {}).items():
+                art.atomic_write_bytes(run_dir / name, data)
+            try:
+                spec, cfg, run = resolve(options)
+                where = (run.get("dataset", "mnist"), run.get("data_dir"))
+                if where not in datasets:
+                    datasets[where] = load_dataset(*where)
+                setups[i] = setup_run(spec, cfg, datasets[where], data_dir=run.get("data_dir"),
+                                      out=run_dir, resume=bool(start), verbose=False,
+                                      callbacks=None, recipe=None, stats_cache=cache)
+            except DigitnetError as exc:
+                results[i] = failed(exc)
+        by_data: dict[int, list[int]] = {}
+        for i, s in setups.items():
+            by_data.setdefault(id(s.ds), []).append(i)
+        for idx in by_data.values():
+            members = {i: member_of(setups[i]) for i in idx}
+            ds = setups[idx[0]].ds
+            try:
+                fit_members(list(members.values()), ds.x_train, ds.y_train)
+            except DigitnetError as exc:
+                for i in idx:
+                    results[i] = failed(exc)
+                continue
+            for i, m in members.items():
+                if m.error is not None:
+                    results[i] = failed(m.error)
+                    continue
+                try:
+                    model = finish_run(setups[i], m.state, m.seconds / m.together, population_doc(m))
+                except DigitnetError as exc:
+                    results[i] = failed(exc)
+                    continue
+                run_dir = setups[i].run_dir
+                files = {p.name: p.read_bytes() for p in sorted(run_dir.iterdir()) if p.is_file()}
+                results[i] = {"status": "complete", "metrics": model.config["metrics"],
+                              "files": files, "wall_seconds": m.seconds / m.together}
+    return [r for r in results if r is not None]
+
+
+def group_jobs(jobs: list[Job]) -> list[list[Job]]:
+    """Jobs that can train as one population (digitnet.population.group_key, the same data and
+    both resuming or both not), in the order of their first job. The groups do not depend on
+    the backend or the number of workers, so neither does any trial's result."""
+    from digitnet.population import group_key
+
+    groups: dict[Any, list[Job]] = {}
+    for job in jobs:
+        trial, start = job
         try:
-            model = fit(spec, cfg, run.get("dataset", "mnist"), data_dir=run.get("data_dir"),
-                        out=run_dir, resume=bool(start), verbose=False)
-        except DigitnetError as exc:
-            return {"status": "failed", "error": str(exc), "metrics": {}, "files": {},
-                    "wall_seconds": time.perf_counter() - t0}
-        files = {p.name: p.read_bytes() for p in sorted(run_dir.iterdir()) if p.is_file()}
-    return {"status": "complete", "metrics": model.config["metrics"], "files": files,
-            "wall_seconds": time.perf_counter() - t0}
+            spec, cfg, run = resolve(trial.options)
+            key: Any = (group_key(spec, cfg), run.get("dataset", "mnist"), run.get("data_dir"),
+                        start is not None)
+        except DigitnetError:
+            key = ("alone", trial.id)  # execute reports its error
+        groups.setdefault(key, []).append(job)
+    return list(groups.values())
+
+
+def execute_jobs(group: list[Job]) -> list[dict[str, Any]]:
+    return execute_group([(t.options, start) for t, start in group])
 
 
 Job = tuple[Trial, Files | None]
@@ -59,8 +126,8 @@ Outcome = tuple[Trial, dict[str, Any]]
 
 
 def run_local(jobs: list[Job]) -> Iterator[Outcome]:
-    for trial, start in jobs:
-        yield trial, execute(trial.options, start)
+    for group in group_jobs(jobs):
+        yield from zip([t for t, _ in group], execute_jobs(group), strict=True)
 
 
 def run_processes(jobs: list[Job], workers: int) -> Iterator[Outcome]:
@@ -74,17 +141,18 @@ def run_processes(jobs: list[Job], workers: int) -> Iterator[Outcome]:
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                initializer=one_xla_thread)
     try:
-        pending = {pool.submit(execute, t.options, start): t for t, start in jobs}
+        pending = {pool.submit(execute_jobs, group): group for group in group_jobs(jobs)}
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for fut in done:
-                trial = pending.pop(fut)
+                group = pending.pop(fut)
                 try:
-                    result = fut.result()
+                    results = fut.result()
                 except BrokenProcessPool as exc:
-                    raise DigitnetError(f"a worker process died running trial {trial.id} ({exc}); "
-                                        "finished trials are saved, rerun to resume") from None
-                yield trial, result
+                    raise DigitnetError(f"a worker process died running trial {group[0][0].id} "
+                                        f"and {len(group) - 1} more ({exc}); finished trials are "
+                                        "saved, rerun to resume") from None
+                yield from zip([t for t, _ in group], results, strict=True)
     except BaseException:
         # Ctrl-C reaches the workers too; do not wait for trials that will never finish.
         pool.shutdown(wait=False, cancel_futures=True)
@@ -101,25 +169,28 @@ def run_ray(jobs: list[Job], address: str | None) -> Iterator[Outcome]:
         ray.init(address=address, log_to_driver=False, configure_logging=False)
     except ConnectionError as exc:
         raise ConfigError(f"cannot connect to the Ray cluster at {address}: {exc}") from None
-    pending: dict[Any, Trial] = {}
+    pending: dict[Any, list[Job]] = {}
     try:
         from digitnet.runtime import ONE_XLA_THREAD
 
-        # A trial holds one CPU, so its XLA gets one thread (see runtime.one_xla_thread).
+        # A task (a group of trials trained together) holds one CPU, so its XLA gets one
+        # thread (see runtime.one_xla_thread).
         remote = ray.remote(num_cpus=1, max_retries=1,
-                            runtime_env={"env_vars": ONE_XLA_THREAD})(execute)
-        pending.update((remote.remote(t.options, start), t) for t, start in jobs)
+                            runtime_env={"env_vars": ONE_XLA_THREAD})(execute_group)
+        pending.update((remote.remote([(t.options, start) for t, start in group]), group)
+                       for group in group_jobs(jobs))
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
             for ref in done:
-                trial = pending.pop(ref)
+                group = pending.pop(ref)
                 try:
-                    result = ray.get(ref)
+                    results = ray.get(ref)
                 except ray.exceptions.RayError as exc:
                     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                    raise DigitnetError(f"trial {trial.id} failed on Ray ({first}); finished "
-                                        "trials are saved, rerun to resume") from None
-                yield trial, result
+                    raise DigitnetError(f"trial {group[0][0].id} and {len(group) - 1} more failed "
+                                        f"on Ray ({first}); finished trials are saved, rerun to "
+                                        "resume") from None
+                yield from zip([t for t, _ in group], results, strict=True)
     finally:
         for ref in pending:
             ray.cancel(ref)

@@ -109,6 +109,37 @@ def deskew_nodes(x: str, out: str, shape: tuple[int, ...], opset: int) -> tuple[
     return nodes, inits
 
 
+def const(key: str, value: np.ndarray) -> Any:
+    from onnx import numpy_helper
+
+    return numpy_helper.from_array(np.ascontiguousarray(value, dtype=np.float32), key)
+
+
+def network_nodes(model: Model, prefix: str, logits: str) -> tuple[list, list]:
+    """ONNX nodes and weights of one MLP, from the flattened pixels ("flat", or
+    "flat_deskewed" for a model that deskews) to its logits; names start with `prefix`."""
+    from onnx import helper
+
+    spec, p = model.spec, prefix
+    inits = [const(f"{p}preprocess_shift", model.stats["shift"]),
+             const(f"{p}preprocess_scale", model.stats["scale"])]
+    nodes = [helper.make_node("Sub", ["flat_deskewed" if spec.deskew else "flat",
+                                      f"{p}preprocess_shift"], [f"{p}shifted"]),
+             helper.make_node("Mul", [f"{p}shifted", f"{p}preprocess_scale"], [f"{p}h0"])]
+    h = f"{p}h0"
+    last = len(model.params) - 1
+    for i, layer in enumerate(model.params):
+        inits += [const(f"{p}dense_{i}.kernel", np.asarray(layer["kernel"])),
+                  const(f"{p}dense_{i}.bias", np.asarray(layer["bias"]))]
+        pre = logits if i == last else f"{p}dense_{i}"
+        nodes += [helper.make_node("MatMul", [h, f"{p}dense_{i}.kernel"], [f"{p}dense_{i}_mm"]),
+                  helper.make_node("Add", [f"{p}dense_{i}_mm", f"{p}dense_{i}.bias"], [pre])]
+        if i < last:  # dropout is identity at inference
+            h = f"{p}h{i + 1}"
+            nodes += activation_nodes(spec.hidden_activations[i], pre, h, helper)
+    return nodes, inits
+
+
 def to_onnx(model: Model, opset: int = MIN_OPSET, name: str = "digitnet") -> Any:
     """The ONNX ModelProto for `model` (checked by onnx.checker)."""
     try:
@@ -120,38 +151,38 @@ def to_onnx(model: Model, opset: int = MIN_OPSET, name: str = "digitnet") -> Any
     newest = onnx.defs.onnx_opset_version()  # an opset the onnx package does not know is refused
     if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= newest:
         raise ConfigError(f"opset must be within {MIN_OPSET}…{newest}, got {opset!r}")
+    from digitnet.ensemble import Ensemble
+
     spec = model.spec
-
-    def const(key: str, value: np.ndarray) -> Any:
-        return numpy_helper.from_array(np.ascontiguousarray(value, dtype=np.float32), key)
-
-    inits = [const("preprocess_shift", model.stats["shift"]),
-             const("preprocess_scale", model.stats["scale"]),
-             numpy_helper.from_array(np.array([-1, spec.input_dim], np.int64), "flat_shape")]
+    members = model.members if isinstance(model, Ensemble) else [model]
     nodes = [helper.make_node("Cast", ["images"], ["pixels"], to=TensorProto.FLOAT)]
-    if spec.deskew:
+    inits = [numpy_helper.from_array(np.array([-1, spec.input_dim], np.int64), "flat_shape")]
+    if not all(m.spec.deskew for m in members):
+        nodes.append(helper.make_node("Reshape", ["pixels", "flat_shape"], ["flat"]))
+    if any(m.spec.deskew for m in members):  # the same deskewed images for every member
         more_nodes, more_inits = deskew_nodes("pixels", "deskewed", spec.input_shape, opset)
-        nodes += more_nodes
+        nodes += [*more_nodes, helper.make_node("Reshape", ["deskewed", "flat_shape"],
+                                                ["flat_deskewed"])]
         inits += more_inits
-    nodes += [helper.make_node("Reshape", ["deskewed" if spec.deskew else "pixels", "flat_shape"],
-                               ["flat"]),
-              helper.make_node("Sub", ["flat", "preprocess_shift"], ["shifted"]),
-              helper.make_node("Mul", ["shifted", "preprocess_scale"], ["h0"])]
-    if "gelu" in spec.hidden_activations:
+    if any("gelu" in m.spec.hidden_activations for m in members):
         inits += [const("gelu_inv_sqrt2", np.array(1 / math.sqrt(2))),
                   const("gelu_one", np.array(1.0)), const("gelu_half", np.array(0.5))]
-    h = "h0"
-    last = len(model.params) - 1
-    for i, layer in enumerate(model.params):
-        inits += [const(f"dense_{i}.kernel", np.asarray(layer["kernel"])),
-                  const(f"dense_{i}.bias", np.asarray(layer["bias"]))]
-        pre = "logits" if i == last else f"dense_{i}"
-        nodes += [helper.make_node("MatMul", [h, f"dense_{i}.kernel"], [f"dense_{i}_mm"]),
-                  helper.make_node("Add", [f"dense_{i}_mm", f"dense_{i}.bias"], [pre])]
-        if i < last:  # dropout is identity at inference
-            h = f"h{i + 1}"
-            nodes += activation_nodes(spec.hidden_activations[i], pre, h, helper)
-    nodes.append(helper.make_node("Softmax", ["logits"], ["probabilities"], axis=-1))
+    if len(members) == 1:
+        more_nodes, more_inits = network_nodes(model, "", "logits")
+        nodes += [*more_nodes, helper.make_node("Softmax", ["logits"], ["probabilities"], axis=-1)]
+        inits += more_inits
+    else:
+        # The mean of the members' softmax outputs; logits = log(probabilities).
+        for i, m in enumerate(members):
+            more_nodes, more_inits = network_nodes(m, f"member_{i}.", f"member_{i}.logits")
+            nodes += [*more_nodes, helper.make_node("Softmax", [f"member_{i}.logits"],
+                                                    [f"member_{i}.probabilities"], axis=-1)]
+            inits += more_inits
+        inits.append(const("ensemble_size", np.array(float(len(members)))))
+        nodes += [helper.make_node("Sum", [f"member_{i}.probabilities" for i in range(len(members))],
+                                   ["probability_sum"]),
+                  helper.make_node("Div", ["probability_sum", "ensemble_size"], ["probabilities"]),
+                  helper.make_node("Log", ["probabilities"], ["logits"])]
     graph = helper.make_graph(
         nodes, name,
         [helper.make_tensor_value_info("images", TensorProto.UINT8, ["N", *spec.input_shape])],
@@ -163,8 +194,11 @@ def to_onnx(model: Model, opset: int = MIN_OPSET, name: str = "digitnet") -> Any
                               ir_version=IR_VERSION,
                               doc_string="input: raw pixels uint8 [N, H, W] (MNIST form: white digit "
                                          "on black); outputs: probabilities and logits [N, classes]")
-    helper.set_model_props(proto, {"digitnet.model": json.dumps(spec.to_dict()),
-                                   "digitnet.metrics": json.dumps(model.config.get("metrics", {}))})
+    props = {"digitnet.model": json.dumps(spec.to_dict()),
+             "digitnet.metrics": json.dumps(model.config.get("metrics", {}))}
+    if len(members) > 1:
+        props["digitnet.ensemble"] = json.dumps([m.spec.to_dict() for m in members])
+    helper.set_model_props(proto, props)
     onnx.checker.check_model(proto, full_check=True)
     return proto
 

@@ -8,6 +8,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from digitnet.knobs import active
+
 
 def loss_values(logits: jax.Array, targets: jax.Array, loss: str = "cross_entropy",
                 smoothing: float = 0.0) -> jax.Array:
@@ -26,7 +28,7 @@ def loss_values(logits: jax.Array, targets: jax.Array, loss: str = "cross_entrop
         ce = -jnp.take_along_axis(logp, targets[:, None].astype(jnp.int32), axis=1)[:, 0]
     else:
         ce = -jnp.sum(targets * logp, axis=-1)
-    if smoothing:
+    if active(smoothing):
         ce = (1.0 - smoothing) * ce - smoothing * logp.mean(axis=-1)
     return ce
 

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from digitnet.deskew import deskew, deskew_dataset
+from digitnet.knobs import active
 from digitnet.spec import MLP, MLPSpec  # noqa: F401  (MLP: the public name, re-exported)
 
 Params = list[dict[str, jax.Array]]
@@ -80,14 +81,14 @@ def layer_outputs(params: Params, stats: dict[str, jax.Array], x: jax.Array, spe
     if spec.deskew:
         x = deskew(x.reshape(x.shape[0], *spec.input_shape))
     h = (x.reshape(x.shape[0], -1).astype(jnp.float32) - stats["shift"]) * stats["scale"]
-    if dropout_key is not None and spec.input_dropout > 0:
+    if dropout_key is not None and active(spec.input_dropout):
         # Index len(hidden) is free: hidden layer i's mask uses index i.
         h = dropout(h, spec.input_dropout, jax.random.fold_in(dropout_key, len(spec.hidden)))
     outputs = [h]
     for i, (layer, act) in enumerate(zip(params[:-1], spec.hidden_activations, strict=True)):
         h = ACTIVATIONS[act](h @ layer["kernel"] + layer["bias"])
         rate = spec.dropout[i] if spec.dropout else 0.0
-        if dropout_key is not None and rate > 0:
+        if dropout_key is not None and active(rate):
             h = dropout(h, rate, jax.random.fold_in(dropout_key, i))
         outputs.append(h)
     return outputs

@@ -68,11 +68,11 @@ def run_report(run_dir: Path, mistakes: int = 24) -> Report:
     loss_note = (f"; training and validation losses include label smoothing ε = {smoothing:g}"
                  if smoothing else "")
     overview = Table([], [
-        ["layers", "-".join(map(str, spec.sizes))],
+        ["layers", model.architecture],
         ["activation", spec.activation],
         ["dropout", ", ".join(map(str, spec.dropout)) or "none"],
         ["preprocessing", spec.preprocess + (", deskewed" if spec.deskew else "")],
-        ["parameters", f"{spec.num_params:,}"],
+        ["parameters", f"{model.num_params:,}"],
         ["training", ", ".join(f"{k} {train[k]}" for k in ("optimizer", "lr", "epochs",
                                                              "batch_size", "seed") if k in train)],
         ["schedule", schedule_text(train)],

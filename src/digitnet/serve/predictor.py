@@ -71,7 +71,14 @@ NUMPY_ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray] | None] = {
 
 def numpy_forward(model: Any) -> Callable[[np.ndarray], np.ndarray] | None:
     """Logits from float32 pixels (n, dim) with NumPy products, or None where NumPy cannot
-    compute what the model's compiled forward does."""
+    compute what the model's compiled forward does. For an ensemble: the log of the mean of
+    its members' probabilities (its softmax is that mean, as the ensemble's compiled path)."""
+    if hasattr(model, "members"):
+        members = [numpy_forward(m) for m in model.members]
+        if any(f is None for f in members):
+            return None
+        tiny = np.finfo(np.float32).tiny
+        return lambda x: np.log(np.maximum(np.mean([softmax(f(x)) for f in members], axis=0), tiny))
     spec = model.spec
     acts = [NUMPY_ACTIVATIONS.get(a) for a in spec.hidden_activations]
     if spec.deskew or any(a is None for a in acts):
@@ -100,7 +107,7 @@ class Predictor:
         digest = hashlib.sha256((self.run_dir / art.WEIGHTS).read_bytes()).hexdigest()
         spec = self.model.spec
         self.info = {"name": self.run_dir.name, "id": f"sha256:{digest[:16]}",
-                     "architecture": "-".join(map(str, spec.sizes)), "activation": spec.activation}
+                     "architecture": self.model.architecture, "activation": spec.activation}
         self.buckets = bucket_sizes(max_batch)
         self.lean = numpy_forward(self.model) if lean else None
         if self.lean is not None and not self._agrees(self.lean):
@@ -151,7 +158,7 @@ class Predictor:
         """Everything GET /model shows: identity, layers, training config and metrics."""
         cfg = self.model.config
         return {**self.info, "spec": self.model.spec.to_dict(), "inference": self.path,
-                "num_params": self.model.spec.num_params, "summary": self.model.summary(),
+                "num_params": self.model.num_params, "summary": self.model.summary(),
                 "metrics": cfg.get("metrics", {}), "train": cfg.get("train", {}),
                 "dataset": cfg.get("dataset", {}), "versions": cfg.get("versions", {}),
                 "history": self.model.history}
