@@ -70,7 +70,8 @@ def list_runs(folder: str | os.PathLike = "runs") -> list[RunInfo]:
             if info is not None:
                 found.append(info)
                 dirnames.clear()  # a run's report/ folder holds no runs
-    return sorted(found, key=lambda r: (r.date, r.name))
+    # The date has whole seconds; runs finished within one second keep the order they were saved.
+    return sorted(found, key=lambda r: (r.date, (r.path / art.CONFIG).stat().st_mtime_ns, r.name))
 
 
 def table(runs: list[RunInfo]) -> str:
