@@ -8,7 +8,9 @@ import httpx
 import pytest
 
 # Small limits, so that the limit tests need no large payloads.
-LIMITS = {"max_body_bytes": 256 * 1024, "max_batch": 8, "max_image_pixels": 1_000_000}
+# Short client deadlines, so that the stalled-client test sees them act within its wait.
+LIMITS = {"max_body_bytes": 256 * 1024, "max_batch": 8, "max_image_pixels": 1_000_000,
+          "header_timeout": 3, "body_timeout": 5}
 
 
 @pytest.fixture(scope="session")

@@ -33,7 +33,5 @@ def test_hostile_requests_of_each_class_get_4xx_json_at_bounded_cost(cls, server
 def test_stalled_clients_do_not_block_health_and_are_dropped(server, monkeypatch):
     monkeypatch.setattr(attacks, "STALL_SECONDS", 15.0)
     out = attacks.class4(attacks.Server(server), 12, random.Random(4))
-    health = [f for f in out.failures if f.startswith("/health")]
-    assert not health, health
-    if out.failed:  # the server's header and body timeouts come with the serving work (issue 16)
-        pytest.xfail(f"{out.failed} stalled connections still open: {out.failures[0]}")
+    # The session's server has 3 s header and 5 s body deadlines (conftest.LIMITS).
+    assert out.cases >= 12 and out.failed == 0, out.failures
