@@ -1,0 +1,47 @@
+"""The `digitnet` command: one sub-command per verb.
+
+Exit codes: 0 success, 2 bad usage or bad input (one line on stderr, no traceback), 1 a bug.
+Heavy modules (JAX, the engine) are imported inside each verb, so `digitnet --help` is instant.
+The parser lives in cli/parser.py; the verbs, grouped by job, in cli/{train,inspect,serve,data}.py.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from digitnet.cli.data import cmd_datasets
+from digitnet.cli.inspect import cmd_compare, cmd_evaluate, cmd_predict, cmd_report, cmd_runs, cmd_summary
+from digitnet.cli.parser import Parser, UsageError, add_train_options, build_parser
+from digitnet.cli.serve import cmd_export, cmd_serve
+from digitnet.cli.train import cmd_calibrate, cmd_ensemble, cmd_sweep, cmd_train
+from digitnet.errors import DigitnetError
+
+__all__ = ["COMMANDS", "Parser", "UsageError", "add_train_options", "build_parser", "main"]
+
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
+            "summary": cmd_summary, "datasets": cmd_datasets, "serve": cmd_serve,
+            "export": cmd_export, "sweep": cmd_sweep, "report": cmd_report, "calibrate": cmd_calibrate,
+            "runs": cmd_runs, "compare": cmd_compare,
+            "ensemble": cmd_ensemble}
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        argv = sys.argv[1:] if argv is None else argv
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if args.command is None:
+            print(parser.format_help(), end="", file=sys.stderr)
+            return 2
+        args.argv = argv  # sweeps and reports record the command that made them
+        if args.command in ("train", "evaluate", "predict", "serve", "sweep", "compare", "ensemble"):
+            from digitnet.runtime import set_cpu_threading
+
+            set_cpu_threading()  # before JAX starts; see digitnet/runtime.py
+        return COMMANDS[args.command](args)
+    except DigitnetError as exc:
+        print(f"digitnet: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("digitnet: interrupted", file=sys.stderr)
+        return 130

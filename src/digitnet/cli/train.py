@@ -1,0 +1,166 @@
+"""The verbs that train or combine models: train, ensemble, sweep, calibrate."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from digitnet.cli.parser import UsageError
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    if not any(getattr(args, k, None) for k in ("data_dir", "config", "resume", "recipe")):
+        from digitnet.data.datasets import prefetch
+
+        prefetch(getattr(args, "dataset", None) or "mnist")  # read while JAX imports
+    from digitnet import artifacts as art
+    from digitnet.api import dataset_from_config, fit
+    from digitnet.config import FIELDS, resolve
+
+    base: dict[str, Any] = {}
+    if args.resume:
+        if not args.out:
+            raise UsageError("--resume needs --out DIR (the run to continue)")
+        base = art.resumed_options(args.out)
+        if not base and args.seeds is None and args.ensemble is None:
+            # killed before its first write: nothing to continue, so start it
+            print(f"digitnet: nothing to resume in {args.out}; starting a new run", file=sys.stderr)
+    flags = {k: v for k, v in vars(args).items() if k in FIELDS}
+    spec, cfg, run = resolve(flags, recipe=args.recipe, config=args.config, base=base)
+    out = Path(run.get("out") or f"runs/{run.get('dataset', 'mnist')}-{time.strftime('%Y%m%d-%H%M%S')}")
+    history = out / art.HISTORY
+    before = len(art.read_history(history)) if args.resume and history.exists() else 0
+    if args.seeds is not None or args.ensemble is not None:
+        return train_many(args, spec, cfg, run, out)
+    callbacks = []
+    if args.tensorboard:
+        from digitnet.tracking import TensorBoard
+
+        callbacks.append(TensorBoard(args.tensorboard, {"model": spec.to_dict(), "train": cfg.to_dict()}))
+    model = fit(spec, cfg, run.get("dataset", "mnist"), data_dir=run.get("data_dir"), out=out,
+                resume=args.resume, verbose=not args.quiet, callbacks=callbacks, recipe=args.recipe)
+    m = model.config["metrics"]
+    ran = m["epochs"] - before
+    what = f"{ran} epoch{'s' * (ran != 1)}" + (f" after the {before} resumed" if before else "")
+    print(f"test accuracy {m['test_accuracy']:.4f}  test loss {m['test_loss']:.4f}  "
+          f"({what}, {m['train_seconds']:.1f} s)")
+    # All 10k through the program the evaluation compiled, rather than compile one for 5 rows.
+    first = model.predict(dataset_from_config(model.config).x_test)[:5].tolist()
+    smoothing = model.config["train"].get("label_smoothing")
+    if smoothing:
+        print(f"(test loss: plain cross-entropy; loss and val_loss above include label smoothing "
+              f"ε = {smoothing:g})")
+    print(f"first five test predictions {first}")
+    print(f"saved to {out}")
+    return 0
+
+
+def train_many(args: argparse.Namespace, spec: Any, cfg: Any, run: dict[str, Any], out: Path) -> int:
+    """train --seeds / --ensemble: one model per seed, trained together."""
+    from digitnet.api import fit
+    from digitnet.seeds import parse_seeds
+
+    if args.tensorboard:
+        raise UsageError("--tensorboard follows one run; it does not combine with --seeds or --ensemble")
+    if args.ensemble is not None and args.ensemble < 1:
+        raise UsageError("--ensemble must be at least 1")
+    seeds = (parse_seeds(args.seeds) if args.seeds is not None
+             else list(range(cfg.seed, cfg.seed + args.ensemble)))
+    if args.ensemble is not None and args.seeds is not None and len(seeds) != args.ensemble:
+        raise UsageError(f"--ensemble {args.ensemble} but --seeds lists {len(seeds)} seeds")
+    where = out / "members" if args.ensemble is not None else out
+    models = fit(spec, cfg, run.get("dataset", "mnist"), data_dir=run.get("data_dir"), out=where,
+                 resume=args.resume, verbose=not args.quiet, recipe=args.recipe, seeds=seeds)
+    for s, m in zip(seeds, models, strict=True):
+        print(f"seed {s}: test accuracy {m.config['metrics']['test_accuracy']:.4f}")
+    print(models.describe() + f"  ({models.summary['wall_seconds']:.1f} s)")
+    if args.ensemble is not None:
+        from digitnet.api import ensemble_of
+
+        for s, m in zip(seeds, models, strict=True):
+            m.config["source"] = f"members/seed-{s}"
+        ens = ensemble_of(list(models))
+        ens.config["metrics"].update(
+            epochs=max(m.config["metrics"]["epochs"] for m in models),
+            train_seconds=round(sum(m.config["metrics"]["train_seconds"] for m in models), 3))
+        ens.save(out)
+        ev = ens.config["metrics"]
+        print(f"ensemble of {len(seeds)}: test accuracy {ev['test_accuracy']:.4f}  "
+              f"test loss {ev['test_loss']:.4f}")
+    print(f"saved to {out}")
+    return 0
+
+
+def cmd_ensemble(args: argparse.Namespace) -> int:
+    from digitnet.api import combine
+
+    ens = combine(args.runs, args.out)
+    for m in ens.members:
+        acc = m.config.get("metrics", {}).get("test_accuracy")
+        print(f"{m.config.get('source', '?')}: test accuracy "
+              + (f"{acc:.4f}" if acc is not None else "?"))
+    metrics = ens.config["metrics"]
+    print(f"ensemble of {len(ens)}: test accuracy {metrics['test_accuracy']:.4f}  "
+          f"test loss {metrics['test_loss']:.4f}")
+    print(f"saved to {args.out}")
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    import shlex
+
+    from digitnet.sweep import load_plan, outcome_lines, run_sweep
+
+    plan = load_plan(args.config, args.data_dir)
+    if args.list:
+        for t in plan.trials:
+            print(f"{t.id}  {','.join(t.groups):<20} {json.dumps(t.options)}")
+        print(f"{len(plan.trials)} trials")
+        return 0
+    out = Path(args.out or f"runs/sweeps/{Path(args.config).stem}")
+    meta = {"config": str(args.config), "command": shlex.join(["digitnet", *args.argv]),
+            "backend": args.backend}
+    if args.quiet:
+        records = run_sweep(plan, out, backend=args.backend, workers=args.workers,
+                            address=args.address, meta=meta)
+    else:
+        from digitnet.progress import SweepProgress
+
+        with SweepProgress() as bar:
+            records = run_sweep(plan, out, backend=args.backend, workers=args.workers,
+                                address=args.address, meta=meta, on_trial=bar.update)
+    print("\n".join(outcome_lines(records, out)))
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from digitnet import calibrate, tuning
+
+    if args.show:
+        entry = tuning.chosen()
+        if entry is None:
+            print(f"no stored choice for this machine (key {tuning.machine_key()}); "
+                  "the defaults apply")
+        else:
+            print(json.dumps({k: v for k, v in entry.items() if k != "measured"}, indent=1))
+        return 0
+    try:
+        hidden = tuple(int(h) for h in args.hidden.split(",") if h.strip())
+    except ValueError:
+        raise UsageError(f"--hidden must be comma-separated sizes, got {args.hidden!r}") from None
+    if not hidden or min(hidden) < 1 or args.batch_size < 1 or args.rounds < 1:
+        raise UsageError("--hidden sizes, --batch-size and --rounds must be positive")
+    entry = calibrate.calibrate(hidden, args.batch_size, args.rounds)
+    m = entry["measured"]
+    for name in sorted(m, key=lambda k: m[k]["ratio_to_default"]):
+        print(f"  {name:24s} best {m[name]['best_seconds']:.3f} s/epoch  "
+              f"× {m[name]['ratio_to_default']:.2f} of the default"
+              + ("" if m[name]["same_bits"] else "  (other bits: not eligible)"))
+    print(f"chosen: XLA threading {entry['threading']}, {entry['unroll']} steps per loop "
+          f"iteration; stored in {entry['path']}")
+    return 0
+
