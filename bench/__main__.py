@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import shutil
 import statistics
 import sys
@@ -33,6 +34,14 @@ ENV = {"PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}"}
 
 def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
+
+
+def keep_sections(path: str, text: str) -> str:
+    """`text` plus the sections other benches own in the old document (between
+    `<!-- NAME: begin` and `<!-- NAME: end -->`, e.g. bench/population.py's), kept as they were."""
+    old = Path(path).read_text() if Path(path).exists() else ""
+    blocks = [b for b in re.findall(r"<!-- \w+: begin.*?<!-- \w+: end -->", old, re.S) if b not in text]
+    return text.rstrip("\n") + "".join(f"\n\n{b}" for b in blocks) + "\n" if blocks else text
 
 
 def machine() -> dict:
@@ -101,7 +110,8 @@ def main() -> None:
     ap.add_argument("--from-json", help="re-write the document from a saved --json run")
     args = ap.parse_args()
     if args.from_json:
-        Path(args.out).write_text(render(json.loads(Path(args.from_json).read_text())))
+        doc = render(json.loads(Path(args.from_json).read_text()))
+        Path(args.out).write_text(keep_sections(args.out, doc))
         log(f"wrote {args.out}")
         return
 
@@ -133,7 +143,7 @@ def main() -> None:
         Path(args.json).write_text(json.dumps(res, indent=1))
     text = render(res)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(text)
+    Path(args.out).write_text(keep_sections(args.out, text))
     log(f"wrote {args.out}")
 
 

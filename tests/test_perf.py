@@ -201,3 +201,14 @@ def test_step_kernels_counts_the_loop_body_only():
            "  %f = f32[] fusion(%p), kind=kLoop, calls=%outside\n"
            "  %w = (s32[]) while(%t), condition=%cond.1, body=%body.1\n}\n")
     assert step_kernels(hlo) == {"kernels": 3, "gemm": 2, "other": 1}
+
+
+def test_a_bench_rewrite_keeps_sections_other_benches_own(tmp_path):
+    from bench.__main__ import keep_sections
+
+    doc = tmp_path / "performance.md"
+    doc.write_text("# old\n\n<!-- population: begin (x) -->\n## Populations\n<!-- population: end -->\n")
+    new = keep_sections(str(doc), "# new\n")
+    assert new.startswith("# new\n") and new.count("## Populations") == 1
+    assert keep_sections(str(doc), new) == new  # a block already in the new text is not doubled
+    assert keep_sections(str(tmp_path / "missing.md"), "# new\n") == "# new\n"
