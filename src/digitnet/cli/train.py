@@ -88,11 +88,15 @@ def train_many(args: argparse.Namespace, spec: Any, cfg: Any, run: dict[str, Any
             epochs=max(m.config["metrics"]["epochs"] for m in models),
             train_seconds=round(sum(m.config["metrics"]["train_seconds"] for m in models), 3))
         ens.save(out)
-        ev = ens.config["metrics"]
-        print(f"ensemble of {len(seeds)}: test accuracy {ev['test_accuracy']:.4f}  "
-              f"test loss {ev['test_loss']:.4f}")
+        print(ensemble_line(ens))
     print(f"saved to {out}")
     return 0
+
+
+def ensemble_line(ens: Any) -> str:
+    metrics = ens.config["metrics"]
+    return (f"ensemble of {len(ens)}: test accuracy {metrics['test_accuracy']:.4f}  "
+            f"test loss {metrics['test_loss']:.4f}")
 
 
 def cmd_ensemble(args: argparse.Namespace) -> int:
@@ -103,9 +107,7 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
         acc = m.config.get("metrics", {}).get("test_accuracy")
         print(f"{m.config.get('source', '?')}: test accuracy "
               + (f"{acc:.4f}" if acc is not None else "?"))
-    metrics = ens.config["metrics"]
-    print(f"ensemble of {len(ens)}: test accuracy {metrics['test_accuracy']:.4f}  "
-          f"test loss {metrics['test_loss']:.4f}")
+    print(ensemble_line(ens))
     print(f"saved to {args.out}")
     return 0
 

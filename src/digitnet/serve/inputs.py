@@ -18,8 +18,6 @@ from digitnet.data.images import DecoderBusy, ImageTooLarge, load_digit
 from digitnet.errors import DataError
 from digitnet.serve.limits import ClientError
 
-MAX_INT_DIGITS = 32
-
 
 def parse_json(body: bytes) -> dict[str, Any]:
     """orjson: strict JSON (no NaN or Infinity literals, nesting at most 1024 deep)."""
