@@ -25,7 +25,7 @@ import optax
 from digitnet import augment, runtime
 from digitnet.errors import TrainingDiverged
 from digitnet.knobs import SPEC_KNOBS
-from digitnet.metrics import loss_values, target_labels
+from digitnet.metrics import hits, loss_values
 from digitnet.model import MLPSpec, Params, forward, init_params
 from digitnet.optimizers import make_optimizer
 from digitnet.trainconfig import HOST_ONLY
@@ -244,18 +244,18 @@ class Engine:
                 xb = aug(jax.random.fold_in(k, AUGMENT_STREAM), xb)
             logits = forward(p, stats, xb, spec, k if use_dropout else None)
             losses = loss_values(logits, yb, loss, smoothing)
-            return losses.mean(), (losses.sum(), jnp.sum(jnp.argmax(logits, -1) == target_labels(yb)))
+            return losses.mean(), (losses.sum(), hits(logits, yb))
 
         def step(carry, i):
             p, s, loss_sum, correct = carry
             idx = jax.lax.dynamic_slice(order, (start + i * batch,), (batch,))
             k = jax.random.fold_in(key, start + i * batch)
             # Loss and accuracy come from the same forward pass as the gradient, as in Keras.
-            (_, (batch_loss, hits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            (_, (batch_loss, batch_hits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
                 p, x[idx], y[idx], k)
             updates, s = tx.update(grads, s, p)
-            carry = (optax.apply_updates(p, updates), s, loss_sum + batch_loss, correct + hits)
-            return carry, (batch_loss, hits) if per_batch else None
+            carry = (optax.apply_updates(p, updates), s, loss_sum + batch_loss, correct + batch_hits)
+            return carry, (batch_loss, batch_hits) if per_batch else None
 
         zero = jnp.zeros((), jnp.float32)
         (params, opt_state, loss_sum, correct), per_step = jax.lax.scan(

@@ -55,7 +55,7 @@ def applies(spec: MLPSpec, cfg: Any, batch: int, soft_labels: bool, augmented: b
     """Whether a chunk of steps with this spec, config and batch size can run fused: a ReLU MLP
     without dropout, plain Adam at a constant rate on cross-entropy of integer labels."""
     return (
-        bool(spec.hidden)
+        bool(spec.hidden) and spec.output == "softmax"
         and all(act == "relu" for act in spec.hidden_activations)
         and not spec.dropout and not spec.input_dropout
         and cfg.optimizer == "adam" and cfg.schedule == "constant" and not cfg.weight_decay

@@ -18,7 +18,12 @@ def loss_values(logits: jax.Array, targets: jax.Array, loss: str = "cross_entrop
 
     Label smoothing ε (cross-entropy only) moves each target toward uniform, (1 − ε)·t + ε/C, as
     Keras' label_smoothing does. Cross-entropy is linear in the target, so that loss is
-    (1 − ε)·CE(t) + ε·mean(−log p), with no (N, C) target rows built for integer labels."""
+    (1 − ε)·CE(t) + ε·mean(−log p), with no (N, C) target rows built for integer labels.
+
+    One output unit (MLPSpec(output="sigmoid")) is a binary classifier: sigmoid(logits)
+    against targets of 0/1 (or soft) values, (N,) or (N, 1)."""
+    if logits.shape[-1] == 1:
+        return binary_loss_values(logits, targets, loss, smoothing)
     if loss == "mse":
         if targets.ndim == 1:
             targets = jax.nn.one_hot(targets, logits.shape[-1])
@@ -31,6 +36,28 @@ def loss_values(logits: jax.Array, targets: jax.Array, loss: str = "cross_entrop
     if active(smoothing):
         ce = (1.0 - smoothing) * ce - smoothing * logp.mean(axis=-1)
     return ce
+
+
+def binary_loss_values(logits: jax.Array, targets: jax.Array, loss: str,
+                       smoothing: float) -> jax.Array:
+    """loss_values for one sigmoid unit: binary cross-entropy on the logits (Keras' from_logits
+    formula; label smoothing moves targets toward 1/2 as Keras' does), or the mean squared
+    error of the probabilities."""
+    t = targets.reshape(logits.shape).astype(jnp.float32)
+    if loss == "mse":
+        return jnp.mean((jax.nn.sigmoid(logits) - t) ** 2, axis=-1)
+    if active(smoothing):
+        t = t * (1.0 - smoothing) + 0.5 * smoothing
+    return jnp.mean(-t * jax.nn.log_sigmoid(logits) - (1.0 - t) * jax.nn.log_sigmoid(-logits), axis=-1)
+
+
+def hits(logits: jax.Array, targets: jax.Array) -> jax.Array:
+    """How many examples are classified right: the argmax against the label (or a target row's
+    argmax); for one sigmoid unit, Keras' binary accuracy: (sigmoid(z) > 0.5) equals the target."""
+    if logits.shape[-1] == 1:
+        t = targets.reshape(logits.shape)
+        return jnp.sum((jax.nn.sigmoid(logits) > 0.5).astype(t.dtype) == t)
+    return jnp.sum(jnp.argmax(logits, -1) == target_labels(targets))
 
 
 def target_labels(targets: jax.Array) -> jax.Array:

@@ -23,6 +23,10 @@ ACTIVATION_NAMES = ("relu", "sigmoid", "tanh", "gelu", "elu", "leaky_relu", "sel
 #   none: the input is used as given (the Keras front end, where the user scales).
 PREPROCESS = ("center", "unit", "standardize", "none")
 
+# The output layer: a softmax over num_classes units, or, for two classes, one sigmoid unit
+# (a Keras Dense(1, activation='sigmoid'): the two-class softmax over the logits (0, z)).
+OUTPUTS = ("softmax", "sigmoid")
+
 
 def int_tuple(values: Any, name: str) -> tuple[int, ...]:
     """Whole numbers (bool, float and str refused), as Python ints."""
@@ -69,6 +73,8 @@ class MLPSpec:
                                  group="regularisation")
     deskew: bool = option(False, "straighten and centre each image by its moments first "
                           "(digitnet.deskew)")
+    output: str = option("softmax", "output layer: softmax over the classes, or one sigmoid unit "
+                         "for two classes (binary cross-entropy)", choices=OUTPUTS, cli=False)
 
     def __post_init__(self) -> None:
         # Strict types: a model file saying "deskew": "false" or "hidden": [64.5] is refused,
@@ -91,6 +97,9 @@ class MLPSpec:
         for act in (self.activation, *self.activations):
             choose("activation", act, ACTIVATION_NAMES)
         choose("preprocess", self.preprocess, PREPROCESS)
+        choose("output", self.output, OUTPUTS)
+        if self.output == "sigmoid" and self.num_classes != 2:
+            raise ConfigError(f"a sigmoid output is for two classes, not {self.num_classes}")
         if not isinstance(self.deskew, bool):
             raise ConfigError(f"deskew must be true or false, got {self.deskew!r}")
         if self.deskew and (len(self.input_shape) != 2 or self.preprocess == "none"):
@@ -112,7 +121,11 @@ class MLPSpec:
 
     @property
     def sizes(self) -> list[int]:
-        return [self.input_dim, *self.hidden, self.num_classes]
+        return [self.input_dim, *self.hidden, self.output_units]
+
+    @property
+    def output_units(self) -> int:
+        return 1 if self.output == "sigmoid" else self.num_classes
 
     @property
     def num_params(self) -> int:
@@ -137,7 +150,7 @@ class MLPSpec:
             rows.append((f"input_dropout (Dropout {self.input_dropout:g})", f"(None, {self.input_dim})", 0))
         for i, (a, b) in enumerate(zip(self.sizes[:-1], self.sizes[1:], strict=True)):
             last = i == len(self.hidden)
-            act = "softmax" if last else self.hidden_activations[i]
+            act = self.output if last else self.hidden_activations[i]
             rows.append((f"dense_{i} (Dense, {act})", f"(None, {b})", a * b + b))
             if not last and self.dropout and self.dropout[i]:
                 rows.append((f"dropout_{i} (Dropout {self.dropout[i]:g})", f"(None, {b})", 0))

@@ -259,6 +259,83 @@ class Recorder:
         self.callback = Rec()
 
 
+YB = (Y < 5).astype(np.float32)  # a binary task: digits 0-4 against 5-9
+WB = [W[0], W[1], W[2][:, :1] * 3, W[3][:1]]  # the 1-unit head: logits of both signs
+
+
+def binary_model(keras, sigmoid=True, hidden_act="relu"):
+    model = keras.Sequential([keras.Input((784,)), keras.layers.Dense(16, activation=hidden_act),
+                              keras.layers.Dense(1, activation="sigmoid" if sigmoid else None)])
+    model.set_weights(WB)
+    return model
+
+
+def s_binary(keras):
+    probs = binary_model(keras)
+    probs.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
+    logit = binary_model(keras, sigmoid=False)
+    logit.compile(optimizer="adam", loss=keras.losses.BinaryCrossentropy(from_logits=True),
+                  metrics=["accuracy", keras.metrics.Precision(), keras.metrics.Recall()])
+    obj = binary_model(keras)
+    obj.compile(optimizer="rmsprop", loss=keras.losses.BinaryCrossentropy(label_smoothing=0.1),
+                metrics=[keras.metrics.BinaryAccuracy(), "mse"])
+    return {
+        "predict": arr(probs.predict(X[:5], verbose=0)), "shape": list(probs.predict(X, verbose=0).shape),
+        "logits": arr(logit.predict(X[:5], verbose=0)), "call": arr(np.asarray(probs(X[:2]))),
+        "evaluate": arr(probs.evaluate(X, YB, verbose=0)),
+        "evaluate_2d": arr(probs.evaluate(X, YB.reshape(-1, 1), verbose=0)),
+        "evaluate_int": arr(probs.evaluate(X, (Y < 5).astype("uint8"), verbose=0, batch_size=16)),
+        "evaluate_logits": {k: round(v, 5) for k, v in logit.evaluate(X, YB, verbose=0, return_dict=True).items()},
+        "evaluate_object": {k: round(v, 5) for k, v in obj.evaluate(X, YB, verbose=0, return_dict=True).items()},
+        "bce": float(keras.losses.BinaryCrossentropy()(YB[:6].reshape(-1, 1), probs.predict(X[:6], verbose=0))),
+        "bce_fn": arr(keras.losses.binary_crossentropy(YB[:6].reshape(-1, 1), probs.predict(X[:6], verbose=0))),
+        "metrics_names": probs.metrics_names,
+    }
+
+
+def s_binary_fit(keras):
+    """Deterministic training (set weights, plain SGD, no shuffle): the same steps in both."""
+    model = binary_model(keras, hidden_act="tanh")
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.05), loss="binary_crossentropy",
+                  metrics=["accuracy"])
+    h = model.fit(X, YB, epochs=2, batch_size=25, shuffle=False, verbose=0,
+                  validation_data=(X[:40], YB[:40]))
+    logit = binary_model(keras, sigmoid=False, hidden_act="tanh")
+    logit.compile(optimizer=keras.optimizers.SGD(learning_rate=0.05),
+                  loss=keras.losses.BinaryCrossentropy(from_logits=True), metrics=["accuracy"])
+    h2 = logit.fit(X, YB.reshape(-1, 1), epochs=1, batch_size=20, shuffle=False, verbose=0)
+    model.fit(X, YB, epochs=1, batch_size=25, verbose=2)
+    return {"history": {k: [round(v, 5) for v in vs] for k, vs in h.history.items()},
+            "logits_history": {k: [round(v, 5) for v in vs] for k, vs in h2.history.items()},
+            "weights": arr(model.get_weights()[3])}
+
+
+def s_epoch_metrics(keras):
+    """Training-log metrics accumulate over the epoch's batches with each step's weights."""
+    ops = keras.ops
+
+    class TruePositives(keras.metrics.Metric):
+        def __init__(self, name="tp", **kwargs):
+            super().__init__(name=name, **kwargs)
+            self.total = self.add_weight(shape=(), name="total", initializer="zeros")
+
+        def update_state(self, y_true, y_pred, sample_weight=None):
+            hit = ops.cast(ops.argmax(y_pred, axis=1), "int32") == ops.cast(ops.reshape(y_true, (-1,)), "int32")
+            self.total.assign_add(ops.sum(ops.cast(hit, "float32")))
+
+        def result(self):
+            return self.total.value
+
+    model = keras.Sequential([keras.Input((784,)), keras.layers.Dense(16, activation="tanh"),
+                              keras.layers.Dense(10, activation="softmax")])
+    model.set_weights(W)
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.5), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy", keras.metrics.SparseTopKCategoricalAccuracy(k=2), TruePositives(),
+                           keras.metrics.SparseCategoricalCrossentropy()])
+    h = model.fit(X, Y, epochs=2, batch_size=20, shuffle=False, verbose=0, validation_data=(X[:30], Y[:30]))
+    return {k: [round(v, 5) for v in vs] for k, vs in h.history.items()}
+
+
 def s_callback_hooks(keras):
     rec = Recorder(keras)
     model = compiled(keras)

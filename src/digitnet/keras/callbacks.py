@@ -437,24 +437,22 @@ class Run(engine_callbacks.Callback):
 
     def running(self, loss: float, accuracy: float) -> dict[str, float]:
         logs = {"loss": loss}
-        for m in self.model.compiled_metrics:
-            if isinstance(m, str) or type(m).__name__ in ("CategoricalAccuracy", "SparseCategoricalAccuracy"):
-                logs[m if isinstance(m, str) else m.name] = accuracy
+        for name, m in self.model._metrics():
+            if m is None:
+                logs[name] = accuracy
         return dict(sorted(logs.items()))
 
     def on_epoch_end(self, state: Any, logs: dict[str, float]) -> None:
-        from digitnet.keras import metrics as kmetrics
-
         self.model.use_params(state.params)
         klogs = {"loss": float(logs["loss"])}
-        host = [m for m in self.model.compiled_metrics if not kmetrics.engine_counted(m)]
-        if host:
+        plan = self.model._metrics()
+        if any(m is not None for _, m in plan):
             x, y = self.train
             klogs.update(self.model._logs_for(x, y, self.batch_size))
             klogs["loss"] = float(logs["loss"])
-        for m in self.model.compiled_metrics:
-            if kmetrics.engine_counted(m):
-                klogs[m if isinstance(m, str) else m.name] = float(logs["accuracy"])
+        for name, m in plan:
+            if m is None:
+                klogs[name] = float(logs["accuracy"])
         if self.validation is not None:
             test = TestRun(self.model, self.keras_callbacks(), 0, 0, in_fit=True)
             test.begin()

@@ -21,7 +21,7 @@ NAMES = {
     "sparse_categorical_crossentropy": ("sparse_categorical_crossentropy", "cross_entropy"),
     "mse": ("mean_squared_error", "mse"),
     "mean_squared_error": ("mean_squared_error", "mse"),
-    "binary_crossentropy": ("binary_crossentropy", "cross_entropy"),
+    "binary_crossentropy": ("binary_crossentropy", "cross_entropy"),  # on one unit: binary
 }
 
 
@@ -61,13 +61,18 @@ class Loss:
             return tensor(total)
         return tensor(np.float32(total / max(per.size, 1)))
 
-    def check_output(self, kind: str, layer: str) -> None:
+    def check_output(self, kind: str, layer: str, units: int = 2) -> None:
         """Refuse a loss that would read the model's outputs as what they are not."""
         if self.keras_name == "mean_squared_error":
-            if kind != "softmax":
+            if kind == "logits":
                 raise KerasValueError(f"mean_squared_error trains on the model's probabilities: give "
-                                      f"the last Dense layer ({layer!r}) activation='softmax'")
+                                      f"the last Dense layer ({layer!r}) activation='softmax' (or "
+                                      "'sigmoid' for one unit)")
             return
+        if units == 1:
+            raise KerasValueError(
+                f"{self.keras_name} needs at least 2 classes, but the model's last Dense layer "
+                f"({layer!r}) has one unit (a binary classifier): use loss='binary_crossentropy'")
         if kind == "logits" and not self.from_logits:
             raise KerasValueError(
                 f"the model outputs logits (its last Dense layer {layer!r} has no activation) but the "
@@ -116,23 +121,38 @@ class MeanSquaredError(Loss):
 
 
 class BinaryCrossentropy(Loss):
-    """Binary cross-entropy: callable on arrays; training with it is refused (digitnet trains
-    classifiers with a softmax over at least 2 classes)."""
+    """Binary cross-entropy, for a model whose last layer is one unit: Dense(1,
+    activation='sigmoid'), or a linear Dense(1) with from_logits=True."""
 
     keras_name = "binary_crossentropy"
 
     def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0, axis: int = -1,
                  reduction: str = "sum_over_batch_size", name: str | None = None, **options: Any):
-        super().__init__(from_logits, reduction, name, axis=axis, label_smoothing=label_smoothing,
-                         **options)
+        super().__init__(from_logits, reduction, name, axis=axis, **options)
+        if not 0 <= label_smoothing < 1:
+            raise KerasValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+        self.label_smoothing = float(label_smoothing)
 
     def values(self, y_true: Any, y_pred: Any) -> np.ndarray:
-        return np.asarray(kmetrics.binary_crossentropy(y_true, y_pred, self.from_logits))
+        return np.asarray(kmetrics.binary_crossentropy(y_true, y_pred, self.from_logits,
+                                                       self.label_smoothing))
 
-    def check_output(self, kind: str, layer: str) -> None:
-        raise KerasValueError("binary_crossentropy is not supported for training: digitnet trains "
-                              "classifiers of at least 2 classes with a softmax cross-entropy; use "
-                              "Dense(2) with SparseCategoricalCrossentropy(from_logits=True)")
+    def check_output(self, kind: str, layer: str, units: int = 1) -> None:
+        if units != 1:
+            raise KerasValueError(
+                f"binary_crossentropy is trained on a one-unit output (Dense(1, activation="
+                f"'sigmoid')), but the model's last Dense layer ({layer!r}) has {units} units: for "
+                "several classes use sparse_categorical_crossentropy (digitnet.keras does not train "
+                "multi-label outputs)")
+        if kind == "logits" and not self.from_logits:
+            raise KerasValueError(
+                f"the model outputs a logit (its last Dense layer {layer!r} has no activation) but "
+                "the loss expects a probability: use BinaryCrossentropy(from_logits=True), or give "
+                "the last layer activation='sigmoid'")
+        if kind == "sigmoid" and self.from_logits:
+            raise KerasValueError(
+                f"BinaryCrossentropy(from_logits=True) expects a logit, but the model's last layer "
+                f"({layer!r}) applies a sigmoid: drop from_logits=True, or remove the sigmoid")
 
 
 CLASSES = {c.__name__: c for c in (CategoricalCrossentropy, SparseCategoricalCrossentropy,
@@ -153,8 +173,8 @@ def get_object(identifier: Any) -> Loss:
     if isinstance(identifier, Loss):
         if type(identifier) not in CLASSES.values():
             raise KerasValueError(f"custom loss {type(identifier).__name__} is not supported; digitnet "
-                                  "compiles categorical_crossentropy, sparse_categorical_crossentropy "
-                                  "and mse")
+                                  "compiles categorical_crossentropy, sparse_categorical_crossentropy, "
+                                  "binary_crossentropy and mse")
         return identifier
     if isinstance(identifier, str) and identifier in BY_NAME:
         return BY_NAME[identifier]()
@@ -166,8 +186,8 @@ def get_object(identifier: Any) -> Loss:
         identifier, "__name__", identifier)
     raise KerasValueError(f"loss {name!r} is not supported (custom loss functions are not compiled "
                           "into digitnet's engine); use 'categorical_crossentropy', "
-                          "'sparse_categorical_crossentropy' or 'mse', by name or as a keras.losses "
-                          "object")
+                          "'sparse_categorical_crossentropy', 'binary_crossentropy' or 'mse', by "
+                          "name or as a keras.losses object")
 
 
 def get(identifier: Any) -> tuple[str, float]:
@@ -202,6 +222,8 @@ def config(name: str, label_smoothing: float, from_logits: bool = False) -> str 
         options.update(label_smoothing=label_smoothing, axis=-1)
     elif cls is SparseCategoricalCrossentropy:
         options.update(ignore_class=None)
+    elif cls is BinaryCrossentropy:
+        options.update(label_smoothing=label_smoothing, axis=-1)
     return {"module": "keras.losses", "class_name": cls.__name__, "config": options,
             "registered_name": None}
 
@@ -210,6 +232,8 @@ def targets(name: str, y: Any, classes: int) -> np.ndarray:
     """What the engine trains on for loss `name`: int labels (N,) or float32 target rows
     (N, classes). One-hot rows become labels: the same loss, in a tenth of the memory."""
     y = np.asarray(y)
+    if classes == 1:
+        return binary_targets(name, y)
     if y.ndim == 2 and y.shape[1] == 1 and classes > 1:
         y = y[:, 0]
     if name == "sparse_categorical_crossentropy":
@@ -234,6 +258,18 @@ def targets(name: str, y: Any, classes: int) -> np.ndarray:
         raise KerasValueError("targets contain NaN or infinite values")
     if name == "categorical_crossentropy" and np.all((y == 0) | (y == 1)) and np.all(y.sum(1) == 1):
         return y.argmax(axis=1).astype(np.int32)
+    return y
+
+
+def binary_targets(name: str, y: np.ndarray) -> np.ndarray:
+    """Targets of a one-unit model, (N,) or (N, 1) numbers (0/1 labels, or soft values), as the
+    float32 (N, 1) rows the engine compares with its one output."""
+    if y.dtype.kind not in "fiub" or not (y.ndim == 1 or (y.ndim == 2 and y.shape[1] == 1)):
+        raise KerasValueError(f"{name} on a one-unit output expects targets of shape (N,) or (N, 1) "
+                              f"(0 or 1 per example), got {y.dtype} {y.shape}")
+    y = y.reshape(-1, 1).astype(np.float32)
+    if not np.isfinite(y).all():
+        raise KerasValueError("targets contain NaN or infinite values")
     return y
 
 

@@ -124,9 +124,11 @@ def _xent(y_true: np.ndarray, y_pred: np.ndarray, from_logits: bool, sparse: boo
     return -(t * logp).sum(-1)
 
 
-def _bce(y_true: Any, y_pred: Any, from_logits: bool) -> np.ndarray:
+def _bce(y_true: Any, y_pred: Any, from_logits: bool, smoothing: float = 0.0) -> np.ndarray:
     t, p = np.asarray(y_true, np.float32), np.asarray(y_pred, np.float32)
     t = t.reshape(p.shape)
+    if smoothing:
+        t = t * (1 - smoothing) + 0.5 * smoothing
     if from_logits:
         return (np.maximum(p, 0) - p * t + np.log1p(np.exp(-np.abs(p)))).mean(-1)
     p = np.clip(p, EPSILON, 1 - EPSILON)
@@ -242,7 +244,7 @@ def sparse_categorical_crossentropy(y_true: Any, y_pred: Any, from_logits: bool 
 
 def binary_crossentropy(y_true: Any, y_pred: Any, from_logits: bool = False,
                         label_smoothing: float = 0.0, axis: int = -1) -> Tensor:
-    return tensor(_bce(y_true, y_pred, from_logits))
+    return tensor(_bce(y_true, y_pred, from_logits, label_smoothing))
 
 
 class CategoricalCrossentropy(_wrapper(categorical_crossentropy, "categorical_crossentropy",  # type: ignore[misc]

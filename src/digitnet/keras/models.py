@@ -89,6 +89,7 @@ class Model(Layer):
         self.loss_object: losses.Loss | None = None
         self.label_smoothing = 0.0
         self.compiled_metrics: list[Any] = []
+        self._made_metrics: dict[str, kmetrics.Metric] = {}
         self.stop_training = False
         self.history: cbs.History | None = None
 
@@ -192,7 +193,8 @@ class Model(Layer):
         return [layer for layer in self._atoms() if isinstance(layer, Dense)]
 
     def _plan(self, input_shape: tuple[int, ...]) -> tuple[MLPSpec, str]:
-        """(the engine's spec, 'softmax' or 'logits'), or an error naming what it cannot run."""
+        """(the engine's spec, 'softmax', 'sigmoid' or 'logits'), or an error naming what it
+        cannot run. A 1-unit last Dense (linear or sigmoid) is a binary classifier."""
         atoms = self._atoms()
         flatten = False
         dense: list[list[Any]] = []  # [layer, activation]
@@ -224,11 +226,12 @@ class Model(Layer):
         if not dense:
             raise KerasValueError("the model needs at least one Dense layer")
         last, act = dense[-1]
-        if act not in ("linear", "softmax") or last.units < 2:
+        binary = last.units == 1 and act in ("linear", "sigmoid")
+        if not binary and (act not in ("linear", "softmax") or last.units < 2):
             raise KerasValueError(
-                f"the last Dense layer ({last.name!r}) must be a classifier with at least 2 units, "
-                f"outputting logits (no activation) or probabilities (softmax); got {act!r} with "
-                f"{last.units} units")
+                f"the last Dense layer ({last.name!r}) must be a classifier: at least 2 units "
+                f"outputting logits (no activation) or probabilities (softmax), or 1 unit (binary) "
+                f"outputting a logit or a sigmoid probability; got {act!r} with {last.units} units")
         if rates[-1]:
             raise KerasValueError("a Dropout after the last Dense layer is not supported")
         for layer, hidden in dense[:-1]:
@@ -241,10 +244,10 @@ class Model(Layer):
                 f"(N, {int(np.prod(input_shape))})")
         acts = tuple(a for _, a in dense[:-1])
         spec = MLPSpec(input_shape=input_shape, hidden=tuple(d.units for d, _ in dense[:-1]),
-                       num_classes=last.units, activation=acts[0] if acts else "relu",
+                       num_classes=2 if binary else last.units, activation=acts[0] if acts else "relu",
                        activations=acts, dropout=tuple(rates[:-1]), input_dropout=input_rate,
-                       preprocess="none")
-        return spec, act if act == "softmax" else "logits"
+                       preprocess="none", output="sigmoid" if binary else "softmax")
+        return spec, act if act in ("softmax", "sigmoid") else "logits"
 
     @property
     def spec(self) -> MLPSpec | None:
@@ -486,6 +489,8 @@ class Model(Layer):
         logits = predict_logits(self.spec, self.params(), self._stats(), x)
         if self.output_kind == "softmax":
             return np.asarray(jax.nn.softmax(logits, axis=-1), np.float32)
+        if self.output_kind == "sigmoid":
+            return np.asarray(jax.nn.sigmoid(logits), np.float32)
         return np.asarray(logits, np.float32)
 
     # ------------------------------------------------------------ training and inference
@@ -505,6 +510,7 @@ class Model(Layer):
             raise KerasValueError("compile: metrics per output (a dict) are not supported")
         items = [metrics] if isinstance(metrics, str) else list(metrics or [])
         self.compiled_metrics = [kmetrics.get(m) for m in items]
+        self._made_metrics: dict[str, kmetrics.Metric] = {}  # metric names resolved per output
         names = [m if isinstance(m, str) else m.name for m in self.compiled_metrics]
         if len(set(names)) != len(names):
             raise KerasValueError(f"compile: two metrics named alike ({', '.join(names)})")
@@ -512,6 +518,28 @@ class Model(Layer):
         self.loss_object = losses.get_object(loss) if loss is not None else None
         self.loss = self.loss_object.keras_name if self.loss_object else None
         self.label_smoothing = self.loss_object.label_smoothing if self.loss_object else 0.0
+
+    def _metrics(self) -> list[tuple[str, kmetrics.Metric | None]]:
+        """(log name, metric) for each compiled metric, with None where the training step's hit
+        count gives it exactly. On a one-unit output, 'accuracy' is Keras' binary accuracy
+        (output > 0.5: on a logit too, as Keras thresholds whatever the model outputs)."""
+        binary = self.spec is not None and self.spec.output == "sigmoid"
+        kind = self.output_kind if binary else None
+        out: list[tuple[str, kmetrics.Metric | None]] = []
+        for m in self.compiled_metrics:
+            name = m if isinstance(m, str) else m.name
+            if not binary:
+                out.append((name, None if kmetrics.engine_counted(m) else m))
+            elif isinstance(m, str):
+                counted = name in ("accuracy", "acc") and kind == "sigmoid"
+                cls = kmetrics.BinaryAccuracy if name in ("accuracy", "acc") else kmetrics.BY_NAME[name]
+                made = self._made_metrics.setdefault(name, cls(name=name))
+                out.append((name, None if counted else made))
+            else:
+                counted = (type(m) is kmetrics.BinaryAccuracy and kind == "sigmoid"
+                           and m._options.get("threshold") == 0.5)
+                out.append((name, None if counted else m))
+        return out
 
     @property
     def metrics_names(self) -> list[str]:
@@ -550,8 +578,8 @@ class Model(Layer):
             raise KerasValueError("compile the model with a loss before fit or evaluate, e.g. "
                                   "model.compile(optimizer='adam', loss='categorical_crossentropy', "
                                   "metrics=['accuracy'])")
-        self.loss_object.check_output(self.output_kind, self._dense()[-1].name)
-        t = losses.targets(self.loss, y, self.spec.num_classes)
+        self.loss_object.check_output(self.output_kind, self._dense()[-1].name, self.spec.output_units)
+        t = losses.targets(self.loss, y, self.spec.output_units)
         if len(t) != n:
             raise KerasValueError(f"{n} inputs but {len(t)} targets")
         return t
@@ -649,8 +677,12 @@ class Model(Layer):
         logits = predict_logits(self.spec, self.params(), self._stats(), x)
         per = np.asarray(compiled_loss_values(logits, t, loss=self._engine_loss(),
                                               smoothing=self.label_smoothing), np.float64)
-        hits = (logits.argmax(-1) == (t if t.ndim == 1 else t.argmax(-1))).astype(np.float64)
-        host = [m for m in self.compiled_metrics if not kmetrics.engine_counted(m)]
+        if self.spec.output == "sigmoid":
+            hits = ((out > 0.5).astype(np.float32) == t)[:, 0].astype(np.float64)
+        else:
+            hits = (logits.argmax(-1) == (t if t.ndim == 1 else t.argmax(-1))).astype(np.float64)
+        plan = self._metrics()
+        host = [m for _, m in plan if m is not None]
         for m in host:
             m.reset_state()
         n = len(x)
@@ -664,9 +696,8 @@ class Model(Layer):
                 m.update_state(y[lo:hi], tensor(out[lo:hi]))
             if callbacks is not None or b == steps - 1:
                 logs = {"loss": float(per[:hi].mean())}
-                for m in self.compiled_metrics:
-                    logs[m if isinstance(m, str) else m.name] = (
-                        float(hits[:hi].mean()) if kmetrics.engine_counted(m) else float(m.result()))
+                for name, m in plan:
+                    logs[name] = float(hits[:hi].mean()) if m is None else float(m.result())
                 logs = dict(sorted(logs.items()))
             if callbacks is not None:
                 callbacks.batch("test", "end", b, logs)
