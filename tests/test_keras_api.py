@@ -241,9 +241,19 @@ def test_outside_an_mlp_is_refused_by_name(data):
     logits.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     with pytest.raises(ValueError, match=r"from_logits=True\), or give the last layer activation='softmax'"):
         logits.fit(x, y, verbose=0)
-    with pytest.raises(ValueError, match="binary_crossentropy is not supported for training"):
+    with pytest.raises(ValueError, match="binary_crossentropy is trained on a one-unit output"):
         logits.compile(optimizer="adam", loss=keras.losses.BinaryCrossentropy(from_logits=True))
         logits.fit(x, y, verbose=0)
+    binary = keras.Sequential([keras.Input((784,)), keras.layers.Dense(1, activation="sigmoid")])
+    for loss, message in [("sparse_categorical_crossentropy", "has one unit .a binary classifier.: use "
+                           "loss='binary_crossentropy'"),
+                          (keras.losses.BinaryCrossentropy(from_logits=True), "drop from_logits=True")]:
+        binary.compile(optimizer="adam", loss=loss)
+        with pytest.raises(ValueError, match=message):
+            binary.fit(x, y, verbose=0)
+    binary.compile(optimizer="adam", loss="binary_crossentropy")
+    with pytest.raises(ValueError, match=r"expects targets of shape \(N,\) or \(N, 1\)"):
+        binary.fit(x, np.eye(10)[y], verbose=0)
     with pytest.raises(ValueError, match="custom loss functions are not compiled"):
         logits.compile(optimizer="adam", loss=lambda t, p: (t - p) ** 2)
 

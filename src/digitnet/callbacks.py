@@ -30,6 +30,10 @@ class TrainState:
 class Callback:
     """Hooks called between compiled chunks; never inside the per-step path."""
 
+    # Set True (on the class or an instance) to be handed each step's outputs through
+    # on_batch_outputs: the compiled step then returns its logits, which costs a little.
+    needs_outputs = False
+
     def on_train_begin(self, state: TrainState, steps_per_epoch: int, epochs: int) -> None: ...
     def on_epoch_begin(self, epoch: int) -> None: ...
     def on_chunk_end(self, steps_done: int, loss: float, accuracy: float) -> None: ...
@@ -40,6 +44,11 @@ class Callback:
         first_step, first_step + 1, .... Only fetched from the device when a callback
         overrides this hook."""
 
+    def on_batch_outputs(self, first_step: int, logits: Any, indices: Any) -> None:
+        """The chunk just run, step by step: the training step's logits (steps, batch, units),
+        from the forward pass its gradient came from, and the examples' indices (steps, batch).
+        Called before on_batches_end, only when a callback has needs_outputs."""
+
     def on_epoch_end(self, state: TrainState, logs: dict[str, float]) -> None: ...
     def on_train_end(self, state: TrainState) -> None: ...
 
@@ -47,3 +56,8 @@ class Callback:
 def wants_batches(callbacks: Sequence[Callback]) -> bool:
     """Whether any callback overrides on_batches_end (then per-batch values are fetched)."""
     return any(type(cb).on_batches_end is not Callback.on_batches_end for cb in callbacks)
+
+
+def wants_outputs(callbacks: Sequence[Callback]) -> bool:
+    """Whether any callback asks for each step's outputs (then the step returns its logits)."""
+    return any(cb.needs_outputs for cb in callbacks)

@@ -116,7 +116,9 @@ class Engine:
 
     A chunk returns (params, opt_state, loss sum, hits, per-step values); the per-step values,
     (loss sums, hits) of shape (steps,), are only computed when asked for (per_batch=True),
-    else None: the default program stays the plain loop."""
+    else None: the default program stays the plain loop. outputs=True adds each step's logits
+    (steps, batch, units) and example indices (steps, batch), for metrics computed on the host
+    from the training step's own outputs."""
 
     def __init__(self, spec: MLPSpec, cfg: TrainConfig, steps_per_epoch: int,
                  settings: EngineSettings | None = None):
@@ -140,14 +142,15 @@ class Engine:
         # The settings are bound here, not read from self while tracing: JAX keeps traces per
         # function, and a bound method is the same function however often it is jitted.
         return jax.jit(partial(self._train_chunk, settings=self.settings),
-                       static_argnames=("steps", "batch", "per_batch"), donate_argnums=(0, 1))
+                       static_argnames=("steps", "batch", "per_batch", "outputs"), donate_argnums=(0, 1))
 
-    def run_chunk(self, *args: Any, steps: int, batch: int, per_batch: bool = False) -> tuple:
+    def run_chunk(self, *args: Any, steps: int, batch: int, per_batch: bool = False,
+                  outputs: bool = False) -> tuple:
         """train_chunk, except that a fused step that fails to compile (on a GPU or a JAX that
         its Triton kernels do not suit) gives way to XLA's step, with a warning, for the rest of
         this engine's life."""
         try:
-            return self.train_chunk(*args, steps=steps, batch=batch, per_batch=per_batch)
+            return self.train_chunk(*args, steps=steps, batch=batch, per_batch=per_batch, outputs=outputs)
         except Exception as exc:
             # Inputs already donated to a run that failed cannot be trained on again.
             donated = [a for a in jax.tree.leaves(args[:2]) if isinstance(a, jax.Array)]
@@ -159,10 +162,12 @@ class Engine:
                           " skips the attempt)", RuntimeWarning, stacklevel=2)
             self.settings = replace(self.settings, fused=None)
             self.train_chunk = self._jit_train_chunk()
-            return self.train_chunk(*args, steps=steps, batch=batch, per_batch=per_batch)
+            return self.train_chunk(*args, steps=steps, batch=batch, per_batch=per_batch,
+                                    outputs=outputs)
 
     def precompile(self, stats: Any, x: jax.Array, y: jax.Array,
-                   chunks: list[tuple[int, int, int]], per_batch: bool = False) -> None:
+                   chunks: list[tuple[int, int, int]], per_batch: bool = False,
+                   outputs: bool = False) -> None:
         """Compile train_chunk for an epoch's chunk shapes ahead of their first call, which then
         finds the compiled program; anything that fails here is left for that call to raise."""
         try:
@@ -170,7 +175,8 @@ class Engine:
             order = jax.ShapeDtypeStruct((len(x),), jnp.int32)
             for steps, batch in dict.fromkeys((steps, batch) for _, steps, batch in chunks):
                 self.train_chunk.lower(params, opt_state, stats, x, y, order, 0, key,
-                                       steps=steps, batch=batch, per_batch=per_batch).compile()
+                                       steps=steps, batch=batch, per_batch=per_batch,
+                                       outputs=outputs).compile()
         except Exception:  # noqa: BLE001 - run_chunk meets the same error and handles it
             pass
 
@@ -222,12 +228,12 @@ class Engine:
             cfg, spec.input_shape)
 
     def _train_chunk(self, params, opt_state, stats, x, y, order, start, key, knobs=None, *,
-                     steps, batch, settings, per_batch=False):
+                     steps, batch, settings, per_batch=False, outputs=False):
         """One chunk of training steps; `knobs`: a population member's traced settings."""
         spec, cfg, tx, aug = self.with_knobs(knobs or {})
         loss, smoothing = cfg.loss, cfg.label_smoothing
         use_dropout = bool(self.spec.dropout) or bool(self.spec.input_dropout)
-        if settings.fused and not knobs:
+        if settings.fused and not knobs and not outputs:
             from digitnet import fused  # Pallas: only where the fused step may run
 
             if fused.applies(spec, self.cfg, batch, soft_labels=y.ndim == 2,
@@ -244,17 +250,19 @@ class Engine:
                 xb = aug(jax.random.fold_in(k, AUGMENT_STREAM), xb)
             logits = forward(p, stats, xb, spec, k if use_dropout else None)
             losses = loss_values(logits, yb, loss, smoothing)
-            return losses.mean(), (losses.sum(), hits(logits, yb))
+            return losses.mean(), (losses.sum(), hits(logits, yb), logits if outputs else None)
 
         def step(carry, i):
             p, s, loss_sum, correct = carry
             idx = jax.lax.dynamic_slice(order, (start + i * batch,), (batch,))
             k = jax.random.fold_in(key, start + i * batch)
             # Loss and accuracy come from the same forward pass as the gradient, as in Keras.
-            (_, (batch_loss, batch_hits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            (_, (batch_loss, batch_hits, logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
                 p, x[idx], y[idx], k)
             updates, s = tx.update(grads, s, p)
             carry = (optax.apply_updates(p, updates), s, loss_sum + batch_loss, correct + batch_hits)
+            if outputs:
+                return carry, (batch_loss, batch_hits, logits, idx)
             return carry, (batch_loss, batch_hits) if per_batch else None
 
         zero = jnp.zeros((), jnp.float32)

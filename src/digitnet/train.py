@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from digitnet import regularize
-from digitnet.callbacks import Callback, TrainState, wants_batches
+from digitnet.callbacks import Callback, TrainState, wants_batches, wants_outputs
 from digitnet.deskew import deskew_dataset
 from digitnet.engine import EngineSettings, check_finite, engine_for, epoch_chunks, steps_per_epoch
 from digitnet.errors import ConfigError, TrainingDiverged
@@ -62,12 +62,17 @@ class EpochMeter:
     def __init__(self, epoch: int, lr: float, callbacks: Sequence[Callback]):
         self.epoch, self.lr, self.callbacks = epoch, lr, callbacks
         self.per_batch = wants_batches(callbacks)
+        self.outputs = wants_outputs(callbacks)
         self.loss, self.correct, self.seen, self.steps = 0.0, 0, 0, 0
 
-    def add(self, loss_sum: jax.Array, correct: jax.Array,
-            per_step: tuple[jax.Array, jax.Array] | None, steps: int, batch: int) -> None:
+    def add(self, loss_sum: jax.Array, correct: jax.Array, per_step: tuple | None, steps: int,
+            batch: int) -> None:
         value = float(loss_sum)
         first_step = self.steps
+        if self.outputs and per_step is not None:
+            logits, indices = np.asarray(per_step[2]), np.asarray(per_step[3])
+            for cb in self.callbacks:
+                cb.on_batch_outputs(first_step, logits, indices)
         if self.per_batch and per_step is not None:
             # Before the divergence check, so that a batch watcher (Keras' TerminateOnNaN)
             # sees the batch whose loss broke.
@@ -124,7 +129,8 @@ def fit_arrays(
     # The training step compiles in a thread while this one compiles and runs the rest of the
     # start (initial weights; the shuffler's thread: the first shuffle).
     compiling = threading.Thread(target=engine.precompile,
-                                 args=(statsd, xd, yd, chunks, wants_batches(callbacks)),
+                                 args=(statsd, xd, yd, chunks, wants_batches(callbacks),
+                                       wants_outputs(callbacks)),
                                  name="digitnet-compile", daemon=True)
     compiling.start()
     params, opt_state, order_key, dropout_key = engine.init_state(cfg.seed)
@@ -155,7 +161,7 @@ def fit_arrays(
             for start, steps, batch in chunks:
                 state.params, state.opt_state, loss_sum, correct, per_step = engine.run_chunk(
                     state.params, state.opt_state, statsd, xd, yd, order, start, epoch_key,
-                    steps=steps, batch=batch, per_batch=meter.per_batch)
+                    steps=steps, batch=batch, per_batch=meter.per_batch, outputs=meter.outputs)
                 if pending is not None:
                     meter.add(*pending)
                 pending = (loss_sum, correct, per_step, steps, batch)

@@ -300,6 +300,7 @@ def s_binary_fit(keras):
                   metrics=["accuracy"])
     h = model.fit(X, YB, epochs=2, batch_size=25, shuffle=False, verbose=0,
                   validation_data=(X[:40], YB[:40]))
+    weights = arr(model.get_weights()[3])
     logit = binary_model(keras, sigmoid=False, hidden_act="tanh")
     logit.compile(optimizer=keras.optimizers.SGD(learning_rate=0.05),
                   loss=keras.losses.BinaryCrossentropy(from_logits=True), metrics=["accuracy"])
@@ -307,7 +308,7 @@ def s_binary_fit(keras):
     model.fit(X, YB, epochs=1, batch_size=25, verbose=2)
     return {"history": {k: [round(v, 5) for v in vs] for k, vs in h.history.items()},
             "logits_history": {k: [round(v, 5) for v in vs] for k, vs in h2.history.items()},
-            "weights": arr(model.get_weights()[3])}
+            "weights": weights}
 
 
 def s_epoch_metrics(keras):

@@ -4,7 +4,9 @@ The engine trains a stretch of an epoch in one compiled call. Epoch hooks run be
 in Keras. Batch hooks (`on_train_batch_begin/end`, `on_batch_begin/end`) are replayed after each
 compiled chunk, once per batch, in order, with the running loss and accuracy of the epoch up to
 that batch, from the per-step values the chunk returns; they see the weights as of the chunk's
-end. A callback that changes the learning rate (LearningRateScheduler, ReduceLROnPlateau) makes
+end. Metrics the step does not count (top-k, precision, your own Metric) are fed, batch by
+batch, the outputs of the training step itself (its logits, which the chunk then returns), so
+the training logs hold what Keras accumulates over the epoch. A callback that changes the learning rate (LearningRateScheduler, ReduceLROnPlateau) makes
 the next epoch run a new compiled step with that rate.
 """
 
@@ -379,6 +381,10 @@ class Run(engine_callbacks.Callback):
         self.begun = -1  # the last epoch whose begin hooks ran
         self.lr = float(model.optimizer.learning_rate)
         self.logs: dict[str, float] = {}
+        # Metrics the training step does not count are fed its outputs, batch by batch.
+        self.host = [(name, m) for name, m in model._metrics() if m is not None]
+        self.needs_outputs = bool(self.host)
+        self.queued: list[tuple[Any, Any]] = []  # (outputs, targets) of steps not yet fed
 
     def keras_callbacks(self) -> list[Callback]:
         return [cb for cb in self.callbacks if isinstance(cb, Callback)]
@@ -402,6 +408,9 @@ class Run(engine_callbacks.Callback):
         if self.begun != epoch:
             self.begun = epoch
             self.batch, self.seen, self.loss_sum, self.hits = 0, 0, 0.0, 0
+            self.queued = []
+            for _, m in self.host:
+                m.reset_state()
             for cb in self.callbacks:
                 if isinstance(cb, engine_callbacks.Callback):
                     cb.on_epoch_begin(epoch)
@@ -417,6 +426,25 @@ class Run(engine_callbacks.Callback):
                 if isinstance(cb, ProgbarLogger):
                     cb.on_train_batch_end(steps_done - 1, self.running(loss, accuracy))
 
+    def on_batch_outputs(self, first_step: int, logits: Any, indices: Any) -> None:
+        """The chunk's per-step outputs: queued for replay when batch hooks run (so that each
+        batch's logs hold the metrics up to it), else fed to the metrics at once."""
+        y = self.train[1]
+        outputs = self.model._outputs_of(logits.reshape(-1, logits.shape[-1])).reshape(logits.shape)
+        self.queued += [(out, y[idx]) for out, idx in zip(outputs, indices, strict=True)]
+        if not isinstance(self, BatchRun):
+            self.feed(len(self.queued))
+
+    def feed(self, steps: int) -> None:
+        """update_state of the host metrics with the next `steps` queued batches, as Keras updates
+        them after each training step."""
+        from digitnet.keras.backend import tensor
+
+        for out, y in self.queued[:steps]:
+            for _, m in self.host:
+                m.update_state(y, tensor(out))
+        del self.queued[:steps]
+
     def replay(self, first_step: int, losses: Any, accuracies: Any) -> None:
         """Each batch of the compiled chunk just run (its mean loss and accuracy): the batch
         hooks, in order, with the epoch's running logs up to that batch, as Keras passes them."""
@@ -428,6 +456,7 @@ class Run(engine_callbacks.Callback):
             self.loss_sum += float(loss) * size
             self.hits += round(float(accuracy) * size)
             self.seen += size
+            self.feed(1)
             logs = self.running(self.loss_sum / self.seen, self.hits / self.seen)
             for cb in self.keras_callbacks():
                 cb.on_train_batch_end(self.batch, dict(logs))
@@ -438,21 +467,12 @@ class Run(engine_callbacks.Callback):
     def running(self, loss: float, accuracy: float) -> dict[str, float]:
         logs = {"loss": loss}
         for name, m in self.model._metrics():
-            if m is None:
-                logs[name] = accuracy
+            logs[name] = accuracy if m is None else float(m.result())
         return dict(sorted(logs.items()))
 
     def on_epoch_end(self, state: Any, logs: dict[str, float]) -> None:
         self.model.use_params(state.params)
-        klogs = {"loss": float(logs["loss"])}
-        plan = self.model._metrics()
-        if any(m is not None for _, m in plan):
-            x, y = self.train
-            klogs.update(self.model._logs_for(x, y, self.batch_size))
-            klogs["loss"] = float(logs["loss"])
-        for name, m in plan:
-            if m is None:
-                klogs[name] = float(logs["accuracy"])
+        klogs = self.running(float(logs["loss"]), float(logs["accuracy"]))
         if self.validation is not None:
             test = TestRun(self.model, self.keras_callbacks(), 0, 0, in_fit=True)
             test.begin()

@@ -486,7 +486,10 @@ class Model(Layer):
 
     def _outputs(self, x: np.ndarray) -> np.ndarray:
         """The model's output for checked inputs: probabilities or logits, as its last layer."""
-        logits = predict_logits(self.spec, self.params(), self._stats(), x)
+        return self._outputs_of(predict_logits(self.spec, self.params(), self._stats(), x))
+
+    def _outputs_of(self, logits: Any) -> np.ndarray:
+        """What the last layer outputs, from the engine's logits."""
         if self.output_kind == "softmax":
             return np.asarray(jax.nn.softmax(logits, axis=-1), np.float32)
         if self.output_kind == "sigmoid":
