@@ -109,6 +109,16 @@ def s_weights(keras):
             "first": arr(np.asarray(model.weights[3]))}
 
 
+def s_functional_layers(keras):
+    model = functional_model(keras)
+    nested = keras.Sequential([model, keras.layers.Softmax()])
+    return {"layers": [[type(layer).__name__, layer.name] for layer in model.layers],
+            "weights": [len(layer.weights) for layer in model.layers],
+            "second": model.layers[1].name, "get_weights": len(model.get_weights()),
+            "nested": [type(layer).__name__ for layer in nested.layers],
+            "input_weights": model.layers[0].get_weights()}
+
+
 def s_losses(keras):
     L = keras.losses
     onehot = np.eye(10, dtype=np.float32)[LABELS]

@@ -56,6 +56,12 @@ class Model(Layer):
 
     class_name = "Functional"
 
+    def __new__(cls, *args: Any, **kwargs: Any) -> Model:
+        # As in Keras 3, Model(inputs, outputs) makes a Functional (a subclass of Model).
+        if cls is Model and (args or "inputs" in kwargs or "outputs" in kwargs):
+            cls = Functional
+        return super().__new__(cls)
+
     def __init__(self, *args: Any, **kwargs: Any):
         inputs = kwargs.pop("inputs", args[0] if args else None)
         outputs = kwargs.pop("outputs", args[1] if len(args) > 1 else None)
@@ -138,8 +144,10 @@ class Model(Layer):
 
     @property
     def layers(self) -> list[Layer]:
+        """The model's layers; a functional model's start with its InputLayer, as in Keras 3."""
         self._trace_call()
-        return list(self._layers)
+        functional = self.input_layer is not None and self.class_name != "Sequential"
+        return [self.input_layer, *self._layers] if functional else list(self._layers)
 
     @property
     def built(self) -> bool:
@@ -761,6 +769,10 @@ class Model(Layer):
         return f"<{self.class_name} name={self.name}, built={self.built}>"
 
 
+class Functional(Model):
+    """What keras.Model(inputs, outputs) makes."""
+
+
 class Sequential(Model):
     """A stack of layers: Sequential([Dense(64, activation='relu', input_shape=(784,)), …]);
     a layer may itself be a model (Sequential([model, Softmax()]))."""
@@ -864,4 +876,4 @@ def load_model(filepath: str | os.PathLike, custom_objects: Any = None, compile:
     return model
 
 
-__all__ = ["Model", "Sequential", "load_model"]
+__all__ = ["Functional", "Model", "Sequential", "load_model"]

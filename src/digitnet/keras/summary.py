@@ -41,8 +41,6 @@ def summary_text(model: Any) -> str:
     if built:
         model._require_built()
         shape: tuple[Any, ...] = (None, *model.input_shape[1:])
-        if model.class_name != "Sequential" and model.input_layer is not None:
-            rows.append((f"{model.input_layer.name} (InputLayer)", shape_text(shape), "0"))
         for layer in model.layers:
             shape = layer.output_shape_for(shape)
             nested = hasattr(layer, "_atoms")  # a model inside the model
