@@ -260,7 +260,8 @@ HOSTILE = {
     "module path": (None, lambda c: c["config"]["layers"][1].update(module="os"), "module 'os'"),
     "custom object": (None, lambda c: c["config"]["layers"][1].update(registered_name="evil>Dense"),
                       "custom object"),
-    "functional model": (None, lambda c: c.update(class_name="Functional"), "'Functional'"),
+    "functional model, not a chain": (None, lambda c: c.update(class_name="Functional"),
+                                      "Functional models that are chains of layers"),
     "unsupported activation": (None, lambda c: c["config"]["layers"][1]["config"].update(activation="swish"),
                                "swish"),
     "regularizer": (None, lambda c: c["config"]["layers"][2]["config"].update(
@@ -319,3 +320,39 @@ def test_a_keras_file_compiled_with_label_smoothing_keeps_it(tmp_path):
     with zipfile.ZipFile(tmp_path / "again.keras") as z:
         ours = json.loads(z.read("config.json"))["compile_config"]["loss"]
     assert ours == theirs  # written back the way Keras writes it
+
+
+# Files real Keras 3 wrote (scripts/keras_layers_interop.py): Activation/ReLU/Softmax layers,
+# and a functional binary classifier; with the predictions Keras made on LAYERS_X.
+LAYERS_X = np.random.default_rng(0).random((20, 784), dtype=np.float32)
+
+
+@pytest.mark.parametrize("name", ["layers_act.keras", "layers_act_model.h5", "layers_binary.keras",
+                                  "layers_act.weights.h5"])
+def test_keras_files_with_activation_layers_and_functional_chains_load(name, tmp_path):
+    from digitnet import keras
+
+    stem = "layers_binary" if "binary" in name else "layers_act"
+    if name.endswith(".weights.h5"):
+        model = keras.Sequential([keras.Input((784,)), keras.layers.Dense(16), keras.layers.Activation("relu"),
+                                  keras.layers.Dropout(0.1), keras.layers.Dense(8), keras.layers.ReLU(),
+                                  keras.layers.Dense(10), keras.layers.Softmax()])
+        model.load_weights(FIXTURES / name)
+    else:
+        model = load_model(FIXTURES / name)
+    want = np.load(FIXTURES / f"{stem}.npy")
+    np.testing.assert_allclose(model.predict(LAYERS_X, verbose=0), want, atol=1e-6)
+    if "binary" in name:
+        assert [type(layer).__name__ for layer in model.layers] == ["InputLayer", "Dense", "Activation", "Dense"]
+        assert model.loss == "binary_crossentropy"
+    # Written back, the file reads again with the same outputs and, for .keras, Keras' layout of
+    # weight groups (what real Keras reads: checked by scripts/keras_layers_interop.py).
+    out = tmp_path / name
+    if name.endswith(".weights.h5"):
+        model.save_weights(out)
+        with h5py.File(out) as ours, h5py.File(FIXTURES / name) as theirs:
+            assert sorted(ours["layers"]) == sorted(theirs["layers"])
+    else:
+        model.save(out)
+        again = load_model(out)
+        np.testing.assert_allclose(again.predict(LAYERS_X, verbose=0), want, atol=1e-6)

@@ -1,7 +1,7 @@
 """Public Keras MLP scripts (tests/fixtures/keras/scripts/) run on digitnet.keras with only their
 import lines changed, against what real Keras 3 printed running them
 (tests/fixtures/keras/scripts_keras_quick.json, from scripts/keras_scripts.py --quick: every
-fit trained for one epoch).
+fit trained for one epoch, on a fifth of MNIST: --small).
 
 Compared: the script runs to the end; the lines Keras itself prints (progress bars and lines,
 summaries, callbacks' messages), numbers masked, in the same order; and the test accuracy
@@ -79,7 +79,7 @@ def test_public_script_runs_as_on_keras(name, fashion_mirror):
     want = KERAS[name]
     assert "error" not in want, want.get("traceback")
     path = SCRIPTS / f"{name}.py"
-    got = run_script(path, keras, digitnet_source(path.read_text()), quick=True)
+    got = run_script(path, keras, digitnet_source(path.read_text()), quick=True, small=True)
     assert "error" not in got, got.get("traceback")
     assert masked(keras_lines(got["lines"])) == masked(keras_lines(want["lines"]))
     if name != "tf_basic_classification":  # synthetic images here, the real ones for Keras

@@ -36,7 +36,10 @@ DTYPE_POLICY = {"module": "keras", "class_name": "DTypePolicy", "config": {"name
 
 
 def snake_case(name: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+    """Keras' to_snake_case: ReLU → re_lu, InputLayer → input_layer, MyMLP → my_mlp."""
+    name = re.sub(r"\W+", "", name)
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
 def check_dtype(dtype: Any, where: str) -> None:
@@ -488,7 +491,8 @@ globals().update(_REFUSED)
 
 
 # The layers a saved model may name, by Keras class name.
-LAYER_CLASSES: dict[str, type[Layer]] = {c.class_name: c for c in (InputLayer, Flatten, Dropout, Dense)}
+LAYER_CLASSES: dict[str, type[Layer]] = {c.class_name: c for c in (InputLayer, Flatten, Dropout, Dense,
+                                                                    Activation, Softmax, ReLU)}
 
 
 from digitnet.keras.utils import next_seed, unique_name  # noqa: E402  (utils imports nothing from here)

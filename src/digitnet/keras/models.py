@@ -395,12 +395,9 @@ class Model(Layer):
         if self.class_name not in ("Sequential", "Functional") or any(
                 isinstance(layer, Model) for layer in self._layers):
             raise KerasValueError(f"{what}: digitnet.keras writes Keras files of chains of Input, "
-                                  "Flatten, Dense and Dropout layers (Sequential or functional), not "
-                                  f"of a {self.class_name} model or of models nested in models")
-        odd = [layer for layer in self._layers if not isinstance(layer, Dense | Dropout | Flatten)]
-        if odd:
-            raise KerasValueError(f"{what}: {odd[0].class_name} layers are not written to Keras files; "
-                                  "put the activation on the Dense layer")
+                                  "Flatten, Dense, Dropout, Activation, Softmax and ReLU layers "
+                                  f"(Sequential or functional), not of a {self.class_name} model or "
+                                  "of models nested in models")
 
     def save_weights(self, filepath: str | os.PathLike, overwrite: bool = True) -> None:
         """'x.weights.h5': Keras 3's layout; 'x.h5': the legacy Keras 2 layout (the tutorial's)."""
@@ -835,8 +832,9 @@ def read_h5(source: Any, name: Path) -> list[LayerWeights]:
 
 
 def load_model(filepath: str | os.PathLike, custom_objects: Any = None, compile: bool = True,
-               safe_mode: bool = True) -> Sequential:
-    """A Sequential MLP from a Keras 3 .keras archive or a legacy full-model .h5."""
+               safe_mode: bool = True) -> Model:
+    """A Sequential (or functional chain) MLP from a Keras 3 .keras archive or a legacy
+    full-model .h5."""
     from digitnet.keras.saving import compile_options, layers_from_config, read_archive, read_json_attr
 
     if custom_objects:
@@ -864,7 +862,13 @@ def load_model(filepath: str | os.PathLike, custom_objects: Any = None, compile:
             if isinstance(exc, KerasFileError):
                 raise
             raise KerasFileError(f"{path}: not a .keras archive or an HDF5 model ({exc})") from None
-    model = Sequential(layers, name=name)
+    if layers and isinstance(layers[0], InputLayer) and (config or {}).get("class_name") == "Functional":
+        tensor_ = layers[0].output
+        for layer in layers[1:]:
+            tensor_ = layer(tensor_)
+        model: Model = Model(layers[0].output, tensor_, name=name)
+    else:
+        model = Sequential(layers, name=name)
     model.assign(weights, path)
     options = compile_options(training) if compile else None
     if options is not None:

@@ -171,6 +171,8 @@ def layers_from_config(config: Any, source: Path) -> tuple[str, list[Layer]]:
         raise KerasFileError(f"{source}: the model config is not a JSON object")
     check_origin(config, source)
     kind = config.get("class_name")
+    if kind == "Functional":
+        return functional_layers(config, source)
     if kind != "Sequential":
         raise KerasFileError(f"{source}: a {kind!r} model; digitnet reads Sequential models of "
                              f"{', '.join(LAYER_CLASSES)} layers")
@@ -184,6 +186,37 @@ def layers_from_config(config: Any, source: Path) -> tuple[str, list[Layer]]:
     layers = [layer_from_entry(e, source) for e in entries]
     check_sizes(layers, source)
     return str(name), layers
+
+
+def functional_layers(config: dict[str, Any], source: Path) -> tuple[str, list[Layer]]:
+    """A Functional model's layers, if they form a chain: one input, each layer called once on
+    the previous one's output, the last one the output. The InputLayer comes first."""
+    body = config.get("config")
+    entries = body.get("layers") if isinstance(body, dict) else None
+    if not isinstance(entries, list) or not entries or len(entries) > MAX_LAYERS:
+        raise KerasFileError(f"{source}: the Functional config has no list of layers (or too many)")
+    names = [(e.get("config") or {}).get("name", e.get("name")) if isinstance(e, dict) else None
+             for e in entries]
+    for i, entry in enumerate(entries[1:], 1):
+        nodes = entry.get("inbound_nodes") if isinstance(entry, dict) else None
+        args = nodes[0].get("args") if isinstance(nodes, list) and len(nodes) == 1 and isinstance(
+            nodes[0], dict) else None
+        history = (args[0].get("config") or {}).get("keras_history") if isinstance(args, list) and len(
+            args) == 1 and isinstance(args[0], dict) else None
+        if not isinstance(history, list) or not history or history[0] != names[i - 1] or nodes[0].get("kwargs"):
+            raise KerasFileError(f"{source}: layer {names[i]!r} is not called once on the layer before "
+                                 "it; digitnet reads Functional models that are chains of layers")
+    # One input and one output: ["name", 0, 0], or, as Keras 2 wrote them, [["name", 0, 0]].
+    ends = [e[0] if isinstance(e, list) and len(e) == 1 and isinstance(e[0], list) else e
+            for e in (body.get("input_layers"), body.get("output_layers"))]
+    if [e[0] if isinstance(e, list) and e else None for e in ends] != [names[0], names[-1]]:
+        raise KerasFileError(f"{source}: a Functional model whose input and output are not the ends "
+                             "of its chain of layers")
+    if not isinstance(entries[0], dict) or entries[0].get("class_name") != "InputLayer":
+        raise KerasFileError(f"{source}: a Functional model must start with its InputLayer")
+    layers = [layer_from_entry(e, source) for e in entries]
+    check_sizes(layers, source)
+    return str(body.get("name", "functional")), layers
 
 
 def check_sizes(layers: list[Layer], source: Path) -> None:
