@@ -108,10 +108,10 @@ class ProgbarLogger(Callback):
             write(f"Epoch {epoch + 1}/{self.params['epochs']}\n")
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-        self.bar.update(batch + 1, logs)
+        self.bar.update(batch + 1, logs, finalize=False)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        self.bar.update(self.params["steps"], logs)
+        self.bar.update(self.params["steps"], logs, finalize=True)
 
 
 class LambdaCallback(Callback):

@@ -45,9 +45,12 @@ class Progbar:
             return (now - self.first_step_done) / (current - self.first_step)
         return (now - self.start) / current
 
-    def update(self, current: int, logs: dict[str, float] | None = None) -> None:
+    def update(self, current: int, logs: dict[str, float] | None = None,
+               finalize: bool | None = None) -> None:
+        """finalize=False: a batch's update, even the last one (fit ends the line at the epoch's
+        end, with the validation values), as Keras' ProgbarLogger does."""
         now = time.time()
-        final = current >= self.target
+        final = current >= self.target if finalize is None else finalize
         if current >= 1 and self.first_step_done is None and not final:
             self.first_step_done, self.first_step = now, current
         logs = logs or {}
