@@ -16,6 +16,8 @@ from digitnet.keras.errors import KerasFileError
 from digitnet.keras.layers import Dense, Dropout
 from digitnet.keras.models import Sequential, load_model
 from digitnet.keras.utils import set_random_seed
+from scripts.keras_layers_interop import X as X_INTEROP
+from scripts.keras_layers_interop import models
 
 FIXTURES = Path(__file__).parent / "fixtures" / "keras"
 FILES = ("seed_legacy.h5", "seed.weights.h5")
@@ -324,7 +326,7 @@ def test_a_keras_file_compiled_with_label_smoothing_keeps_it(tmp_path):
 
 # Files real Keras 3 wrote (scripts/keras_layers_interop.py): Activation/ReLU/Softmax layers,
 # and a functional binary classifier; with the predictions Keras made on LAYERS_X.
-LAYERS_X = np.random.default_rng(0).random((20, 784), dtype=np.float32)
+LAYERS_X = X_INTEROP
 
 
 @pytest.mark.parametrize("name", ["layers_act.keras", "layers_act_model.h5", "layers_binary.keras",
@@ -334,16 +336,15 @@ def test_keras_files_with_activation_layers_and_functional_chains_load(name, tmp
 
     stem = "layers_binary" if "binary" in name else "layers_act"
     if name.endswith(".weights.h5"):
-        model = keras.Sequential([keras.Input((784,)), keras.layers.Dense(16), keras.layers.Activation("relu"),
-                                  keras.layers.Dropout(0.1), keras.layers.Dense(8), keras.layers.ReLU(),
-                                  keras.layers.Dense(10), keras.layers.Softmax()])
+        model = models(keras)[0]  # the model the file's weights belong to
         model.load_weights(FIXTURES / name)
     else:
         model = load_model(FIXTURES / name)
     want = np.load(FIXTURES / f"{stem}.npy")
     np.testing.assert_allclose(model.predict(LAYERS_X, verbose=0), want, atol=1e-6)
     if "binary" in name:
-        assert [type(layer).__name__ for layer in model.layers] == ["InputLayer", "Dense", "Activation", "Dense"]
+        kinds = [type(layer).__name__ for layer in model.layers]
+        assert kinds == ["InputLayer", "Dense", "Activation", "Dense"]
         assert model.loss == "binary_crossentropy"
     # Written back, the file reads again with the same outputs and, for .keras, Keras' layout of
     # weight groups (what real Keras reads: checked by scripts/keras_layers_interop.py).

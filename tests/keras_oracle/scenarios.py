@@ -280,6 +280,10 @@ def binary_model(keras, sigmoid=True, hidden_act="relu"):
     return model
 
 
+def rounded(logs: dict) -> dict:
+    return {k: round(v, 5) for k, v in logs.items()}
+
+
 def s_binary(keras):
     probs = binary_model(keras)
     probs.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
@@ -289,16 +293,17 @@ def s_binary(keras):
     obj = binary_model(keras)
     obj.compile(optimizer="rmsprop", loss=keras.losses.BinaryCrossentropy(label_smoothing=0.1),
                 metrics=[keras.metrics.BinaryAccuracy(), "mse"])
+    first6 = probs.predict(X[:6], verbose=0)
     return {
         "predict": arr(probs.predict(X[:5], verbose=0)), "shape": list(probs.predict(X, verbose=0).shape),
         "logits": arr(logit.predict(X[:5], verbose=0)), "call": arr(np.asarray(probs(X[:2]))),
         "evaluate": arr(probs.evaluate(X, YB, verbose=0)),
         "evaluate_2d": arr(probs.evaluate(X, YB.reshape(-1, 1), verbose=0)),
         "evaluate_int": arr(probs.evaluate(X, (Y < 5).astype("uint8"), verbose=0, batch_size=16)),
-        "evaluate_logits": {k: round(v, 5) for k, v in logit.evaluate(X, YB, verbose=0, return_dict=True).items()},
-        "evaluate_object": {k: round(v, 5) for k, v in obj.evaluate(X, YB, verbose=0, return_dict=True).items()},
-        "bce": float(keras.losses.BinaryCrossentropy()(YB[:6].reshape(-1, 1), probs.predict(X[:6], verbose=0))),
-        "bce_fn": arr(keras.losses.binary_crossentropy(YB[:6].reshape(-1, 1), probs.predict(X[:6], verbose=0))),
+        "evaluate_logits": rounded(logit.evaluate(X, YB, verbose=0, return_dict=True)),
+        "evaluate_object": rounded(obj.evaluate(X, YB, verbose=0, return_dict=True)),
+        "bce": float(keras.losses.BinaryCrossentropy()(YB[:6].reshape(-1, 1), first6)),
+        "bce_fn": arr(keras.losses.binary_crossentropy(YB[:6].reshape(-1, 1), first6)),
         "metrics_names": probs.metrics_names,
     }
 
@@ -331,7 +336,8 @@ def s_epoch_metrics(keras):
             self.total = self.add_weight(shape=(), name="total", initializer="zeros")
 
         def update_state(self, y_true, y_pred, sample_weight=None):
-            hit = ops.cast(ops.argmax(y_pred, axis=1), "int32") == ops.cast(ops.reshape(y_true, (-1,)), "int32")
+            labels = ops.cast(ops.reshape(y_true, (-1,)), "int32")
+            hit = ops.cast(ops.argmax(y_pred, axis=1), "int32") == labels
             self.total.assign_add(ops.sum(ops.cast(hit, "float32")))
 
         def result(self):

@@ -6,8 +6,9 @@ compiled chunk, once per batch, in order, with the running loss and accuracy of 
 that batch, from the per-step values the chunk returns; they see the weights as of the chunk's
 end. Metrics the step does not count (top-k, precision, your own Metric) are fed, batch by
 batch, the outputs of the training step itself (its logits, which the chunk then returns), so
-the training logs hold what Keras accumulates over the epoch. A callback that changes the learning rate (LearningRateScheduler, ReduceLROnPlateau) makes
-the next epoch run a new compiled step with that rate.
+the training logs hold what Keras accumulates over the epoch. A callback that changes the
+learning rate (LearningRateScheduler, ReduceLROnPlateau) makes the next epoch run a new compiled
+step with that rate.
 """
 
 from __future__ import annotations

@@ -203,7 +203,8 @@ def functional_layers(config: dict[str, Any], source: Path) -> tuple[str, list[L
             nodes[0], dict) else None
         history = (args[0].get("config") or {}).get("keras_history") if isinstance(args, list) and len(
             args) == 1 and isinstance(args[0], dict) else None
-        if not isinstance(history, list) or not history or history[0] != names[i - 1] or nodes[0].get("kwargs"):
+        if (not isinstance(history, list) or not history or history[0] != names[i - 1]
+                or nodes[0].get("kwargs")):
             raise KerasFileError(f"{source}: layer {names[i]!r} is not called once on the layer before "
                                  "it; digitnet reads Functional models that are chains of layers")
     # One input and one output: ["name", 0, 0], or, as Keras 2 wrote them, [["name", 0, 0]].
