@@ -139,6 +139,6 @@ def predict_logits(spec: MLPSpec, params: Params, stats: dict, x: Any) -> np.nda
     x = x.reshape(len(x), -1)
     parts = [fn(params, stats, x[i : i + SLICE]) for i in range(0, len(x), SLICE)]
     if not parts:
-        return np.zeros((0, spec.num_classes), np.float32)
+        return np.zeros((0, spec.output_units), np.float32)
     return np.asarray(jnp.concatenate(parts) if len(parts) > 1 else parts[0])
 
