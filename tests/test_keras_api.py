@@ -273,3 +273,25 @@ def test_functional_logits_model_saves_and_reloads_compiled(data, tmp_path):
     np.testing.assert_allclose(again.predict(x[:4], verbose=0), model.predict(x[:4], verbose=0), rtol=1e-6)
     assert again.loss_object.from_logits and again.output_kind == "logits"
     again.fit(x[:64], y[:64], epochs=1, verbose=0)  # compiled as saved: trains on its logits
+
+
+def test_custom_training_logic_is_refused_by_name():
+    from digitnet import keras
+
+    class Custom(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.dense = keras.layers.Dense(10)
+
+        def call(self, inputs):
+            return self.dense(inputs)
+
+        def train_step(self, data):
+            return {}
+
+    model = Custom()
+    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x, y = np.zeros((4, 784), np.float32), np.zeros(4, int)
+    for call in (lambda: model.fit(x, y, verbose=0), lambda: model.evaluate(x, y, verbose=0)):
+        with pytest.raises(ValueError, match="Custom overrides train_step: custom training logic"):
+            call()

@@ -605,6 +605,7 @@ class Model(Layer):
             steps_per_epoch: Any = None, validation_steps: Any = None,
             validation_batch_size: int | None = None, validation_freq: int = 1) -> cbs.History:
         """Train; returns a History whose .history holds per-epoch loss, metrics, val_…"""
+        self._require_own_steps()
         if self.optimizer is None:
             raise KerasValueError("You must call `compile()` before using the model.")
         if class_weight is not None or sample_weight is not None or steps_per_epoch is not None:
@@ -665,6 +666,18 @@ class Model(Layer):
         run.finish()
         return self.history
 
+    # Keras' hooks for custom training logic: digitnet's compiled engine runs its own steps.
+    STEP_HOOKS = ("train_step", "test_step", "predict_step", "compute_loss", "compute_metrics")
+
+    def _require_own_steps(self) -> None:
+        mine = [c for c in type(self).__mro__ if c not in Model.__mro__]  # the user's classes
+        overridden = [n for n in self.STEP_HOOKS if any(n in vars(c) for c in mine)]
+        if overridden:
+            raise KerasValueError(
+                f"{type(self).__name__} overrides {overridden[0]}: custom training logic is not "
+                "supported; digitnet.keras trains, evaluates and predicts with its compiled engine "
+                "(a chain of layers, a built-in loss and metrics)")
+
     def _train_config(self, epochs: int, batch: int, shuffle: bool) -> TrainConfig:
         return TrainConfig(epochs=epochs, batch_size=batch, validation="none", seed=self._fit_seed(),
                            shuffle=shuffle, loss=self._engine_loss(),
@@ -717,6 +730,7 @@ class Model(Layer):
         """[loss, metrics…] (the loss alone when compiled without metrics), as Keras orders them."""
         if kwargs:
             raise ValueError(f"Arguments not recognized: {kwargs}")
+        self._require_own_steps()
         if sample_weight is not None or steps is not None:
             raise KerasValueError("evaluate: sample_weight and steps are not supported")
         if self.loss is None:
