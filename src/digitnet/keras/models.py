@@ -752,6 +752,7 @@ class Model(Layer):
                 callbacks: Any = None) -> np.ndarray:
         """The model's outputs (N, classes) as a NumPy array: probabilities if its last layer is a
         softmax, else logits."""
+        self._require_own_steps()
         if steps is not None:
             raise KerasValueError("predict: steps is not supported")
         x = self._inputs(x)
