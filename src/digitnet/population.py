@@ -169,6 +169,42 @@ def unstack(tree: Any, k: int) -> list[Any]:
     return [jax.tree.map(lambda a, i=i: a[i], host) for i in range(k)]
 
 
+class Placement:
+    """Where a population's arrays live: one device, or (with several devices of the default
+    backend: runtime.population_devices) its members split evenly over them, the population
+    padded with copies of its last member to a multiple of the devices (their results are
+    dropped). The compiled program is then partitioned by XLA, each device training whole
+    members."""
+
+    def __init__(self, k: int):
+        devices = jax.devices()
+        self.k = k
+        self.ways = min(len(devices), k)
+        self.padded = -(-k // self.ways) * self.ways
+        if self.ways > 1:
+            from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+            mesh = Mesh(np.array(devices[: self.ways]), ("members",))
+            self.split = NamedSharding(mesh, PartitionSpec("members"))
+            self.whole = NamedSharding(mesh, PartitionSpec())
+
+    def pad(self, tree: Any) -> Any:
+        """Member-axis arrays padded to `padded` members (copies of the last)."""
+        extra = self.padded - self.k
+        if not extra:
+            return tree
+        return jax.tree.map(lambda a: jnp.concatenate([a, jnp.repeat(a[-1:], extra, axis=0)]), tree)
+
+    def members(self, tree: Any) -> Any:
+        """Padded member-axis arrays, split over the devices."""
+        tree = self.pad(tree)
+        return jax.device_put(tree, self.split) if self.ways > 1 else tree
+
+    def shared(self, tree: Any) -> Any:
+        """Arrays every member reads (the data), on every device."""
+        return jax.device_put(tree, self.whole) if self.ways > 1 else jax.device_put(tree)
+
+
 def fit_population(members: Sequence[Member], x: np.ndarray, y: np.ndarray,
                    parts: int | None = None, settings: EngineSettings | None = None) -> list[Member]:
     """Train members that share a group_key and a starting epoch, on the shared raw inputs x
@@ -226,7 +262,8 @@ def train_part(members: Sequence[Member], xd: jax.Array, yd: jax.Array,
     steps_per_epoch = sum(steps for _, steps, _ in chunks)
     engine = engine_for(m0.spec, cfg0, steps_per_epoch, settings)
     pop = population_engine(engine)
-    knobs = {name: jnp.asarray(v) for name, v in knob_values(members).items()}
+    place = Placement(k)
+    knobs = place.members({name: jnp.asarray(v) for name, v in knob_values(members).items()})
     params, opt_state, order_keys, dropout_keys = pop.init_state(
         jnp.asarray([m.cfg.seed for m in members], jnp.int32))
     first = m0.state.epoch if m0.state else 0
@@ -237,17 +274,19 @@ def train_part(members: Sequence[Member], xd: jax.Array, yd: jax.Array,
     for m, (p, s) in zip(members, unstack((params, opt_state), k), strict=True):
         if m.state is None:
             m.state = TrainState(params=p, opt_state=s)
-    stats = stack([m.stats for m in members])
+    params, opt_state = place.members((params, opt_state))
+    stats = place.members(stack([m.stats for m in members]))
+    xd, yd = place.shared((xd, yd))
     rows = [m.rows for m in members]
 
     def orders(epoch: int) -> tuple[jax.Array, jax.Array]:
         if jax.default_backend() != "cpu" and all(r is None for r in rows):
             # On an accelerator the sorts are cheap and the K orders stay on the device.
-            return pop.epoch_orders(order_keys, dropout_keys, epoch, n=n)
+            return place.members(pop.epoch_orders(order_keys, dropout_keys, epoch, n=n))
         got = [engine.epoch_order(order_keys[i], dropout_keys[i], epoch, n) for i in range(k)]
         idx = np.stack([np.asarray(o) if r is None else r[np.asarray(o)].astype(np.int32)
                         for (o, _), r in zip(got, rows, strict=True)])
-        return jax.device_put(idx), jnp.stack([key for _, key in got])
+        return place.members((jnp.asarray(idx), jnp.stack([key for _, key in got])))
 
     for m in members:
         for cb in m.callbacks:
@@ -318,7 +357,7 @@ def feed(members: Sequence[Member], meters: list[EpochMeter], loss_sum: jax.Arra
          correct: jax.Array, steps: int, batch: int) -> None:
     """One chunk's losses and hit counts into each live member's meter; a member whose loss
     is no longer finite fails alone."""
-    losses, hits = np.asarray(loss_sum), np.asarray(correct)
+    losses, hits = np.asarray(loss_sum)[: len(members)], np.asarray(correct)[: len(members)]
     for m, meter, loss, hit in zip(members, meters, losses, hits, strict=True):
         if m.done:
             continue

@@ -57,6 +57,30 @@ def one_xla_thread() -> None:
         os.environ.setdefault(name, value)
 
 
+def cpu_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def population_devices(members: int) -> int:
+    """Split XLA's CPU client into one single-threaded device per core (at most `members`), in
+    a process about to train populations (train --seeds, an in-process sweep): a population's
+    members are then sharded over the devices, each core running whole members, which costs
+    less CPU than one device's pool running a step's small ops side by side
+    (docs/population.md). Must run before JAX starts; XLA_FLAGS or an NPROC the user set win.
+    A lone model in such a process trains on one device, with the one-thread pool's bits (as
+    in a sweep's worker). Returns the number of devices asked for (1: nothing changed)."""
+    n = min(cpu_cores(), members)
+    given = os.environ.get("XLA_FLAGS", "")
+    if n < 2 or "jax" in sys.modules or "xla_force_host_platform_device_count" in given:
+        return 1
+    os.environ["XLA_FLAGS"] = f"{given} --xla_force_host_platform_device_count={n}".strip()
+    one_xla_thread()
+    return n
+
+
 def compile_cache_dir() -> Path | None:
     """Where compiled programs are kept across runs: home()/jax-cache, or None when off."""
     if os.environ.get("DIGITNET_COMPILE_CACHE", "1").lower() in ("0", "false", "no", "off"):
