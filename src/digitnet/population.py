@@ -115,6 +115,25 @@ class PopulationEngine:
 
 
 @lru_cache(maxsize=8)
+def population_evaluation(spec: MLPSpec, loss: str, smoothing: float | None) -> Any:
+    """(params, opt_state, stats, x, y, eps) of K members -> each member's mean loss and hit
+    count on x, y: metrics.evaluate_arrays for a whole population in one call, on the weights
+    TrainState.weights() gives (the EMA when one is tracked). `smoothing`: the label
+    smoothing every member has, or None when each has its own (then eps, one per member)."""
+    from digitnet import regularize
+    from digitnet.metrics import loss_values, target_labels
+    from digitnet.model import blocked_forward
+
+    def one(params, opt_state, stats, x, y, eps):
+        ema = regularize.ema_params(opt_state)
+        logits = blocked_forward(params if ema is None else ema, stats, x.reshape(len(x), -1), spec)
+        ce = loss_values(logits, y, loss=loss, smoothing=smoothing if smoothing is not None else eps)
+        return ce.mean(), (logits.argmax(-1) == target_labels(y)).sum()
+
+    return jax.jit(jax.vmap(one, in_axes=(0, 0, 0, None, None, 0)))
+
+
+@lru_cache(maxsize=8)
 def population_engine(engine: Engine) -> PopulationEngine:
     return PopulationEngine(engine)
 
@@ -278,6 +297,7 @@ def train_part(members: Sequence[Member], xd: jax.Array, yd: jax.Array,
     stats = place.members(stack([m.stats for m in members]))
     xd, yd = place.shared((xd, yd))
     rows = [m.rows for m in members]
+    validate = shared_validation(members, place)
 
     def orders(epoch: int) -> tuple[jax.Array, jax.Array]:
         if jax.default_backend() != "cpu" and all(r is None for r in rows):
@@ -314,6 +334,7 @@ def train_part(members: Sequence[Member], xd: jax.Array, yd: jax.Array,
                 pending = (loss_sum, correct, steps, batch)
             feed(members, meters, *pending)
             finite = np.asarray(pop.finite(params))
+            val = validate(params, opt_state, stats) if validate else None
             current = unstack((params, opt_state), k)
             seconds = time.perf_counter() - t0
             for i, m in enumerate(members):
@@ -332,7 +353,9 @@ def train_part(members: Sequence[Member], xd: jax.Array, yd: jax.Array,
                 meter = meters[i]
                 logs: dict[str, float] = {"epoch": epoch + 1, "loss": meter.loss / meter.seen,
                                           "accuracy": meter.correct / meter.seen}
-                if m.validation is not None:
+                if val is not None:
+                    logs["val_loss"], logs["val_accuracy"] = float(val[0][i]), float(val[1][i])
+                elif m.validation is not None:
                     ev = evaluate_arrays(m.spec, state.weights(), m.stats, *m.validation,
                                          loss=m.cfg.loss, smoothing=m.cfg.label_smoothing)
                     logs["val_loss"], logs["val_accuracy"] = ev.loss, ev.accuracy
@@ -351,6 +374,33 @@ def train_part(members: Sequence[Member], xd: jax.Array, yd: jax.Array,
         if m.error is None:
             for cb in m.callbacks:
                 cb.on_train_end(m.state)
+
+
+def shared_validation(members: Sequence[Member], place: Placement) -> Any:
+    """The population's per-epoch validation in one call, when every member validates on the
+    same examples (the test set, typically): (params, opt_state, stats) -> (losses, accuracies)
+    as NumPy arrays, one per member; else None (each member is evaluated alone)."""
+    m0 = members[0]
+    if m0.validation is None or len(m0.validation[0]) == 0:
+        return None
+    xv, yv = m0.validation
+    for m in members[1:]:
+        if m.validation is None or not all(a is b or (a.shape == b.shape and np.array_equal(a, b))
+                                           for a, b in zip(m.validation, (xv, yv), strict=True)):
+            return None
+    eps = [m.cfg.label_smoothing for m in members]
+    fixed = eps[0] if len(set(eps)) == 1 else None
+    fn = population_evaluation(m0.spec, m0.cfg.loss, fixed)
+    eps_d = place.members(jnp.asarray(eps, jnp.float32))
+    yv = np.asarray(yv)
+    xd, yd = place.shared((jnp.asarray(xv), jnp.asarray(yv, np.float32 if yv.ndim == 2 else np.int32)))
+    n = len(xv)
+
+    def validate(params: Any, opt_state: Any, stats: Any) -> tuple[np.ndarray, np.ndarray]:
+        losses, hits = fn(params, opt_state, stats, xd, yd, eps_d)
+        return np.asarray(losses, np.float64), np.asarray(hits, np.float64) / n
+
+    return validate
 
 
 def feed(members: Sequence[Member], meters: list[EpochMeter], loss_sum: jax.Array,
