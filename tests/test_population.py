@@ -239,3 +239,60 @@ def test_train_ensemble_saves_members_and_the_ensemble(small_data, tmp_path):
     ens = api.load(out)
     assert len(ens) == 2 and (out / "members" / "seed-1" / "weights.safetensors").is_file()
     assert [m.config["train"]["seed"] for m in ens.members] == [1, 2]
+
+
+SHARDED = """
+import json, sys
+from dataclasses import replace
+from digitnet.runtime import population_devices
+assert population_devices(3) == 2
+import jax, numpy as np
+from digitnet.data.datasets import load_dataset
+from tests.test_population import population_of_three
+from digitnet.population import fit_members
+ds = load_dataset("mnist", sys.argv[1])
+members = population_of_three(ds)
+fit_members(members, ds.x_train, ds.y_train)
+assert jax.device_count() == 2 and all(m.error is None for m in members)
+np.savez(sys.argv[2], *[np.asarray(a) for m in members for a in jax.tree.leaves(m.state.params)])
+print(json.dumps([m.state.history[-1] for m in members]))
+"""
+
+
+def population_of_three(ds):
+    """Three members (an odd number: split over two devices, one is padded) with their own
+    learning rates and label smoothing, validated on the test set every epoch."""
+    return [Member(SPEC, replace(CFG, seed=s, lr=lr, label_smoothing=eps),
+                   preprocess_stats(SPEC, ds.x_train), validation=(ds.x_test, ds.y_test))
+            for s, lr, eps in ((1, 1e-3, 0.1), (2, 3e-3, 0.05), (3, 2e-3, 0.1))]
+
+
+def test_members_sharded_over_two_devices_match_one_device(small, small_data, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from digitnet.metrics import evaluate_arrays
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root / "src"), str(root)])}
+    env.pop("XLA_FLAGS", None)
+    out = subprocess.run([sys.executable, "-c", SHARDED, str(small_data), str(tmp_path / "w.npz")],
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    logs = json.loads(out.stdout.strip().splitlines()[-1])
+    members = population_of_three(small)
+    fit_members(members, small.x_train, small.y_train)  # this process: one device
+    sharded = np.load(tmp_path / "w.npz")
+    leaves = [a for m in members for a in jax.tree.leaves(m.state.params)]
+    for i, a in enumerate(leaves):
+        np.testing.assert_allclose(sharded[f"arr_{i}"], np.asarray(a), atol=1e-4)
+    for m, log in zip(members, logs, strict=True):
+        # The population's one-call validation against metrics.evaluate_arrays, member by member.
+        ev = evaluate_arrays(SPEC, m.state.weights(), m.stats, small.x_test, small.y_test,
+                             smoothing=m.cfg.label_smoothing)
+        assert m.state.history[-1]["val_accuracy"] == ev.accuracy
+        assert m.state.history[-1]["val_loss"] == pytest.approx(ev.loss, rel=1e-5)
+        assert log["val_accuracy"] == pytest.approx(ev.accuracy, abs=0.003)
+        assert log["loss"] == pytest.approx(m.state.history[-1]["loss"], rel=1e-4)
