@@ -16,6 +16,7 @@ import pytest
 from digitnet import api
 from digitnet.cli import main
 from digitnet.data.datasets import load_dataset
+from digitnet.engine import EngineSettings
 from digitnet.errors import ConfigError
 from digitnet.model import MLPSpec, preprocess_stats
 from digitnet.population import Member, fit_members, group_key, knob_values, max_members
@@ -24,6 +25,8 @@ from digitnet.train import TrainConfig, fit_arrays
 
 SPEC = MLPSpec(hidden=(32,))
 CFG = TrainConfig(epochs=1, batch_size=50, chunks_per_epoch=4, validation="none")
+# One step per loop iteration: the programs compile in less time (the same for both sides).
+FAST = EngineSettings(unroll=1)
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +36,7 @@ def small(small_data):
 
 def train_alone(spec, cfg, ds):
     stats = preprocess_stats(spec, ds.x_train)
-    return fit_arrays(spec, cfg, ds.x_train, ds.y_train, stats)
+    return fit_arrays(spec, cfg, ds.x_train, ds.y_train, stats, settings=FAST)
 
 
 def accuracy(spec, params, ds):
@@ -64,7 +67,7 @@ def test_members_match_training_alone(small, knobs):
         cfg = replace(CFG, **{n: v for n, v in k.items() if n != "dropout"})
         members.append(Member(spec, cfg, preprocess_stats(spec, small.x_train)))
     assert len({group_key(m.spec, m.cfg) for m in members}) == 1
-    fit_members(members, small.x_train, small.y_train)
+    fit_members(members, small.x_train, small.y_train, settings=FAST)
     for m in members:
         assert m.error is None and m.together == len(knobs)
         alone = train_alone(m.spec, m.cfg, small)
@@ -76,7 +79,7 @@ def test_members_match_training_alone(small, knobs):
 
 def test_a_population_of_one_is_todays_path_bit_for_bit(small):
     m = Member(SPEC, CFG, preprocess_stats(SPEC, small.x_train))
-    fit_members([m], small.x_train, small.y_train)
+    fit_members([m], small.x_train, small.y_train, settings=FAST)
     alone = train_alone(SPEC, CFG, small)
     for x, y in zip(jax.tree.leaves(m.state.params), jax.tree.leaves(alone.params), strict=True):
         assert np.array_equal(np.asarray(x), np.asarray(y))
@@ -118,7 +121,7 @@ def test_grouping_by_shape_and_structure():
 def test_a_diverging_member_fails_alone(small):
     cfgs = [replace(CFG, optimizer="sgd", lr=lr, seed=s) for s, lr in ((1, 0.05), (2, 1e30))]
     members = [Member(SPEC, c, preprocess_stats(SPEC, small.x_train)) for c in cfgs]
-    fit_members(members, small.x_train, small.y_train)
+    fit_members(members, small.x_train, small.y_train, settings=FAST)
     assert members[0].error is None and members[0].state.epoch == 1
     assert members[1].error is not None and "lower the learning rate" in str(members[1].error)
     assert_close(members[0].state.params, train_alone(SPEC, cfgs[0], small).params)
@@ -129,7 +132,7 @@ def test_memory_splits_a_population_into_parts(small):
     assert max_members(SPEC, CFG, 2000, memory=10**12) > 1000
     members = [Member(SPEC, replace(CFG, seed=s), preprocess_stats(SPEC, small.x_train))
                for s in (1, 2, 3)]
-    fit_members(members, small.x_train, small.y_train, parts=2)
+    fit_members(members, small.x_train, small.y_train, parts=2, settings=FAST)
     assert [m.together for m in members] == [2, 2, 1]
     for m in members:
         assert_close(m.state.params, train_alone(SPEC, m.cfg, small).params)
@@ -248,11 +251,12 @@ from digitnet.runtime import population_devices
 assert population_devices(3) == 2
 import jax, numpy as np
 from digitnet.data.datasets import load_dataset
-from tests.test_population import population_of_three
+from digitnet.engine import EngineSettings
+from tests.test_population import FAST, population_of_three
 from digitnet.population import fit_members
 ds = load_dataset("mnist", sys.argv[1])
 members = population_of_three(ds)
-fit_members(members, ds.x_train, ds.y_train)
+fit_members(members, ds.x_train, ds.y_train, settings=FAST)
 assert jax.device_count() == 2 and all(m.error is None for m in members)
 np.savez(sys.argv[2], *[np.asarray(a) for m in members for a in jax.tree.leaves(m.state.params)])
 print(json.dumps([m.state.history[-1] for m in members]))
@@ -283,7 +287,7 @@ def test_members_sharded_over_two_devices_match_one_device(small, small_data, tm
     assert out.returncode == 0, out.stderr[-3000:]
     logs = json.loads(out.stdout.strip().splitlines()[-1])
     members = population_of_three(small)
-    fit_members(members, small.x_train, small.y_train)  # this process: one device
+    fit_members(members, small.x_train, small.y_train, settings=FAST)  # this process: one device
     sharded = np.load(tmp_path / "w.npz")
     leaves = [a for m in members for a in jax.tree.leaves(m.state.params)]
     for i, a in enumerate(leaves):
