@@ -300,3 +300,29 @@ def test_members_sharded_over_two_devices_match_one_device(small, small_data, tm
         assert m.state.history[-1]["val_loss"] == pytest.approx(ev.loss, rel=1e-5)
         assert log["val_accuracy"] == pytest.approx(ev.accuracy, abs=0.003)
         assert log["loss"] == pytest.approx(m.state.history[-1]["loss"], rel=1e-4)
+
+
+def test_population_devices_only_before_jax_and_as_asked():
+    import os
+    import subprocess
+    import sys
+
+    code = ("import os, sys\nfrom digitnet.runtime import population_devices\n"
+            "n = population_devices(int(sys.argv[1]))\n"
+            "print(n, os.environ.get('XLA_FLAGS', ''), os.environ.get('NPROC', '-'))")
+
+    def run(members, **env):
+        base = {k: v for k, v in os.environ.items()
+                if k not in ("XLA_FLAGS", "NPROC", "DIGITNET_POPULATION_DEVICES")}
+        out = subprocess.run([sys.executable, "-c", code, str(members)], env={**base, **env},
+                             capture_output=True, text=True, check=True).stdout.split()
+        return out[0], " ".join(out[1:-1]), out[-1]
+
+    cores = len(os.sched_getaffinity(0))
+    n, flags, nproc = run(8)
+    if cores >= 2:
+        assert n == str(min(cores, 8)) and f"device_count={n}" in flags and nproc == "1"
+    assert run(1) == ("1", "", "-")  # one model: XLA as a lone run has it
+    assert run(8, DIGITNET_POPULATION_DEVICES="1") == ("1", "", "-")
+    given = "--xla_force_host_platform_device_count=3"
+    assert run(8, XLA_FLAGS=given) == ("1", given, "-")  # the user's choice wins
