@@ -15,6 +15,11 @@ prints Markdown for docs/performance.md.
   this code and with the code in --baseline-src (before populations), alternating; test
   accuracy mean ± std per point must agree within noise.
 The load average is recorded with each measurement: the machine may be shared.
+
+Each part's results are written to the results file as soon as that part (or, for the sweep,
+each round) ends, and a part that fails or runs past --part-timeout is recorded under "errors"
+without losing the others. `--sweep FILE --data-dir DIR --epochs N --ks 1,2` make a small run
+that checks the bench itself in a minute or two.
 """
 
 from __future__ import annotations
@@ -34,15 +39,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "population.json"
 SWEEP = ROOT / "examples" / "sweeps" / "tutorial.toml"
+ONE_DEVICE = "train --seeds 1-8, one device"
 
 
 def load() -> float:
     return round(os.getloadavg()[0], 2)
 
 
-def kscan(ks: list[int]) -> list[dict]:
-    from digitnet.runtime import enable_compile_cache, set_cpu_threading
+def kscan(ks: list[int], data_dir: str | None = None, epochs: int = 2) -> list[dict]:
+    from digitnet.runtime import enable_compile_cache, population_devices, set_cpu_threading
 
+    population_devices(max(ks))  # as `digitnet train --seeds` does
     set_cpu_threading()
     import jax
 
@@ -53,7 +60,7 @@ def kscan(ks: list[int]) -> list[dict]:
     from digitnet.train import TrainConfig
 
     enable_compile_cache()
-    ds = load_dataset("mnist")
+    ds = load_dataset("mnist", data_dir)
     spec = MLPSpec()
     stats = preprocess_stats(spec, ds.x_train)
 
@@ -70,14 +77,15 @@ def kscan(ks: list[int]) -> list[dict]:
     rows = []
     for k in ks:
         clock = Clock()
-        members = [Member(spec, TrainConfig(epochs=2, validation="none", seed=s), stats,
+        members = [Member(spec, TrainConfig(epochs=epochs, validation="none", seed=s), stats,
                           callbacks=[clock] if s == 0 else ()) for s in range(k)]
         start_load = load()
         t0 = time.perf_counter()
         fit_population(members, ds.x_train, ds.y_train, parts=k)
         total = time.perf_counter() - t0
-        (w0, c0), (w1, c1), (w2, c2), (w3, c3) = clock.marks
+        (w0, c0), (w1, c1), (w2, c2), (w3, c3) = clock.marks[:2] + clock.marks[-2:]
         rows.append({"k": k, "backend": jax.default_backend(), "device": jax.devices()[0].device_kind,
+                     "devices": min(k, len(jax.devices())),
                      "epoch_wall": round(w3 - w2, 3), "epoch_cpu": round(c3 - c2, 3),
                      "model_epoch_wall": round((w3 - w2) / k, 4),
                      "model_epoch_cpu": round((c3 - c2) / k, 4),
@@ -87,34 +95,38 @@ def kscan(ks: list[int]) -> list[dict]:
     return rows
 
 
-def timed(cmd: list[str], env: dict[str, str] | None = None) -> dict:
+def timed(cmd: list[str], env: dict[str, str] | None = None, timeout: float | None = None) -> dict:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start_load = load()
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, env={**os.environ, **(env or {})}, capture_output=True, text=True)
+    proc = subprocess.run(cmd, env={**os.environ, **(env or {})}, capture_output=True, text=True,
+                          timeout=timeout)
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return {"wall": round(wall, 3), "cpu": round(cpu, 3), "load": [start_load, load()],
             "stdout": proc.stdout[-600:]}
 
 
-def seeds(rounds: int) -> dict:
-    dn = [sys.executable, "-m", "digitnet", "train", "--quiet"]
-    runs: dict[str, list[dict]] = {"one train": [], "train --seeds 1-8": []}
+def seeds(rounds: int, extra_args: list[str], timeout: float | None) -> dict:
+    dn = [sys.executable, "-m", "digitnet", "train", "--quiet", *extra_args]
+    commands = {"one train": ([], {}), "train --seeds 1-8": (["--seeds", "1-8"], {}),
+                # the same population on one XLA device (runtime.population_devices off)
+                ONE_DEVICE: (["--seeds", "1-8"], {"DIGITNET_POPULATION_DEVICES": "1"})}
+    runs: dict[str, list[dict]] = {name: [] for name in commands}
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(rounds + 1):  # round 0 warms the compilation cache
-            for name, extra in (("one train", []), ("train --seeds 1-8", ["--seeds", "1-8"])):
-                got = timed([*dn, *extra, "--out", f"{tmp}/{r}-{len(extra)}"])
+            for i, (name, (extra, env)) in enumerate(commands.items()):
+                got = timed([*dn, *extra, "--out", f"{tmp}/{r}-{i}"], env, timeout=timeout)
                 print(name, r, {k: v for k, v in got.items() if k != "stdout"}, flush=True)
                 if r:
                     runs[name].append(got)
-    one = statistics.median(x["wall"] for x in runs["one train"])
-    eight = statistics.median(x["wall"] for x in runs["train --seeds 1-8"])
-    return {"runs": runs, "median_wall": {"one train": one, "train --seeds 1-8": eight},
-            "ratio": round(eight / one, 3)}
+    med = {name: statistics.median(x["wall"] for x in got) for name, got in runs.items()}
+    return {"runs": runs, "median_wall": med,
+            "ratio": round(med["train --seeds 1-8"] / med["one train"], 3),
+            "ratio_one_device": round(med[ONE_DEVICE] / med["one train"], 3)}
 
 
 def point_stats(out: Path) -> dict[str, list[float]]:
@@ -122,12 +134,14 @@ def point_stats(out: Path) -> dict[str, list[float]]:
     points: dict[str, list[float]] = {}
     for t in trials:
         key = json.dumps({k: v for k, v in t["options"].items() if k != "seed"}, sort_keys=True)
-        points.setdefault(key, []).append(t["metrics"]["test_accuracy"])
-    return {k: [round(statistics.fmean(v), 5), round(statistics.stdev(v), 5)]
+        if t.get("status") == "complete":
+            points.setdefault(key, []).append(t["metrics"]["test_accuracy"])
+    return {k: [round(statistics.fmean(v), 5), round(statistics.stdev(v) if len(v) > 1 else 0.0, 5)]
             for k, v in sorted(points.items())}
 
 
-def sweep(rounds: int, baseline_src: str | None) -> dict:
+def sweep(rounds: int, baseline_src: str | None, sweep_file: Path, extra_args: list[str],
+          timeout: float | None, save) -> dict:
     ways = {"populations, one process": (str(ROOT / "src"), 1),
             "populations, --workers 2": (str(ROOT / "src"), 2)}
     if baseline_src:
@@ -136,21 +150,32 @@ def sweep(rounds: int, baseline_src: str | None) -> dict:
     res: dict[str, list[dict]] = {w: [] for w in ways}
     with tempfile.TemporaryDirectory() as tmp:
         for src in dict.fromkeys(src for src, _ in ways.values()):  # warm the compilation cache
-            timed([sys.executable, "-m", "digitnet", "sweep", str(SWEEP), "--out", f"{tmp}/warm",
-                   "--quiet"], {"PYTHONPATH": src})
+            timed([sys.executable, "-m", "digitnet", "sweep", str(sweep_file), "--out", f"{tmp}/warm",
+                   "--quiet", *extra_args], {"PYTHONPATH": src}, timeout)
             shutil.rmtree(f"{tmp}/warm")
         for r in range(rounds):
             for i, (name, (src, workers)) in enumerate(ways.items()):
                 out = Path(tmp) / f"{r}-{i}"
-                got = timed([sys.executable, "-m", "digitnet", "sweep", str(SWEEP), "--out", str(out),
-                             "--workers", str(workers), "--quiet"], {"PYTHONPATH": src})
+                got = timed([sys.executable, "-m", "digitnet", "sweep", str(sweep_file), "--out",
+                             str(out), "--workers", str(workers), "--quiet", *extra_args],
+                            {"PYTHONPATH": src}, timeout)
                 got["points"] = point_stats(out)
+                got["trials"] = len(json.loads((out / "results.json").read_text())["trials"])
                 print(name, r, got["wall"], got["cpu"], got["load"], flush=True)
                 res[name].append(got)
-    med = {w: statistics.median(x["wall"] for x in runs) for w, runs in res.items()}
-    out = {"runs": res, "median_wall": med}
+            save(sweep_summary(res, sweep_file, r + 1 < rounds))
+    return sweep_summary(res, sweep_file, False)
+
+
+def sweep_summary(res: dict[str, list[dict]], sweep_file: Path, partial: bool) -> dict:
+    med = {w: statistics.median(x["wall"] for x in runs) for w, runs in res.items() if runs}
+    where = sweep_file.resolve()
+    out: dict = {"file": str(where.relative_to(ROOT) if where.is_relative_to(ROOT) else where),
+                 "runs": res, "median_wall": med}
+    if partial:
+        out["partial"] = True
     before = [v for w, v in med.items() if w.startswith("before")]
-    if before:
+    if before and any(w.startswith("populations") for w in med):
         out["speedup_vs_faster_before"] = round(min(before) / min(
             v for w, v in med.items() if w.startswith("populations")), 3)
     return out
@@ -176,16 +201,20 @@ def render(doc: dict) -> str:
                 "compilation cache; each command once to warm up, then alternating.", "",
                 "| command | wall s | CPU s | load |", "|---|---|---|---|"]
         for name, runs in sd["runs"].items():
+            cmd = {"one train": "train", ONE_DEVICE: "train --seeds 1-8"}.get(name, name)
+            env = "DIGITNET_POPULATION_DEVICES=1 " if name == ONE_DEVICE else ""
             for r in runs:
-                cmd = "train" if name == "one train" else name
-                out.append(f"| `digitnet {cmd} --quiet` | {r['wall']:.1f} | {r['cpu']:.1f} | "
+                out.append(f"| `{env}digitnet {cmd} --quiet` | {r['wall']:.1f} | {r['cpu']:.1f} | "
                            f"{r['load'][0]}–{r['load'][1]} |")
-        out += ["", f"8 seeds ÷ one run, wall (medians): **{sd['ratio']:.2f}×** (target ≤ 3×).", ""]
+        out += ["", f"8 seeds ÷ one run, wall (medians): **{sd['ratio']:.2f}×** (target ≤ 3×)"
+                + (f"; on one XLA device: {sd['ratio_one_device']:.2f}×" if "ratio_one_device" in sd
+                   else "") + ".", ""]
     if "sweep" in doc:
         sw = doc["sweep"]
-        out += [f"`{sw['command']}` ({sw['started']}): examples/sweeps/tutorial.toml, 35 trials, "
-                "warm compilation cache; 'before' is the code before populations (--baseline-src), "
-                "each trial its own run.", "",
+        trials = next((runs[0].get("trials") for runs in sw["runs"].values() if runs), None)
+        out += [f"`{sw['command']}` ({sw['started']}): {sw.get('file', 'examples/sweeps/tutorial.toml')}"
+                f"{f', {trials} trials' if trials else ''}, warm compilation cache; 'before' is the "
+                "code before populations (--baseline-src), each trial its own run.", "",
                 "| way | wall s | CPU s (all processes) | load |", "|---|---|---|---|"]
         for name, runs in sw["runs"].items():
             for r in runs:
@@ -193,22 +222,29 @@ def render(doc: dict) -> str:
         if "speedup_vs_faster_before" in sw:
             out += ["", "Faster way before ÷ faster way with populations, wall (medians): "
                     f"**{sw['speedup_vs_faster_before']:.2f}×** (target ≥ 2×).", ""]
+        if sw.get("partial"):
+            out += ["", "(Partial: the bench stopped before its last round.)", ""]
         if "note" in sw:
             out += ["", f"Note: {sw['note']}.", ""]
-        first = {name: runs[0]["points"] for name, runs in sw["runs"].items() if "points" in runs[0]}
+        first = {name: runs[0]["points"] for name, runs in sw["runs"].items()
+                 if runs and "points" in runs[0]}
         names = list(first)
-        if not names:
-            return "\n".join(out)
-        out += ["Test accuracy mean ± std over the 5 seeds of each point:", "",
-                "| point | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
-        for key in first[names[0]]:
-            opts = json.loads(key)
-            label = ", ".join(f"{k}={opts[k]}" for k in ("lr", "epochs", "batch_size", "hidden",
-                                                          "activation", "dropout") if k in opts)
-            out.append(f"| {label} | " + " | ".join(
-                f"{first[n][key][0]:.4f} ± {first[n][key][1]:.4f}" if key in first[n] else "—"
-                for n in names) + " |")
-        out.append("")
+        if names:
+            out += ["Test accuracy mean ± std over the 5 seeds of each point:", "",
+                    "| point | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+            for key in first[names[0]]:
+                opts = json.loads(key)
+                label = ", ".join(f"{k}={opts[k]}" for k in ("lr", "epochs", "batch_size", "hidden",
+                                                              "activation", "dropout") if k in opts)
+                out.append(f"| {label} | " + " | ".join(
+                    f"{first[n][key][0]:.4f} ± {first[n][key][1]:.4f}" if key in first[n] else "—"
+                    for n in names) + " |")
+            out.append("")
+    for part, err in doc.get("errors", {}).items():
+        out += [f"Part {part} of `{err['command']}` ({err['started']}) failed: "
+                f"{err['error'].strip().splitlines()[-1] if err['error'].strip() else '?'}", ""]
+    if "bench_seconds" in doc:
+        out += [f"The bench's last run took {doc['bench_seconds']:.0f} s in all.", ""]
     return "\n".join(out)
 
 
@@ -219,6 +255,11 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--baseline-src", help="src/ of digitnet before populations (for sweep)")
     ap.add_argument("--results", default=str(RESULTS))
+    ap.add_argument("--sweep", default=str(SWEEP), help="the sweep file (default: the tutorial's)")
+    ap.add_argument("--data-dir", help="an IDX folder instead of MNIST (small checks)")
+    ap.add_argument("--epochs", type=int, help="epochs for seeds and kscan instead of the defaults")
+    ap.add_argument("--part-timeout", type=float, default=1800,
+                    help="seconds any one command may run before its part is given up")
     ap.add_argument("--render", action="store_true", help="print the Markdown section and exit")
     args = ap.parse_args()
     path = Path(args.results)
@@ -228,16 +269,42 @@ def main() -> None:
         return
     meta = {"started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cores": os.cpu_count(),
             "command": " ".join(["python -m bench.population", *sys.argv[1:]])}
-    parts = args.parts.split(",")
-    if "kscan" in parts:
-        doc["kscan"] = {**meta, "rows": kscan([int(k) for k in args.ks.split(",")])}
-    if "seeds" in parts:
-        doc["seeds"] = {**meta, **seeds(args.rounds)}
-    if "sweep" in parts:
-        doc["sweep"] = {**meta, **sweep(args.rounds, args.baseline_src)}
+    data = ["--data-dir", args.data_dir] if args.data_dir else []
+    t0 = time.perf_counter()
+
+    def save(part: str, got: dict) -> None:
+        doc[part] = {**meta, **got}
+        doc.setdefault("errors", {}).pop(part, None)
+        write(path, doc)
+
+    for part in args.parts.split(","):
+        try:
+            if part == "kscan":
+                save(part, {"rows": kscan([int(k) for k in args.ks.split(",")], args.data_dir,
+                                          args.epochs or 2)})
+            elif part == "seeds":
+                epochs = ["--epochs", str(args.epochs)] if args.epochs else []
+                save(part, seeds(args.rounds, data + epochs, args.part_timeout))
+            elif part == "sweep":
+                save(part, sweep(args.rounds, args.baseline_src, Path(args.sweep), data,
+                                 args.part_timeout, lambda got: save("sweep", got)))
+            else:
+                raise SystemExit(f"unknown part {part!r}: kscan, seeds or sweep")
+        except (RuntimeError, subprocess.TimeoutExpired, OSError, ValueError) as exc:
+            # Keep what the other parts measured; say what this one could not.
+            print(f"part {part} failed: {exc}", file=sys.stderr, flush=True)
+            doc.setdefault("errors", {})[part] = {**meta, "error": str(exc)[-2000:]}
+            write(path, doc)
+    doc["bench_seconds"] = round(time.perf_counter() - t0, 1)
+    write(path, doc)
+    print(f"wrote {path} ({doc['bench_seconds']:.0f} s)")
+
+
+def write(path: Path, doc: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(doc, indent=1) + "\n")
-    print(f"wrote {path}")
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(doc, indent=1) + "\n")
+    tmp.replace(path)
 
 
 if __name__ == "__main__":

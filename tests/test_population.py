@@ -16,6 +16,7 @@ import pytest
 from digitnet import api
 from digitnet.cli import main
 from digitnet.data.datasets import load_dataset
+from digitnet.engine import EngineSettings
 from digitnet.errors import ConfigError
 from digitnet.model import MLPSpec, preprocess_stats
 from digitnet.population import Member, fit_members, group_key, knob_values, max_members
@@ -24,6 +25,8 @@ from digitnet.train import TrainConfig, fit_arrays
 
 SPEC = MLPSpec(hidden=(32,))
 CFG = TrainConfig(epochs=1, batch_size=50, chunks_per_epoch=4, validation="none")
+# One step per loop iteration: the programs compile in less time (the same for both sides).
+FAST = EngineSettings(unroll=1)
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +36,7 @@ def small(small_data):
 
 def train_alone(spec, cfg, ds):
     stats = preprocess_stats(spec, ds.x_train)
-    return fit_arrays(spec, cfg, ds.x_train, ds.y_train, stats)
+    return fit_arrays(spec, cfg, ds.x_train, ds.y_train, stats, settings=FAST)
 
 
 def accuracy(spec, params, ds):
@@ -64,7 +67,7 @@ def test_members_match_training_alone(small, knobs):
         cfg = replace(CFG, **{n: v for n, v in k.items() if n != "dropout"})
         members.append(Member(spec, cfg, preprocess_stats(spec, small.x_train)))
     assert len({group_key(m.spec, m.cfg) for m in members}) == 1
-    fit_members(members, small.x_train, small.y_train)
+    fit_members(members, small.x_train, small.y_train, settings=FAST)
     for m in members:
         assert m.error is None and m.together == len(knobs)
         alone = train_alone(m.spec, m.cfg, small)
@@ -76,7 +79,7 @@ def test_members_match_training_alone(small, knobs):
 
 def test_a_population_of_one_is_todays_path_bit_for_bit(small):
     m = Member(SPEC, CFG, preprocess_stats(SPEC, small.x_train))
-    fit_members([m], small.x_train, small.y_train)
+    fit_members([m], small.x_train, small.y_train, settings=FAST)
     alone = train_alone(SPEC, CFG, small)
     for x, y in zip(jax.tree.leaves(m.state.params), jax.tree.leaves(alone.params), strict=True):
         assert np.array_equal(np.asarray(x), np.asarray(y))
@@ -118,7 +121,7 @@ def test_grouping_by_shape_and_structure():
 def test_a_diverging_member_fails_alone(small):
     cfgs = [replace(CFG, optimizer="sgd", lr=lr, seed=s) for s, lr in ((1, 0.05), (2, 1e30))]
     members = [Member(SPEC, c, preprocess_stats(SPEC, small.x_train)) for c in cfgs]
-    fit_members(members, small.x_train, small.y_train)
+    fit_members(members, small.x_train, small.y_train, settings=FAST)
     assert members[0].error is None and members[0].state.epoch == 1
     assert members[1].error is not None and "lower the learning rate" in str(members[1].error)
     assert_close(members[0].state.params, train_alone(SPEC, cfgs[0], small).params)
@@ -129,7 +132,7 @@ def test_memory_splits_a_population_into_parts(small):
     assert max_members(SPEC, CFG, 2000, memory=10**12) > 1000
     members = [Member(SPEC, replace(CFG, seed=s), preprocess_stats(SPEC, small.x_train))
                for s in (1, 2, 3)]
-    fit_members(members, small.x_train, small.y_train, parts=2)
+    fit_members(members, small.x_train, small.y_train, parts=2, settings=FAST)
     assert [m.together for m in members] == [2, 2, 1]
     for m in members:
         assert_close(m.state.params, train_alone(SPEC, m.cfg, small).params)
@@ -239,3 +242,87 @@ def test_train_ensemble_saves_members_and_the_ensemble(small_data, tmp_path):
     ens = api.load(out)
     assert len(ens) == 2 and (out / "members" / "seed-1" / "weights.safetensors").is_file()
     assert [m.config["train"]["seed"] for m in ens.members] == [1, 2]
+
+
+SHARDED = """
+import json, sys
+from dataclasses import replace
+from digitnet.runtime import population_devices
+assert population_devices(3) == 2
+import jax, numpy as np
+from digitnet.data.datasets import load_dataset
+from digitnet.engine import EngineSettings
+from tests.test_population import FAST, population_of_three
+from digitnet.population import fit_members
+ds = load_dataset("mnist", sys.argv[1])
+members = population_of_three(ds)
+fit_members(members, ds.x_train, ds.y_train, settings=FAST)
+assert jax.device_count() == 2 and all(m.error is None for m in members)
+np.savez(sys.argv[2], *[np.asarray(a) for m in members for a in jax.tree.leaves(m.state.params)])
+print(json.dumps([m.state.history[-1] for m in members]))
+"""
+
+
+def population_of_three(ds):
+    """Three members (an odd number: split over two devices, one is padded) with their own
+    learning rates and label smoothing, validated on the test set every epoch."""
+    return [Member(SPEC, replace(CFG, seed=s, lr=lr, label_smoothing=eps),
+                   preprocess_stats(SPEC, ds.x_train), validation=(ds.x_test, ds.y_test))
+            for s, lr, eps in ((1, 1e-3, 0.1), (2, 3e-3, 0.05), (3, 2e-3, 0.1))]
+
+
+def test_members_sharded_over_two_devices_match_one_device(small, small_data, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from digitnet.metrics import evaluate_arrays
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root / "src"), str(root)])}
+    env.pop("XLA_FLAGS", None)
+    out = subprocess.run([sys.executable, "-c", SHARDED, str(small_data), str(tmp_path / "w.npz")],
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    logs = json.loads(out.stdout.strip().splitlines()[-1])
+    members = population_of_three(small)
+    fit_members(members, small.x_train, small.y_train, settings=FAST)  # this process: one device
+    sharded = np.load(tmp_path / "w.npz")
+    leaves = [a for m in members for a in jax.tree.leaves(m.state.params)]
+    for i, a in enumerate(leaves):
+        np.testing.assert_allclose(sharded[f"arr_{i}"], np.asarray(a), atol=1e-4)
+    for m, log in zip(members, logs, strict=True):
+        # The population's one-call validation against metrics.evaluate_arrays, member by member.
+        ev = evaluate_arrays(SPEC, m.state.weights(), m.stats, small.x_test, small.y_test,
+                             smoothing=m.cfg.label_smoothing)
+        assert m.state.history[-1]["val_accuracy"] == ev.accuracy
+        assert m.state.history[-1]["val_loss"] == pytest.approx(ev.loss, rel=1e-5)
+        assert log["val_accuracy"] == pytest.approx(ev.accuracy, abs=0.003)
+        assert log["loss"] == pytest.approx(m.state.history[-1]["loss"], rel=1e-4)
+
+
+def test_population_devices_only_before_jax_and_as_asked():
+    import os
+    import subprocess
+    import sys
+
+    code = ("import os, sys\nfrom digitnet.runtime import population_devices\n"
+            "n = population_devices(int(sys.argv[1]))\n"
+            "print(n, os.environ.get('XLA_FLAGS', ''), os.environ.get('NPROC', '-'))")
+
+    def run(members, **env):
+        base = {k: v for k, v in os.environ.items()
+                if k not in ("XLA_FLAGS", "NPROC", "DIGITNET_POPULATION_DEVICES")}
+        out = subprocess.run([sys.executable, "-c", code, str(members)], env={**base, **env},
+                             capture_output=True, text=True, check=True).stdout.split()
+        return out[0], " ".join(out[1:-1]), out[-1]
+
+    cores = len(os.sched_getaffinity(0))
+    n, flags, nproc = run(8)
+    if cores >= 2:
+        assert n == str(min(cores, 8)) and f"device_count={n}" in flags and nproc == "1"
+    assert run(1) == ("1", "", "-")  # one model: XLA as a lone run has it
+    assert run(8, DIGITNET_POPULATION_DEVICES="1") == ("1", "", "-")
+    given = "--xla_force_host_platform_device_count=3"
+    assert run(8, XLA_FLAGS=given) == ("1", given, "-")  # the user's choice wins

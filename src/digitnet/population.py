@@ -115,6 +115,25 @@ class PopulationEngine:
 
 
 @lru_cache(maxsize=8)
+def population_evaluation(spec: MLPSpec, loss: str, smoothing: float | None) -> Any:
+    """(params, opt_state, stats, x, y, eps) of K members -> each member's mean loss and hit
+    count on x, y: metrics.evaluate_arrays for a whole population in one call, on the weights
+    TrainState.weights() gives (the EMA when one is tracked). `smoothing`: the label
+    smoothing every member has, or None when each has its own (then eps, one per member)."""
+    from digitnet import regularize
+    from digitnet.metrics import loss_values, target_labels
+    from digitnet.model import blocked_forward
+
+    def one(params, opt_state, stats, x, y, eps):
+        ema = regularize.ema_params(opt_state)
+        logits = blocked_forward(params if ema is None else ema, stats, x.reshape(len(x), -1), spec)
+        ce = loss_values(logits, y, loss=loss, smoothing=smoothing if smoothing is not None else eps)
+        return ce.mean(), (logits.argmax(-1) == target_labels(y)).sum()
+
+    return jax.jit(jax.vmap(one, in_axes=(0, 0, 0, None, None, 0)))
+
+
+@lru_cache(maxsize=8)
 def population_engine(engine: Engine) -> PopulationEngine:
     return PopulationEngine(engine)
 
@@ -167,6 +186,42 @@ def unstack(tree: Any, k: int) -> list[Any]:
     """K member trees of NumPy arrays (one copy from the device)."""
     host = jax.tree.map(np.asarray, tree)
     return [jax.tree.map(lambda a, i=i: a[i], host) for i in range(k)]
+
+
+class Placement:
+    """Where a population's arrays live: one device, or (with several devices of the default
+    backend: runtime.population_devices) its members split evenly over them, the population
+    padded with copies of its last member to a multiple of the devices (their results are
+    dropped). The compiled program is then partitioned by XLA, each device training whole
+    members."""
+
+    def __init__(self, k: int):
+        devices = jax.devices()
+        self.k = k
+        self.ways = min(len(devices), k)
+        self.padded = -(-k // self.ways) * self.ways
+        if self.ways > 1:
+            from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+            mesh = Mesh(np.array(devices[: self.ways]), ("members",))
+            self.split = NamedSharding(mesh, PartitionSpec("members"))
+            self.whole = NamedSharding(mesh, PartitionSpec())
+
+    def pad(self, tree: Any) -> Any:
+        """Member-axis arrays padded to `padded` members (copies of the last)."""
+        extra = self.padded - self.k
+        if not extra:
+            return tree
+        return jax.tree.map(lambda a: jnp.concatenate([a, jnp.repeat(a[-1:], extra, axis=0)]), tree)
+
+    def members(self, tree: Any) -> Any:
+        """Padded member-axis arrays, split over the devices."""
+        tree = self.pad(tree)
+        return jax.device_put(tree, self.split) if self.ways > 1 else tree
+
+    def shared(self, tree: Any) -> Any:
+        """Arrays every member reads (the data), on every device."""
+        return jax.device_put(tree, self.whole) if self.ways > 1 else jax.device_put(tree)
 
 
 def fit_population(members: Sequence[Member], x: np.ndarray, y: np.ndarray,
@@ -226,7 +281,8 @@ def train_part(members: Sequence[Member], xd: jax.Array, yd: jax.Array,
     steps_per_epoch = sum(steps for _, steps, _ in chunks)
     engine = engine_for(m0.spec, cfg0, steps_per_epoch, settings)
     pop = population_engine(engine)
-    knobs = {name: jnp.asarray(v) for name, v in knob_values(members).items()}
+    place = Placement(k)
+    knobs = place.members({name: jnp.asarray(v) for name, v in knob_values(members).items()})
     params, opt_state, order_keys, dropout_keys = pop.init_state(
         jnp.asarray([m.cfg.seed for m in members], jnp.int32))
     first = m0.state.epoch if m0.state else 0
@@ -237,17 +293,20 @@ def train_part(members: Sequence[Member], xd: jax.Array, yd: jax.Array,
     for m, (p, s) in zip(members, unstack((params, opt_state), k), strict=True):
         if m.state is None:
             m.state = TrainState(params=p, opt_state=s)
-    stats = stack([m.stats for m in members])
+    params, opt_state = place.members((params, opt_state))
+    stats = place.members(stack([m.stats for m in members]))
+    xd, yd = place.shared((xd, yd))
     rows = [m.rows for m in members]
+    validate = shared_validation(members, place)
 
     def orders(epoch: int) -> tuple[jax.Array, jax.Array]:
         if jax.default_backend() != "cpu" and all(r is None for r in rows):
             # On an accelerator the sorts are cheap and the K orders stay on the device.
-            return pop.epoch_orders(order_keys, dropout_keys, epoch, n=n)
+            return place.members(pop.epoch_orders(order_keys, dropout_keys, epoch, n=n))
         got = [engine.epoch_order(order_keys[i], dropout_keys[i], epoch, n) for i in range(k)]
         idx = np.stack([np.asarray(o) if r is None else r[np.asarray(o)].astype(np.int32)
                         for (o, _), r in zip(got, rows, strict=True)])
-        return jax.device_put(idx), jnp.stack([key for _, key in got])
+        return place.members((jnp.asarray(idx), jnp.stack([key for _, key in got])))
 
     for m in members:
         for cb in m.callbacks:
@@ -275,6 +334,7 @@ def train_part(members: Sequence[Member], xd: jax.Array, yd: jax.Array,
                 pending = (loss_sum, correct, steps, batch)
             feed(members, meters, *pending)
             finite = np.asarray(pop.finite(params))
+            val = validate(params, opt_state, stats) if validate else None
             current = unstack((params, opt_state), k)
             seconds = time.perf_counter() - t0
             for i, m in enumerate(members):
@@ -293,7 +353,9 @@ def train_part(members: Sequence[Member], xd: jax.Array, yd: jax.Array,
                 meter = meters[i]
                 logs: dict[str, float] = {"epoch": epoch + 1, "loss": meter.loss / meter.seen,
                                           "accuracy": meter.correct / meter.seen}
-                if m.validation is not None:
+                if val is not None:
+                    logs["val_loss"], logs["val_accuracy"] = float(val[0][i]), float(val[1][i])
+                elif m.validation is not None:
                     ev = evaluate_arrays(m.spec, state.weights(), m.stats, *m.validation,
                                          loss=m.cfg.loss, smoothing=m.cfg.label_smoothing)
                     logs["val_loss"], logs["val_accuracy"] = ev.loss, ev.accuracy
@@ -314,11 +376,38 @@ def train_part(members: Sequence[Member], xd: jax.Array, yd: jax.Array,
                 cb.on_train_end(m.state)
 
 
+def shared_validation(members: Sequence[Member], place: Placement) -> Any:
+    """The population's per-epoch validation in one call, when every member validates on the
+    same examples (the test set, typically): (params, opt_state, stats) -> (losses, accuracies)
+    as NumPy arrays, one per member; else None (each member is evaluated alone)."""
+    m0 = members[0]
+    if m0.validation is None or len(m0.validation[0]) == 0:
+        return None
+    xv, yv = m0.validation
+    for m in members[1:]:
+        if m.validation is None or not all(a is b or (a.shape == b.shape and np.array_equal(a, b))
+                                           for a, b in zip(m.validation, (xv, yv), strict=True)):
+            return None
+    eps = [m.cfg.label_smoothing for m in members]
+    fixed = eps[0] if len(set(eps)) == 1 else None
+    fn = population_evaluation(m0.spec, m0.cfg.loss, fixed)
+    eps_d = place.members(jnp.asarray(eps, jnp.float32))
+    yv = np.asarray(yv)
+    xd, yd = place.shared((jnp.asarray(xv), jnp.asarray(yv, np.float32 if yv.ndim == 2 else np.int32)))
+    n = len(xv)
+
+    def validate(params: Any, opt_state: Any, stats: Any) -> tuple[np.ndarray, np.ndarray]:
+        losses, hits = fn(params, opt_state, stats, xd, yd, eps_d)
+        return np.asarray(losses, np.float64), np.asarray(hits, np.float64) / n
+
+    return validate
+
+
 def feed(members: Sequence[Member], meters: list[EpochMeter], loss_sum: jax.Array,
          correct: jax.Array, steps: int, batch: int) -> None:
     """One chunk's losses and hit counts into each live member's meter; a member whose loss
     is no longer finite fails alone."""
-    losses, hits = np.asarray(loss_sum), np.asarray(correct)
+    losses, hits = np.asarray(loss_sum)[: len(members)], np.asarray(correct)[: len(members)]
     for m, meter, loss, hit in zip(members, meters, losses, hits, strict=True):
         if m.done:
             continue

@@ -5,6 +5,7 @@ Opt-outs (environment):
   DIGITNET_COMPILE_CACHE=0   no persistent compilation cache
   DIGITNET_XLA_THREADS=auto  leave XLA's CPU threading at JAX's default
   DIGITNET_FUSED_STEP=0      train with XLA's step on a GPU too (see fused_step)
+  DIGITNET_POPULATION_DEVICES=1  populations on one CPU device (see population_devices)
   XLA_FLAGS                  flags given here are kept; ours are only added when absent
 """
 
@@ -55,6 +56,32 @@ def one_xla_thread() -> None:
     first computation; an NPROC the user set is kept."""
     for name, value in ONE_XLA_THREAD.items():
         os.environ.setdefault(name, value)
+
+
+def cpu_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def population_devices(members: int) -> int:
+    """Split XLA's CPU client into one single-threaded device per core (at most `members`), in
+    a process about to train populations (train --seeds, an in-process sweep): a population's
+    members are then sharded over the devices, each core running whole members, which costs
+    less CPU than one device's pool running a step's small ops side by side
+    (docs/population.md). Must run before JAX starts; XLA_FLAGS or an NPROC the user set win.
+    A lone model in such a process trains on one device, with the one-thread pool's bits (as
+    in a sweep's worker). DIGITNET_POPULATION_DEVICES=N caps the devices (1: off). Returns the
+    number of devices asked for (1: nothing changed)."""
+    cap = os.environ.get("DIGITNET_POPULATION_DEVICES", "").strip()
+    n = min(cpu_cores(), members, int(cap) if cap.isdigit() else 1 << 16)
+    given = os.environ.get("XLA_FLAGS", "")
+    if n < 2 or "jax" in sys.modules or "xla_force_host_platform_device_count" in given:
+        return 1
+    os.environ["XLA_FLAGS"] = f"{given} --xla_force_host_platform_device_count={n}".strip()
+    one_xla_thread()
+    return n
 
 
 def compile_cache_dir() -> Path | None:

@@ -7,6 +7,7 @@ The parser lives in cli/parser.py; the verbs, grouped by job, in cli/{train,insp
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 from digitnet.cli.data import cmd_datasets
@@ -25,6 +26,17 @@ COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict
             "ensemble": cmd_ensemble}
 
 
+def population_size(args: argparse.Namespace) -> int:
+    """How many models this command trains at once (a sweep in this process: any number)."""
+    if args.command == "train" and (args.seeds is not None or args.ensemble is not None):
+        from digitnet.seeds import parse_seeds
+
+        return len(parse_seeds(args.seeds)) if args.seeds is not None else max(1, args.ensemble)
+    if args.command == "sweep" and args.backend == "local" and args.workers == 1 and not args.list:
+        return 1 << 16
+    return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         argv = sys.argv[1:] if argv is None else argv
@@ -35,8 +47,9 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         args.argv = argv  # sweeps and reports record the command that made them
         if args.command in ("train", "evaluate", "predict", "serve", "sweep", "compare", "ensemble"):
-            from digitnet.runtime import set_cpu_threading
+            from digitnet.runtime import population_devices, set_cpu_threading
 
+            population_devices(population_size(args))
             set_cpu_threading()  # before JAX starts; see digitnet/runtime.py
         return COMMANDS[args.command](args)
     except DigitnetError as exc:
