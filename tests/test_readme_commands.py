@@ -105,6 +105,7 @@ def test_readme_command_block_runs(workdir):
         out, err = p.communicate(timeout=300)
         assert p.returncode == 0, f"{line}\n{out}\n{err}"
     assert (work / "runs" / "mine" / "model.onnx").exists()
+    assert list((work / "runs").glob("my-set-*"))  # --data-dir without --out: named after the folder
     assert (work / "compare-report" / "report.html").exists()  # compare --html
 
 
