@@ -179,6 +179,12 @@ def test_notebook_runs(tmp_path, monkeypatch):
     # The kernel must import this checkout's digitnet, wherever the test runs from.
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]))
     nb = nbformat.read(ROOT / "examples" / "primera_red_neuronal.ipynb", as_version=4)
+    # The longer experiments train fewer epochs here; the tutorial's own 5-epoch fit stays whole.
+    for cell in nb.cells:
+        if cell.cell_type == "code" and "model.fit(" in cell.source and "epochs=5" not in cell.source:
+            cell.source = cell.source.replace("epochs=10", "epochs=2")
+        elif cell.cell_type == "code" and "validation_data=(test_images" in cell.source:
+            cell.source = cell.source.replace("epochs=5", "epochs=1")
     NotebookClient(nb, kernel_name="python3", timeout=300,
                    resources={"metadata": {"path": str(tmp_path)}}).execute()
     text = "\n".join(out.get("text", "") for cell in nb.cells if cell.cell_type == "code"

@@ -31,7 +31,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             print(f"digitnet: nothing to resume in {args.out}; starting a new run", file=sys.stderr)
     flags = {k: v for k, v in vars(args).items() if k in FIELDS}
     spec, cfg, run = resolve(flags, recipe=args.recipe, config=args.config, base=base)
-    out = Path(run.get("out") or f"runs/{run.get('dataset', 'mnist')}-{time.strftime('%Y%m%d-%H%M%S')}")
+    data_name = Path(run["data_dir"]).expanduser().resolve().name if run.get("data_dir") else None
+    name = data_name or run.get("dataset", "mnist")
+    out = Path(run.get("out") or f"runs/{name}-{time.strftime('%Y%m%d-%H%M%S')}")
     history = out / art.HISTORY
     before = len(art.read_history(history)) if args.resume and history.exists() else 0
     if args.seeds is not None or args.ensemble is not None:
