@@ -45,8 +45,11 @@ class Digitnet:
 
     def __serve_build_asgi_app__(self) -> Any:
         from digitnet.serve.app import create_app
+        from digitnet.serve.server import settle_heap
 
-        return create_app(**self.app_args, predictor=self.predictor, infer=self.forward)
+        app = create_app(**self.app_args, predictor=self.predictor, infer=self.forward)
+        settle_heap()
+        return app
 
 
 def deployment(app_args: dict[str, Any], replicas: int) -> Any:
