@@ -9,9 +9,12 @@ micro-batcher (digitnet.serve.batching), or through `infer` where a host brings 
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import os
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from typing import Any
 
@@ -23,7 +26,6 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, Field
-from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -42,6 +44,16 @@ KNOWN_PATHS = PREDICT_PATHS | {"/", "/health", "/model", "/metrics", "/docs", "/
 # JSON bodies up to this size are parsed in the event loop; larger ones in the thread pool.
 INLINE_JSON_BYTES = 64 * 1024
 Infer = Callable[[np.ndarray], Awaitable[np.ndarray]]
+# Image decodes, large bodies and explanations run on as many threads as there are cores, not on
+# the 40 of the default pool: they hold the GIL most of the time, and more threads than cores
+# only add switching (bench/load_serve.py's PNG line measures it).
+WORKERS = ThreadPoolExecutor(max_workers=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                             else (os.cpu_count() or 1), thread_name_prefix="digitnet-decode")
+
+
+async def off_loop(fn: Callable[..., Any], *args: Any) -> Any:
+    """fn(*args) on the worker threads, awaited from the event loop."""
+    return await asyncio.get_running_loop().run_in_executor(WORKERS, functools.partial(fn, *args))
 
 
 class FastJSON(JSONResponse):
@@ -195,7 +207,7 @@ def create_app(model_dir: str | os.PathLike, limits: Limits | None = None, *, ma
 
     async def classify(request: Request, batch: bool) -> tuple[np.ndarray, np.ndarray]:
         decode = await decoder(request, batch)
-        x = decode() if getattr(decode, "inline", False) else await run_in_threadpool(decode)
+        x = decode() if getattr(decode, "inline", False) else await off_loop(decode)
         return x, await infer(x)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
@@ -226,7 +238,7 @@ def create_app(model_dir: str | os.PathLike, limits: Limits | None = None, *, ma
         answer = {"label": label, "probabilities": probs[0], "model": predictor.info,
                   "input": as_image(x[0], shape)}
         if request.query_params.get("explain", "").lower() in ("1", "true"):  # a second pass: asked for
-            answer["explanation"] = await run_in_threadpool(predictor.explain, x, label)
+            answer["explanation"] = await off_loop(predictor.explain, x, label)
         return FastJSON(answer)
 
     @app.post("/predict/batch", summary="Classify many digits in one request",

@@ -17,6 +17,7 @@ that uvicorn leaves out.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import errno
 import gc
 import json
@@ -36,10 +37,14 @@ from digitnet.errors import ConfigError
 
 # File descriptors kept free for the process itself (the model, logs, Python's own).
 RESERVED_FDS = 64
-APP_ENV = "DIGITNET_SERVE_APP"
+APP_ENV = "DIGITNET_SERVE_APP"  # how a worker process learns which app to build
 # How long a worker may take to load the model before uvicorn's supervisor gives up on it (its
 # default, 5 s, restarts workers forever on a busy machine while JAX is still importing).
-WORKER_START_S = 120  # how a worker process learns which app to build
+WORKER_START_S = 120
+# glibc mallopt(): freed memory kept for reuse, and the size above which blocks are mmapped
+# (those go back to the kernel at once: a large photo's full-size decode).
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+MALLOC_KEEP_BYTES, MALLOC_MMAP_BYTES = 64 << 20, 8 << 20
 
 
 @dataclass(frozen=True)
@@ -269,9 +274,19 @@ def build_app(app_args: dict[str, Any]) -> Any:
 def settle_heap() -> None:
     """Take what start-up left alive (JAX, NumPy, the model: some 160k objects) out of the
     cyclic GC's reach. Its full collections would otherwise walk all of it, stalling the event
-    loop for 100 ms or more now and then: the p99 tail (docs/serving.md)."""
+    loop for 100 ms or more now and then: the p99 tail (docs/serving.md).
+
+    And let glibc's malloc keep freed memory below MALLOC_KEEP_BYTES for reuse: by default an
+    image's canvas-sized arrays go back to the kernel when freed and come back as fresh pages
+    (a page fault each 4 KiB) for the next upload."""
     gc.collect()
     gc.freeze()
+    try:
+        libc = ctypes.CDLL(None)
+        libc.mallopt(M_TRIM_THRESHOLD, MALLOC_KEEP_BYTES)
+        libc.mallopt(M_MMAP_THRESHOLD, MALLOC_MMAP_BYTES)
+    except (OSError, AttributeError):  # not glibc: its allocator's own policy stands
+        pass
 
 
 def worker_app() -> Any:
