@@ -9,6 +9,7 @@ import asyncio
 import json
 import os
 import resource
+import signal
 import socket
 import subprocess
 import sys
@@ -181,7 +182,7 @@ def test_health_answers_under_a_slowloris_past_the_descriptor_limit(run_dir, tmp
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
-def test_workers_share_the_port_and_the_metrics(run_dir, tmp_path):
+def test_workers_share_the_port_and_the_metrics_and_dead_workers_leave_them(run_dir, tmp_path):
     with serve(run_dir, tmp_path / "serve.log", "--workers=2", "--no-access-log") as (url, proc):
         for _ in range(6):
             with httpx.Client() as client:  # new connections, spread over the workers
@@ -192,9 +193,43 @@ def test_workers_share_the_port_and_the_metrics(run_dir, tmp_path):
         count = sum(float(line.split()[-1]) for line in body.splitlines()
                     if line.startswith('digitnet_requests_total{path="/predict",status="200"}'))
         assert count == 6
-        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
-        workers = [c for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+        workers = worker_pids(proc.pid)
         assert len(workers) == 2  # (the other child is multiprocessing's resource tracker)
+
+        # A request stalled mid-body is in progress in one worker; then every worker is killed.
+        stalled = connect(url)
+        stalled.sendall(b"POST /predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json"
+                        b"\r\nContent-Length: 3000\r\n\r\n" + PIXELS[:100])
+        deadline = time.monotonic() + 10
+        while queue_depth(url) != 1 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert queue_depth(url) == 1
+        for pid in workers:
+            os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # the supervisor starts two new workers
+            replaced = set(worker_pids(proc.pid))
+            if len(replaced) == 2 and not replaced & set(workers):
+                break
+            time.sleep(0.2)
+        reliability.wait_for_health(url, proc, tmp_path / "serve.log")
+        stalled.close()
+        # The dead workers' gauges are gone (their depth of 1 no longer adds up); their counts stay.
+        assert queue_depth(url) == 0
+        body = httpx.get(url + "/metrics").text
+        assert sum(float(line.split()[-1]) for line in body.splitlines()
+                   if line.startswith('digitnet_requests_total{path="/predict",status="200"}')) == 6
+
+
+def worker_pids(pid: int) -> list[int]:
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [int(c) for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+
+
+def queue_depth(url: str) -> float:
+    body = httpx.get(url + "/metrics", timeout=30).text
+    return sum(float(line.split()[-1]) for line in body.splitlines()
+               if line.startswith("digitnet_queue_depth"))
 
 
 def test_micro_batcher_batches_concurrent_requests_and_does_not_hold_a_lone_one():

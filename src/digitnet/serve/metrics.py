@@ -3,7 +3,8 @@ queue depth and the model's identity (prometheus-client's text format).
 
 With several worker processes (`digitnet serve --workers N`) the launcher sets
 PROMETHEUS_MULTIPROC_DIR before any worker starts; each worker then writes its values to files
-there and /metrics, in whichever worker answers it, adds up all of them.
+there and /metrics, in whichever worker answers it, adds up all of them; the supervisor drops
+the live gauges of a worker that dies (digitnet.serve.server.Supervisor).
 """
 
 from __future__ import annotations
@@ -22,6 +23,13 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.
 
 def multiprocess() -> bool:
     return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+
+
+def forget_process(pid: int) -> None:
+    """A worker process is gone: its live gauges (queue depth) leave the shared directory; its
+    counters and histograms stay, as the requests it answered did happen."""
+    if multiprocess():
+        mp.mark_process_dead(pid)
 
 
 class Metrics:

@@ -32,8 +32,10 @@ import orjson
 import uvicorn
 from uvicorn.config import LOGGING_CONFIG
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.supervisors import Multiprocess
 
 from digitnet.errors import ConfigError
+from digitnet.serve.metrics import forget_process
 
 # File descriptors kept free for the process itself (the model, logs, Python's own).
 RESERVED_FDS = 64
@@ -252,14 +254,35 @@ def run(app_args: dict[str, Any], options: ServerOptions, name: str) -> None:
         print(announce, flush=True)
         uvicorn.Server(config).run(sockets=[sock])
         return
-    from uvicorn.supervisors import Multiprocess
-
     os.environ[APP_ENV] = json.dumps(app_args)
     with tempfile.TemporaryDirectory(prefix="digitnet-metrics-") as metrics_dir:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
         config = uvicorn_config("digitnet.serve.server:worker_app", options, sock, factory=True)
         print(announce, flush=True)
-        Multiprocess(config, sockets=[sock]).run()
+        Supervisor(config, sockets=[sock]).run()
+
+
+class Supervisor(Multiprocess):
+    """uvicorn's supervisor of worker processes; a worker that dies (and is replaced) or is
+    retired by a restart (SIGHUP) has its live gauges dropped from the shared metrics, so
+    /metrics does not go on adding up the queue depth of processes that are gone."""
+
+    def keep_subprocess_alive(self) -> None:
+        alive = self._pids()
+        super().keep_subprocess_alive()
+        self._bury(alive)
+
+    def restart_all(self) -> None:
+        alive = self._pids()
+        super().restart_all()
+        self._bury(alive)
+
+    def _pids(self) -> set[int]:
+        return {p.pid for p in self.processes if p.pid is not None}
+
+    def _bury(self, before: set[int]) -> None:
+        for pid in before - self._pids():
+            forget_process(pid)
 
 
 def build_app(app_args: dict[str, Any]) -> Any:
