@@ -101,13 +101,18 @@ def test_inner_ray_serve(tmp_path):
     run_dir = Path(os.environ["DIGITNET_SERVE_RUN"])
     limits = ["--max-body-bytes=262144", "--max-batch=8"]
     reqs = requests()
-    with reliability.serving(run_dir, tmp_path, *limits) as url:
-        local = answers(url, reqs)
     ray_tmp = tempfile.mkdtemp(prefix="dnray-")  # Ray's socket paths must stay short
     head = 6381
-    subprocess.run([ray_cli(), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={head}",
-                    "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats",
-                    f"--temp-dir={ray_tmp}"], check=True, capture_output=True, timeout=180)
+    # The head starts while `digitnet serve` gives the reference answers (the PID namespace
+    # ends whatever is left of either if the test fails).
+    starting = subprocess.Popen([ray_cli(), "start", "--head", "--node-ip-address=127.0.0.1",
+                                 f"--port={head}", "--num-cpus=2", "--include-dashboard=false",
+                                 "--disable-usage-stats", f"--temp-dir={ray_tmp}"],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    with reliability.serving(run_dir, tmp_path, *limits) as url:
+        local = answers(url, reqs)
+    started = starting.communicate(timeout=180)[0]
+    assert starting.returncode == 0, started[-3000:]
     port = free_port()
     log = tmp_path / "ray-serve.log"
     env = {**os.environ, "RAY_ADDRESS": f"127.0.0.1:{head}"}
