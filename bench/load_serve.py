@@ -110,19 +110,23 @@ class Server:
         self.proc.wait(timeout=30)
 
 
+def floor_server(name: str, orjson: bool) -> Server:
+    """bench/serve_floor.py on a free port (JSON parsed by FastAPI's request.json(), or orjson)."""
+    port = free_port()
+    return Server(name, [sys.executable, "-m", "uvicorn", "bench.serve_floor:app", "--port", str(port),
+                         "--http", "httptools", "--no-access-log", "--log-level", "warning"],
+                  {"PYTHONPATH": str(ROOT), "DIGITNET_FLOOR_ORJSON": "1" if orjson else "0"}, port)
+
+
 def servers(run: str) -> dict[str, Server]:
     src = {"PYTHONPATH": str(ROOT / "src")}
-    bench = {"PYTHONPATH": str(ROOT)}
     made = {}
     for name, log in (("digitnet", ["--no-access-log"]), ("digitnet, request log on", [])):
         port = free_port()
         made[name] = Server(name, [sys.executable, "-m", "digitnet", "serve", run, "--port", str(port),
                                    *log], src, port)
-    for name, orjson in (("floor", "0"), ("floor, orjson", "1")):
-        port = free_port()
-        made[name] = Server(name, [sys.executable, "-m", "uvicorn", "bench.serve_floor:app", "--port",
-                                   str(port), "--http", "httptools", "--no-access-log", "--log-level",
-                                   "warning"], {**bench, "DIGITNET_FLOOR_ORJSON": orjson}, port)
+    for name, orjson in (("floor", False), ("floor, orjson", True)):
+        made[name] = floor_server(name, orjson)
     for server in made.values():
         server.wait()
     return made
