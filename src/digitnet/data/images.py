@@ -155,7 +155,10 @@ def ink_image(gray: np.ndarray) -> np.ndarray:
         # (Rows of blocks first, then columns: the same minima, several times faster.)
         low = v[: hb * b, : wb * b].reshape(hb, b, wb * b).min(axis=1).reshape(hb, wb, b).min(axis=2)
         small = Image.fromarray(low.astype(np.float32), mode="F")
-        small = small.filter(ImageFilter.MinFilter(5)).filter(ImageFilter.MaxFilter(7))
+        # A 5×5 erosion then a 7×7 dilation, as 3×3 steps: the same values (squares add up, and
+        # the edges repeat either way), a rank of 9 values per pixel rather than of 25 or 49.
+        for f in (ImageFilter.MinFilter(3),) * 2 + (ImageFilter.MaxFilter(3),) * 3:
+            small = small.filter(f)
         background = np.asarray(small.resize((w, h), Image.Resampling.BILINEAR))
     else:  # small images (MNIST-sized) are evenly lit and too coarse to smooth
         return np.clip(v - median(np.concatenate([v[0], v[-1], v[:, 0], v[:, -1]])), 0, 255)
