@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import os
 import time
 from collections.abc import Awaitable, Callable
@@ -49,6 +50,11 @@ Infer = Callable[[np.ndarray], Awaitable[np.ndarray]]
 # only add switching (bench/load_serve.py's PNG line measures it).
 WORKERS = ThreadPoolExecutor(max_workers=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
                              else (os.cpu_count() or 1), thread_name_prefix="digitnet-decode")
+
+# FastAPI's own OpenTelemetry hooks (in its newer releases) look up three global providers on
+# every request even when none is set up; digitnet reports through /metrics instead.
+NO_TELEMETRY = ({"telemetry": {"tracing": False, "metrics": False, "logs": False}}
+                if "telemetry" in inspect.signature(FastAPI.__init__).parameters else {})
 
 
 async def off_loop(fn: Callable[..., Any], *args: Any) -> Any:
@@ -149,7 +155,8 @@ def create_app(model_dir: str | os.PathLike, limits: Limits | None = None, *, ma
 
     # /docs and /redoc from Swagger UI and ReDoc files shipped in fastapi-offline: no CDN.
     app = FastAPIOffline(title="digitnet", version=__version__, default_response_class=FastJSON,
-                         description="Classify handwritten digits with a trained digitnet MLP.")
+                         description="Classify handwritten digits with a trained digitnet MLP.",
+                         **NO_TELEMETRY)
     handlers: dict[str, Callable[[Request], Awaitable[Response]]] = {}
     app.add_middleware(Direct, handlers=handlers)
     app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
