@@ -33,7 +33,7 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve(run_dir: Path, log: Path, *flags: str, nofile: int | None = None):
+def serve(run_dir: Path, log: Path, *flags: str, nofile: int | None = None, env: dict | None = None):
     """`digitnet serve RUN FLAGS…` (optionally under `ulimit -n NOFILE`); yields (url, process)."""
     port = free_port()
     cmd = [sys.executable, "-m", "digitnet", "serve", str(run_dir), "--port", str(port), *flags]
@@ -41,7 +41,7 @@ def serve(run_dir: Path, log: Path, *flags: str, nofile: int | None = None):
         cmd = ["sh", "-c", f'ulimit -n {nofile} && exec "$@"', "sh", *cmd]
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=out,
-                                env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+                                env={**os.environ, "PYTHONPATH": str(ROOT / "src"), **(env or {})})
     url = f"http://127.0.0.1:{port}"
     try:
         reliability.wait_for_health(url, proc, log)
@@ -183,7 +183,10 @@ def test_health_answers_under_a_slowloris_past_the_descriptor_limit(run_dir, tmp
 
 
 def test_workers_share_the_port_and_the_metrics_and_dead_workers_leave_them(run_dir, tmp_path):
-    with serve(run_dir, tmp_path / "serve.log", "--workers=2", "--no-access-log") as (url, proc):
+    from prometheus_client.mmap_dict import MmapedDict
+
+    with serve(run_dir, tmp_path / "serve.log", "--workers=2", "--no-access-log",
+               env={"TMPDIR": str(tmp_path)}) as (url, proc):
         for _ in range(6):
             with httpx.Client() as client:  # new connections, spread over the workers
                 r = client.post(url + "/predict", content=PIXELS,
@@ -196,7 +199,7 @@ def test_workers_share_the_port_and_the_metrics_and_dead_workers_leave_them(run_
         workers = worker_pids(proc.pid)
         assert len(workers) == 2  # (the other child is multiprocessing's resource tracker)
 
-        # A request stalled mid-body is in progress in one worker; then every worker is killed.
+        # A request stalled mid-body is in progress in one worker, which is then killed.
         stalled = connect(url)
         stalled.sendall(b"POST /predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json"
                         b"\r\nContent-Length: 3000\r\n\r\n" + PIXELS[:100])
@@ -204,21 +207,27 @@ def test_workers_share_the_port_and_the_metrics_and_dead_workers_leave_them(run_
         while queue_depth(url) != 1 and time.monotonic() < deadline:
             time.sleep(0.1)
         assert queue_depth(url) == 1
-        for pid in workers:
-            os.kill(pid, signal.SIGKILL)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:  # the supervisor starts two new workers
-            replaced = set(worker_pids(proc.pid))
-            if len(replaced) == 2 and not replaced & set(workers):
-                break
+        [metrics_dir] = tmp_path.glob("digitnet-metrics-*")
+        holder = [pid for pid in workers if (metrics_dir / f"gauge_livesum_{pid}.db").exists() and any(
+            value == 1 for _, value, _ in MmapedDict(str(metrics_dir / f"gauge_livesum_{pid}.db"),
+                                                     read_mode=True).read_all_values())]
+        assert len(holder) == 1
+        os.kill(holder[0], signal.SIGKILL)
+        # The supervisor replaces it and drops its gauge: the depth, summed over the live
+        # workers, goes back to 0 (the other worker answers meanwhile); the requests stay counted.
+        deadline = time.monotonic() + 30
+        while queue_depth(url) != 0 and time.monotonic() < deadline:
             time.sleep(0.2)
-        reliability.wait_for_health(url, proc, tmp_path / "serve.log")
         stalled.close()
-        # The dead workers' gauges are gone (their depth of 1 no longer adds up); their counts stay.
         assert queue_depth(url) == 0
+        assert not (metrics_dir / f"gauge_livesum_{holder[0]}.db").exists()
         body = httpx.get(url + "/metrics").text
         assert sum(float(line.split()[-1]) for line in body.splitlines()
                    if line.startswith('digitnet_requests_total{path="/predict",status="200"}')) == 6
+        deadline = time.monotonic() + 120
+        while len(set(worker_pids(proc.pid)) - {holder[0]}) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert len(set(worker_pids(proc.pid)) - {holder[0]}) == 2  # a new worker in its place
 
 
 def worker_pids(pid: int) -> list[int]:
