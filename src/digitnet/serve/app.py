@@ -47,7 +47,7 @@ INLINE_JSON_BYTES = 64 * 1024
 Infer = Callable[[np.ndarray], Awaitable[np.ndarray]]
 # Image decodes, large bodies and explanations run on as many threads as there are cores, not on
 # the 40 of the default pool: they hold the GIL most of the time, and more threads than cores
-# only add switching (bench/load_serve.py's PNG line measures it).
+# only add switching (bench/serve_tail.py measures it; docs/serving.md).
 WORKERS = ThreadPoolExecutor(max_workers=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
                              else (os.cpu_count() or 1), thread_name_prefix="digitnet-decode")
 
