@@ -263,19 +263,35 @@ def run(app_args: dict[str, Any], options: ServerOptions, name: str) -> None:
 
 
 class Supervisor(Multiprocess):
-    """uvicorn's supervisor of worker processes; a worker that dies (and is replaced) or is
-    retired by a restart (SIGHUP) has its live gauges dropped from the shared metrics, so
-    /metrics does not go on adding up the queue depth of processes that are gone."""
+    """uvicorn's supervisor of worker processes, and:
+
+    - a worker that dies (and is replaced) or is retired by a restart (SIGHUP) has its live
+      gauges dropped from the shared metrics, so /metrics does not go on adding up the queue
+      depth of processes that are gone;
+    - the supervisor closes its copy of each worker's end of their health-check pipe once the
+      worker has its own, so a worker that dies while a ping is on its way is seen dead at
+      once; otherwise the ping waits out the whole health-check timeout (WORKER_START_S),
+      during which nothing is restarted and Ctrl-C is not acted on."""
+
+    def init_processes(self) -> None:
+        super().init_processes()
+        self._detach()
 
     def keep_subprocess_alive(self) -> None:
         alive = self._pids()
         super().keep_subprocess_alive()
+        self._detach()
         self._bury(alive)
 
     def restart_all(self) -> None:
         alive = self._pids()
         super().restart_all()
+        self._detach()
         self._bury(alive)
+
+    def _detach(self) -> None:
+        for process in self.processes:
+            process.child_conn.close()  # (closing twice is allowed)
 
     def _pids(self) -> set[int]:
         return {p.pid for p in self.processes if p.pid is not None}
