@@ -33,7 +33,8 @@ class RunOptions:
 
     dataset: str = option("mnist", "dataset name (see `digitnet datasets list`)", group="run")
     data_dir: str | None = option(None, "a folder holding the four standard IDX files", group="run")
-    out: str | None = option(None, "run directory (default runs/<dataset or --data-dir folder name>-<time>)", group="run")
+    out: str | None = option(None, "run directory (default runs/<dataset or --data-dir folder name>-<time>)",
+                             group="run")
 
 
 OPTION_CLASSES = (("Model", MLPSpec), ("Training", TrainConfig), ("Data and output", RunOptions))
