@@ -1,9 +1,9 @@
 """Every command line of README.md's "Command line" block runs, as written, in a fresh shell.
 
 Training lines get `--epochs 1` (2 to resume), `calibrate` one timed round, and, like sweeps,
-a small IDX folder cut from MNIST (`--data-dir`), so the block runs in about a minute; the files the lines name (my.toml,
-my_digit.png, scan.jpg, ~/data/my-set, the sweep file) are made first. `serve` is started,
-asked for /health, and stopped.
+a small IDX folder cut from MNIST (`--data-dir`), so the block runs in about a minute; the files
+the lines name (my.toml, my_digit.png, scan.jpg, ~/data/my-set, the sweep file) are made first.
+`serve` is started, asked for /health, and stopped.
 """
 
 from __future__ import annotations
