@@ -139,6 +139,36 @@ def test_the_engine_takes_the_stored_unroll_for_its_shapes_only(home):
     assert EngineSettings.default().unroll == DEFAULT_UNROLL["cpu"]
 
 
+def test_the_engine_takes_the_stored_gradient_split_for_its_shapes_only(home):
+    from digitnet.engine import EngineSettings
+
+    sizes = [784, 64, 64, 10]
+    assert EngineSettings.default(sizes, 32).split_rows == 0
+    tuning.save({"threading": "one-thread", "unroll": 2, "split_rows": 740, "sizes": sizes,
+                 "batch": 32})
+    assert tuning.chosen_settings(sizes, 32) == (2, 740)
+    assert EngineSettings.default(sizes, 32).split_rows == 740
+    assert EngineSettings.default(sizes, 64).split_rows == 0
+    assert calibrate.parse_name(calibrate.candidate_name("one-thread", 4, 740)) == ("one-thread", 4, 740)
+    assert calibrate.parse_name("default/unroll-2") == ("default", 2, 0)
+    tuning.save({"threading": "one-thread", "unroll": 2, "split_rows": -1})
+    assert tuning.chosen() is None
+
+
+def test_find_split_returns_a_split_with_the_reference_bits():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((32, 784)).astype(np.float32)
+    g = rng.standard_normal((32, 64)).astype(np.float32)
+    assert calibrate.find_split(x, g, calibrate.product_bits(x, g)) == 0
+    assert calibrate.find_split(x, g, None) == 0
+    reference = calibrate.product_bits(x, g, 740)
+    split = calibrate.find_split(x, g, reference)
+    assert split == 0 or calibrate.product_bits(x, g, split) == reference
+    assert calibrate.find_split(x, g, "no such bits", tries=3) == 0
+
+
 def test_calibrate_measures_chooses_and_stores(home):
     """A real, small calibration: two candidates' workers train and report the same bits."""
     lines: list[str] = []
