@@ -56,7 +56,8 @@ def machine() -> dict:
     return {**m, "key": tuning.machine_key(m), "simd": tuning.simd_flags(m),
             "jax_backend": jax.default_backend(), "os": platform.platform(),
             "calibration": None if entry is None else
-            {k: entry[k] for k in ("threading", "unroll", "sizes", "batch", "when") if k in entry}}
+            {k: entry[k] for k in ("threading", "unroll", "split_rows", "sizes", "batch", "when")
+             if k in entry}}
 
 
 def isa(m: dict) -> str:
@@ -104,6 +105,9 @@ def main() -> None:
     ap.add_argument("--peer-budget", type=float, default=300,
                     help="stop repeating a peer after this many seconds (default 300)")
     ap.add_argument("--no-levers", action="store_true", help="skip the engine levers")
+    ap.add_argument("--calibrate", action="store_true",
+                    help="run `digitnet calibrate` first (stored in the digitnet home), so that "
+                    "the run measures the settings chosen for this machine")
     ap.add_argument("--out", default=str(ROOT / "docs" / "performance.md"))
     ap.add_argument("--json", default=str(ROOT / "bench" / "results" / "performance.json"),
                     help="where the raw measurements go (default bench/results/performance.json)")
@@ -116,6 +120,12 @@ def main() -> None:
         return
 
     t_start = time.time()
+    if args.calibrate:
+        log("digitnet calibrate …")
+        r = run([sys.executable, "-m", "digitnet", "calibrate"], env=ENV)
+        if r.returncode:
+            raise SystemExit(f"digitnet calibrate failed: {r.stderr.strip()[-500:]}")
+        log(r.stdout.strip().splitlines()[-1])
     res: dict = {"n": args.n, "load_before": os.getloadavg(), "machine": machine(),
                  "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     log("floor …")
@@ -156,8 +166,11 @@ def calibration_line(entry: dict | None) -> str:
         return ("digitnet's defaults (no `digitnet calibrate` choice stored for this machine in"
                 " the bench's home)")
     return (f"the choice `digitnet calibrate` stored for this machine ({entry['when']}): XLA"
-            f" threading {entry['threading']}, {entry['unroll']} steps per loop iteration for"
-            f" {'-'.join(map(str, entry.get('sizes', [])))} at batch {entry.get('batch')}")
+            f" threading {entry['threading']}, {entry['unroll']} steps per loop iteration"
+            + (f", the first kernel's gradient split at row {entry['split_rows']}"
+               if entry.get("split_rows") else "")
+            + f" for {'-'.join(map(str, entry.get('sizes', [])))} at batch {entry.get('batch')};"
+            " the CLI rows' fresh homes hold a copy of it")
 
 
 def render(res: dict, gpu_results: tuple[dict | None, dict | None] | None = None) -> str:
@@ -275,6 +288,16 @@ def render(res: dict, gpu_results: tuple[dict | None, dict | None] | None = None
     return "\n".join(lines) + "\n"
 
 
+SPLIT_TEXT = (
+    " On a CPU, the bits of XLA's product for the first kernel's gradient (batch × 784 by"
+    " batch × 64) depend on the size of XLA's thread pool: its two-thread split runs some rows"
+    " through other kernels than one thread does, so `one-thread` alone trains other bits. The"
+    " `one-thread` worker therefore first looks for a row at which computing that gradient as"
+    " two products, concatenated (EngineSettings.split_rows, digitnet.engine.split_grad_matmul:"
+    " the same sums), gives the default's bits for a random product of the shapes at hand"
+    " (calibrate.find_split), and its candidates use that split; the epoch's bits then decide,"
+    " as for every candidate. One thread saves the pool's hand-offs and the second core's time.")
+
 SETTINGS = [
     "## What digitnet does for speed, and its switches", "",
     "- Training runs as one compiled `lax.scan` per chunk of steps over device-resident uint8"
@@ -314,7 +337,7 @@ SETTINGS = [
     "The fastest engine settings depend on the CPU, so `digitnet calibrate` measures them"
     " (digitnet.calibrate). Candidates: XLA's CPU threading (`default`: the flags above;"
     " `one-thread`: the same with XLA's pool cut to one thread, `NPROC=1`; `jax-default`: JAX's"
-    " own flags) × training steps per loop iteration (1, 2, 4). One worker process per"
+    " own flags) × training steps per loop iteration (1, 2, 4)." + SPLIT_TEXT + " One worker process per"
     " threading candidate (XLA reads its flags once, at start) compiles the step for each unroll"
     " on the shapes at hand (`--hidden`, `--batch-size`; default the tutorial's), reports the"
     " bits one epoch trains, then the workers take turns: each round, every candidate trains one"
