@@ -301,8 +301,10 @@ SPLIT_TEXT = (
 SETTINGS = [
     "## What digitnet does for speed, and its switches", "",
     "- Training runs as one compiled `lax.scan` per chunk of steps over device-resident uint8"
-    " data, two steps per loop iteration on a CPU (five on a GPU; one when a step draws random"
-    " numbers for dropout or augmentation: digitnet.engine.DEFAULT_UNROLL); XLA's CPU dots run"
+    " data (each chunk gathers its examples in training order once, so that a step reads its"
+    " batch as one slice), two steps per loop iteration on a CPU (five on a GPU; one when a"
+    " step draws random numbers for dropout or augmentation: digitnet.engine.DEFAULT_UNROLL);"
+    " XLA's CPU dots run"
     " single-threaded (`--xla_cpu_multi_thread_eigen=false`) and its"
     " ops are scheduled as one short sequence"
     " (`--xla_cpu_enable_concurrency_optimized_scheduler=false`): both added to XLA_FLAGS by the"
