@@ -50,6 +50,11 @@ def test_the_default_stays_unless_a_candidate_is_clearly_faster_with_the_same_bi
     # A slower candidate never replaces the default.
     slow = rounds(default__unroll_2=[1.0, 1.0], default__unroll_4=[1.2, 1.3])
     assert calibrate.decide(slow, same, DEFAULT)[0] == DEFAULT
+    # Of candidates within the margin of the fastest, the shorter loop body (less to compile).
+    tie = rounds(default__unroll_2=[1.0, 1.0, 1.0], one_thread__unroll_4=[0.80, 0.80, 0.81],
+                 one_thread__unroll_2=[0.82, 0.82, 0.82])
+    tie_bits = {DEFAULT: True, "one-thread/unroll-2": True, "one-thread/unroll-4": True}
+    assert calibrate.decide(tie, tie_bits, DEFAULT)[0] == "one-thread/unroll-2"
 
 
 def test_the_machine_key_covers_the_cpu_its_flags_cores_and_versions():
