@@ -317,7 +317,8 @@ SETTINGS = [
     " while Python imports JAX; the training step compiles in a thread beside the initial"
     " weights and the first shuffle; the end-of-epoch finiteness check reads the weights with"
     " NumPy on a CPU (nothing to compile); the evaluation and `Model.predict` share one compiled"
-    " program, and the CLI's first five predictions come from it.",
+    " program, and the CLI's first five predictions come from it; it compiles in a thread while"
+    " epoch 1 trains, ready for the epoch's evaluation.",
     "- On an NVIDIA GPU (compute capability ≥ 8.0), a step of the tutorial's kind (ReLU layers,"
     " Adam at a constant rate, cross-entropy, a batch of 16–128 that is a power of two) runs as"
     " two hand-written kernels (digitnet.fused: Pallas, lowered to Triton) instead of XLA's 29;"
