@@ -168,11 +168,14 @@ def fit_arrays(
     shuffler = ThreadPoolExecutor(max_workers=1, thread_name_prefix="digitnet-shuffle")
     upcoming = shuffler.submit(engine.epoch_order, order_key, dropout_key, state.epoch, n)
     compiling.join()  # else the first chunk would compile the same program a second time
+    compiling_eval = None
     if validation is not None:
         # The end of epoch 1 evaluates: its programs compile meanwhile, beside the training.
-        threading.Thread(target=precompile_evaluation, daemon=True, name="digitnet-compile-eval",
-                         args=(spec, jax.tree.map(shape_of, state.params), statsd, *validation,
-                               cfg.loss, cfg.label_smoothing)).start()
+        compiling_eval = threading.Thread(
+            target=precompile_evaluation, name="digitnet-compile-eval",
+            args=(spec, jax.tree.map(shape_of, state.params), statsd, *validation, cfg.loss,
+                  cfg.label_smoothing))
+        compiling_eval.start()
     try:
         for epoch in range(state.epoch, cfg.epochs):
             t0 = time.perf_counter()
@@ -214,6 +217,9 @@ def fit_arrays(
                 break
     finally:
         shuffler.shutdown(wait=False, cancel_futures=True)
+        if compiling_eval is not None:
+            # A process that exits (a diverged run) while XLA compiles in a thread aborts.
+            compiling_eval.join()
     for cb in callbacks:
         cb.on_train_end(state)
     return state
