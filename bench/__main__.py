@@ -56,7 +56,8 @@ def machine() -> dict:
     return {**m, "key": tuning.machine_key(m), "simd": tuning.simd_flags(m),
             "jax_backend": jax.default_backend(), "os": platform.platform(),
             "calibration": None if entry is None else
-            {k: entry[k] for k in ("threading", "unroll", "sizes", "batch", "when") if k in entry}}
+            {k: entry[k] for k in ("threading", "unroll", "split_rows", "sizes", "batch", "when")
+             if k in entry}}
 
 
 def isa(m: dict) -> str:
@@ -104,6 +105,9 @@ def main() -> None:
     ap.add_argument("--peer-budget", type=float, default=300,
                     help="stop repeating a peer after this many seconds (default 300)")
     ap.add_argument("--no-levers", action="store_true", help="skip the engine levers")
+    ap.add_argument("--calibrate", action="store_true",
+                    help="run `digitnet calibrate` first (stored in the digitnet home), so that "
+                    "the run measures the settings chosen for this machine")
     ap.add_argument("--out", default=str(ROOT / "docs" / "performance.md"))
     ap.add_argument("--json", default=str(ROOT / "bench" / "results" / "performance.json"),
                     help="where the raw measurements go (default bench/results/performance.json)")
@@ -116,6 +120,12 @@ def main() -> None:
         return
 
     t_start = time.time()
+    if args.calibrate:
+        log("digitnet calibrate …")
+        r = run([sys.executable, "-m", "digitnet", "calibrate"], env=ENV)
+        if r.returncode:
+            raise SystemExit(f"digitnet calibrate failed: {r.stderr.strip()[-500:]}")
+        log(r.stdout.strip().splitlines()[-1])
     res: dict = {"n": args.n, "load_before": os.getloadavg(), "machine": machine(),
                  "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     log("floor …")
@@ -156,8 +166,11 @@ def calibration_line(entry: dict | None) -> str:
         return ("digitnet's defaults (no `digitnet calibrate` choice stored for this machine in"
                 " the bench's home)")
     return (f"the choice `digitnet calibrate` stored for this machine ({entry['when']}): XLA"
-            f" threading {entry['threading']}, {entry['unroll']} steps per loop iteration for"
-            f" {'-'.join(map(str, entry.get('sizes', [])))} at batch {entry.get('batch')}")
+            f" threading {entry['threading']}, {entry['unroll']} steps per loop iteration"
+            + (f", the first kernel's gradient split at row {entry['split_rows']}"
+               if entry.get("split_rows") else "")
+            + f" for {'-'.join(map(str, entry.get('sizes', [])))} at batch {entry.get('batch')};"
+            " the CLI rows' fresh homes hold a copy of it")
 
 
 def render(res: dict, gpu_results: tuple[dict | None, dict | None] | None = None) -> str:
@@ -275,11 +288,23 @@ def render(res: dict, gpu_results: tuple[dict | None, dict | None] | None = None
     return "\n".join(lines) + "\n"
 
 
+SPLIT_TEXT = (
+    " On a CPU, the bits of XLA's product for the first kernel's gradient (batch × 784 by"
+    " batch × 64) depend on the size of XLA's thread pool: its two-thread split runs some rows"
+    " through other kernels than one thread does, so `one-thread` alone trains other bits. The"
+    " `one-thread` worker therefore first looks for a row at which computing that gradient as"
+    " two products, concatenated (EngineSettings.split_rows, digitnet.engine.split_grad_matmul:"
+    " the same sums), gives the default's bits for a random product of the shapes at hand"
+    " (calibrate.find_split), and its candidates use that split; the epoch's bits then decide,"
+    " as for every candidate. One thread saves the pool's hand-offs and the second core's time.")
+
 SETTINGS = [
     "## What digitnet does for speed, and its switches", "",
     "- Training runs as one compiled `lax.scan` per chunk of steps over device-resident uint8"
-    " data, two steps per loop iteration on a CPU (five on a GPU; one when a step draws random"
-    " numbers for dropout or augmentation: digitnet.engine.DEFAULT_UNROLL); XLA's CPU dots run"
+    " data (each chunk gathers its examples in training order once, so that a step reads its"
+    " batch as one slice), two steps per loop iteration on a CPU (five on a GPU; one when a"
+    " step draws random numbers for dropout or augmentation: digitnet.engine.DEFAULT_UNROLL);"
+    " XLA's CPU dots run"
     " single-threaded (`--xla_cpu_multi_thread_eigen=false`) and its"
     " ops are scheduled as one short sequence"
     " (`--xla_cpu_enable_concurrency_optimized_scheduler=false`): both added to XLA_FLAGS by the"
@@ -292,7 +317,8 @@ SETTINGS = [
     " while Python imports JAX; the training step compiles in a thread beside the initial"
     " weights and the first shuffle; the end-of-epoch finiteness check reads the weights with"
     " NumPy on a CPU (nothing to compile); the evaluation and `Model.predict` share one compiled"
-    " program, and the CLI's first five predictions come from it.",
+    " program, and the CLI's first five predictions come from it; it compiles in a thread while"
+    " epoch 1 trains, ready for the epoch's evaluation.",
     "- On an NVIDIA GPU (compute capability ≥ 8.0), a step of the tutorial's kind (ReLU layers,"
     " Adam at a constant rate, cross-entropy, a batch of 16–128 that is a power of two) runs as"
     " two hand-written kernels (digitnet.fused: Pallas, lowered to Triton) instead of XLA's 29;"
@@ -314,7 +340,7 @@ SETTINGS = [
     "The fastest engine settings depend on the CPU, so `digitnet calibrate` measures them"
     " (digitnet.calibrate). Candidates: XLA's CPU threading (`default`: the flags above;"
     " `one-thread`: the same with XLA's pool cut to one thread, `NPROC=1`; `jax-default`: JAX's"
-    " own flags) × training steps per loop iteration (1, 2, 4). One worker process per"
+    " own flags) × training steps per loop iteration (1, 2, 4)." + SPLIT_TEXT + " One worker process per"
     " threading candidate (XLA reads its flags once, at start) compiles the step for each unroll"
     " on the shapes at hand (`--hidden`, `--batch-size`; default the tutorial's), reports the"
     " bits one epoch trains, then the workers take turns: each round, every candidate trains one"
@@ -322,7 +348,9 @@ SETTINGS = [
     " alike. A candidate replaces the default only if it trains the default's exact bits, its"
     " best epoch is at least 3% faster than the default's best, and it beats the default in"
     " most rounds, paired; so a choice never changes a result and is never slower than the"
-    " default as far as the measurement can tell. The choice is stored in"
+    " default as far as the measurement can tell. Of the candidates within 3% of the fastest such"
+    " one, the fewest steps per loop iteration wins (a longer loop body costs compile time on"
+    " every cold start). The choice is stored in"
     " `<home>/calibration.json` under a key made of the CPU's model name, vendor/family/model/"
     "stepping, every CPU flag, the cores this process may use and the versions of Python, JAX,"
     " jaxlib, NumPy, Optax and digitnet: another CPU or an upgrade finds no choice and runs the"
@@ -432,7 +460,16 @@ NOTES = {
         " under half of the step's op time; most of the rest is Adam's update of the 784×64"
         " kernel (separate passes over four arrays that together overflow a core's L2) and the"
         " input transform. Per machine, `digitnet calibrate` times XLA's threading and the steps"
-        " per loop iteration and keeps what is faster with the same bits."
+        " per loop iteration and keeps what is faster with the same bits; on a CPU where XLA's"
+        " two-thread pool gives the first kernel's gradient other bits than one thread, it offers"
+        " one thread with that gradient split in two products (the pool's bits, about half the"
+        " product's CPU time: the section on XLA's products below). Each chunk now gathers its"
+        " examples once (same bits). Tried on this AVX2 EPYC and dropped (the same program or"
+        " other bits): XLA's YNNPACK fusion types (none: other bits and slower; dot: the same"
+        " program), `--xla_cpu_use_xnnpack`, `--xla_cpu_use_onednn`,"
+        " `--xla_cpu_enable_fast_min_max` (the same program), the fusion emitters off (slower)."
+        " XLA's CPU backend forms no multi-output loop fusions here, so Adam's moments and the"
+        " kernel are three passes however the update is written; one pass needs a native kernel."
         " Two cores: the floor takes the faster of NumPy's 1- and 2-thread BLAS,"
         " and 2-thread BLAS is about 1.5× faster than 1 thread, while XLA gains little from a"
         " second core on GEMMs this small (compare the one-core row with digitnet's: the second"

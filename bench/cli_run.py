@@ -31,6 +31,18 @@ def train_once(home: str, out: Path) -> dict:
     return {"wall": r.wall, "cpu": r.cpu, "rss_mib": r.rss_mib, "test_accuracy": float(m.group(1))}
 
 
+def new_home(path: str) -> str:
+    """A fresh digitnet home that holds only this machine's `digitnet calibrate` choice, if one
+    is stored in the bench's own home: a setting of the machine, as the user's runs have it,
+    not a cache (no data, no compiled programs)."""
+    from digitnet import tuning
+
+    os.makedirs(path, exist_ok=True)
+    if tuning.store_path().is_file():
+        shutil.copy(tuning.store_path(), os.path.join(path, tuning.FILE))
+    return path
+
+
 def measure(n: int, log=print) -> dict:
     """n rounds of, each with a fresh home: `digitnet train` with nothing cached (cold), again
     (warm: compiled programs and the unpacked data cached), and again with only the compile
@@ -39,7 +51,7 @@ def measure(n: int, log=print) -> dict:
     cold, warm, cold_compile, helps = [], [], [], []
     for i in range(n):
         with tempfile.TemporaryDirectory() as tmp:
-            home = os.path.join(tmp, "home")
+            home = new_home(os.path.join(tmp, "home"))
             cold.append(train_once(home, Path(tmp) / "run1"))
             warm.append(train_once(home, Path(tmp) / "run2"))
             shutil.rmtree(os.path.join(home, "jax-cache"))

@@ -5,7 +5,8 @@ trees on a shared machine.
     python -m bench.cold_start ab SRC_A SRC_B 5  # the CLI, cold, alternating A and B, 5 pairs
 
 "Cold" means an empty compilation cache; the unpacked dataset cache (digitnet.data.datasets)
-is kept, as after any earlier run. `phases` mirrors cmd_train: import (digitnet.api: JAX,
+is kept, as after any earlier run, and so is this machine's `digitnet calibrate` choice.
+`phases` mirrors cmd_train: import (digitnet.api: JAX,
 Optax; the CPU backend started), data (load + verification), fit (compiling and training; the
 compile seconds are JAX's own backend-compile events, summed over threads, so they may overlap
 training), evaluation, save. `ab` reports each side's wall and CPU seconds per run: pairs run
@@ -66,7 +67,9 @@ def phases() -> dict:
 
 
 def ab(src_a: str, src_b: str, pairs: int) -> dict:
-    home = tempfile.mkdtemp(prefix="digitnet-cold-")
+    from bench.cli_run import new_home
+
+    home = new_home(tempfile.mkdtemp(prefix="digitnet-cold-"))
     res: dict[str, list] = {"a": [], "b": []}
     try:
         for i in range(pairs):

@@ -5,7 +5,8 @@ One training step of a 784-64-64-10 MLP at batch 32 is eight matrix products: th
 for the input). An epoch is 1875 such steps. Anything a trainer does beyond these products
 (activations, softmax, the optimizer, shuffling) is overhead above this floor.
 
-Run as `python -m bench.floor [threads]`: prints one JSON line. Threads must be fixed before
+Run as `python -m bench.floor [numpy|xla [repeats]]`: prints one JSON line; `python -m
+bench.floor products`: each product alone, XLA's against NumPy's (product_table). Threads must be fixed before
 NumPy loads its BLAS, so the bench runs this module in a fresh process per thread count.
 """
 
@@ -103,8 +104,49 @@ def xla_epoch_seconds(repeats: int = 3, steps: int = STEPS,
     return out
 
 
+def product_table(repeats: int = 7, calls: int = 500) -> dict[str, dict[str, float]]:
+    """Per product of a step, CPU µs per call: XLA's (N calls in one compiled loop, each on an
+    input that depends on the loop, so none is hoisted) against NumPy's BLAS. The threads are
+    the process's: XLA's pool from NPROC, BLAS from OPENBLAS_NUM_THREADS. The best of
+    `repeats` runs, as a busy machine only adds time."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((BATCH, SIZES[0]), dtype=np.float32)
+    w = rng.standard_normal(SIZES[:2], dtype=np.float32)
+    g = rng.standard_normal((BATCH, SIZES[1]), dtype=np.float32)
+    cases = {"x·W1 (forward)": (lambda a, b: a @ b, x, w),
+             "xᵀ·g1 (first kernel's gradient)": (lambda a, b: a.T @ b, x, g),
+             "g1·W1ᵀ": (lambda a, b: a @ b.T, g, w)}
+    out = {}
+    for name, (f, a, b) in cases.items():
+        def loop(a, b, f=f):
+            def body(i, acc):
+                return acc + f(a + acc * 0.0, b)[0, 0] * 1e-9
+            return jax.lax.fori_loop(0, calls, body, jnp.float32(0))
+
+        compiled, da, db = jax.jit(loop), jnp.asarray(a), jnp.asarray(b)
+        compiled(da, db).block_until_ready()
+        xla, blas = [], []
+        for _ in range(repeats):
+            c = time.process_time()
+            compiled(da, db).block_until_ready()
+            xla.append((time.process_time() - c) / calls * 1e6)
+            c = time.process_time()
+            for _ in range(calls):
+                f(a, b)
+            blas.append((time.process_time() - c) / calls * 1e6)
+        out[name] = {"xla_us": min(xla), "numpy_us": min(blas), "ratio": min(xla) / min(blas)}
+    return out
+
+
 def main(argv: list[str]) -> None:
     which = argv[0] if argv else "numpy"
+    if which == "products":  # python -m bench.floor products (NPROC, OPENBLAS_NUM_THREADS apply)
+        print(json.dumps({"nproc": os.environ.get("NPROC"), "products": product_table()}))
+        return
     repeats = int(argv[1]) if len(argv) > 1 else 3
     fn = numpy_epoch_seconds if which == "numpy" else xla_epoch_seconds
     cpu: list[float] = []

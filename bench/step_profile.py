@@ -1,6 +1,9 @@
 """Where a training step's time goes on this CPU: a per-op profile of the compiled step.
 
-    python -m bench.step_profile [unroll] > bench/results/cpu-step-profile.txt
+    python -m bench.step_profile [unroll [split_rows]] > bench/results/cpu-step-profile.txt
+
+(split_rows > 0 with NPROC=1 in the environment: the settings `digitnet calibrate` chooses on a
+machine where one thread with the split gradient trains the default's bits.)
 
 Trains one tutorial epoch (784-64-64-10, Adam, batch 32) under jax.profiler with XLA's per-thunk
 trace events on (`--xla_cpu_enable_xprof_traceme=true`, on top of digitnet's own XLA flags), reads
@@ -29,7 +32,7 @@ def category(name: str) -> str:
     return "other (" + name.split(".")[0] + ")"
 
 
-def main(unroll: int = 2) -> None:
+def main(unroll: int = 2, split_rows: int = 0) -> None:
     from digitnet.runtime import CPU_FLAGS
 
     os.environ["XLA_FLAGS"] = " ".join([*CPU_FLAGS, "--xla_cpu_enable_xprof_traceme=true"])
@@ -44,7 +47,7 @@ def main(unroll: int = 2) -> None:
     ds = digitnet.load_dataset()
     spec, cfg = MLPSpec(), TrainConfig(epochs=1, validation="none")
     stats = preprocess_stats(spec, ds.x_train)
-    settings = EngineSettings(unroll=unroll)
+    settings = EngineSettings(unroll=unroll, split_rows=split_rows)
     fit_arrays(spec, cfg, ds.x_train, ds.y_train, stats, settings=settings)  # compiles
     with tempfile.TemporaryDirectory() as tmp:
         with jax.profiler.trace(tmp):
@@ -66,7 +69,8 @@ def main(unroll: int = 2) -> None:
     shares: collections.Counter[str] = collections.Counter()
     for name, ns in total.items():
         shares[category(name)] += ns
-    print(f"# one tutorial epoch, {unroll} steps per loop iteration; load average "
+    print(f"# one tutorial epoch, {unroll} steps per loop iteration, gradient split {split_rows}, "
+          f"NPROC={os.environ.get('NPROC', 'unset')}; load average "
           f"{os.getloadavg()[0]:.1f}; {sum(count.values())} op events traced")
     print("\n| share of traced op time | % |\n|---|---|")
     for name, ns in shares.most_common():
@@ -77,4 +81,4 @@ def main(unroll: int = 2) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 2)
+    main(*(int(a) for a in sys.argv[1:3]))

@@ -50,6 +50,11 @@ def test_the_default_stays_unless_a_candidate_is_clearly_faster_with_the_same_bi
     # A slower candidate never replaces the default.
     slow = rounds(default__unroll_2=[1.0, 1.0], default__unroll_4=[1.2, 1.3])
     assert calibrate.decide(slow, same, DEFAULT)[0] == DEFAULT
+    # Of candidates within the margin of the fastest, the shorter loop body (less to compile).
+    tie = rounds(default__unroll_2=[1.0, 1.0, 1.0], one_thread__unroll_4=[0.80, 0.80, 0.81],
+                 one_thread__unroll_2=[0.82, 0.82, 0.82])
+    tie_bits = {DEFAULT: True, "one-thread/unroll-2": True, "one-thread/unroll-4": True}
+    assert calibrate.decide(tie, tie_bits, DEFAULT)[0] == "one-thread/unroll-2"
 
 
 def test_the_machine_key_covers_the_cpu_its_flags_cores_and_versions():
@@ -137,6 +142,36 @@ def test_the_engine_takes_the_stored_unroll_for_its_shapes_only(home):
     assert EngineSettings.default(sizes, 32).unroll == 4
     assert EngineSettings.default(sizes, 128).unroll == DEFAULT_UNROLL["cpu"]
     assert EngineSettings.default().unroll == DEFAULT_UNROLL["cpu"]
+
+
+def test_the_engine_takes_the_stored_gradient_split_for_its_shapes_only(home):
+    from digitnet.engine import EngineSettings
+
+    sizes = [784, 64, 64, 10]
+    assert EngineSettings.default(sizes, 32).split_rows == 0
+    tuning.save({"threading": "one-thread", "unroll": 2, "split_rows": 740, "sizes": sizes,
+                 "batch": 32})
+    assert tuning.chosen_settings(sizes, 32) == (2, 740)
+    assert EngineSettings.default(sizes, 32).split_rows == 740
+    assert EngineSettings.default(sizes, 64).split_rows == 0
+    assert calibrate.parse_name(calibrate.candidate_name("one-thread", 4, 740)) == ("one-thread", 4, 740)
+    assert calibrate.parse_name("default/unroll-2") == ("default", 2, 0)
+    tuning.save({"threading": "one-thread", "unroll": 2, "split_rows": -1})
+    assert tuning.chosen() is None
+
+
+def test_find_split_returns_a_split_with_the_reference_bits():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((32, 784)).astype(np.float32)
+    g = rng.standard_normal((32, 64)).astype(np.float32)
+    assert calibrate.find_split(x, g, calibrate.product_bits(x, g)) == 0
+    assert calibrate.find_split(x, g, None) == 0
+    reference = calibrate.product_bits(x, g, 740)
+    split = calibrate.find_split(x, g, reference)
+    assert split == 0 or calibrate.product_bits(x, g, split) == reference
+    assert calibrate.find_split(x, g, "no such bits", tries=3) == 0
 
 
 def test_calibrate_measures_chooses_and_stores(home):

@@ -204,6 +204,32 @@ def test_loop_unrolling_changes_speed_not_the_training(mnist):
     assert unrolled.history[-1]["loss"] == pytest.approx(plain.history[-1]["loss"], rel=1e-5)
 
 
+def test_a_split_first_gradient_changes_speed_not_the_training(mnist):
+    # EngineSettings.split_rows computes the first kernel's gradient as two products: the same
+    # sums, so the same training up to the rounding of the products' kernels (on this CPU's
+    # two-thread pool, the same bits: `digitnet calibrate` checks that before choosing it).
+    import jax
+    import jax.numpy as jnp
+
+    from digitnet.engine import EngineSettings, split_grad_matmul
+
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal((8, 30)).astype(np.float32), rng.standard_normal((30, 5)).astype(np.float32)
+    loss = lambda mm: lambda x, w: (jnp.tanh(mm(x, w)) ** 2).sum()  # noqa: E731
+    gx, gw = jax.grad(loss(split_grad_matmul(12)), argnums=(0, 1))(x, w)
+    want = jax.grad(loss(lambda x, w: x @ w), argnums=(0, 1))(x, w)
+    np.testing.assert_allclose(gw, want[1], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(gx, want[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(split_grad_matmul(12)(x, w), jax.jit(lambda x, w: x @ w)(x, w))
+
+    small, cfg = subset(mnist, 1600), TrainConfig(epochs=1, seed=3, validation="none")
+    plain = digitnet.fit(config=cfg, dataset=small, verbose=False, settings=EngineSettings(unroll=2))
+    split = digitnet.fit(config=cfg, dataset=small, verbose=False,
+                         settings=EngineSettings(unroll=2, split_rows=740))
+    for a, b in zip(weights_of(plain), weights_of(split), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
 def test_engine_settings_are_part_of_the_engine_cache_key():
     from digitnet.engine import EngineSettings, engine_for
 

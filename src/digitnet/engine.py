@@ -53,14 +53,19 @@ class EngineSettings:
     (XLA's step); runtime.fused_step() gives the machine's default.
     kernels: overrides of the fused kernels' geometry, as (name, value) pairs of
     digitnet.fused.train_chunk's keywords tile, num_warps and num_warps_q.
+    split_rows: when > 0, the first kernel's gradient is computed as two products, over its
+    rows below and from split_rows (split_grad_matmul): XLA's CPU dot on one thread then
+    gives the bits that a two-thread pool gives for the whole product, so `digitnet
+    calibrate` can choose one thread without changing a result (0: one product).
     """
 
     unroll: int = 1
     fused: str | None = None
     kernels: tuple[tuple[str, int], ...] = ()
+    split_rows: int = 0
 
     def __post_init__(self) -> None:
-        if self.unroll < 1 or self.fused not in (None, "gpu", "interpret"):
+        if self.unroll < 1 or self.split_rows < 0 or self.fused not in (None, "gpu", "interpret"):
             raise ValueError(f"bad engine settings {self}")
 
     @classmethod
@@ -69,16 +74,36 @@ class EngineSettings:
         these layer sizes and batch on this machine (digitnet.tuning), else DEFAULT_UNROLL
         for JAX's backend; runtime.fused_step()."""
         backend = jax.default_backend()
-        unroll = DEFAULT_UNROLL.get(backend, 1)
+        unroll, split = DEFAULT_UNROLL.get(backend, 1), 0
         if backend == "cpu" and sizes is not None and batch is not None:
-            from digitnet.tuning import chosen_unroll
+            from digitnet.tuning import chosen_settings
 
-            unroll = chosen_unroll(sizes, batch) or unroll
-        return cls(unroll=unroll, fused=runtime.fused_step())
+            unroll, split = chosen_settings(sizes, batch) or (unroll, split)
+        return cls(unroll=unroll, fused=runtime.fused_step(), split_rows=split)
 
     def scan_unroll(self, steps: int, draws: bool = False) -> int:
         """Steps per loop iteration for a chunk of `steps`."""
         return 1 if draws else max(1, min(steps, self.unroll))
+
+
+def split_grad_matmul(rows: int) -> Any:
+    """x @ w whose gradient for w is computed as two products, over rows [0, rows) and
+    [rows, fan_in) of w, concatenated: the same sums as one product, but XLA's CPU dot
+    then runs each block through the kernels that a two-thread pool's split runs them with
+    (EngineSettings.split_rows)."""
+    @jax.custom_vjp
+    def matmul(x: jax.Array, w: jax.Array) -> jax.Array:
+        return x @ w
+
+    def fwd(x: jax.Array, w: jax.Array) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+        return x @ w, (x, w)
+
+    def bwd(res: tuple[jax.Array, jax.Array], g: jax.Array) -> tuple[jax.Array, jax.Array]:
+        x, w = res
+        return g @ w.T, jnp.concatenate([x[:, :rows].T @ g, x[:, rows:].T @ g])
+
+    matmul.defvjp(fwd, bwd)
+    return matmul
 
 
 def chunk_length(steps: int, chunks: int) -> int:
@@ -245,23 +270,34 @@ class Engine:
                                         **dict(settings.kernels))
                 return out if per_batch else (*out[:4], None)
 
+        first_matmul = (split_grad_matmul(settings.split_rows)
+                        if 0 < settings.split_rows < spec.sizes[0] else None)
+
         def loss_fn(p, xb, yb, k):
             if aug is not None:
                 xb = aug(jax.random.fold_in(k, AUGMENT_STREAM), xb)
-            logits = forward(p, stats, xb, spec, k if use_dropout else None)
+            logits = forward(p, stats, xb, spec, k if use_dropout else None, first_matmul)
             losses = loss_values(logits, yb, loss, smoothing)
             return losses.mean(), (losses.sum(), hits(logits, yb), logits if outputs else None)
 
+        # The chunk's examples, gathered in training order once: a step then reads its batch as
+        # one contiguous slice, which XLA fuses into the input's conversion, instead of a gather
+        # of 32 rows whose index arithmetic runs per element. The same values, so the same bits.
+        rows = jax.lax.dynamic_slice(order, (start,), (steps * batch,))
+        xs, ys = x[rows], y[rows]
+
         def step(carry, i):
             p, s, loss_sum, correct = carry
-            idx = jax.lax.dynamic_slice(order, (start + i * batch,), (batch,))
+            xb = jax.lax.dynamic_slice_in_dim(xs, i * batch, batch)
+            yb = jax.lax.dynamic_slice_in_dim(ys, i * batch, batch)
             k = jax.random.fold_in(key, start + i * batch)
             # Loss and accuracy come from the same forward pass as the gradient, as in Keras.
             (_, (batch_loss, batch_hits, logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-                p, x[idx], y[idx], k)
+                p, xb, yb, k)
             updates, s = tx.update(grads, s, p)
             carry = (optax.apply_updates(p, updates), s, loss_sum + batch_loss, correct + batch_hits)
             if outputs:
+                idx = jax.lax.dynamic_slice_in_dim(rows, i * batch, batch)
                 return carry, (batch_loss, batch_hits, logits, idx)
             return carry, (batch_loss, batch_hits) if per_batch else None
 

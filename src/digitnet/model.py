@@ -69,14 +69,19 @@ def forward(
     x: jax.Array,
     spec: MLPSpec,
     dropout_key: jax.Array | None = None,
+    first_matmul: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
 ) -> jax.Array:
-    """Logits for a batch of raw inputs x (uint8 or float, any shape with N first)."""
-    h = layer_outputs(params, stats, x, spec, dropout_key)[-1]
+    """Logits for a batch of raw inputs x (uint8 or float, any shape with N first).
+    first_matmul: the first layer's product, if not `@` (the engine's, for how its gradient
+    is computed: digitnet.engine.split_grad_matmul)."""
+    h = layer_outputs(params, stats, x, spec, dropout_key, first_matmul)[-1]
     return h @ params[-1]["kernel"] + params[-1]["bias"]
 
 
 def layer_outputs(params: Params, stats: dict[str, jax.Array], x: jax.Array, spec: MLPSpec,
-                  dropout_key: jax.Array | None = None) -> list[jax.Array]:
+                  dropout_key: jax.Array | None = None,
+                  first_matmul: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
+                  ) -> list[jax.Array]:
     """The preprocessed inputs, then each hidden layer's output: what the last layer sees."""
     if spec.deskew:
         x = deskew(x.reshape(x.shape[0], *spec.input_shape))
@@ -86,7 +91,8 @@ def layer_outputs(params: Params, stats: dict[str, jax.Array], x: jax.Array, spe
         h = dropout(h, spec.input_dropout, jax.random.fold_in(dropout_key, len(spec.hidden)))
     outputs = [h]
     for i, (layer, act) in enumerate(zip(params[:-1], spec.hidden_activations, strict=True)):
-        h = ACTIVATIONS[act](h @ layer["kernel"] + layer["bias"])
+        z = first_matmul(h, layer["kernel"]) if i == 0 and first_matmul else h @ layer["kernel"]
+        h = ACTIVATIONS[act](z + layer["bias"])
         rate = spec.dropout[i] if spec.dropout else 0.0
         if dropout_key is not None and active(rate):
             h = dropout(h, rate, jax.random.fold_in(dropout_key, i))

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -93,6 +94,27 @@ class EpochMeter:
             cb.on_chunk_end(self.steps, self.loss / self.seen, self.correct / self.seen)
 
 
+def shape_of(a: jax.Array) -> jax.ShapeDtypeStruct:
+    return jax.ShapeDtypeStruct(a.shape, a.dtype)
+
+
+def precompile_evaluation(spec: MLPSpec, params: Any, stats: Any, x: Any, y: Any, loss: str,
+                          smoothing: float) -> None:
+    """Compile what metrics.evaluate_arrays will run on (x, y), ahead of its first call, which
+    then finds the compiled programs; anything that fails here is left for that call to raise."""
+    from digitnet.metrics import compiled_loss_values
+    from digitnet.model import SLICE, compiled_forward
+
+    try:
+        x = np.asarray(x).reshape(len(x), -1)
+        for rows in dict.fromkeys(min(SLICE, len(x) - i) for i in range(0, len(x), SLICE)):
+            compiled_forward(spec).lower(params, stats, x[:rows]).compile()
+        logits = jax.ShapeDtypeStruct((len(x), spec.num_classes), jnp.float32)
+        compiled_loss_values.lower(logits, np.asarray(y), loss=loss, smoothing=smoothing).compile()
+    except Exception:  # noqa: BLE001 - the evaluation itself meets the same error and reports it
+        pass
+
+
 def fit_arrays(
     spec: MLPSpec,
     cfg: TrainConfig,
@@ -146,6 +168,14 @@ def fit_arrays(
     shuffler = ThreadPoolExecutor(max_workers=1, thread_name_prefix="digitnet-shuffle")
     upcoming = shuffler.submit(engine.epoch_order, order_key, dropout_key, state.epoch, n)
     compiling.join()  # else the first chunk would compile the same program a second time
+    compiling_eval = None
+    if validation is not None:
+        # The end of epoch 1 evaluates: its programs compile meanwhile, beside the training.
+        compiling_eval = threading.Thread(
+            target=precompile_evaluation, name="digitnet-compile-eval",
+            args=(spec, jax.tree.map(shape_of, state.params), statsd, *validation, cfg.loss,
+                  cfg.label_smoothing))
+        compiling_eval.start()
     try:
         for epoch in range(state.epoch, cfg.epochs):
             t0 = time.perf_counter()
@@ -187,6 +217,9 @@ def fit_arrays(
                 break
     finally:
         shuffler.shutdown(wait=False, cancel_futures=True)
+        if compiling_eval is not None:
+            # A process that exits (a diverged run) while XLA compiles in a thread aborts.
+            compiling_eval.join()
     for cb in callbacks:
         cb.on_train_end(state)
     return state

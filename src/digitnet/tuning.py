@@ -3,7 +3,8 @@
 A stored choice lives in $DIGITNET_HOME/calibration.json under a key made of the CPU's model and
 flags, the cores this process may use, and the versions of Python, JAX, jaxlib, NumPy, Optax and
 digitnet, so another CPU or an upgrade finds none (and runs the defaults). runtime reads the
-XLA threading from here before JAX starts, EngineSettings.default the steps per loop iteration;
+XLA threading from here before JAX starts, EngineSettings.default the steps per loop iteration
+and the split of the first kernel's gradient;
 digitnet.calibrate measures and writes. JAX-free and cheap: one small file and /proc/cpuinfo.
 """
 
@@ -36,7 +37,7 @@ THREADING: Mapping[str, tuple[tuple[str, ...], Mapping[str, str]]] = {
     # JAX's own defaults: Eigen's threaded products, the concurrency-minded scheduler.
     "jax-default": ((), {}),
 }
-DEFAULT = {"threading": "default", "unroll": 2}
+DEFAULT = {"threading": "default", "unroll": 2, "split_rows": 0}
 VERSIONED = ("jax", "jaxlib", "numpy", "optax", "digitnet")
 
 
@@ -110,7 +111,8 @@ def chosen() -> dict[str, Any] | None:
     per process."""
     entry = read_store()["choices"].get(machine_key())
     if not isinstance(entry, dict) or entry.get("threading") not in THREADING or \
-            not isinstance(entry.get("unroll"), int) or entry["unroll"] < 1:
+            not isinstance(entry.get("unroll"), int) or entry["unroll"] < 1 or \
+            not isinstance(entry.get("split_rows", 0), int) or entry.get("split_rows", 0) < 0:
         return None
     return entry
 
@@ -123,13 +125,20 @@ def threading_env() -> tuple[tuple[str, ...], dict[str, str]]:
     return flags, dict(env)
 
 
-def chosen_unroll(sizes: list[int] | tuple[int, ...], batch: int) -> int | None:
-    """The stored choice's steps per loop iteration, when it was measured on these layer sizes
-    and batch size; None otherwise (the engine's default then)."""
+def chosen_settings(sizes: list[int] | tuple[int, ...], batch: int) -> tuple[int, int] | None:
+    """The stored choice's (steps per loop iteration, split rows of the first kernel's gradient:
+    digitnet.engine.EngineSettings), when it was measured on these layer sizes and batch size;
+    None otherwise (the engine's defaults then)."""
     entry = chosen()
     if entry and list(entry.get("sizes", ())) == list(sizes) and entry.get("batch") == batch:
-        return int(entry["unroll"])
+        return int(entry["unroll"]), int(entry.get("split_rows", 0))
     return None
+
+
+def chosen_unroll(sizes: list[int] | tuple[int, ...], batch: int) -> int | None:
+    """The stored choice's steps per loop iteration for these layer sizes and batch, or None."""
+    found = chosen_settings(sizes, batch)
+    return found[0] if found else None
 
 
 def save(entry: Mapping[str, Any], key: str | None = None) -> Path:

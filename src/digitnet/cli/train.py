@@ -164,7 +164,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         print(f"  {name:24s} best {m[name]['best_seconds']:.3f} s/epoch  "
               f"× {m[name]['ratio_to_default']:.2f} of the default"
               + ("" if m[name]["same_bits"] else "  (other bits: not eligible)"))
+    split = entry.get("split_rows", 0)
     print(f"chosen: XLA threading {entry['threading']}, {entry['unroll']} steps per loop "
-          f"iteration; stored in {entry['path']}")
+          f"iteration" + (f", the first kernel's gradient split at row {split}" if split else "")
+          + f"; stored in {entry['path']}")
     return 0
 
