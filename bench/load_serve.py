@@ -278,11 +278,16 @@ def summary(runs: list[dict]) -> dict:
             "per_round": [r["req_per_s"] for r in runs]}
 
 
+def busy(load: float) -> str:
+    """A note when other work was running as the bench started (a 1-minute load above 1 per 2 cores)."""
+    return " shared with other jobs" if load > 1.5 else ""
+
+
 def markdown(res: dict) -> str:
     s = res["settings"]
     la = res["load_average_start"]
     lines = [BEGIN, "",
-             f"Run of {res['started']} on {res['cpus']} CPU cores shared with other jobs (load average "
+             f"Run of {res['started']} on {res['cpus']} CPU cores{busy(la[0])} (load average "
              f"{la[0]:.2f} at the start, {res['load_average_end'][0]:.2f} at the end), wrk with "
              f"{s['threads']} threads on the same cores, {s['rounds']} interleaved rounds of "
              f"{s['duration']} s per line "
@@ -332,7 +337,7 @@ def readme(res: dict) -> str:
     return "\n".join([
         BEGIN,
         f"Load ({res['started']}, `python bench/load_serve.py runs/tutorial`; wrk, {s['connections']} "
-        f"connections, on this 2-core machine shared with other jobs, load average {la:.1f}): one digit "
+        f"connections, on this 2-core machine{busy(la)}, load average {la:.1f}): one digit "
         f"as JSON pixels, **{dn['req_per_s']:,.0f} req/s, {dn['req_per_s'] / fl['req_per_s']:.2f}× the "
         f"framework's floor** in the same run (FastAPI parsing the same JSON and answering a fixed answer: "
         f"{fl['req_per_s']:,.0f} req/s; {fo['req_per_s']:,.0f} with orjson), p50 {dn['p50']:.1f} ms, p99 "
