@@ -357,7 +357,10 @@ SETTINGS = [
     " defaults until calibrated again (tests/test_calibrate.py fakes both). Later runs take it"
     " up (digitnet.tuning): the CLI's XLA setup (runtime.set_cpu_threading) and"
     " EngineSettings.default for the"
-    " same layer sizes and batch. Explicit switches win: `DIGITNET_XLA_THREADS=auto`, flags"
+    " same layer sizes and batch. The threading is set before JAX starts, for every run on the"
+    " machine: a model of other layer sizes or batch trains under it without the split, so with"
+    " `one-thread` chosen its last bits can differ from an uncalibrated run's (the tutorial's"
+    " shapes, the calibrated ones, are checked identical). Explicit switches win: `DIGITNET_XLA_THREADS=auto`, flags"
     " already in XLA_FLAGS, an NPROC the user set, settings passed to `fit`."
     " `digitnet calibrate --show` prints the stored choice. It runs on demand, not at first use:"
     " it takes tens of seconds (longer on a busy machine), which would triple a first `digitnet"
@@ -478,9 +481,9 @@ NOTES = {
         " (`NPROC=1`, the lever `one-xla-thread`) the epoch's CPU time falls to about its"
         " wall time, and its wall time rises to about the one-core row's: the two clocks trade"
         " against each other, and digitnet keeps the pool for single runs (a user waits on wall"
-        " time) and cuts it in a sweep's parallel workers (docs/sweeps.md). Pinned to one core"
-        " and set against one BLAS thread (the 'one core' target line), the same engine is"
-        " within the target."),
+        " time) unless `digitnet calibrate` measured one thread with the split gradient faster,"
+        " and cuts it in a sweep's parallel workers (docs/sweeps.md). The 'one core' target line"
+        " sets the same engine, pinned by taskset, against one BLAS thread."),
     "`digitnet train` end to end": (
         "The run is: Python + JAX import and backend start, MNIST load, compilation, 5 epochs,"
         " per-epoch validation, saving (see the breakdown). Done: lazy imports, single-threaded"
