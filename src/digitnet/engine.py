@@ -27,7 +27,7 @@ from digitnet.errors import TrainingDiverged
 from digitnet.knobs import SPEC_KNOBS
 from digitnet.metrics import hits, loss_values
 from digitnet.model import MLPSpec, Params, forward, init_params
-from digitnet.optimizers import make_optimizer
+from digitnet.optimizers import SlotStacks, make_optimizer
 from digitnet.trainconfig import HOST_ONLY
 
 if TYPE_CHECKING:
@@ -57,12 +57,16 @@ class EngineSettings:
     rows below and from split_rows (split_grad_matmul): XLA's CPU dot on one thread then
     gives the bits that a two-thread pool gives for the whole product, so `digitnet
     calibrate` can choose one thread without changing a result (0: one product).
+    stacked: the compiled loop carries each parameter with its optimizer slots as one array
+    (digitnet.optimizers.SlotStacks), so that a step updates them in one pass over memory;
+    the same bits as carrying them apart (False).
     """
 
     unroll: int = 1
     fused: str | None = None
     kernels: tuple[tuple[str, int], ...] = ()
     split_rows: int = 0
+    stacked: bool = False
 
     def __post_init__(self) -> None:
         if self.unroll < 1 or self.split_rows < 0 or self.fused not in (None, "gpu", "interpret"):
@@ -286,8 +290,12 @@ class Engine:
         rows = jax.lax.dynamic_slice(order, (start,), (steps * batch,))
         xs, ys = x[rows], y[rows]
 
+        slots = SlotStacks(params, opt_state) if settings.stacked else None
+
         def step(carry, i):
             p, s, loss_sum, correct = carry
+            if slots is not None:
+                p, s = slots.unstack(p, s)
             xb = jax.lax.dynamic_slice_in_dim(xs, i * batch, batch)
             yb = jax.lax.dynamic_slice_in_dim(ys, i * batch, batch)
             k = jax.random.fold_in(key, start + i * batch)
@@ -295,16 +303,23 @@ class Engine:
             (_, (batch_loss, batch_hits, logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
                 p, xb, yb, k)
             updates, s = tx.update(grads, s, p)
-            carry = (optax.apply_updates(p, updates), s, loss_sum + batch_loss, correct + batch_hits)
+            p = optax.apply_updates(p, updates)
+            if slots is not None:
+                p, s = jax.lax.optimization_barrier(slots.stack(p, s))
+            carry = (p, s, loss_sum + batch_loss, correct + batch_hits)
             if outputs:
                 idx = jax.lax.dynamic_slice_in_dim(rows, i * batch, batch)
                 return carry, (batch_loss, batch_hits, logits, idx)
             return carry, (batch_loss, batch_hits) if per_batch else None
 
         zero = jnp.zeros((), jnp.float32)
+        if slots is not None:
+            params, opt_state = slots.stack(params, opt_state)
         (params, opt_state, loss_sum, correct), per_step = jax.lax.scan(
             step, (params, opt_state, zero, jnp.zeros((), jnp.int32)), jnp.arange(steps),
             unroll=settings.scan_unroll(steps, draws=use_dropout or aug is not None))
+        if slots is not None:
+            params, opt_state = slots.unstack(params, opt_state)
         return params, opt_state, loss_sum, correct, per_step
 
 
