@@ -28,8 +28,10 @@ from bench.proc import run
 
 def phases() -> dict:
     from digitnet.runtime import set_cpu_threading
+    from digitnet.spec import MLPSpec
+    from digitnet.trainconfig import TrainConfig
 
-    set_cpu_threading()  # as the CLI does
+    set_cpu_threading(MLPSpec().sizes, TrainConfig().batch_size)  # as `digitnet train` does
     out: dict[str, float] = {}
     clock = {"wall": time.perf_counter(), "cpu": time.process_time()}
 

@@ -40,14 +40,15 @@ def cpu_clock():
 
 def main() -> None:
     from digitnet.runtime import set_cpu_threading
+    from digitnet.spec import MLPSpec
+    from digitnet.trainconfig import TrainConfig
 
-    set_cpu_threading()  # as the CLI does
+    set_cpu_threading(MLPSpec().sizes, TrainConfig().batch_size)  # as `digitnet train` does
     t0 = time.perf_counter()
     import jax
 
     import digitnet
     import digitnet.api  # noqa: F401  (JAX, Optax and the engine)
-    from digitnet.train import TrainConfig
 
     jax.numpy.zeros(1).block_until_ready()  # the CPU backend starts
     import_seconds = time.perf_counter() - t0

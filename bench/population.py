@@ -48,16 +48,17 @@ def load() -> float:
 
 def kscan(ks: list[int], data_dir: str | None = None, epochs: int = 2) -> list[dict]:
     from digitnet.runtime import enable_compile_cache, population_devices, set_cpu_threading
+    from digitnet.spec import MLPSpec
+    from digitnet.trainconfig import TrainConfig
 
     population_devices(max(ks))  # as `digitnet train --seeds` does
-    set_cpu_threading()
+    set_cpu_threading(MLPSpec().sizes, TrainConfig().batch_size)  # the tutorial's shapes
     import jax
 
     from digitnet.callbacks import Callback
     from digitnet.data.datasets import load_dataset
-    from digitnet.model import MLPSpec, preprocess_stats
+    from digitnet.model import preprocess_stats
     from digitnet.population import Member, fit_population
-    from digitnet.train import TrainConfig
 
     enable_compile_cache()
     ds = load_dataset("mnist", data_dir)

@@ -68,13 +68,27 @@ def test_the_machine_key_covers_the_cpu_its_flags_cores_and_versions():
         assert tuning.machine_key({**m, **change}) != key, change
 
 
+def run_threading(monkeypatch, name: str) -> None:
+    """This process's environment as runtime.set_cpu_threading leaves it for candidate `name`."""
+    flags, env = tuning.THREADING[name]
+    monkeypatch.setenv("XLA_FLAGS", " ".join(flags))
+    monkeypatch.delenv("NPROC", raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+
+
 def test_a_stored_choice_is_reused_and_a_new_cpu_or_version_gets_none(home, monkeypatch):
-    assert tuning.chosen() is None and tuning.threading_env() == tuning.THREADING["default"]
+    tutorial = ([784, 64, 64, 10], 32)
+    assert tuning.chosen() is None and tuning.threading_env(*tutorial) == tuning.THREADING["default"]
     entry = {"threading": "one-thread", "unroll": 4, "sizes": [784, 64, 64, 10], "batch": 32}
     path = tuning.save(entry)
     assert path == home / tuning.FILE
     assert tuning.chosen()["unroll"] == 4
-    assert tuning.threading_env() == (tuning.THREADING["one-thread"][0], {"NPROC": "1"})
+    assert tuning.threading_env(*tutorial) == (tuning.THREADING["one-thread"][0], {"NPROC": "1"})
+    # The threading holds for the whole process: other shapes, or none known, get the default's.
+    for shapes in (([784, 128, 10], 32), ([784, 64, 64, 10], 64), (None, None)):
+        assert tuning.threading_env(*shapes) == (tuning.THREADING["default"][0], {}), shapes
+    run_threading(monkeypatch, "one-thread")
     assert tuning.chosen_unroll([784, 64, 64, 10], 32) == 4
     assert tuning.chosen_unroll([784, 64, 64, 10], 64) is None  # measured at batch 32 only
     assert tuning.chosen_unroll([784, 128, 10], 32) is None
@@ -108,9 +122,11 @@ def test_a_damaged_or_foreign_store_means_no_choice(home):
     assert tuning.chosen() is None
 
 
-def xla_env(home: Path, **env: str) -> dict:
-    """XLA_FLAGS and NPROC as digitnet's CLI leaves them, in a fresh process."""
-    code = ("import os, json; from digitnet.runtime import set_cpu_threading; set_cpu_threading();"
+def xla_env(home: Path, sizes: list[int] | None = None, batch: int | None = None, **env: str) -> dict:
+    """XLA_FLAGS and NPROC as digitnet's CLI leaves them for a run of these shapes, in a fresh
+    process."""
+    code = ("import os, json; from digitnet.runtime import set_cpu_threading;"
+            f"set_cpu_threading({sizes!r}, {batch!r});"
             "print(json.dumps({k: os.environ.get(k) for k in ('XLA_FLAGS', 'NPROC')}))")
     base = {k: v for k, v in os.environ.items()
             if k not in ("XLA_FLAGS", "NPROC", "DIGITNET_XLA_THREADS")}
@@ -119,23 +135,75 @@ def xla_env(home: Path, **env: str) -> dict:
     return json.loads(out.stdout)
 
 
-def test_the_stored_threading_reaches_xla_and_explicit_switches_win(home):
+def test_the_stored_threading_reaches_xla_for_its_shapes_and_explicit_switches_win(home):
     default_flags = " ".join(tuning.THREADING["default"][0])
+    sizes = [784, 64, 64, 10]
+    assert xla_env(home, sizes, 32) == {"XLA_FLAGS": default_flags, "NPROC": None}
+    tuning.save({"threading": "one-thread", "unroll": 2, "sizes": sizes, "batch": 32})
+    assert xla_env(home, sizes, 32) == {"XLA_FLAGS": default_flags, "NPROC": "1"}
+    # Other shapes, or shapes not known before JAX starts: the default threading.
+    assert xla_env(home, [784, 128, 10], 32) == {"XLA_FLAGS": default_flags, "NPROC": None}
+    assert xla_env(home, sizes, 128) == {"XLA_FLAGS": default_flags, "NPROC": None}
     assert xla_env(home) == {"XLA_FLAGS": default_flags, "NPROC": None}
-    tuning.save({"threading": "one-thread", "unroll": 2})
-    assert xla_env(home) == {"XLA_FLAGS": default_flags, "NPROC": "1"}
-    assert xla_env(home, NPROC="2")["NPROC"] == "2"  # the user's NPROC is kept
-    assert xla_env(home, DIGITNET_XLA_THREADS="auto") == {"XLA_FLAGS": None, "NPROC": None}
+    assert xla_env(home, sizes, 32, NPROC="2")["NPROC"] == "2"  # the user's NPROC is kept
+    assert xla_env(home, sizes, 32, DIGITNET_XLA_THREADS="auto") == {"XLA_FLAGS": None, "NPROC": None}
     given = "--xla_cpu_multi_thread_eigen=true"
-    assert xla_env(home, XLA_FLAGS=given)["XLA_FLAGS"] == (
+    assert xla_env(home, sizes, 32, XLA_FLAGS=given)["XLA_FLAGS"] == (
         f"{given} --xla_cpu_enable_concurrency_optimized_scheduler=false")
-    tuning.save({"threading": "jax-default", "unroll": 2})
-    assert xla_env(home) == {"XLA_FLAGS": None, "NPROC": None}
+    tuning.save({"threading": "jax-default", "unroll": 2, "sizes": sizes, "batch": 32})
+    assert xla_env(home, sizes, 32) == {"XLA_FLAGS": None, "NPROC": None}
+    assert xla_env(home, [784, 32, 10], 32) == {"XLA_FLAGS": default_flags, "NPROC": None}
 
 
-def test_the_engine_takes_the_stored_unroll_for_its_shapes_only(home):
+def cli_xla(home: Path, *argv: str) -> dict:
+    """What digitnet's CLI sets up for XLA for a command line, in a fresh process (nothing
+    runs: the parse and the setup that precede the command), and whether JAX was imported."""
+    code = ("import os, sys, json; from digitnet.cli import build_parser, setup_xla;"
+            f"args = build_parser().parse_args({list(argv)!r}); setup_xla(args);"
+            "print(json.dumps({**{k: os.environ.get(k) for k in ('XLA_FLAGS', 'NPROC')},"
+            " 'jax': 'jax' in sys.modules}))")
+    base = {k: v for k, v in os.environ.items()
+            if k not in ("XLA_FLAGS", "NPROC", "DIGITNET_XLA_THREADS", "DIGITNET_POPULATION_DEVICES")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**base, "PYTHONPATH": SRC, "DIGITNET_HOME": str(home)})
+    return json.loads(out.stdout)
+
+
+def test_the_cli_applies_a_calibrated_threading_only_to_the_calibrated_shapes(home, tmp_path):
+    from digitnet.cli import build_parser, training_shapes
+    from digitnet.config import recipe
+
+    def shapes(*argv):
+        return training_shapes(build_parser().parse_args(argv))
+
+    assert shapes("train") == ([784, 64, 64, 10], 32)
+    assert shapes("train", "--hidden", "128", "--batch-size", "64") == ([784, 128, 10], 64)
+    fast_spec, fast_cfg, _ = recipe("fast")
+    assert shapes("train", "--recipe", "fast") == (list(fast_spec.sizes), fast_cfg.batch_size)
+    toml = tmp_path / "run.toml"
+    toml.write_text("hidden = [32]\nbatch_size = 16\n")
+    assert shapes("train", "--config", str(toml)) == ([784, 32, 10], 16)
+    assert shapes("train", "--dataset", "fashion-mnist") == ([784, 64, 64, 10], 32)
+    # Shapes that need the data or a saved run are not resolved before JAX starts.
+    assert shapes("train", "--data-dir", str(tmp_path)) is None
+    assert shapes("train", "--resume", "--out", str(tmp_path)) is None
+    assert shapes("evaluate", str(tmp_path)) is None
+
+    default_flags = " ".join(tuning.THREADING["default"][0])
+    tuning.save({"threading": "one-thread", "unroll": 1, "split_rows": 740,
+                 "sizes": [784, 64, 64, 10], "batch": 32})
+    assert cli_xla(home, "train") == {"XLA_FLAGS": default_flags, "NPROC": "1", "jax": False}
+    other = {"XLA_FLAGS": default_flags, "NPROC": None, "jax": False}
+    assert cli_xla(home, "train", "--hidden", "32") == other
+    assert cli_xla(home, "train", "--batch-size", "64") == other
+    assert cli_xla(home, "train", "--data-dir", str(tmp_path)) == other
+    assert cli_xla(home, "evaluate", str(tmp_path)) == other
+
+
+def test_the_engine_takes_the_stored_unroll_for_its_shapes_only(home, monkeypatch):
     from digitnet.engine import DEFAULT_UNROLL, EngineSettings
 
+    run_threading(monkeypatch, "default")
     sizes = [784, 64, 64, 10]
     assert EngineSettings.default(sizes, 32).unroll == DEFAULT_UNROLL["cpu"]
     tuning.save({"threading": "default", "unroll": 4, "sizes": sizes, "batch": 32})
@@ -144,9 +212,11 @@ def test_the_engine_takes_the_stored_unroll_for_its_shapes_only(home):
     assert EngineSettings.default().unroll == DEFAULT_UNROLL["cpu"]
 
 
-def test_the_engine_takes_the_stored_gradient_split_for_its_shapes_only(home):
+def test_the_engine_takes_the_stored_gradient_split_for_its_shapes_and_threading_only(home,
+                                                                                       monkeypatch):
     from digitnet.engine import EngineSettings
 
+    run_threading(monkeypatch, "one-thread")
     sizes = [784, 64, 64, 10]
     assert EngineSettings.default(sizes, 32).split_rows == 0
     tuning.save({"threading": "one-thread", "unroll": 2, "split_rows": 740, "sizes": sizes,
@@ -154,6 +224,16 @@ def test_the_engine_takes_the_stored_gradient_split_for_its_shapes_only(home):
     assert tuning.chosen_settings(sizes, 32) == (2, 740)
     assert EngineSettings.default(sizes, 32).split_rows == 740
     assert EngineSettings.default(sizes, 64).split_rows == 0
+    # The split gives the default's bits on its own threading only: a process that runs
+    # another (the API without the CLI's setup, the user's NPROC) trains the defaults.
+    for name in ("default", "jax-default"):
+        run_threading(monkeypatch, name)
+        assert tuning.active_threading() == name
+        assert tuning.chosen_settings(sizes, 32) is None
+        assert EngineSettings.default(sizes, 32) == EngineSettings(unroll=2)
+    monkeypatch.setenv("NPROC", "2")
+    assert tuning.active_threading() is None and tuning.chosen_settings(sizes, 32) is None
+    run_threading(monkeypatch, "one-thread")
     assert calibrate.parse_name(calibrate.candidate_name("one-thread", 4, 740)) == ("one-thread", 4, 740)
     assert calibrate.parse_name("default/unroll-2") == ("default", 2, 0)
     tuning.save({"threading": "one-thread", "unroll": 2, "split_rows": -1})

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from digitnet import tuning
@@ -26,18 +27,19 @@ from digitnet.tuning import CPU_FLAGS, ONE_XLA_THREAD  # noqa: F401 - re-exporte
 # them to run side by side. Both are levers of bench/levers.py (docs/performance.md).
 
 
-def set_cpu_threading() -> bool:
-    """Set up XLA's CPU client for this machine, if JAX has not started yet: the threading that
-    `digitnet calibrate` chose and stored for this CPU and these versions (digitnet.tuning),
-    else digitnet's default, CPU_FLAGS. Flags are added to XLA_FLAGS where absent; an NPROC the
-    user set is kept.
+def set_cpu_threading(sizes: Sequence[int] | None = None, batch: int | None = None) -> bool:
+    """Set up XLA's CPU client for this machine, if JAX has not started yet: for a process that
+    trains layer `sizes` at `batch`, the threading that `digitnet calibrate` chose and stored for
+    this CPU, these versions and these shapes (digitnet.tuning.threading_env), else digitnet's
+    default, CPU_FLAGS (also when the shapes are not known). Flags are added to XLA_FLAGS where
+    absent; an NPROC the user set is kept.
 
     XLA reads XLA_FLAGS once, when its CPU backend starts, so this only works before
     `import jax`; returns whether the settings were applied. GPU backends ignore these flags.
     """
     if "jax" in sys.modules or os.environ.get("DIGITNET_XLA_THREADS", "").lower() == "auto":
         return False
-    flags, env = tuning.threading_env()
+    flags, env = tuning.threading_env(sizes, batch)
     given = os.environ.get("XLA_FLAGS", "")
     extra = [f for f in flags if f.split("=")[0] not in given]
     if extra:

@@ -14,7 +14,7 @@ import hashlib
 import json
 import os
 import platform
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
@@ -117,20 +117,48 @@ def chosen() -> dict[str, Any] | None:
     return entry
 
 
-def threading_env() -> tuple[tuple[str, ...], dict[str, str]]:
-    """(XLA flags, environment) for XLA's CPU client on this machine: the stored choice's, else
-    the default's."""
+def chosen_for(sizes: Sequence[int] | None, batch: int | None) -> dict[str, Any] | None:
+    """The stored choice when it was measured on these layer sizes and batch size, else None
+    (also when the shapes are not known: None)."""
     entry = chosen()
+    if entry and sizes is not None and list(entry.get("sizes", ())) == list(sizes) and \
+            entry.get("batch") == batch:
+        return entry
+    return None
+
+
+def threading_env(sizes: Sequence[int] | None = None,
+                  batch: int | None = None) -> tuple[tuple[str, ...], dict[str, str]]:
+    """(XLA flags, environment) for XLA's CPU client, for a process that trains these layer
+    sizes at this batch size: the stored choice's when it was calibrated on them, else the
+    default's. The threading holds for the whole process, and a one-thread pool trains other
+    last bits than the default's unless the first kernel's gradient is split for the shapes at
+    hand (calibrate.find_split); so a model of other shapes, or a process whose shapes are not
+    known, gets the default's threading and trains the bits of an uncalibrated run."""
+    entry = chosen_for(sizes, batch)
     flags, env = THREADING[entry["threading"] if entry else "default"]
     return flags, dict(env)
 
 
+def active_threading(environ: Mapping[str, str] | None = None) -> str | None:
+    """The THREADING candidate that this process's environment sets up for XLA (XLA_FLAGS,
+    NPROC), or None when it matches none (the user's own flags or pool size)."""
+    environ = os.environ if environ is None else environ
+    given = set(environ.get("XLA_FLAGS", "").split())
+    ours = {f for flags, _ in THREADING.values() for f in flags}
+    for name, (flags, env) in THREADING.items():
+        if given & ours == set(flags) and environ.get("NPROC") == env.get("NPROC"):
+            return name
+    return None
+
+
 def chosen_settings(sizes: list[int] | tuple[int, ...], batch: int) -> tuple[int, int] | None:
     """The stored choice's (steps per loop iteration, split rows of the first kernel's gradient:
-    digitnet.engine.EngineSettings), when it was measured on these layer sizes and batch size;
-    None otherwise (the engine's defaults then)."""
-    entry = chosen()
-    if entry and list(entry.get("sizes", ())) == list(sizes) and entry.get("batch") == batch:
+    digitnet.engine.EngineSettings), when it was measured on these layer sizes and batch size
+    and this process runs the XLA threading it was measured with (the split gives the default's
+    bits only on its own threading); None otherwise (the engine's defaults then)."""
+    entry = chosen_for(sizes, batch)
+    if entry and active_threading() == entry["threading"]:
         return int(entry["unroll"]), int(entry.get("split_rows", 0))
     return None
 

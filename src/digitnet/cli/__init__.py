@@ -14,7 +14,7 @@ from digitnet.cli.data import cmd_datasets
 from digitnet.cli.inspect import cmd_compare, cmd_evaluate, cmd_predict, cmd_report, cmd_runs, cmd_summary
 from digitnet.cli.parser import Parser, UsageError, add_train_options, build_parser
 from digitnet.cli.serve import cmd_export, cmd_serve
-from digitnet.cli.train import cmd_calibrate, cmd_ensemble, cmd_sweep, cmd_train
+from digitnet.cli.train import cmd_calibrate, cmd_ensemble, cmd_sweep, cmd_train, training_shapes
 from digitnet.errors import DigitnetError
 
 __all__ = ["COMMANDS", "Parser", "UsageError", "add_train_options", "build_parser", "main"]
@@ -37,6 +37,16 @@ def population_size(args: argparse.Namespace) -> int:
     return 1
 
 
+def setup_xla(args: argparse.Namespace) -> None:
+    """XLA's CPU client for this command, before JAX starts (see digitnet/runtime.py): devices
+    for a population, then the threading (a calibrated one only for the shapes it was
+    calibrated on: training_shapes)."""
+    from digitnet.runtime import population_devices, set_cpu_threading
+
+    population_devices(population_size(args))
+    set_cpu_threading(*(training_shapes(args) or (None, None)))
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         argv = sys.argv[1:] if argv is None else argv
@@ -47,10 +57,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         args.argv = argv  # sweeps and reports record the command that made them
         if args.command in ("train", "evaluate", "predict", "serve", "sweep", "compare", "ensemble"):
-            from digitnet.runtime import population_devices, set_cpu_threading
-
-            population_devices(population_size(args))
-            set_cpu_threading()  # before JAX starts; see digitnet/runtime.py
+            setup_xla(args)
         return COMMANDS[args.command](args)
     except DigitnetError as exc:
         print(f"digitnet: error: {exc}", file=sys.stderr)

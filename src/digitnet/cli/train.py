@@ -12,6 +12,34 @@ from typing import Any
 from digitnet.cli.parser import UsageError
 
 
+def training_shapes(args: argparse.Namespace) -> tuple[list[int], int] | None:
+    """(layer sizes, batch size) that this `digitnet train` will train, resolved as cmd_train
+    resolves them but before JAX starts (runtime.set_cpu_threading applies a calibrated
+    threading only for the shapes it was calibrated on); None when that needs the data or a
+    saved run (--data-dir, --resume) or another command: the default threading then."""
+    if args.command != "train" or args.resume or getattr(args, "data_dir", None):
+        return None
+    from digitnet.config import FIELDS, resolve
+    from digitnet.data.datasets import REGISTRY
+    from digitnet.errors import DigitnetError
+    from digitnet.spec import MLPSpec
+
+    try:
+        spec, cfg, run = resolve({k: v for k, v in vars(args).items() if k in FIELDS},
+                                 recipe=args.recipe, config=args.config)
+    except DigitnetError:
+        return None  # cmd_train reports it
+    name = run.get("dataset", "mnist")
+    if run.get("data_dir") or name not in REGISTRY:
+        return None
+    # digitnet's named datasets are MNIST-format 28×28 images; fit sets the spec's input shape
+    # and classes from the data the same way (api.setup_run).
+    classes = len(REGISTRY[name].classes)
+    if spec.input_shape != (28, 28) or spec.num_classes < classes:
+        spec = MLPSpec(**{**spec.to_dict(), "input_shape": (28, 28), "num_classes": max(classes, 2)})
+    return list(spec.sizes), cfg.batch_size
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     if not any(getattr(args, k, None) for k in ("data_dir", "config", "resume", "recipe")):
         from digitnet.data.datasets import prefetch
