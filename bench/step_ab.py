@@ -2,10 +2,11 @@
 MNIST, each variant an EngineSettings (and optionally other TrainConfig fields).
 
     python -m bench.step_ab [--rounds N] VARIANT VARIANT ...
-    VARIANT = name[:field=value,...]   fields of EngineSettings (unroll, split_rows, stacked)
+    VARIANT = name[:field=value,...]   fields of EngineSettings (unroll, split_rows, host_gather;
+                                       default unroll=2, host_gather=1, split_rows from --split)
                                        or of TrainConfig (optimizer, momentum, ...)
 
-    NPROC=1 python -m bench.step_ab --split 740 apart:stacked=0,unroll=2 stacked:stacked=1,unroll=2
+    NPROC=1 python -m bench.step_ab --split 740 xla-gather:host_gather=0 host-gather:host_gather=1
 
 Every variant first trains one epoch (compiling) and reports whether its weights equal the first
 variant's bit for bit; then each round trains one epoch of every variant, the order rotated
@@ -30,7 +31,7 @@ def parse_variant(text: str, split: int) -> tuple[str, dict[str, Any], dict[str,
 
     name, _, spec = text.partition(":")
     engine_fields = {f.name for f in fields(EngineSettings)}
-    settings: dict[str, Any] = {"unroll": 2, "split_rows": split}
+    settings: dict[str, Any] = {"unroll": 2, "split_rows": split, "host_gather": True}
     config: dict[str, Any] = {}
     for item in filter(None, spec.split(",")):
         key, _, value = item.partition("=")
@@ -42,7 +43,9 @@ def parse_variant(text: str, split: int) -> tuple[str, dict[str, Any], dict[str,
             except ValueError:
                 continue
         (settings if key in engine_fields else config)[key] = parsed
-    settings["stacked"] = bool(settings.get("stacked", False))
+    for f in fields(EngineSettings):
+        if isinstance(f.default, bool) and f.name in settings:
+            settings[f.name] = bool(settings[f.name])
     return name, settings, config
 
 

@@ -230,6 +230,42 @@ def test_a_split_first_gradient_changes_speed_not_the_training(mnist):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("cfg", [TrainConfig(epochs=2, seed=5, validation="none"),
+                                 TrainConfig(epochs=1, seed=6, validation="none", batch_size=64,
+                                             optimizer="sgd", momentum=0.9, chunks_per_epoch=3)])
+def test_host_gathered_chunks_train_the_same_bits(mnist, cfg):
+    # EngineSettings.host_gather (the CPU's default) hands the compiled chunk its examples
+    # gathered by NumPy instead of gathering them in the program: the same examples, so the
+    # same bits. 1,250 examples: a partial last batch; the per-step outputs exercise the
+    # chunk's example indices.
+    from digitnet.engine import EngineSettings
+
+    small = subset(mnist, 1250)
+    outputs = [Outputs(), Outputs()]
+    runs = [digitnet.fit(config=cfg, dataset=small, verbose=False, callbacks=[out],
+                         settings=EngineSettings(unroll=2, host_gather=gather))
+            for out, gather in zip(outputs, (False, True), strict=True)]
+    seen = np.concatenate(outputs[0].indices)
+    assert len(seen) == cfg.epochs * 1250 and sorted(seen[:1250]) == list(range(1250))
+    np.testing.assert_array_equal(np.concatenate(outputs[1].indices), seen)
+    for a, b in zip(weights_of(runs[0]), weights_of(runs[1]), strict=True):
+        np.testing.assert_array_equal(a, b)
+    for h, r in zip(runs[0].history, runs[1].history, strict=True):
+        assert {**h, "seconds": 0} == {**r, "seconds": 0}
+
+
+class Outputs(Callback):
+    """Keeps each step's example indices (Callback.on_batch_outputs)."""
+
+    needs_outputs = True
+
+    def __init__(self):
+        self.indices: list[np.ndarray] = []
+
+    def on_batch_outputs(self, first_step, logits, indices):
+        self.indices.append(np.asarray(indices).reshape(-1))
+
+
 def test_engine_settings_are_part_of_the_engine_cache_key():
     from digitnet.engine import EngineSettings, engine_for
 

@@ -27,7 +27,7 @@ from digitnet.errors import TrainingDiverged
 from digitnet.knobs import SPEC_KNOBS
 from digitnet.metrics import hits, loss_values
 from digitnet.model import MLPSpec, Params, forward, init_params
-from digitnet.optimizers import SlotStacks, make_optimizer
+from digitnet.optimizers import make_optimizer
 from digitnet.trainconfig import HOST_ONLY
 
 if TYPE_CHECKING:
@@ -57,16 +57,17 @@ class EngineSettings:
     rows below and from split_rows (split_grad_matmul): XLA's CPU dot on one thread then
     gives the bits that a two-thread pool gives for the whole product, so `digitnet
     calibrate` can choose one thread without changing a result (0: one product).
-    stacked: the compiled loop carries each parameter with its optimizer slots as one array
-    (digitnet.optimizers.SlotStacks), so that a step updates them in one pass over memory;
-    the same bits as carrying them apart (False).
+    host_gather: the caller gathers each chunk's examples, in training order, on the host
+    (Engine.chunk_data: NumPy) and passes the chunk's rows instead of the whole training set;
+    the default on a CPU, where the device's memory is the host's and XLA's gather of uint8
+    rows costs several times NumPy's. The same examples, so the same bits.
     """
 
     unroll: int = 1
     fused: str | None = None
     kernels: tuple[tuple[str, int], ...] = ()
     split_rows: int = 0
-    stacked: bool = False
+    host_gather: bool = False
 
     def __post_init__(self) -> None:
         if self.unroll < 1 or self.split_rows < 0 or self.fused not in (None, "gpu", "interpret"):
@@ -83,7 +84,8 @@ class EngineSettings:
             from digitnet.tuning import chosen_settings
 
             unroll, split = chosen_settings(sizes, batch) or (unroll, split)
-        return cls(unroll=unroll, fused=runtime.fused_step(), split_rows=split)
+        return cls(unroll=unroll, fused=runtime.fused_step(), split_rows=split,
+                   host_gather=backend == "cpu")
 
     def scan_unroll(self, steps: int, draws: bool = False) -> int:
         """Steps per loop iteration for a chunk of `steps`."""
@@ -194,16 +196,28 @@ class Engine:
             return self.train_chunk(*args, steps=steps, batch=batch, per_batch=per_batch,
                                     outputs=outputs)
 
-    def precompile(self, stats: Any, x: jax.Array, y: jax.Array,
+    def chunk_data(self, x: Any, y: Any, order: Any, start: int, steps: int,
+                   batch: int) -> tuple[Any, Any, Any]:
+        """(x, y, order) to pass train_chunk for the chunk of `steps` batches from `start` of
+        an epoch in `order`: with settings.host_gather, the chunk's examples in training order
+        and their indices, gathered by NumPy from host arrays x, y; else x, y, order as given."""
+        if not self.settings.host_gather:
+            return x, y, order
+        rows = np.asarray(order)[start:start + steps * batch]
+        return np.take(x, rows, axis=0), np.take(y, rows, axis=0), rows
+
+    def precompile(self, stats: Any, x: Any, y: Any,
                    chunks: list[tuple[int, int, int]], per_batch: bool = False,
                    outputs: bool = False) -> None:
         """Compile train_chunk for an epoch's chunk shapes ahead of their first call, which then
         finds the compiled program; anything that fails here is left for that call to raise."""
         try:
             params, opt_state, _, key = jax.eval_shape(self._init_state, 0)
-            order = jax.ShapeDtypeStruct((len(x),), jnp.int32)
             for steps, batch in dict.fromkeys((steps, batch) for _, steps, batch in chunks):
-                self.train_chunk.lower(params, opt_state, stats, x, y, order, 0, key,
+                rows = steps * batch if self.settings.host_gather else len(x)
+                xs, ys = (jax.ShapeDtypeStruct((rows, *a.shape[1:]), a.dtype) for a in (x, y))
+                order = jax.ShapeDtypeStruct((rows,), jnp.int32)
+                self.train_chunk.lower(params, opt_state, stats, xs, ys, order, 0, key,
                                        steps=steps, batch=batch, per_batch=per_batch,
                                        outputs=outputs).compile()
         except Exception:  # noqa: BLE001 - run_chunk meets the same error and handles it
@@ -287,15 +301,15 @@ class Engine:
         # The chunk's examples, gathered in training order once: a step then reads its batch as
         # one contiguous slice, which XLA fuses into the input's conversion, instead of a gather
         # of 32 rows whose index arithmetic runs per element. The same values, so the same bits.
-        rows = jax.lax.dynamic_slice(order, (start,), (steps * batch,))
-        xs, ys = x[rows], y[rows]
-
-        slots = SlotStacks(params, opt_state) if settings.stacked else None
+        # (With settings.host_gather, the caller passed them gathered: Engine.chunk_data.)
+        if settings.host_gather:
+            rows, xs, ys = order, x, y
+        else:
+            rows = jax.lax.dynamic_slice(order, (start,), (steps * batch,))
+            xs, ys = x[rows], y[rows]
 
         def step(carry, i):
             p, s, loss_sum, correct = carry
-            if slots is not None:
-                p, s = slots.unstack(p, s)
             xb = jax.lax.dynamic_slice_in_dim(xs, i * batch, batch)
             yb = jax.lax.dynamic_slice_in_dim(ys, i * batch, batch)
             k = jax.random.fold_in(key, start + i * batch)
@@ -303,23 +317,16 @@ class Engine:
             (_, (batch_loss, batch_hits, logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
                 p, xb, yb, k)
             updates, s = tx.update(grads, s, p)
-            p = optax.apply_updates(p, updates)
-            if slots is not None:
-                p, s = jax.lax.optimization_barrier(slots.stack(p, s))
-            carry = (p, s, loss_sum + batch_loss, correct + batch_hits)
+            carry = (optax.apply_updates(p, updates), s, loss_sum + batch_loss, correct + batch_hits)
             if outputs:
                 idx = jax.lax.dynamic_slice_in_dim(rows, i * batch, batch)
                 return carry, (batch_loss, batch_hits, logits, idx)
             return carry, (batch_loss, batch_hits) if per_batch else None
 
         zero = jnp.zeros((), jnp.float32)
-        if slots is not None:
-            params, opt_state = slots.stack(params, opt_state)
         (params, opt_state, loss_sum, correct), per_step = jax.lax.scan(
             step, (params, opt_state, zero, jnp.zeros((), jnp.int32)), jnp.arange(steps),
             unroll=settings.scan_unroll(steps, draws=use_dropout or aug is not None))
-        if slots is not None:
-            params, opt_state = slots.unstack(params, opt_state)
         return params, opt_state, loss_sum, correct, per_step
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import jax
-import jax.numpy as jnp
 import optax
 
 from digitnet import regularize
@@ -73,50 +72,3 @@ def learning_rate(cfg: TrainConfig, total_steps: int, peak: float) -> Any:
 
 def kernel_mask(params: Params) -> list[dict[str, bool]]:
     return [{name: name == "kernel" for name in layer} for layer in params]
-
-
-class SlotStacks:
-    """An optimizer state's per-parameter slots (Adam's moments, SGD's momentum, RMSprop's
-    mean square, an EMA: every subtree of the state shaped like the parameters) carried beside
-    the parameters as one array per parameter, [1 + slots, *shape]: the weights first, then the
-    slots in the state's order. A compiled step that carries these writes each parameter's new
-    weights and slots as one array, which XLA computes in one loop fusion (one pass over
-    memory, the slots recomputed where the weights need them) instead of one pass per slot and
-    one for the weights. The same element-wise expressions, so the same bits.
-
-    Built from one (params, state) example; stack and unstack then convert any pair of that
-    structure, also inside jax.vmap."""
-
-    def __init__(self, params: Params, state: Any):
-        self.params_def = jax.tree.structure(params)
-        shapes = [(v.shape, v.dtype) for v in jax.tree.leaves(params)]
-
-        def is_slot(node: Any) -> bool:
-            return (jax.tree.structure(node) == self.params_def
-                    and [(v.shape, v.dtype) for v in jax.tree.leaves(node)] == shapes)
-
-        self.is_slot = is_slot
-        parts, self.state_def = jax.tree.flatten(state, is_leaf=is_slot)
-        self.slot_at = tuple(i for i, part in enumerate(parts) if is_slot(part))
-
-    @property
-    def slots(self) -> int:
-        return len(self.slot_at)
-
-    def stack(self, params: Params, state: Any) -> tuple[list[jax.Array], list[Any]]:
-        """(one [1 + slots, ...] array per parameter leaf, the state's other leaves)."""
-        parts = self.state_def.flatten_up_to(state)
-        columns = [jax.tree.leaves(params)] + [self.params_def.flatten_up_to(parts[i])
-                                               for i in self.slot_at]
-        rest = [part for i, part in enumerate(parts) if i not in self.slot_at]
-        return [jnp.stack(leaf) for leaf in zip(*columns, strict=True)], rest
-
-    def unstack(self, stacks: list[jax.Array], rest: list[Any]) -> tuple[Params, Any]:
-        """The (params, state) that stack() was given."""
-        params = self.params_def.unflatten([s[0] for s in stacks])
-        others, parts = iter(rest), []
-        slot = {i: k + 1 for k, i in enumerate(self.slot_at)}
-        for i in range(self.state_def.num_leaves):
-            parts.append(self.params_def.unflatten([s[slot[i]] for s in stacks])
-                         if i in slot else next(others))
-        return params, self.state_def.unflatten(parts)

@@ -87,8 +87,9 @@ class PopulationEngine:
 
     def __init__(self, engine: Engine):
         self.engine = engine
-        # XLA's step: digitnet.fused's kernels train one model at a time.
-        self.settings = replace(engine.settings, fused=None)
+        # XLA's step: digitnet.fused's kernels train one model at a time; the members gather
+        # their own examples in the program, from the shared training set.
+        self.settings = replace(engine.settings, fused=None, host_gather=False)
         self.train_chunk = jax.jit(self._train_chunk, static_argnames=("steps", "batch"),
                                    donate_argnums=(0, 1))
         self.init_state = jax.jit(jax.vmap(engine._init_state),

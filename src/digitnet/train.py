@@ -148,6 +148,9 @@ def fit_arrays(
     xd = deskew_dataset(x.reshape(n, *spec.input_shape)) if spec.deskew else jax.device_put(x)
     yd = jax.device_put(y)
     statsd = jax.device_put(stats)
+    # What each chunk's examples are gathered from (Engine.chunk_data): on the host, views of
+    # the same memory on a CPU.
+    xh, yh = (np.asarray(xd), y) if engine.settings.host_gather else (xd, yd)
     # The training step compiles in a thread while this one compiles and runs the rest of the
     # start (initial weights; the shuffler's thread: the first shuffle).
     compiling = threading.Thread(target=engine.precompile,
@@ -189,8 +192,9 @@ def fit_arrays(
             # never waits for Python.
             pending = None
             for start, steps, batch in chunks:
+                data = engine.chunk_data(xh, yh, order, start, steps, batch)
                 state.params, state.opt_state, loss_sum, correct, per_step = engine.run_chunk(
-                    state.params, state.opt_state, statsd, xd, yd, order, start, epoch_key,
+                    state.params, state.opt_state, statsd, *data, start, epoch_key,
                     steps=steps, batch=batch, per_batch=meter.per_batch, outputs=meter.outputs)
                 if pending is not None:
                     meter.add(*pending)
