@@ -85,6 +85,21 @@ def test_a_population_of_one_is_todays_path_bit_for_bit(small):
         assert np.array_equal(np.asarray(x), np.asarray(y))
 
 
+def test_host_gathered_chunks_train_a_population_to_the_same_bits(small):
+    # EngineSettings.host_gather (a CPU's default): each member's chunk of examples gathered by
+    # NumPy and passed in, instead of gathered in the program from the shared training set.
+    runs = []
+    for gather in (False, True):
+        members = population_of_three(small)
+        fit_members(members, small.x_train, small.y_train, settings=replace(FAST, host_gather=gather))
+        assert all(m.error is None and m.together == 3 for m in members)
+        runs.append(members)
+    for a, b in zip(*runs, strict=True):
+        for x, y in zip(jax.tree.leaves(a.state.params), jax.tree.leaves(b.state.params), strict=True):
+            assert np.array_equal(np.asarray(x), np.asarray(y))
+        assert {**a.state.history[-1], "seconds": 0} == {**b.state.history[-1], "seconds": 0}
+
+
 def test_device_shuffles_are_the_engines_orders():
     import jax.numpy as jnp
 
@@ -256,7 +271,8 @@ from tests.test_population import FAST, population_of_three
 from digitnet.population import fit_members
 ds = load_dataset("mnist", sys.argv[1])
 members = population_of_three(ds)
-fit_members(members, ds.x_train, ds.y_train, settings=FAST)
+# Each member's examples gathered by NumPy (EngineSettings.host_gather), split over the devices.
+fit_members(members, ds.x_train, ds.y_train, settings=replace(FAST, host_gather=True))
 assert jax.device_count() == 2 and all(m.error is None for m in members)
 np.savez(sys.argv[2], *[np.asarray(a) for m in members for a in jax.tree.leaves(m.state.params)])
 print(json.dumps([m.state.history[-1] for m in members]))

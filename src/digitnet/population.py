@@ -87,9 +87,8 @@ class PopulationEngine:
 
     def __init__(self, engine: Engine):
         self.engine = engine
-        # XLA's step: digitnet.fused's kernels train one model at a time; the members gather
-        # their own examples in the program, from the shared training set.
-        self.settings = replace(engine.settings, fused=None, host_gather=False)
+        # XLA's step: digitnet.fused's kernels train one model at a time.
+        self.settings = replace(engine.settings, fused=None)
         self.train_chunk = jax.jit(self._train_chunk, static_argnames=("steps", "batch"),
                                    donate_argnums=(0, 1))
         self.init_state = jax.jit(jax.vmap(engine._init_state),
@@ -108,11 +107,16 @@ class PopulationEngine:
 
     def _train_chunk(self, params, opt_state, stats, x, y, orders, start, keys, knobs, *, steps,
                      batch):
-        def one(p, s, st, order, key, kn):
-            return self.engine._train_chunk(p, s, st, x, y, order, start, key, kn, steps=steps,
+        """With settings.host_gather, x, y and orders are each member's chunk (its examples in
+        training order and their indices: member axis first); else the shared training set
+        and each member's epoch order."""
+        def one(p, s, st, xm, ym, order, key, kn):
+            return self.engine._train_chunk(p, s, st, xm, ym, order, start, key, kn, steps=steps,
                                             batch=batch, settings=self.settings)[:4]
 
-        return jax.vmap(one)(params, opt_state, stats, orders, keys, knobs)
+        data = 0 if self.settings.host_gather else None
+        return jax.vmap(one, in_axes=(0, 0, 0, data, data, 0, 0, 0))(
+            params, opt_state, stats, x, y, orders, keys, knobs)
 
 
 @lru_cache(maxsize=8)
@@ -296,7 +300,11 @@ def train_part(members: Sequence[Member], xd: jax.Array, yd: jax.Array,
             m.state = TrainState(params=p, opt_state=s)
     params, opt_state = place.members((params, opt_state))
     stats = place.members(stack([m.stats for m in members]))
-    xd, yd = place.shared((xd, yd))
+    host = pop.settings.host_gather  # each chunk's examples gathered by NumPy (a CPU's default)
+    if host:
+        xh, yh = np.asarray(xd), np.asarray(yd)
+    else:
+        xd, yd = place.shared((xd, yd))
     rows = [m.rows for m in members]
     validate = shared_validation(members, place)
 
@@ -307,7 +315,8 @@ def train_part(members: Sequence[Member], xd: jax.Array, yd: jax.Array,
         got = [engine.epoch_order(order_keys[i], dropout_keys[i], epoch, n) for i in range(k)]
         idx = np.stack([np.asarray(o) if r is None else r[np.asarray(o)].astype(np.int32)
                         for (o, _), r in zip(got, rows, strict=True)])
-        return place.members((jnp.asarray(idx), jnp.stack([key for _, key in got])))
+        keys = place.members(jnp.stack([key for _, key in got]))
+        return (idx if host else place.members(jnp.asarray(idx))), keys
 
     for m in members:
         for cb in m.callbacks:
@@ -327,8 +336,13 @@ def train_part(members: Sequence[Member], xd: jax.Array, yd: jax.Array,
             meters = [EpochMeter(epoch, m.cfg.lr, m.callbacks) for m in members]
             pending = None
             for start, steps, batch in chunks:
+                if host:
+                    ids = order[:, start:start + steps * batch]
+                    data = place.members((np.take(xh, ids, axis=0), np.take(yh, ids, axis=0), ids))
+                else:
+                    data = (xd, yd, order)
                 params, opt_state, loss_sum, correct = pop.train_chunk(
-                    params, opt_state, stats, xd, yd, order, start, epoch_keys, knobs,
+                    params, opt_state, stats, *data, start, epoch_keys, knobs,
                     steps=steps, batch=batch)
                 if pending is not None:
                     feed(members, meters, *pending)
