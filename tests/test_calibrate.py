@@ -230,7 +230,7 @@ def test_the_engine_takes_the_stored_gradient_split_for_its_shapes_and_threading
         run_threading(monkeypatch, name)
         assert tuning.active_threading() == name
         assert tuning.chosen_settings(sizes, 32) is None
-        assert EngineSettings.default(sizes, 32) == EngineSettings(unroll=2)
+        assert EngineSettings.default(sizes, 32) == EngineSettings(unroll=2, host_gather=True)
     monkeypatch.setenv("NPROC", "2")
     assert tuning.active_threading() is None and tuning.chosen_settings(sizes, 32) is None
     run_threading(monkeypatch, "one-thread")
