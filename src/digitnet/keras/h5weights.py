@@ -13,8 +13,9 @@ model `.h5`):
 from __future__ import annotations
 
 import io
+import math
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,13 +35,17 @@ ASCII = h5py.string_dtype("ascii")
 MAX_DEPTH = 16  # groups within groups; Keras writes 4 levels
 MAX_OBJECTS = 10_000  # links walked in one file; Keras writes a few per layer
 MAX_ATTR_BYTES = 16 << 20  # one attribute (model_config is the largest, a few kB)
+MAX_CHUNK_BYTES = 64 << 20  # one stored chunk, decompressed whole even to read a few values
+# HDF5 filters a weights file may use: deflate, shuffle, fletcher32 and h5py's LZF. Any other id
+# would make HDF5 search its plugin path for code to run.
+FILTERS = {1: "deflate", 2: "shuffle", 3: "fletcher32", 32000: "lzf"}
 
 
 @dataclass
 class LayerWeights:
     class_name: str  # Keras class: Dense, Dropout, Flatten
     name: str
-    arrays: list[np.ndarray] = field(default_factory=list)  # kernel, bias
+    arrays: list[Any] = field(default_factory=list)  # kernel, bias: arrays (h5py datasets until read)
 
 
 def h5_bytes(write: Any) -> bytes:
@@ -111,31 +116,59 @@ def check_file(f: h5py.Group, source: str) -> None:
                                          f"({'virtual' if obj.is_virtual else 'external storage'})")
                 if obj.size and obj.id.get_storage_size() == 0:
                     raise KerasFileError(f"{source}: {where} was declared but never written")
+                check_storage(obj, f"{source}: {where}")
                 budget.charge(obj.size * obj.dtype.itemsize, where)
 
     walk(f, 0)
 
 
-def read_weights(f: h5py.Group, source: str) -> list[LayerWeights]:
-    """The layers that hold weights, in model order, from either layout."""
+def check_storage(ds: h5py.Dataset, where: str) -> None:
+    """A dataset's type and layout, before any of it is read: numbers of at most 8 bytes (an
+    optimizer's step count is an integer), chunks of bounded size, and only the common
+    compression filters."""
+    if ds.dtype.kind not in "fiub" or ds.dtype.itemsize > 8:
+        raise KerasFileError(f"{where}: values of type {ds.dtype}; Keras files hold numbers")
+    if ds.chunks is not None:
+        chunk = math.prod(ds.chunks) * ds.dtype.itemsize
+        if chunk > MAX_CHUNK_BYTES:
+            raise KerasFileError(f"{where}: chunks of {chunk:,} bytes, more than the "
+                                 f"{MAX_CHUNK_BYTES:,} allowed")
+    plist = ds.id.get_create_plist()
+    for i in range(plist.get_nfilters()):
+        code = plist.get_filter(i)[0]
+        if code not in FILTERS:
+            raise KerasFileError(f"{where}: HDF5 filter {code} is not one of "
+                                 f"{', '.join(FILTERS.values())}; refusing the file")
+
+
+def read_weights(f: h5py.Group, source: str,
+                 check: Callable[[list[LayerWeights]], None] | None = None) -> list[LayerWeights]:
+    """The layers that hold weights, in model order, from either layout. `check` sees them
+    first with their h5py datasets (shapes known, nothing read) and may refuse the file."""
     check_file(f.file, source)
-    budget = Budget(4 * MAX_PARAMS, source, KerasFileError)  # float32 values actually read
     if "layer_names" in f.attrs or "layer_names0" in f.attrs:
-        return read_legacy(f, source, budget)
-    if isinstance(f.get("model_weights"), h5py.Group):
-        return read_legacy(f["model_weights"], source, budget)
-    if isinstance(f.get("layers"), h5py.Group):
-        return read_keras3(f["layers"], source, budget)
-    raise KerasFileError(f"{source}: not a Keras weights file (no layers/ group or layer_names)")
+        found = find_legacy(f, source)
+    elif isinstance(f.get("model_weights"), h5py.Group):
+        found = find_legacy(f["model_weights"], source)
+    elif isinstance(f.get("layers"), h5py.Group):
+        found = find_keras3(f["layers"], source)
+    else:
+        raise KerasFileError(f"{source}: not a Keras weights file (no layers/ group or layer_names)")
+    if check is not None:
+        check(found)
+    budget = Budget(4 * MAX_PARAMS, source, KerasFileError)  # float32 values actually read
+    for layer in found:
+        layer.arrays = [read_array(ds, f"{source}: {ds.name.lstrip('/')}", budget) for ds in layer.arrays]
+    return found
 
 
-def read_keras3(layers: h5py.Group, source: str, budget: Budget) -> list[LayerWeights]:
+def find_keras3(layers: h5py.Group, source: str) -> list[LayerWeights]:
     found: list[tuple[int, LayerWeights]] = []
     for path, group in layers.items():
         vars_ = group.get("vars") if isinstance(group, h5py.Group) else None
         if not isinstance(vars_, h5py.Group):
             raise KerasFileError(f"{source}: layers/{path} has no vars/ group")
-        arrays = [read_array(vars_[str(i)], f"{source}: layers/{path}/vars/{i}", budget)
+        arrays = [dataset(vars_[str(i)], f"{source}: layers/{path}/vars/{i}")
                   for i in range(len(vars_)) if str(i) in vars_]
         if len(arrays) != len(vars_):
             raise KerasFileError(f"{source}: layers/{path}/vars holds unexpected entries {sorted(vars_)}")
@@ -150,7 +183,7 @@ def read_keras3(layers: h5py.Group, source: str, budget: Budget) -> list[LayerWe
     return [layer for _, layer in sorted(found, key=lambda t: t[0])]
 
 
-def read_legacy(f: h5py.Group, source: str, budget: Budget) -> list[LayerWeights]:
+def find_legacy(f: h5py.Group, source: str) -> list[LayerWeights]:
     out = []
     for name in attr_list(f, "layer_names", source):
         group = f.get(name)
@@ -163,16 +196,22 @@ def read_legacy(f: h5py.Group, source: str, budget: Budget) -> list[LayerWeights
         for w in weight_names:
             if not isinstance(group.get(w), h5py.Dataset):
                 raise KerasFileError(f"{source}: {name}/{w} is missing")
-            arrays.append(read_array(group[w], f"{source}: {name}/{w}", budget))
+            arrays.append(dataset(group[w], f"{source}: {name}/{w}"))
         out.append(LayerWeights("Dense", name, arrays))
     return out
 
 
-def read_array(ds: Any, where: str, budget: Budget | None = None) -> np.ndarray:
+def dataset(ds: Any, where: str) -> h5py.Dataset:
+    """A weight dataset, its type and size checked (not read)."""
     if not isinstance(ds, h5py.Dataset) or ds.dtype.kind != "f" or ds.ndim not in (1, 2):
         raise KerasFileError(f"{where}: expected a 1-D or 2-D float array")
     if ds.size > MAX_ELEMENTS:
         raise KerasFileError(f"{where}: {ds.size} values is more than an MLP layer holds")
+    return ds
+
+
+def read_array(ds: Any, where: str, budget: Budget | None = None) -> np.ndarray:
+    dataset(ds, where)
     if budget is not None:  # the file's total, however many times it lists one array
         budget.charge(ds.size * max(ds.dtype.itemsize, 4), where)
     a = np.asarray(ds[()], np.float32)

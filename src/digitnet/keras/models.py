@@ -15,6 +15,7 @@ import os
 import time
 import warnings
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -424,12 +425,18 @@ class Model(Layer):
             from digitnet.keras.saving import read_archive
 
             _, data = read_archive(path)
-            found = read_h5(io.BytesIO(data), path)
+            found = read_h5(io.BytesIO(data), path, lambda found: self._check_found(found, path))
         else:
-            found = read_h5(path, path)
+            found = read_h5(path, path, lambda found: self._check_found(found, path))
         self.assign(found, path)
 
     def assign(self, found: list[LayerWeights], source: Path) -> None:
+        self._check_found(found, source)
+        for layer, item in zip(self._dense(), found, strict=True):
+            layer.set_weights(item.arrays)
+
+    def _check_found(self, found: list[LayerWeights], source: Path) -> None:
+        """The file's weights (arrays, or h5py datasets not yet read) have this model's shapes."""
         dense = self._dense()
         if len(found) != len(dense):
             raise KerasFileError(f"{source}: the file holds weights for {len(found)} layers, the "
@@ -443,8 +450,6 @@ class Model(Layer):
             if got != want:
                 raise KerasFileError(f"{source}: layer {item.name!r} has weights of shapes {got}; "
                                      f"the model's {layer.name!r} needs {want}")
-        for layer, item in zip(dense, found, strict=True):
-            layer.set_weights(item.arrays)
 
     def save(self, filepath: str | os.PathLike, overwrite: bool = True, zipped: Any = None) -> None:
         """'x.keras': Keras 3's archive; 'x.h5': the legacy full-model HDF5."""
@@ -836,10 +841,11 @@ class Sequential(Model):
         return layer
 
 
-def read_h5(source: Any, name: Path) -> list[LayerWeights]:
+def read_h5(source: Any, name: Path,
+            check: Callable[[list[LayerWeights]], None] | None = None) -> list[LayerWeights]:
     try:
         with h5py.File(source, "r") as f:
-            return read_weights(f, str(name))
+            return read_weights(f, str(name), check)
     except (OSError, KeyError, ValueError) as exc:
         if isinstance(exc, KerasFileError):
             raise
@@ -850,7 +856,13 @@ def load_model(filepath: str | os.PathLike, custom_objects: Any = None, compile:
                safe_mode: bool = True) -> Model:
     """A Sequential (or functional chain) MLP from a Keras 3 .keras archive or a legacy
     full-model .h5."""
-    from digitnet.keras.saving import compile_options, layers_from_config, read_archive, read_json_attr
+    from digitnet.keras.saving import (
+        check_declared_weights,
+        compile_options,
+        layers_from_config,
+        read_archive,
+        read_json_attr,
+    )
 
     if custom_objects:
         raise KerasValueError("load_model: custom_objects are not supported (no code is loaded)")
@@ -861,7 +873,7 @@ def load_model(filepath: str | os.PathLike, custom_objects: Any = None, compile:
     if zipfile.is_zipfile(path):
         config, data = read_archive(path)
         name, layers = layers_from_config(config, path)
-        weights = read_h5(io.BytesIO(data), path)
+        weights = read_h5(io.BytesIO(data), path, lambda found: check_declared_weights(layers, found, path))
         training = config.get("compile_config")
     else:
         try:
@@ -871,7 +883,8 @@ def load_model(filepath: str | os.PathLike, custom_objects: Any = None, compile:
                     raise KerasFileError(f"{path}: no model_config (a weights-only file? build the "
                                          "model and call load_weights)")
                 name, layers = layers_from_config(config, path)
-                weights = read_weights(f, str(path))
+                weights = read_weights(f, str(path),
+                                       lambda found: check_declared_weights(layers, found, path))
                 training = read_json_attr(f, "training_config", path)
         except (OSError, KeyError, ValueError) as exc:  # h5py's errors on a corrupt file
             if isinstance(exc, KerasFileError):

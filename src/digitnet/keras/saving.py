@@ -236,6 +236,35 @@ def check_sizes(layers: list[Layer], source: Path) -> None:
     check_layer_sizes(sizes, str(source), KerasFileError)
 
 
+def check_declared_weights(layers: list[Layer], found: list[LayerWeights], source: Path) -> None:
+    """The kernel and bias shapes the config's Dense layers declare, against the weight file's
+    datasets (their shapes only: nothing read yet). Called before any model is built, so a
+    config that declares Dense(100000) over small weights costs nothing."""
+    dense = [layer for layer in layers if isinstance(layer, Dense)]
+    if len(found) != len(dense):
+        raise KerasFileError(f"{source}: the file holds weights for {len(found)} layers, its config "
+                             f"declares {len(dense)} Dense layers")
+    current: tuple[Any, ...] | None = None
+    items = iter(found)
+    for layer in layers:
+        if current is None and layer.input_shape is not None:
+            current = (None, *layer.input_shape)
+        if isinstance(layer, Dense):
+            item = next(items)
+            got = [tuple(a.shape) for a in item.arrays]
+            fan_in = current[-1] if current is not None else got[0][0] if got and len(got[0]) == 2 else -1
+            want = [(fan_in, layer.units), (layer.units,)]
+            if got != want:
+                raise KerasFileError(f"{source}: layer {item.name!r} holds weights of shapes {got}; "
+                                     f"the config's {layer.name!r} declares {want}")
+            current = current or (None, fan_in)
+        if current is not None:
+            try:
+                current = layer.output_shape_for(current)
+            except KerasValueError as exc:
+                raise KerasFileError(f"{source}: {exc}") from None
+
+
 def layer_from_entry(entry: Any, source: Path) -> Layer:
     if not isinstance(entry, dict):
         raise KerasFileError(f"{source}: a layer entry is not a JSON object")
