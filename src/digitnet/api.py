@@ -22,7 +22,7 @@ from digitnet.data.datasets import Dataset, load_dataset
 from digitnet.engine import EngineSettings
 from digitnet.ensemble import Ensemble
 from digitnet.errors import ConfigError, ModelFileError
-from digitnet.metrics import Evaluation, evaluate_arrays
+from digitnet.metrics import Evaluation, binary_labels, evaluate_arrays
 from digitnet.model import MLPSpec, Params, predict_logits, preprocess_stats
 from digitnet.runtime import enable_compile_cache
 from digitnet.seeds import SUMMARY, SeedRuns, summarize
@@ -64,14 +64,47 @@ class Model:
             )
         if x.dtype.kind == "f" and not np.isfinite(x).all():
             raise ConfigError("inputs contain NaN or infinite values")
-        warn_if_scaled(x)
+        if self.spec.preprocess != "none":  # a model of inputs "as given" (Keras') takes any scale
+            warn_if_scaled(x)
         return x.reshape(len(x), -1)
 
+    @classmethod
+    def from_keras(cls, model: Any, preprocess: str = "none", dataset: Any = None) -> Model:
+        """A digitnet Model of a built digitnet.keras MLP, its weights copied: it then saves as a
+        run directory that every digitnet command reads. `preprocess` is what the Keras code
+        did to the pixels before the model saw them: "unit" for x / 255, "center" for
+        x / 255 - 0.5, "none" for nothing; the Model then takes raw 0-255 pixels. `dataset`
+        (a name or a folder of IDX files) is what `evaluate` and the CLI use by default."""
+        from digitnet.spec import PREPROCESS
+
+        if preprocess not in ("none", "unit", "center"):
+            raise ConfigError(f"preprocess must be none, unit or center (the Keras code's scaling), "
+                              f"got {preprocess!r}; {', '.join(PREPROCESS)} are digitnet's")
+        spec = getattr(model, "spec", None)
+        if not isinstance(spec, MLPSpec):
+            raise ConfigError("from_keras needs a built digitnet.keras model (call build, fit or "
+                              "predict first)")
+        spec = MLPSpec(**{**spec.to_dict(), "preprocess": preprocess})
+        params = [{k: np.array(v, np.float32) for k, v in layer.items()} for layer in model.params()]
+        config: dict[str, Any] = {"source": {"keras_model": str(getattr(model, "name", "model"))}}
+        if dataset is not None:
+            config["dataset"] = as_dataset(dataset).describe()
+            if isinstance(dataset, str | os.PathLike) and Path(dataset).is_dir():
+                config["dataset"]["path"] = str(Path(dataset).resolve())
+        out = cls(spec, params, preprocess_stats(spec, np.zeros((0, spec.input_dim))), config)
+        if dataset is not None:  # what `digitnet runs`, compare and ensembles show
+            test = out.evaluate()
+            config["metrics"] = {"test_loss": test.loss, "test_accuracy": test.accuracy}
+        return out
+
     def logits(self, x: Any) -> np.ndarray:
-        return predict_logits(self.spec, self.params, self.stats, self._inputs(x))
+        """Scores (N, classes) whose softmax is predict_proba: the network's outputs, or for a
+        one-sigmoid-unit model (a binary classifier) the pair (0, z) (class_logits)."""
+        return class_logits(self.spec, predict_logits(self.spec, self.params, self.stats, self._inputs(x)))
 
     def predict_proba(self, x: Any) -> np.ndarray:
-        """Class probabilities (N, classes) for raw images (N, H, W) or (N, H*W), or one image."""
+        """Class probabilities (N, classes) for raw images (N, H, W) or (N, H*W), or one image;
+        for a binary model (one sigmoid unit z), (1 - sigmoid(z), sigmoid(z))."""
         z = self.logits(x)
         z = np.exp(z - z.max(axis=1, keepdims=True))
         return z / z.sum(axis=1, keepdims=True)
@@ -94,6 +127,8 @@ class Model:
                                   f"takes {self.spec.input_shape}")
             x, y = ds.x_test, ds.y_test
         x, y = self._inputs(x), np.asarray(y)
+        if self.spec.output_units == 1 and y.dtype.kind in "biuf":
+            y = binary_labels(y)
         one_hot = y.ndim == 2 and y.shape[1] == self.spec.num_classes
         if not (y.ndim == 1 and y.dtype.kind in "iu" or one_hot) or len(y) != len(x):
             raise ConfigError(f"labels must be integers (or one-hot rows), one per image; got "
@@ -119,6 +154,15 @@ class Model:
     def tensors(self) -> dict[str, np.ndarray]:
         return {**art.params_to_tensors(self.params),
                 **{f"preprocess.{k}": np.asarray(v) for k, v in self.stats.items()}}
+
+
+def class_logits(spec: MLPSpec, z: np.ndarray) -> np.ndarray:
+    """The network's outputs z as one score per class: as they are for a softmax over the
+    classes; for one sigmoid unit, (0, z), whose softmax is (1 - sigmoid(z), sigmoid(z)) and
+    whose argmax is z > 0, Keras' binary accuracy rule."""
+    if spec.output_units != 1:
+        return z
+    return np.concatenate([np.zeros_like(z), z], axis=1)
 
 
 def as_pixels(x: Any) -> np.ndarray:

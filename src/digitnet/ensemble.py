@@ -41,6 +41,9 @@ class Ensemble:
                 raise ConfigError(
                     f"ensemble members must share input shape and classes: {first.input_shape} and "
                     f"{first.num_classes} classes against {m.spec.input_shape} and {m.spec.num_classes}")
+            if m.spec.output != first.output:  # a binary and a 2-class softmax model: say so
+                raise ConfigError(f"ensemble members must share their output layer: {first.output} "
+                                  f"against {m.spec.output}")
         self.members = flat
         self.spec = first  # input shape and classes (what callers that feed the model need)
         self.config = {"dataset": flat[0].config.get("dataset", {}), **(config or {})}

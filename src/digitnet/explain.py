@@ -15,13 +15,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from digitnet.errors import ConfigError
 from digitnet.model import MLPSpec, forward, layer_outputs
 
 
 @lru_cache(maxsize=8)
 def _grad_fn(spec: MLPSpec):
     def logit(x, params, stats, c):
-        return forward(params, stats, x[None], spec)[0, c]
+        out = forward(params, stats, x[None], spec)[0]
+        if spec.output_units == 1:  # one sigmoid unit z: its log-odds for class 1, -z for 0
+            return jnp.where(c == 1, out[0], -out[0])
+        return out[c]
 
     grad = jax.vmap(jax.grad(logit), in_axes=(0, None, None, 0))
     return jax.jit(lambda x, params, stats, c: grad(x, params, stats, c) * x)
@@ -48,6 +52,11 @@ def text_map(attr: np.ndarray) -> str:
     """One attribution map (H, W) as text, two characters a pixel: "#" and "+" pushed towards
     the answer (strongly, weakly), "-" and "=" away from it, "·" a little either way, blank
     nothing."""
+    side = int(round(np.sqrt(attr.size)))
+    if attr.ndim == 1 and side * side == attr.size:  # a model of flat inputs (Keras' (784,))
+        attr = attr.reshape(side, side)
+    if attr.ndim != 2:
+        raise ConfigError(f"cannot draw an attribution map of shape {attr.shape} as an image")
     a = normalized(attr[None])[0]
     rows = []
     for row in a:

@@ -131,12 +131,16 @@ def network_nodes(model: Model, prefix: str, logits: str) -> tuple[list, list]:
     for i, layer in enumerate(model.params):
         inits += [const(f"{p}dense_{i}.kernel", np.asarray(layer["kernel"])),
                   const(f"{p}dense_{i}.bias", np.asarray(layer["bias"]))]
-        pre = logits if i == last else f"{p}dense_{i}"
+        binary = i == last and spec.output_units == 1
+        pre = f"{p}dense_{i}" if i < last or binary else logits
         nodes += [helper.make_node("MatMul", [h, f"{p}dense_{i}.kernel"], [f"{p}dense_{i}_mm"]),
                   helper.make_node("Add", [f"{p}dense_{i}_mm", f"{p}dense_{i}.bias"], [pre])]
         if i < last:  # dropout is identity at inference
             h = f"{p}h{i + 1}"
             nodes += activation_nodes(spec.hidden_activations[i], pre, h, helper)
+    if spec.output_units == 1:  # one sigmoid unit z: the class scores (0, z), as Model.logits
+        nodes += [helper.make_node("Sub", [pre, pre], [f"{p}zero"]),
+                  helper.make_node("Concat", [f"{p}zero", pre], [logits], axis=1)]
     return nodes, inits
 
 

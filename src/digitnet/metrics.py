@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from digitnet.errors import ConfigError
 from digitnet.knobs import active
 
 
@@ -128,13 +129,29 @@ def evaluate_arrays(spec, params, stats, x: np.ndarray, y: np.ndarray,
     (N,), or target rows y (N, classes). The loss is `loss`, label-smoothed by `smoothing`."""
     from digitnet.model import predict_logits
 
+    y = np.asarray(y)
+    if spec.output_units == 1:
+        y = binary_labels(y)
     logits = predict_logits(spec, params, stats, x)
-    loss_value = float(np.asarray(compiled_loss_values(logits, np.asarray(y), loss=loss,
+    loss_value = float(np.asarray(compiled_loss_values(logits, y, loss=loss,
                                                           smoothing=smoothing)).mean())
-    y = np.asarray(target_labels(np.asarray(y)))
-    pred = logits.argmax(-1)
+    y = np.asarray(target_labels(y))
+    # One sigmoid unit: class 1 where sigmoid(z) > 0.5, as Keras' binary accuracy counts.
+    pred = (logits[:, 0] > 0).astype(np.int64) if spec.output_units == 1 else logits.argmax(-1)
     return Evaluation(loss=loss_value, accuracy=float((pred == y).mean()),
                       confusion=confusion_matrix(y, pred, spec.num_classes))
+
+
+def binary_labels(y: np.ndarray) -> np.ndarray:
+    """The 0/1 labels (N,) of a binary model from labels (N,) or (N, 1), or one-hot rows (N, 2);
+    a label other than 0 or 1 (a 10-class dataset's) is refused in one line."""
+    if y.ndim == 2 and y.shape[1] == 2:
+        y = y.argmax(axis=1)
+    y = y.reshape(len(y), -1)[:, 0] if y.ndim == 2 and y.shape[1] == 1 else y
+    if y.ndim != 1 or y.size and not np.isin(y, (0, 1)).all():
+        raise ConfigError(f"a binary model (one sigmoid unit) is evaluated on 0/1 labels; got "
+                          f"labels of shape {y.shape} with values {np.unique(y)[:10].tolist()}")
+    return y.astype(np.int64)
 
 
 def higher_is_better(name: str) -> bool:

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from digitnet import artifacts as art
-from digitnet.api import load
+from digitnet.api import class_logits, load
 
 PROBE_ROWS = 64
 # The NumPy path must give these probabilities to within this much, or it is not used.
@@ -95,7 +95,7 @@ def numpy_forward(model: Any) -> Callable[[np.ndarray], np.ndarray] | None:
         for (kernel, bias), act in zip(layers[:-1], acts, strict=True):
             h = act(h @ kernel + bias)
         kernel, bias = layers[-1]
-        return h @ kernel + bias
+        return class_logits(spec, h @ kernel + bias)
 
     return forward
 
