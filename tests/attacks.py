@@ -39,6 +39,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 CASE_SECONDS = 30.0  # a library case running longer is a hang
 MEMORY_LIMIT = 3 << 30  # RLIMIT_AS of the worker
+CASE_RSS_GROWTH = 128  # MiB a refused class-1 file may add to the worker's peak RSS
+CASE_CPU = 1.0  # CPU seconds a refused class-1 file may cost
 SERVER_CPU_LIMIT = 1.0  # CPU seconds the server may spend on one request
 SERVER_RSS_GROWTH = 768  # MiB the server's peak RSS may grow under a class's requests
 STALL_SECONDS = 45.0  # a stalled connection must be closed by the server within this (body timeout 30 s)
@@ -161,15 +163,128 @@ def h5_file(build: Callable[[Any], None]) -> bytes:
 
 # ---------------------------------------------------------------- class 1 (library part)
 
+def legacy_with_config(seed: bytes, edit: Callable[[dict], Any]) -> bytes:
+    """A legacy full-model .h5 whose model_config is edited (its weights kept)."""
+    import h5py
+
+    buf = io.BytesIO(seed)
+    with h5py.File(buf, "a") as f:
+        config = json.loads(f.attrs["model_config"])
+        edit(config)
+        del f.attrs["model_config"]
+        f.attrs["model_config"] = json.dumps(config)
+    return buf.getvalue()
+
+
+def weights_h5(rng: random.Random) -> tuple[str, bytes]:
+    """A Keras 3 .weights.h5 for the seed model (784 → 8 → 10) whose first kernel is stored in
+    a way that costs far more to read than the file's bytes, or cannot be read as weights."""
+    kind = rng.choice(("declared giant", "chunk bomb", "unknown filter", "odd dtype", "scaleoffset"))
+    label = ""
+
+    def build(f):
+        nonlocal label
+        vars_ = f.create_group("layers").create_group("dense").create_group("vars")
+        if kind == "declared giant":  # the shape of a Dense(100000) kernel, one chunk written
+            units = rng.choice([30_000, 100_000, 160_000])
+            ds = vars_.create_dataset("0", shape=(784, units), dtype="f4", chunks=(784, 64),
+                                      compression="gzip")
+            ds[:, :64] = 0.5
+            label = f"a kernel declared (784, {units}), one chunk written"
+        elif kind == "chunk bomb":  # a small dataset in one huge compressed chunk
+            side = rng.choice([4096, 8192, 16384])
+            ds = vars_.create_dataset("0", shape=(784, 8), maxshape=(None, None), dtype="f4",
+                                      chunks=(side, side), compression="gzip")
+            ds[...] = 0.5
+            label = f"a (784, 8) kernel in one {side}x{side} gzip chunk"
+        elif kind == "unknown filter":
+            code = rng.choice([307, 32001, 32004, 32015, 65000])
+            ds = vars_.create_dataset("0", shape=(784, 8), dtype="f4", chunks=(784, 8),
+                                      compression=code, allow_unknown_filter=True)
+            ds.id.write_direct_chunk((0, 0), os.urandom(64))
+            label = f"a kernel through HDF5 filter {code}"
+        elif kind == "scaleoffset":
+            vars_.create_dataset("0", data=np.ones((784, 8), np.float32), scaleoffset=2)
+            label = "a kernel through the scale-offset filter"
+        else:
+            dtype = rng.choice(["S8", "i8", "c8", [("a", "f4"), ("b", "f4")]])
+            vars_.create_dataset("0", shape=(784, 8), dtype=np.dtype(dtype))
+            vars_["0"][...] = np.zeros((784, 8), np.dtype(dtype))
+            label = f"a kernel of dtype {np.dtype(dtype)}"
+        vars_.create_dataset("1", data=np.zeros(8, np.float32))
+        last = f["layers"].create_group("dense_1").create_group("vars")
+        last.create_dataset("0", data=np.zeros((8, 10), np.float32))
+        last.create_dataset("1", data=np.zeros(10, np.float32))
+        f.create_group("vars")
+
+    data = h5_file(build)
+    return label, data
+
+
+def safetensors_with_extra(run: Path, megabytes: int) -> None:
+    """The run's weights file with an extra tensor nothing in its config asks for."""
+    from safetensors.numpy import load, save
+
+    tensors = load((run / "weights.safetensors").read_bytes())
+    tensors["junk"] = np.zeros(megabytes << 18, np.float32)
+    (run / "weights.safetensors").write_bytes(save(tensors))
+
+
 def class1_library(files: Files, n: int, rng: random.Random) -> Iterator[tuple[str, Callable]]:
     """Model files whose declared sizes would allocate far more than their bytes: Dense units up
-    to 10^12, huge input shapes, many big layers; HDF5 datasets never written or barely written,
-    listed many times."""
+    to 10^12 (and within the parameter limit, over small weights), huge input shapes, many big
+    layers, thousands of small ones; HDF5 datasets never written or barely written, listed many
+    times, in giant chunks, behind unknown filters, of other types (load_weights too); run dirs
+    whose weights file holds more than their config asks for. Each case must also stay cheap
+    (worker_main: CASE_RSS_GROWTH, CASE_CPU)."""
+    import digitnet
+    from digitnet import keras
     from digitnet.keras import load_model
 
     for i in range(n):
-        kind = i % 4
-        if kind == 0:
+        kind = i % 9
+        if kind in (4, 5):  # Dense sizes the parameter limit allows, over the seed's small weights
+            units = rng.choice([20_000, 50_000, 100_000, 150_000])
+            layer = rng.randint(0, 1)
+
+            def edit(c, units=units, layer=layer):
+                dense = [e for e in c["config"]["layers"] if e["class_name"] == "Dense"]
+                dense[layer]["config"]["units"] = units
+            suffix = ".keras" if kind == 4 else ".h5"
+            label = f"{suffix} declaring Dense({units}) as layer {layer} over small weights"
+            data = (keras_with_config(files.keras[".keras"], edit) if kind == 4
+                    else legacy_with_config(files.keras[".h5"], edit))
+        elif kind == 6:
+            count = rng.choice([200, 999, 1000, 1001, 3000])
+
+            def edit(c, count=count):
+                layers = c["config"]["layers"]
+                extra = [{"module": "keras.layers", "class_name": "Dense", "registered_name": None,
+                          "config": {"name": f"small_{j}", "units": 8, "activation": "relu"}}
+                         for j in range(count)]
+                c["config"]["layers"] = layers[:3] + extra + layers[3:]
+            label = f".keras with {count} extra Dense(8) layers, weights for 2"
+            data = keras_with_config(files.keras[".keras"], edit)
+        elif kind == 7:
+            what, h5 = weights_h5(rng)
+            path = files.fresh(".weights.h5")
+            path.write_bytes(h5)
+
+            def load_weights(path=path):
+                model = keras.Sequential([keras.Input((28, 28)), keras.layers.Flatten(),
+                                          keras.layers.Dense(8, activation="relu"),
+                                          keras.layers.Dense(10, activation="softmax")])
+                model.load_weights(path)
+            yield f"load_weights: {what}", load_weights
+            continue
+        elif kind == 8:
+            run = files.run_copy()
+            megabytes = rng.choice([64, 160, 400])
+            safetensors_with_extra(run, megabytes)
+            yield (f"run dir: weights.safetensors with an extra {megabytes} MB tensor",
+                   lambda run=run: digitnet.load(run))
+            continue
+        elif kind == 0:
             units = rng.choice([10**rng.randint(5, 12), rng.randint(1 << 20, 1 << 40)])
             layer = rng.randint(0, 1)
 
@@ -591,10 +706,14 @@ def worker_main(cls: int, n: int, workdir: Path, seed: int) -> dict[str, Any]:
     out = Outcome(cls)
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     for label, case in GENERATORS[cls](files, n, random.Random(seed)):
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         if isinstance(case, tuple):  # ("cli", argv, must_refuse)
             (ok, why), cpu = timed(lambda case=case: run_cli_case(case[1]))
         else:
             (ok, why), cpu = timed(lambda case=case: one_line_error(case))
+        grew = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - before
+        if ok and cls == 1 and (grew > CASE_RSS_GROWTH or cpu > CASE_CPU):
+            ok, why = False, f"refused, but only after {grew:.0f} MiB more peak RSS, {cpu:.2f} s CPU"
         out.record(label, ok, why, cpu)
     out.peak_rss_mb = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     return {**asdict(out), "baseline_rss_mb": round(rss0, 1)}

@@ -86,11 +86,22 @@ def tensors_bytes(tensors: dict[str, np.ndarray], meta: dict[str, str]) -> bytes
                 metadata=meta)
 
 
-def read_tensors(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+def weights_bytes(specs: list[MLPSpec]) -> int:
+    """The most bytes a weights file of these models (a run: one; an ensemble: its members)
+    can need: their float32 parameters and preprocessing, and room for the header. A file
+    holding more is refused before it is read."""
+    values = sum(s.num_params + 2 * s.input_dim for s in specs)
+    tensors = sum(2 * len(s.sizes) for s in specs)
+    return min(4 * values + (1 << 20) + 256 * tensors, MAX_TENSOR_BYTES)
+
+
+def read_tensors(path: Path,
+                 max_bytes: int = MAX_TENSOR_BYTES) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """The tensors of a safetensors file no larger than max_bytes (weights_bytes of its models)."""
     from safetensors import SafetensorError
     from safetensors.numpy import load
 
-    data = read_regular(path, MAX_TENSOR_BYTES, Path(path).parent)
+    data = read_regular(path, max_bytes, Path(path).parent)
     try:
         tensors = load(data)
         header_len = int.from_bytes(data[:8], "little")

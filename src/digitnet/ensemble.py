@@ -137,12 +137,12 @@ def from_config(config: dict[str, Any], path: Path, member: type) -> Ensemble:
     members = config.get("members")
     if not isinstance(members, list) or not members:
         raise ModelFileError(f"{path / art.CONFIG}: an ensemble without members")
-    tensors, _ = art.read_tensors(path / art.WEIGHTS)
+    if not all(isinstance(doc, dict) for doc in members):
+        raise ModelFileError(f"{path / art.CONFIG}: a member is not an object")
+    specs = [art.spec_from_config(doc, path) for doc in members]
+    tensors, _ = art.read_tensors(path / art.WEIGHTS, art.weights_bytes(specs))
     models = []
-    for i, doc in enumerate(members):
-        if not isinstance(doc, dict):
-            raise ModelFileError(f"{path / art.CONFIG}: member {i} is not an object")
-        spec = art.spec_from_config(doc, path)
+    for i, (doc, spec) in enumerate(zip(members, specs, strict=True)):
         prefix = f"member_{i}."
         mine = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
         params = art.tensors_to_params(mine, spec.sizes, path / art.WEIGHTS)
