@@ -109,5 +109,6 @@ def test_downloads_killed_or_run_twice_at_once_never_corrupt_the_cache(tmp_path)
 def test_hostile_files_and_options_of_each_class_end_in_one_line(cls, tmp_path):
     """Issue 16, library and CLI side: a few generated cases of each class (the full suite runs
     hundreds: `python -m tests.reliability --full --parts attack`)."""
-    out = attacks.run_worker(cls, 8, tmp_path, seed=cls, src=attacks.ROOT / "src")
-    assert out.cases >= 8 and out.failed == 0, out.failures
+    n = attacks.counts(1)[cls]["library"]  # class 1: one case of each of its 9 kinds
+    out = attacks.run_worker(cls, n, tmp_path, seed=cls, src=attacks.ROOT / "src")
+    assert out.cases >= n and out.failed == 0, out.failures
