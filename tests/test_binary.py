@@ -157,3 +157,15 @@ def test_serve_answers_two_class_probabilities(five, mnist, tmp_path):
         assert batch.status_code == 200, batch.text
         got = np.array([p["probabilities"] for p in batch.json()["predictions"]])
         np.testing.assert_allclose(got, model.predict_proba(mnist.x_test[:3]), atol=1e-6)
+
+
+def test_fit_trains_a_binary_run(five, tmp_path, capsys):
+    """digitnet.fit on a 2-class IDX folder with a sigmoid output; `digitnet runs` lists it."""
+    folder, _, _ = five
+    spec = digitnet.MLPSpec(output="sigmoid", num_classes=2, hidden=(8,))
+    model = digitnet.fit(spec, digitnet.TrainConfig(epochs=1), data_dir=folder,
+                         out=tmp_path / "fit", verbose=False)
+    assert model.spec.sizes == [784, 8, 1]
+    assert digitnet.load(tmp_path / "fit").evaluate().accuracy == model.config["metrics"]["test_accuracy"]
+    assert main(["runs", str(tmp_path)]) == 0
+    assert "784-8-1" in capsys.readouterr().out

@@ -45,7 +45,8 @@ def run_info(run_dir: Path, root: Path) -> RunInfo | None:
     inputs = 1
     for d in shape:
         inputs *= int(d)
-    layers = "-".join(map(str, [inputs, *hidden, model.get("num_classes", 10)]))
+    outputs = 1 if model.get("output") == "sigmoid" else model.get("num_classes", 10)  # binary: one unit
+    layers = "-".join(map(str, [inputs, *hidden, outputs]))
     date = cfg.get("finished") or time.strftime(
         "%Y-%m-%dT%H:%M:%SZ", time.gmtime((run_dir / art.CONFIG).stat().st_mtime))
     epochs = metrics.get("epochs", (cfg.get("train") or {}).get("epochs"))
