@@ -192,10 +192,12 @@ def load_checkpoint(run_dir: Path, spec: MLPSpec, cfg: TrainConfig, n_train: int
     """The training state saved after the last complete epoch. The optimizer state's structure
     comes from a fresh `tx.init`, so nothing but arrays is read from disk."""
     path = run_dir / CHECKPOINT
-    tensors, meta = read_tensors(path)
-    params = tensors_to_params(tensors, spec.sizes, path, prefix="params.")
     tx = make_optimizer(cfg, steps_per_epoch(n_train, cfg) * cfg.epochs)
     leaves, treedef = jax.tree.flatten(tx.init(init_params(spec, jax.random.key(0))))
+    # Weights, optimizer state and the history in the metadata: nothing larger is read.
+    limit = weights_bytes([spec]) + sum(int(np.size(v)) * 8 for v in leaves) + (16 << 20)
+    tensors, meta = read_tensors(path, min(limit, MAX_TENSOR_BYTES))
+    params = tensors_to_params(tensors, spec.sizes, path, prefix="params.")
     restored = []
     for i, leaf in enumerate(leaves):
         v = tensors.get(f"opt.{i}")
