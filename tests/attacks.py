@@ -176,10 +176,13 @@ def legacy_with_config(seed: bytes, edit: Callable[[dict], Any]) -> bytes:
     return buf.getvalue()
 
 
-def weights_h5(rng: random.Random) -> tuple[str, bytes]:
+WEIGHT_STORAGE = ("declared giant", "chunk bomb", "unknown filter", "odd dtype", "scaleoffset")
+
+
+def weights_h5(rng: random.Random, kind: str | None = None) -> tuple[str, bytes]:
     """A Keras 3 .weights.h5 for the seed model (784 → 8 → 10) whose first kernel is stored in
     a way that costs far more to read than the file's bytes, or cannot be read as weights."""
-    kind = rng.choice(("declared giant", "chunk bomb", "unknown filter", "odd dtype", "scaleoffset"))
+    kind = kind or rng.choice(WEIGHT_STORAGE)
     label = ""
 
     def build(f):
