@@ -28,11 +28,16 @@ let empty = true;
 let inFlight = false;
 let timer = null;
 
-for (let d = 0; d < 10; d++) {
-  const li = document.createElement("li");
-  li.innerHTML = `<span>${d}</span><span class="track"><span class="fill"></span></span><span class="pct"></span>`;
-  bars.appendChild(li);
+// One bar per class: ten for digits; a binary model (one sigmoid unit) answers two.
+function makeBars(n) {
+  bars.replaceChildren();
+  for (let d = 0; d < n; d++) {
+    const li = document.createElement("li");
+    li.innerHTML = `<span>${d}</span><span class="track"><span class="fill"></span></span><span class="pct"></span>`;
+    bars.appendChild(li);
+  }
 }
+makeBars(10);
 
 function resetPad() {
   ctx.fillStyle = "#fff";
@@ -134,6 +139,7 @@ function inkExtent() {
 
 function show(answer) {
   const p = answer.probabilities;
+  if (bars.children.length !== p.length) makeBars(p.length);
   const order = p.map((v, d) => [v, d]).sort((a, b) => b[0] - a[0]);
   const ink = photo ? null : inkExtent();
   const tooLittle = ink !== null && (ink.count < MIN_INK_PIXELS || ink.extent < MIN_EXTENT);
