@@ -176,7 +176,8 @@ def legacy_with_config(seed: bytes, edit: Callable[[dict], Any]) -> bytes:
     return buf.getvalue()
 
 
-WEIGHT_STORAGE = ("declared giant", "chunk bomb", "unknown filter", "odd dtype", "scaleoffset")
+WEIGHT_STORAGE = ("declared giant", "chunk bomb", "unknown filter", "odd dtype", "scaleoffset",
+                  "deflated zeros")
 
 
 def weights_h5(rng: random.Random, kind: str | None = None) -> tuple[str, bytes]:
@@ -206,6 +207,11 @@ def weights_h5(rng: random.Random, kind: str | None = None) -> tuple[str, bytes]
                                       compression=code, allow_unknown_filter=True)
             ds.id.write_direct_chunk((0, 0), os.urandom(64))
             label = f"a kernel through HDF5 filter {code}"
+        elif kind == "deflated zeros":  # written in full, but 1000:1
+            units = rng.choice([8192, 40960])
+            vars_.create_dataset("0", data=np.zeros((784, units), np.float32), chunks=(784, 512),
+                                 compression="gzip")
+            label = f"a (784, {units}) kernel of zeros, deflated"
         elif kind == "scaleoffset":
             vars_.create_dataset("0", data=np.ones((784, 8), np.float32), scaleoffset=2)
             label = "a kernel through the scale-offset filter"
@@ -273,12 +279,14 @@ def class1_library(files: Files, n: int, rng: random.Random) -> Iterator[tuple[s
             path = files.fresh(".weights.h5")
             path.write_bytes(h5)
 
-            def load_weights(path=path):
-                model = keras.Sequential([keras.Input((28, 28)), keras.layers.Flatten(),
+            built = rng.random() < 0.5  # unbuilt: the file's first kernel sets the input size
+
+            def load_weights(path=path, built=built):
+                model = keras.Sequential([*([keras.Input((784,))] if built else []),
                                           keras.layers.Dense(8, activation="relu"),
                                           keras.layers.Dense(10, activation="softmax")])
                 model.load_weights(path)
-            yield f"load_weights: {what}", load_weights
+            yield f"load_weights ({'built' if built else 'unbuilt'} model): {what}", load_weights
             continue
         elif kind == 8:
             run = files.run_copy()

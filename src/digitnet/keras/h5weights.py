@@ -35,6 +35,7 @@ ASCII = h5py.string_dtype("ascii")
 MAX_DEPTH = 16  # groups within groups; Keras writes 4 levels
 MAX_OBJECTS = 10_000  # links walked in one file; Keras writes a few per layer
 MAX_ATTR_BYTES = 16 << 20  # one attribute (model_config is the largest, a few kB)
+MAX_RATIO = 200  # a dataset's bytes over its stored bytes; as for .keras archive members
 MAX_CHUNK_BYTES = 64 << 20  # one stored chunk, decompressed whole even to read a few values
 # HDF5 filters a weights file may use: deflate, shuffle, fletcher32 and h5py's LZF. Any other id
 # would make HDF5 search its plugin path for code to run.
@@ -114,8 +115,16 @@ def check_file(f: h5py.Group, source: str) -> None:
                 if obj.external or obj.is_virtual:
                     raise KerasFileError(f"{source}: {where} is stored outside the file "
                                          f"({'virtual' if obj.is_virtual else 'external storage'})")
-                if obj.size and obj.id.get_storage_size() == 0:
+                stored = obj.id.get_storage_size()
+                if obj.size and stored == 0:
                     raise KerasFileError(f"{source}: {where} was declared but never written")
+                nbytes = obj.size * obj.dtype.itemsize
+                # Unwritten chunks read as fill values, and zeros deflate 1000:1: either way a
+                # small file would make the loader allocate what its bytes never paid for.
+                if nbytes > (1 << 20) and nbytes > MAX_RATIO * stored:
+                    raise KerasFileError(f"{source}: {where} holds {nbytes:,} bytes in {stored:,} "
+                                         f"stored; refusing more than {MAX_RATIO}:1 (weights barely "
+                                         "compress)")
                 check_storage(obj, f"{source}: {where}")
                 budget.charge(obj.size * obj.dtype.itemsize, where)
 
