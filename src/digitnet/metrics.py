@@ -131,26 +131,41 @@ def evaluate_arrays(spec, params, stats, x: np.ndarray, y: np.ndarray,
 
     y = np.asarray(y)
     if spec.output_units == 1:
-        y = binary_labels(y)
+        y = binary_targets(y)
     logits = predict_logits(spec, params, stats, x)
     loss_value = float(np.asarray(compiled_loss_values(logits, y, loss=loss,
                                                           smoothing=smoothing)).mean())
+    if spec.output_units == 1:
+        # Class 1 where sigmoid(z) > 0.5; a hit where that equals the target, as Keras' binary
+        # accuracy counts (a soft target is never hit); the confusion matrix rounds targets.
+        pred = (logits[:, 0] > 0).astype(np.int64)
+        return Evaluation(loss=loss_value, accuracy=float((pred == y).mean()),
+                          confusion=confusion_matrix((y > 0.5).astype(np.int64), pred, 2))
     y = np.asarray(target_labels(y))
-    # One sigmoid unit: class 1 where sigmoid(z) > 0.5, as Keras' binary accuracy counts.
-    pred = (logits[:, 0] > 0).astype(np.int64) if spec.output_units == 1 else logits.argmax(-1)
+    pred = logits.argmax(-1)
     return Evaluation(loss=loss_value, accuracy=float((pred == y).mean()),
                       confusion=confusion_matrix(y, pred, spec.num_classes))
 
 
-def binary_labels(y: np.ndarray) -> np.ndarray:
-    """The 0/1 labels (N,) of a binary model from labels (N,) or (N, 1), or one-hot rows (N, 2);
-    a label other than 0 or 1 (a 10-class dataset's) is refused in one line."""
+def binary_targets(y: np.ndarray) -> np.ndarray:
+    """The targets (N,) of a binary model from targets (N,) or (N, 1) in [0, 1] (soft ones too),
+    or one-hot rows (N, 2); anything else (a 10-class dataset's labels) is refused in one line."""
     if y.ndim == 2 and y.shape[1] == 2:
         y = y.argmax(axis=1)
     y = y.reshape(len(y), -1)[:, 0] if y.ndim == 2 and y.shape[1] == 1 else y
-    if y.ndim != 1 or y.size and not np.isin(y, (0, 1)).all():
+    if y.ndim != 1 or y.dtype.kind not in "biuf" or y.size and not ((y >= 0) & (y <= 1)).all():
+        values = np.unique(y)[:10].tolist() if y.dtype.kind in "biuf" else y.dtype
         raise ConfigError(f"a binary model (one sigmoid unit) is evaluated on 0/1 labels; got "
-                          f"labels of shape {y.shape} with values {np.unique(y)[:10].tolist()}")
+                          f"labels of shape {y.shape} with values {values}")
+    return y
+
+
+def binary_labels(y: np.ndarray) -> np.ndarray:
+    """binary_targets, as int labels: only 0 and 1 (no soft targets)."""
+    y = binary_targets(y)
+    if y.size and not np.isin(y, (0, 1)).all():
+        raise ConfigError("a binary model (one sigmoid unit) is evaluated on 0/1 labels; got soft "
+                          "targets between them")
     return y.astype(np.int64)
 
 
