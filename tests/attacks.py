@@ -243,8 +243,9 @@ def class1_library(files: Files, n: int, rng: random.Random) -> Iterator[tuple[s
     """Model files whose declared sizes would allocate far more than their bytes: Dense units up
     to 10^12 (and within the parameter limit, over small weights), huge input shapes, many big
     layers, thousands of small ones; HDF5 datasets never written or barely written, listed many
-    times, in giant chunks, behind unknown filters, of other types (load_weights too); run dirs
-    whose weights file holds more than their config asks for. Each case must also stay cheap
+    times, in giant chunks, deflated 1000:1, behind unknown filters, of other types (load_weights
+    too, into built and unbuilt models); run dirs whose weights file holds more than their config
+    asks for. Each case must also stay cheap
     (worker_main: CASE_RSS_GROWTH, CASE_CPU)."""
     import digitnet
     from digitnet import keras
