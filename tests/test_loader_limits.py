@@ -66,3 +66,29 @@ def test_run_weights_file_larger_than_its_config_needs(trained_run, tmp_path):
     with pytest.raises(ModelFileError, match="bytes, more than the .* allowed"):
         digitnet.load(run)
     assert digitnet.load(trained_run).spec.sizes == [784, 64, 64, 10]  # the file as written loads
+
+
+def test_unbuilt_model_is_not_sized_by_a_barely_written_kernel(tmp_path):
+    """A 20 KB file whose first kernel declares (2000000, 64), one chunk written: an unbuilt
+    model would take its input size from it and build and read a 512 MB layer."""
+    import h5py
+    import numpy as np
+
+    path = tmp_path / "w.weights.h5"
+    with h5py.File(path, "w") as f:
+        first = f.create_group("layers").create_group("dense").create_group("vars")
+        kernel = first.create_dataset("0", shape=(2_000_000, 64), dtype="f4", chunks=(1024, 64),
+                                      compression="gzip")
+        kernel[:1024] = 0.1
+        first.create_dataset("1", data=np.zeros(64, np.float32))
+        last = f["layers"].create_group("dense_1").create_group("vars")
+        last.create_dataset("0", data=np.zeros((64, 10), np.float32))
+        last.create_dataset("1", data=np.zeros(10, np.float32))
+        f.create_group("vars")
+    model = keras.Sequential([keras.layers.Dense(64, activation="relu"),
+                              keras.layers.Dense(10, activation="softmax")])
+    rss, t0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, time.process_time()
+    with pytest.raises(DigitnetError, match="refusing more than 200:1"):
+        model.load_weights(path)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss < 64 << 10
+    assert time.process_time() - t0 < 1.0
