@@ -846,7 +846,7 @@ def read_h5(source: Any, name: Path,
     try:
         with h5py.File(source, "r") as f:
             return read_weights(f, str(name), check)
-    except (OSError, KeyError, ValueError) as exc:
+    except (OSError, KeyError, ValueError, RuntimeError) as exc:  # h5py on a corrupt file
         if isinstance(exc, KerasFileError):
             raise
         raise KerasFileError(f"{name}: not a readable HDF5 weights file ({exc})") from None
@@ -886,7 +886,7 @@ def load_model(filepath: str | os.PathLike, custom_objects: Any = None, compile:
                 weights = read_weights(f, str(path),
                                        lambda found: check_declared_weights(layers, found, path))
                 training = read_json_attr(f, "training_config", path)
-        except (OSError, KeyError, ValueError) as exc:  # h5py's errors on a corrupt file
+        except (OSError, KeyError, ValueError, RuntimeError) as exc:  # h5py on a corrupt file
             if isinstance(exc, KerasFileError):
                 raise
             raise KerasFileError(f"{path}: not a .keras archive or an HDF5 model ({exc})") from None
