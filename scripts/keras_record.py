@@ -7,7 +7,8 @@ Run in an environment with Keras 3 (never a digitnet dependency), from the repos
 
 For each scenario it stores what the scenario returned, what it printed, and the exception it
 raised, if any. tests/test_keras_behaviour.py runs the same scenarios on digitnet.keras and
-compares with this file.
+compares with this file. `--scenarios MODULE` records another scenario module's (see
+tests/keras_oracle/layer_scenarios.py).
 """
 
 from __future__ import annotations
@@ -40,11 +41,17 @@ def run_scenario(fn, keras) -> dict:
 
 
 def main() -> None:
+    import importlib
+
     import keras
 
-    from tests.keras_oracle.scenarios import SCENARIOS
+    args = sys.argv[2:]
+    module = "tests.keras_oracle.scenarios"
+    if args[:1] == ["--scenarios"]:  # another scenario module (tests.keras_oracle.layer_scenarios)
+        module, args = args[1], args[2:]
+    SCENARIOS = importlib.import_module(module).SCENARIOS  # noqa: N806
 
-    names = sys.argv[2:] or list(SCENARIOS)
+    names = args or list(SCENARIOS)
     path = Path(sys.argv[1])
     recorded = json.loads(path.read_text()) if path.exists() else {}
     recorded["_keras"] = {"version": keras.__version__, "backend": keras.backend.backend()}

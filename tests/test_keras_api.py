@@ -71,8 +71,8 @@ def test_layer_and_model_errors_name_the_problem(data):
         layers.Dense(4, use_bias=False)
     with pytest.raises(ValueError, match="kernel_regularizer"):
         layers.Dense(4, kernel_regularizer="l2")
-    with pytest.raises(ValueError, match="activation 'swish'"):
-        layers.Dense(4, activation="swish")
+    with pytest.raises(ValueError, match="activation 'sparsemax'"):
+        layers.Dense(4, activation="sparsemax")
     with pytest.raises(ValueError, match="must be a classifier"):
         Sequential([layers.Dense(10, activation="relu", input_shape=(784,))]).predict(x[:1])
     with pytest.raises(ValueError, match="Dropout after the last Dense"):

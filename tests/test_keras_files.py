@@ -264,8 +264,9 @@ HOSTILE = {
                       "custom object"),
     "functional model, not a chain": (None, lambda c: c.update(class_name="Functional"),
                                       "Functional models that are chains of layers"),
-    "unsupported activation": (None, lambda c: c["config"]["layers"][1]["config"].update(activation="swish"),
-                               "swish"),
+    "unsupported activation": (None, lambda c: c["config"]["layers"][1]["config"].update(
+        activation="sparsemax"),
+                               "sparsemax"),
     "regularizer": (None, lambda c: c["config"]["layers"][2]["config"].update(
         kernel_regularizer={"class_name": "L2"}), "kernel_regularizer"),
 }

@@ -58,7 +58,7 @@ def test_random_sampling_is_reproducible_and_within_bounds():
 @pytest.mark.parametrize("doc, message", [
     ({"bogus": 1}, "unknown sweep key"),
     ({"grid": {"g": {"lr": []}}}, "non-empty list"),
-    ({"grid": {"g": {"activation": ["relu", "swish"]}}}, "group 'g'"),
+    ({"grid": {"g": {"activation": ["relu", "swoosh"]}}}, "group 'g'"),
     ({"random": {"r": {"lr": {"loguniform": [0, 1]}, "samples": 2}}}, "positive"),
     ({"random": {"r": {"lr": {"normal": [0, 1]}, "samples": 2}}}, "loguniform"),
     ({"random": {"r": {"lr": [0.1]}}}, "samples"),

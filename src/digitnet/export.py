@@ -20,6 +20,7 @@ from digitnet import __version__
 from digitnet import artifacts as art
 from digitnet.api import Model
 from digitnet.errors import ConfigError
+from digitnet.spec import parse_activation
 
 FORMATS = ("onnx",)
 MIN_OPSET = 17
@@ -28,20 +29,59 @@ IR_VERSION = 8
 
 
 def activation_nodes(name: str, x: str, out: str, helper: Any) -> list[Any]:
-    """ONNX nodes computing digitnet's activation `name` (with its Keras constants)."""
+    """ONNX nodes computing digitnet's activation `name` (with its Keras constants and options,
+    "leaky_relu(negative_slope=0.3)" too)."""
+    base, options = parse_activation(name)
     single = {"relu": ("Relu", {}), "sigmoid": ("Sigmoid", {}), "tanh": ("Tanh", {}),
-              "elu": ("Elu", {"alpha": 1.0}), "leaky_relu": ("LeakyRelu", {"alpha": 0.2}),
+              "elu": ("Elu", {"alpha": options.get("alpha", 1.0)}),
+              "leaky_relu": ("LeakyRelu", {"alpha": options.get("negative_slope", 0.2)}),
               "selu": ("Selu", {"alpha": 1.6732632423543772, "gamma": 1.0507009873554805}),
-              "linear": ("Identity", {})}
-    if name in single:
-        op, attrs = single[name]
-        return [helper.make_node(op, [x], [out], **attrs)]
+              "linear": ("Identity", {}), "softplus": ("Softplus", {}), "softsign": ("Softsign", {}),
+              "exponential": ("Exp", {}), "celu": ("Celu", {"alpha": options.get("alpha", 1.0)}),
+              "hard_sigmoid": ("HardSigmoid", {"alpha": 1 / 6, "beta": 0.5}),
+              "hard_silu": ("HardSwish", {})}
+    n = helper.make_node
+
+    def c(suffix: str, value: float) -> Any:  # a scalar constant, named after the output
+        return n("Constant", [], [f"{out}_{suffix}"], value_float=float(value))
+
+    if name in single or (base in single and base != "relu"):
+        op, attrs = single[base]
+        return [n(op, [x], [out], **attrs)]
     if name == "gelu":  # exact GELU: x/2 · (1 + erf(x/√2)); the Gelu op needs opset 20
-        return [helper.make_node("Mul", [x, "gelu_inv_sqrt2"], [f"{out}_s"]),
-                helper.make_node("Erf", [f"{out}_s"], [f"{out}_e"]),
-                helper.make_node("Add", [f"{out}_e", "gelu_one"], [f"{out}_p"]),
-                helper.make_node("Mul", [x, f"{out}_p"], [f"{out}_m"]),
-                helper.make_node("Mul", [f"{out}_m", "gelu_half"], [out])]
+        return [c("k", 1 / math.sqrt(2)), c("one", 1.0), c("half", 0.5),
+                n("Mul", [x, f"{out}_k"], [f"{out}_s"]),
+                n("Erf", [f"{out}_s"], [f"{out}_e"]),
+                n("Add", [f"{out}_e", f"{out}_one"], [f"{out}_p"]),
+                n("Mul", [x, f"{out}_p"], [f"{out}_m"]),
+                n("Mul", [f"{out}_m", f"{out}_half"], [out])]
+    if name in ("silu", "mish"):  # x·sigmoid(x); x·tanh(softplus(x)) (Mish needs opset 18)
+        inner = [n("Sigmoid", [x], [f"{out}_g"])] if name == "silu" else [
+            n("Softplus", [x], [f"{out}_sp"]), n("Tanh", [f"{out}_sp"], [f"{out}_g"])]
+        return [*inner, n("Mul", [x, f"{out}_g"], [out])]
+    if name in ("relu6", "hard_tanh"):
+        low, high = (0.0, 6.0) if name == "relu6" else (-1.0, 1.0)
+        return [c("lo", low), c("hi", high), n("Clip", [x, f"{out}_lo", f"{out}_hi"], [out])]
+    if name == "log_sigmoid":  # -softplus(-x)
+        return [n("Neg", [x], [f"{out}_n"]), n("Softplus", [f"{out}_n"], [f"{out}_sp"]),
+                n("Neg", [f"{out}_sp"], [out])]
+    if base == "relu":  # Keras' relu with options, as digitnet.model.keras_relu computes it
+        slope, top, threshold = options["negative_slope"], options["max_value"], options["threshold"]
+        if slope and top is None and not threshold:
+            return [n("LeakyRelu", [x], [out], alpha=slope)]
+        nodes = [c("zero", 0.0), c("th", threshold)]
+        nodes.append(n("Greater", [x, f"{out}_th"], [f"{out}_gt"]))
+        nodes.append(n("Where", [f"{out}_gt", x, f"{out}_zero"], [f"{out}_pos"]))
+        pos = f"{out}_pos"
+        if top is not None:
+            nodes += [c("top", top), n("Clip", [pos, f"{out}_zero", f"{out}_top"], [f"{out}_clip"])]
+            pos = f"{out}_clip"
+        if not slope:
+            return [*nodes, n("Identity", [pos], [out])]
+        return [*nodes, c("slope", slope),
+                n("Sub", [f"{out}_th", x], [f"{out}_d"]), n("Relu", [f"{out}_d"], [f"{out}_neg"]),
+                n("Mul", [f"{out}_neg", f"{out}_slope"], [f"{out}_sn"]),
+                n("Sub", [pos, f"{out}_sn"], [out])]
     raise ConfigError(f"cannot export activation {name!r} to ONNX")
 
 
@@ -168,9 +208,6 @@ def to_onnx(model: Model, opset: int = MIN_OPSET, name: str = "digitnet") -> Any
         nodes += [*more_nodes, helper.make_node("Reshape", ["deskewed", "flat_shape"],
                                                 ["flat_deskewed"])]
         inits += more_inits
-    if any("gelu" in m.spec.hidden_activations for m in members):
-        inits += [const("gelu_inv_sqrt2", np.array(1 / math.sqrt(2))),
-                  const("gelu_one", np.array(1.0)), const("gelu_half", np.array(0.5))]
     if len(members) == 1:
         more_nodes, more_inits = network_nodes(model, "", "logits")
         nodes += [*more_nodes, helper.make_node("Softmax", ["logits"], ["probabilities"], axis=-1)]

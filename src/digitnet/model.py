@@ -7,7 +7,7 @@ in Keras' layout so that Keras weight files map onto it one to one.
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import lru_cache, partial
+from functools import cache, lru_cache, partial
 from typing import Any
 
 import jax
@@ -16,7 +16,7 @@ import numpy as np
 
 from digitnet.deskew import deskew, deskew_dataset
 from digitnet.knobs import active
-from digitnet.spec import MLP, MLPSpec  # noqa: F401  (MLP: the public name, re-exported)
+from digitnet.spec import MLP, MLPSpec, parse_activation  # noqa: F401  (MLP: the public name)
 
 Params = list[dict[str, jax.Array]]
 
@@ -29,7 +29,55 @@ ACTIVATIONS = {
     "leaky_relu": partial(jax.nn.leaky_relu, negative_slope=0.2),  # Keras 3's default slope
     "selu": jax.nn.selu,
     "linear": lambda x: x,
+    "softplus": jax.nn.softplus,
+    "softsign": jax.nn.soft_sign,
+    "silu": jax.nn.silu,
+    "hard_sigmoid": jax.nn.hard_sigmoid,
+    "hard_silu": jax.nn.hard_silu,
+    "mish": lambda x: x * jnp.tanh(jax.nn.softplus(x)),  # Keras' formula
+    "exponential": jnp.exp,
+    "relu6": jax.nn.relu6,
+    "celu": jax.nn.celu,
+    "hard_tanh": jax.nn.hard_tanh,
+    "log_sigmoid": jax.nn.log_sigmoid,
 }  # the same names as digitnet.spec.ACTIVATION_NAMES (a test checks)
+
+
+def keras_relu(x: jax.Array, max_value: float | None, negative_slope: float,
+               threshold: float) -> jax.Array:
+    """Keras' relu with options (its ReLU layer), operation for operation as Keras 3 computes
+    it, so that the same inputs give the same float32 values."""
+    if negative_slope != 0.0:
+        if max_value is None and threshold == 0:
+            return jax.nn.leaky_relu(x, negative_slope=negative_slope)
+        negative_part = jax.nn.relu(-x + threshold) if threshold != 0 else jax.nn.relu(-x)
+    clip_max = max_value is not None
+    if threshold != 0:
+        x = jnp.where(x > jnp.asarray(threshold, x.dtype), x, 0)
+    elif max_value == 6:
+        x, clip_max = jax.nn.relu6(x), False
+    else:
+        x = jax.nn.relu(x)
+    if clip_max:
+        x = jnp.clip(x, jnp.asarray(0.0, x.dtype), jnp.asarray(max_value, x.dtype))
+    if negative_slope != 0.0:
+        x = x - negative_slope * negative_part
+    return x
+
+
+@cache
+def activation_fn(spelling: str) -> Callable[[jax.Array], jax.Array]:
+    """The function of an activation as a spec spells it: "relu", "leaky_relu(negative_slope=0.3)"."""
+    if spelling in ACTIVATIONS:
+        return ACTIVATIONS[spelling]
+    name, options = parse_activation(spelling)
+    if name == "relu":
+        return partial(keras_relu, **options)
+    if name == "leaky_relu":
+        return partial(jax.nn.leaky_relu, negative_slope=options["negative_slope"])
+    if name in ("elu", "celu"):
+        return partial(getattr(jax.nn, name), alpha=options["alpha"])
+    return ACTIVATIONS[name]
 
 
 def init_params(spec: MLPSpec, key: jax.Array) -> Params:
@@ -92,7 +140,7 @@ def layer_outputs(params: Params, stats: dict[str, jax.Array], x: jax.Array, spe
     outputs = [h]
     for i, (layer, act) in enumerate(zip(params[:-1], spec.hidden_activations, strict=True)):
         z = first_matmul(h, layer["kernel"]) if i == 0 and first_matmul else h @ layer["kernel"]
-        h = ACTIVATIONS[act](z + layer["bias"])
+        h = activation_fn(act)(z + layer["bias"])
         rate = spec.dropout[i] if spec.dropout else 0.0
         if dropout_key is not None and active(rate):
             h = dropout(h, rate, jax.random.fold_in(dropout_key, i))

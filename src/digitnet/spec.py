@@ -15,8 +15,21 @@ from digitnet.budget import check_layer_sizes
 from digitnet.errors import ConfigError
 from digitnet.options import choose, option, parse_list
 
-# digitnet.model maps each name to its function.
-ACTIVATION_NAMES = ("relu", "sigmoid", "tanh", "gelu", "elu", "leaky_relu", "selu", "linear")
+# digitnet.model maps each name to its function (Keras' functions of these names).
+ACTIVATION_NAMES = ("relu", "sigmoid", "tanh", "gelu", "elu", "leaky_relu", "selu", "linear",
+                    "softplus", "softsign", "silu", "hard_sigmoid", "hard_silu", "mish", "exponential",
+                    "relu6", "celu", "hard_tanh", "log_sigmoid")
+# Keras' other names for some of them (a model's config holds the name on the right, as Keras').
+ACTIVATION_ALIASES = {"swish": "silu", "hard_swish": "hard_silu"}
+# The options an activation may take, at Keras' defaults: an activation with other values is
+# spelt with them, "leaky_relu(negative_slope=0.3)" (Keras' LeakyReLU layer), "elu(alpha=0.5)",
+# "relu(max_value=6.0, negative_slope=0.0, threshold=0.0)" (its ReLU layer).
+ACTIVATION_OPTIONS: dict[str, dict[str, float | None]] = {
+    "leaky_relu": {"negative_slope": 0.2},
+    "elu": {"alpha": 1.0},
+    "celu": {"alpha": 1.0},
+    "relu": {"max_value": None, "negative_slope": 0.0, "threshold": 0.0},
+}
 
 # How raw pixels become network inputs; part of the model, saved with it.
 #   center: x/255 - 0.5 (the tutorial)   unit: x/255   standardize: per-pixel (x-mean)/std
@@ -26,6 +39,57 @@ PREPROCESS = ("center", "unit", "standardize", "none")
 # The output layer: a softmax over num_classes units, or, for two classes, one sigmoid unit
 # (a Keras Dense(1, activation='sigmoid'): the two-class softmax over the logits (0, z)).
 OUTPUTS = ("softmax", "sigmoid")
+
+
+def activation_spelling(name: str, **options: Any) -> str:
+    """An activation's name in a spec: the bare name at Keras' defaults, else with its options
+    ("leaky_relu(negative_slope=0.3)"), so that one function has one spelling."""
+    name = ACTIVATION_ALIASES.get(name, name)
+    defaults = ACTIVATION_OPTIONS.get(name, {})
+    unknown = set(options) - set(defaults)
+    if name not in ACTIVATION_NAMES or unknown:
+        raise ConfigError(f"unknown activation {name!r}"
+                          + (f" option(s) {sorted(unknown)}" if unknown else ""))
+    values = {}
+    for key, default in defaults.items():
+        value = options.get(key, default)
+        if value is not None or default is not None:
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+                raise ConfigError(f"activation {name}: {key} must be a finite number, got {value!r}")
+            value = float(value)
+        values[key] = value
+    if values == defaults:
+        return name
+    return f"{name}({', '.join(f'{k}={v!r}' for k, v in values.items())})"
+
+
+def parse_activation(spelling: Any) -> tuple[str, dict[str, float | None]]:
+    """(name, options with Keras' defaults filled in) of an activation as a spec spells it:
+    "relu", "swish" (Keras' other name of silu), "leaky_relu(negative_slope=0.3)"."""
+    if not isinstance(spelling, str):
+        raise ConfigError(f"an activation must be a name (a string), got {spelling!r}")
+    name, _, rest = spelling.partition("(")
+    name = ACTIVATION_ALIASES.get(name.strip(), name.strip())
+    choose("activation", name, ACTIVATION_NAMES)
+    options: dict[str, Any] = {}
+    if rest:
+        if not rest.endswith(")"):
+            raise ConfigError(f"activation {spelling!r}: expected name(option=value, ...)")
+        for item in filter(None, (part.strip() for part in rest[:-1].split(","))):
+            key, eq, value = item.partition("=")
+            try:
+                options[key.strip()] = None if value.strip() == "None" else float(value)
+            except ValueError:
+                eq = ""
+            if not eq:
+                raise ConfigError(f"activation {spelling!r}: expected option=number, got {item!r}")
+    activation_spelling(name, **options)  # checks the options
+    return name, {**ACTIVATION_OPTIONS.get(name, {}), **options}
+
+
+def canonical_activation(spelling: Any) -> str:
+    name, options = parse_activation(spelling)
+    return activation_spelling(name, **options)
 
 
 def int_tuple(values: Any, name: str) -> tuple[int, ...]:
@@ -93,9 +157,9 @@ class MLPSpec:
         acts = per_layer(self.activations, len(self.hidden), "activations")
         if not all(isinstance(a, str) for a in (self.activation, self.preprocess, *acts)):
             raise ConfigError("activation, activations and preprocess must be names (strings)")
-        object.__setattr__(self, "activations", tuple(acts))
-        for act in (self.activation, *self.activations):
-            choose("activation", act, ACTIVATION_NAMES)
+        # One spelling per function: "swish" is stored as "silu", default options dropped.
+        object.__setattr__(self, "activation", canonical_activation(self.activation))
+        object.__setattr__(self, "activations", tuple(canonical_activation(a) for a in acts))
         choose("preprocess", self.preprocess, PREPROCESS)
         choose("output", self.output, OUTPUTS)
         if self.output == "sigmoid" and self.num_classes != 2:

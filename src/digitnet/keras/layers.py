@@ -1,4 +1,5 @@
-"""`keras.layers` for MLPs: Input, Flatten, Dense, Dropout, Activation, Softmax, ReLU.
+"""`keras.layers` for MLPs: Input, Flatten, Dense, Dropout, Activation, Softmax, ReLU, LeakyReLU,
+ELU, and Rescaling at the front.
 
 A layer holds its configuration and, once its model is built, its weights as NumPy arrays;
 training runs on the engine, over the whole model at once (see models.Model). Calling a layer
@@ -15,9 +16,11 @@ from typing import Any, ClassVar
 import jax
 import numpy as np
 
+from digitnet.errors import ConfigError
 from digitnet.keras.backend import Variable, tensor
 from digitnet.keras.errors import KerasValueError
-from digitnet.model import ACTIVATIONS
+from digitnet.model import activation_fn
+from digitnet.spec import ACTIVATION_ALIASES, ACTIVATION_NAMES, activation_spelling, parse_activation
 
 # Keras' names for the initializers it shares with JAX: Keras name → (class, JAX factory name).
 INITIALIZERS = {
@@ -392,17 +395,30 @@ def activate(name: str, x: np.ndarray) -> np.ndarray:
     """An activation by Keras' name, on the host (the engine compiles the same functions)."""
     if name == "softmax":
         return np.asarray(jax.nn.softmax(x, axis=-1))
-    return np.asarray(ACTIVATIONS[name](x))
+    return np.asarray(activation_fn(name)(x))
+
+
+SUPPORTED_ACTIVATIONS = ", ".join((*ACTIVATION_NAMES, *ACTIVATION_ALIASES, "softmax"))
 
 
 def activation_name(value: Any, where: str) -> str:
+    """The spec's spelling of an activation given as Keras takes it: a name ('swish' is
+    'silu'), a keras.activations function, or an activation layer (LeakyReLU(0.1))."""
     name = "linear" if value is None else value
     if callable(name) and getattr(name, "__module__", "") == "digitnet.keras.activations":
         name = name.__name__  # keras.activations.relu, given as a function
-    if not isinstance(name, str) or name not in (*ACTIVATIONS, "softmax"):
-        raise KerasValueError(f"{where}: activation {value!r} is not supported; "
-                              f"supported: {', '.join((*ACTIVATIONS, 'softmax'))}")
-    return name
+    if isinstance(name, Activation):
+        return name.activation
+    if isinstance(name, str) and name == "softmax":
+        return name
+    if isinstance(name, str) and "(" not in name:
+        try:
+            base, options = parse_activation(name)
+            return activation_spelling(base, **options)
+        except ConfigError:
+            pass
+    raise KerasValueError(f"{where}: activation {value!r} is not supported; "
+                          f"supported: {SUPPORTED_ACTIVATIONS}")
 
 
 class Activation(Layer):
@@ -437,21 +453,118 @@ class Softmax(Activation):
         return config
 
 
+def non_negative(kind: str, option: str, value: Any, none_ok: bool = False) -> float | None:
+    """An activation layer's option as Keras checks it: a number ≥ 0 (None where allowed)."""
+    if value is None and none_ok:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float | np.number) or not value >= 0:
+        never = "" if none_ok else "None or "
+        raise KerasValueError(f"{option} of a {kind} layer cannot be {never}a negative value. "
+                              f"Received: {option}={value}")
+    return float(value)
+
+
 class ReLU(Activation):
-    """max(x, 0) as a layer (its options at their defaults)."""
+    """Keras' ReLU layer: max(x, 0), or with its options, leaky below `threshold` and clipped
+    at `max_value`."""
 
     class_name = "ReLU"
 
     def __init__(self, max_value: Any = None, negative_slope: float = 0.0, threshold: float = 0.0,
                  **kwargs: Any):
-        if max_value is not None or negative_slope or threshold:
-            raise KerasValueError("ReLU: max_value, negative_slope and threshold are not supported")
+        self.options = {"max_value": non_negative("ReLU", "max_value", max_value, none_ok=True),
+                        "negative_slope": non_negative("ReLU", "negative_slope", negative_slope),
+                        "threshold": non_negative("ReLU", "threshold", threshold)}
         super().__init__("relu", **kwargs)
+        self.activation = activation_spelling("relu", **self.options)
 
     def get_config(self) -> dict[str, Any]:
-        config = {**super().get_config(), "max_value": None, "negative_slope": 0.0, "threshold": 0.0}
+        config = {**super().get_config(), **self.options}
         del config["activation"]
         return config
+
+
+class LeakyReLU(Activation):
+    """x, or negative_slope·x below 0 (Keras 3's default slope 0.3; `alpha=` is its old name)."""
+
+    class_name = "LeakyReLU"
+
+    def __init__(self, negative_slope: float = 0.3, **kwargs: Any):
+        if "alpha" in kwargs:  # as Keras 3: the old name still works, with a warning
+            import warnings
+
+            negative_slope = kwargs.pop("alpha")
+            warnings.warn("Argument `alpha` is deprecated. Use `negative_slope` instead.", stacklevel=2)
+        if negative_slope is None or isinstance(negative_slope, bool) or negative_slope < 0:
+            raise KerasValueError("The negative_slope value of a Leaky ReLU layer cannot be None or "
+                                  f"negative value. Expected a float. Received: negative_slope="
+                                  f"{negative_slope}")
+        super().__init__("leaky_relu", **kwargs)
+        self.negative_slope = float(negative_slope)
+        self.activation = activation_spelling("leaky_relu", negative_slope=self.negative_slope)
+
+    def get_config(self) -> dict[str, Any]:
+        config = {**super().get_config(), "negative_slope": self.negative_slope}
+        del config["activation"]
+        return config
+
+
+class ELU(Activation):
+    """x, or alpha·(exp(x) - 1) below 0."""
+
+    class_name = "ELU"
+
+    def __init__(self, alpha: float = 1.0, **kwargs: Any):
+        if isinstance(alpha, bool) or not isinstance(alpha, int | float | np.number):
+            raise KerasValueError(f"ELU: alpha must be a number, got {alpha!r}")
+        super().__init__("elu", **kwargs)
+        self.alpha = float(alpha)
+        self.activation = activation_spelling("elu", alpha=self.alpha)
+
+    def get_config(self) -> dict[str, Any]:
+        config = {**super().get_config(), "alpha": self.alpha}
+        del config["activation"]
+        return config
+
+
+class Rescaling(Layer):
+    """inputs · scale + offset, as the first layers of a model (`Rescaling(1./255)`): compiled
+    into the engine's input transform."""
+
+    class_name = "Rescaling"
+
+    def __init__(self, scale: Any, offset: Any = 0.0, **kwargs: Any):
+        super().__init__(**kwargs)
+        for option, value in (("scale", scale), ("offset", offset)):
+            if (isinstance(value, bool) or not isinstance(value, int | float | np.number)
+                    or not np.isfinite(value)):
+                raise KerasValueError(f"Rescaling: {option} must be a finite number (per-channel "
+                                      f"arrays are not supported), got {value!r}")
+        if scale == 0:
+            raise KerasValueError("Rescaling: scale=0 makes every input the same")
+        self.scale, self.offset = float(scale), float(offset)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return x * np.float32(self.scale) + np.float32(self.offset)
+
+    def affine(self) -> tuple[float, float]:
+        """(a, b) with output = input · a + b."""
+        return self.scale, self.offset
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "scale": self.scale, "offset": self.offset}
+
+
+def input_stats(layers: list[Layer], input_dim: int) -> dict[str, np.ndarray]:
+    """The engine's input transform (x - shift) · scale, per input feature, for the scaling
+    layers at the front of a model (identity without them)."""
+    a, b = np.ones(input_dim, np.float64), np.zeros(input_dim, np.float64)
+    for layer in layers:
+        if hasattr(layer, "affine"):
+            la, lb = (np.broadcast_to(np.asarray(v, np.float64), (input_dim,)) for v in layer.affine())
+            a, b = a * la, b * la + lb
+    # + 0.0: no shift of -0.0, so that (x - shift) is x itself without scaling layers
+    return {"shift": (-b / a + 0.0).astype(np.float32), "scale": a.astype(np.float32)}
 
 
 class Unsupported:
@@ -461,8 +574,8 @@ class Unsupported:
 
     def __init__(self, *args: Any, **kwargs: Any):
         raise KerasValueError(f"{type(self).__name__}: {self.feature} are not supported; "
-                              "digitnet.keras runs multilayer perceptrons (Input, Flatten, Dense, "
-                              "Dropout, Activation, Softmax, ReLU)")
+                              "digitnet.keras runs multilayer perceptrons (Input, Rescaling, Flatten, "
+                              "Dense, Dropout, Activation, Softmax, ReLU, LeakyReLU, ELU)")
 
 
 def _unsupported(feature: str, *names: str) -> dict[str, type]:
@@ -478,21 +591,24 @@ _REFUSED = {
     **_unsupported("merge layers (branching graphs)", "Concatenate", "Add", "Multiply", "Average",
                    "Subtract", "Maximum", "Minimum", "Dot"),
     **_unsupported("normalization layers", "BatchNormalization", "LayerNormalization",
-                   "GroupNormalization", "Normalization"),
+                   "GroupNormalization", "Normalization", "UnitNormalization"),
+    **_unsupported("noise layers", "GaussianNoise", "GaussianDropout", "AlphaDropout"),
+    **_unsupported("spatial dropout layers (for convolutions)", "SpatialDropout1D",
+                   "SpatialDropout2D", "SpatialDropout3D"),
     **_unsupported("embedding layers", "Embedding"),
     **_unsupported("attention layers", "Attention", "MultiHeadAttention"),
     **_unsupported("Lambda layers (arbitrary code)", "Lambda"),
     **_unsupported("reshaping layers other than Flatten", "Reshape", "Permute", "RepeatVector"),
-    **_unsupported("preprocessing layers", "Rescaling", "Resizing", "RandomFlip", "RandomRotation"),
-    **_unsupported("other activation layers than Activation, Softmax and ReLU", "LeakyReLU", "PReLU",
-                   "ELU"),
+    **_unsupported("preprocessing layers other than Rescaling", "Resizing", "RandomFlip",
+                   "RandomRotation", "RandomZoom", "RandomTranslation", "CenterCrop"),
+    **_unsupported("trainable activations (PReLU's learned slope)", "PReLU"),
 }
 globals().update(_REFUSED)
 
 
 # The layers a saved model may name, by Keras class name.
-LAYER_CLASSES: dict[str, type[Layer]] = {c.class_name: c for c in (InputLayer, Flatten, Dropout, Dense,
-                                                                    Activation, Softmax, ReLU)}
+LAYER_CLASSES: dict[str, type[Layer]] = {c.class_name: c for c in (
+    InputLayer, Flatten, Dropout, Dense, Activation, Softmax, ReLU, LeakyReLU, ELU, Rescaling)}
 
 
 from digitnet.keras.utils import next_seed, unique_name  # noqa: E402  (utils imports nothing from here)

@@ -41,12 +41,13 @@ from digitnet.keras.layers import (
     InputLayer,
     KerasTensor,
     Layer,
+    input_stats,
     snake_case,
 )
 from digitnet.keras.progbar import Progbar, resolve
 from digitnet.keras.utils import next_seed, unique_name
 from digitnet.metrics import compiled_loss_values
-from digitnet.model import ACTIVATIONS, MLPSpec, init_params, predict_logits, preprocess_stats
+from digitnet.model import MLPSpec, init_params, predict_logits
 from digitnet.optimizers import make_optimizer
 from digitnet.train import fit_arrays
 from digitnet.trainconfig import TrainConfig
@@ -212,6 +213,8 @@ class Model(Layer):
         for layer in atoms:
             if isinstance(layer, Flatten) and not dense and not flatten and not input_rate:
                 flatten = True
+            elif hasattr(layer, "affine") and not dense and not input_rate:
+                pass  # an input scaling layer: the engine's input transform (see _stats)
             elif isinstance(layer, Dense):
                 dense.append([layer, layer.activation])
                 rates.append(0.0)
@@ -230,6 +233,8 @@ class Model(Layer):
                     "between Dense layers (once)")
                 if isinstance(layer, InputLayer):
                     where = "first"
+                if hasattr(layer, "affine"):
+                    where = "before the first Dense layer (and before an input Dropout)"
                 raise KerasValueError(f"{layer.class_name} layer {layer.name!r} is only supported "
                                       f"{where}, in an MLP")
         if not dense:
@@ -244,7 +249,7 @@ class Model(Layer):
         if rates[-1]:
             raise KerasValueError("a Dropout after the last Dense layer is not supported")
         for layer, hidden in dense[:-1]:
-            if hidden not in ACTIVATIONS:
+            if hidden == "softmax":
                 raise KerasValueError(f"activation {hidden!r} is only supported on the last Dense "
                                       f"layer, not on {layer.name!r}")
         if len(input_shape) != 1 and not flatten:
@@ -598,7 +603,7 @@ class Model(Layer):
         return t
 
     def _stats(self) -> dict[str, np.ndarray]:
-        return preprocess_stats(self.spec, np.zeros((0, self.spec.input_dim), np.float32))
+        return input_stats(self._atoms(), self.spec.input_dim)
 
     def _engine_loss(self) -> str:
         return losses.engine_loss(self.loss)

@@ -1,0 +1,135 @@
+"""Scenarios of the MLP layers and options beyond Dense/Dropout (activation layers and names,
+input scaling, regularizers, initializers), run twice like tests/keras_oracle/scenarios.py: by
+scripts/keras_record.py with real Keras 3 (recorded in tests/fixtures/keras/layers_behaviour.json)
+
+    KERAS_BACKEND=jax /work/venvs/keras/bin/python scripts/keras_record.py \
+        tests/fixtures/keras/layers_behaviour.json --scenarios tests.keras_oracle.layer_scenarios
+
+and by tests/test_keras_layers.py with digitnet.keras. Weights are set explicitly wherever values
+are compared."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from tests.keras_oracle.scenarios import IMAGES, W, X, Y, arr
+
+V = np.linspace(-7, 7, 15, dtype=np.float32).reshape(1, -1)  # values around every kink
+
+ACTIVATION_NAMES = ["relu", "sigmoid", "tanh", "gelu", "elu", "leaky_relu", "selu", "linear", "softplus",
+                    "softsign", "swish", "silu", "hard_sigmoid", "hard_silu", "hard_swish", "mish",
+                    "exponential", "relu6", "celu", "hard_tanh", "log_sigmoid"]
+
+
+def activation_layers(keras):
+    L = keras.layers
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        old = L.LeakyReLU(alpha=0.1)
+    return {
+        "leaky_default": L.LeakyReLU(), "leaky_01": L.LeakyReLU(negative_slope=0.1), "leaky_alpha": old,
+        "elu_default": L.ELU(), "elu_05": L.ELU(0.5), "relu_default": L.ReLU(), "relu6": L.ReLU(6.0),
+        "relu_max": L.ReLU(max_value=4.0), "relu_slope": L.ReLU(negative_slope=0.2),
+        "relu_all": L.ReLU(max_value=4.0, negative_slope=0.1, threshold=0.5),
+        "relu_threshold": L.ReLU(threshold=1.0), "relu6_slope": L.ReLU(6, negative_slope=0.1),
+        "act_swish": L.Activation("swish"), "act_mish": L.Activation("mish"),
+    }
+
+
+def config(layer) -> dict:
+    c = layer.get_config()
+    return {k: v for k, v in c.items() if k not in ("name", "dtype", "trainable")}
+
+
+def s_activation_layers(keras):
+    return {key: {"class": type(layer).__name__, "config": config(layer), "out": arr(layer(V))}
+            for key, layer in activation_layers(keras).items()}
+
+
+def s_activation_names(keras):
+    out = {}
+    for name in ACTIVATION_NAMES:
+        layer = keras.layers.Dense(3, activation=name)
+        out[name] = [layer.get_config()["activation"], arr(keras.activations.get(name)(V))]
+    return out
+
+
+def hidden_model(keras, act_layer=None, activation=None):
+    layers = [keras.Input((784,)), keras.layers.Dense(16, activation=activation)]
+    if act_layer is not None:
+        layers.append(act_layer)
+    model = keras.Sequential([*layers, keras.layers.Dense(10)])
+    model.set_weights(W)
+    return model
+
+
+def s_activation_models(keras):
+    """Models with each activation (layer or name) on the hidden layer: predict runs the
+    compiled engine's forward pass."""
+    L = keras.layers
+    out = {name: arr(hidden_model(keras, activation=name).predict(X[:4] * 4 - 2, verbose=0))
+           for name in ACTIVATION_NAMES}
+    for key, layer in activation_layers(keras).items():
+        out[key] = arr(hidden_model(keras, act_layer=layer).predict(X[:4] * 4 - 2, verbose=0))
+    model = hidden_model(keras, act_layer=L.LeakyReLU(0.1))
+    out["layers"] = [type(layer).__name__ for layer in model.layers]
+    out["weights"] = len(model.get_weights())
+    return out
+
+
+def s_activation_errors(keras):
+    L = keras.layers
+    out = {}
+    for key, make in [("relu_max", lambda: L.ReLU(max_value=-1.0)),
+                      ("relu_slope", lambda: L.ReLU(negative_slope=-0.5)),
+                      ("relu_threshold", lambda: L.ReLU(threshold=-1.0)),
+                      ("leaky", lambda: L.LeakyReLU(negative_slope=-0.1))]:
+        try:
+            make()
+            out[key] = None
+        except ValueError as exc:
+            out[key] = str(exc)
+    return out
+
+
+def rescaling_model(keras):
+    L = keras.layers
+    model = keras.Sequential([L.Rescaling(1.0 / 255, input_shape=(28, 28)), L.Flatten(),
+                              L.Dense(16, activation="relu"), L.Dense(10)])
+    model.set_weights(W)
+    return model
+
+
+def s_rescaling(keras):
+    L = keras.layers
+    pixels = np.round(IMAGES[:4] * 255)
+    model = rescaling_model(keras)
+    offset = keras.Sequential([keras.Input((784,)), L.Rescaling(1.0 / 127.5, offset=-1.0),
+                               L.Dense(16, activation="relu"), L.Dense(10, activation="softmax")])
+    offset.set_weights(W)
+    inputs = keras.Input((784,))
+    h = L.Rescaling(0.5)(L.Rescaling(2.0, offset=0.25)(inputs))
+    functional = keras.Model(inputs, L.Dense(10)(L.Dense(16, activation="tanh")(h)))
+    functional.set_weights(W)
+    return {"unit": arr(model.predict(pixels, verbose=0)),
+            "unit_call": arr(np.asarray(model(pixels))),
+            "offset": arr(offset.predict(pixels.reshape(-1, 784), verbose=0)),
+            "two": arr(functional.predict(X[:4], verbose=0)),
+            "layer": arr(L.Rescaling(2.0, offset=1.0)(V)),
+            "config": config(L.Rescaling(1.0 / 255)),
+            "layers": [type(layer).__name__ for layer in model.layers],
+            "weights": len(model.get_weights())}
+
+
+def s_rescaling_fit(keras):
+    """A TensorFlow-tutorial model (Rescaling first, logits) trains on raw pixels."""
+    model = rescaling_model(keras)
+    model.compile(optimizer=keras.optimizers.SGD(0.1),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    history = model.fit(np.round(IMAGES * 255), Y, epochs=2, batch_size=100, shuffle=False, verbose=0)
+    return {k: [round(v, 4) for v in vs] for k, vs in history.history.items()}
+
+
+SCENARIOS = {name[2:]: fn for name, fn in globals().items() if name.startswith("s_")}
