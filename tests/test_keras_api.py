@@ -69,8 +69,8 @@ def test_layer_and_model_errors_name_the_problem(data):
     x, y = data
     with pytest.raises(ValueError, match="use_bias=False"):
         layers.Dense(4, use_bias=False)
-    with pytest.raises(ValueError, match="kernel_regularizer"):
-        layers.Dense(4, kernel_regularizer="l2")
+    with pytest.raises(ValueError, match="activity_regularizer"):
+        layers.Dense(4, activity_regularizer="l2")
     with pytest.raises(ValueError, match="activation 'sparsemax'"):
         layers.Dense(4, activation="sparsemax")
     with pytest.raises(ValueError, match="must be a classifier"):

@@ -268,7 +268,7 @@ HOSTILE = {
         activation="sparsemax"),
                                "sparsemax"),
     "regularizer": (None, lambda c: c["config"]["layers"][2]["config"].update(
-        kernel_regularizer={"class_name": "L2"}), "kernel_regularizer"),
+        kernel_regularizer={"class_name": "OrthogonalRegularizer"}), "OrthogonalRegularizer"),
 }
 
 

@@ -28,6 +28,7 @@ from digitnet.knobs import SPEC_KNOBS
 from digitnet.metrics import hits, loss_values
 from digitnet.model import MLPSpec, Params, forward, init_params
 from digitnet.optimizers import make_optimizer
+from digitnet.regularize import penalty
 from digitnet.trainconfig import HOST_ONLY
 
 if TYPE_CHECKING:
@@ -296,6 +297,8 @@ class Engine:
                 xb = aug(jax.random.fold_in(k, AUGMENT_STREAM), xb)
             logits = forward(p, stats, xb, spec, k if use_dropout else None, first_matmul)
             losses = loss_values(logits, yb, loss, smoothing)
+            if spec.regularized:  # Keras' kernel/bias penalties: part of the loss, per example
+                losses = losses + penalty(p, spec)
             return losses.mean(), (losses.sum(), hits(logits, yb), logits if outputs else None)
 
         # The chunk's examples, gathered in training order once: a step then reads its batch as

@@ -1,5 +1,5 @@
-"""Regularisers of the training step: max-norm and an EMA of the weights (label smoothing is
-part of the loss: digitnet.metrics.loss_values).
+"""Regularisers of the training step: L1/L2 penalties in the loss, max-norm and an EMA of the
+weights (label smoothing is part of the loss: digitnet.metrics.loss_values).
 
 Max-norm and the EMA are Optax transformations chained after the optimizer, so they run inside
 the compiled step, their state is checkpointed with the optimizer's, and when they are off they
@@ -13,6 +13,22 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
+
+
+def penalty(params: Any, spec: Any, xp: Any = jnp) -> Any:
+    """Σ over Dense layers of l1·Σ|w| + l2·Σw², for the kernels and biases the spec penalises
+    (Keras' L1L2 regularizers, added to the loss as Keras adds them); 0.0 when none is.
+    xp: jax.numpy in the compiled step, NumPy for the loss reported on the host."""
+    total = 0.0
+    for i, layer in enumerate(params):
+        for name, l1s, l2s in (("kernel", spec.kernel_l1, spec.kernel_l2),
+                               ("bias", spec.bias_l1, spec.bias_l2)):
+            w = layer[name]
+            if l1s and l1s[i]:
+                total = total + xp.float32(l1s[i]) * xp.sum(xp.abs(w))
+            if l2s and l2s[i]:
+                total = total + xp.float32(l2s[i]) * xp.sum(xp.square(w))
+    return total
 
 
 def clip_columns(kernel: jax.Array, max_norm: float) -> jax.Array:

@@ -40,6 +40,9 @@ PREPROCESS = ("center", "unit", "standardize", "none")
 # (a Keras Dense(1, activation='sigmoid'): the two-class softmax over the logits (0, z)).
 OUTPUTS = ("softmax", "sigmoid")
 
+# The per-layer penalty factors of the loss (Keras' kernel_regularizer and bias_regularizer).
+PENALTIES = ("kernel_l1", "kernel_l2", "bias_l1", "bias_l2")
+
 
 def activation_spelling(name: str, **options: Any) -> str:
     """An activation's name in a spec: the bare name at Keras' defaults, else with its options
@@ -139,6 +142,16 @@ class MLPSpec:
                           "(digitnet.deskew)")
     output: str = option("softmax", "output layer: softmax over the classes, or one sigmoid unit "
                          "for two classes (binary cross-entropy)", choices=OUTPUTS, cli=False)
+    # Keras' kernel_regularizer / bias_regularizer: one factor per Dense layer (the output layer
+    # last), the penalty l1·Σ|w| + l2·Σw² added to the training loss (digitnet.regularize.penalty).
+    kernel_l1: tuple[float, ...] = option((), "L1 penalty factor of each layer's kernel", cli=False,
+                                          group="regularisation")
+    kernel_l2: tuple[float, ...] = option((), "L2 penalty factor of each layer's kernel", cli=False,
+                                          group="regularisation")
+    bias_l1: tuple[float, ...] = option((), "L1 penalty factor of each layer's bias", cli=False,
+                                        group="regularisation")
+    bias_l2: tuple[float, ...] = option((), "L2 penalty factor of each layer's bias", cli=False,
+                                        group="regularisation")
 
     def __post_init__(self) -> None:
         # Strict types: a model file saying "deskew": "false" or "hidden": [64.5] is refused,
@@ -162,6 +175,14 @@ class MLPSpec:
         object.__setattr__(self, "activations", tuple(canonical_activation(a) for a in acts))
         choose("preprocess", self.preprocess, PREPROCESS)
         choose("output", self.output, OUTPUTS)
+        for name in PENALTIES:
+            factors = float_tuple(getattr(self, name), name)
+            if factors and len(factors) != len(self.hidden) + 1:
+                raise ConfigError(f"{name} needs one factor per Dense layer ({len(self.hidden) + 1}), "
+                                  f"got {len(factors)}")
+            if any(f < 0 for f in factors):
+                raise ConfigError(f"{name} factors must be ≥ 0, got {list(factors)}")
+            object.__setattr__(self, name, factors if any(factors) else ())
         if self.output == "sigmoid" and self.num_classes != 2:
             raise ConfigError(f"a sigmoid output is for two classes, not {self.num_classes}")
         if not isinstance(self.deskew, bool):
@@ -174,6 +195,11 @@ class MLPSpec:
         if not 1 <= len(self.input_shape) <= 3:
             raise ConfigError(f"input_shape must have 1 to 3 dimensions, got {self.input_shape}")
         check_layer_sizes(self.sizes, "model")
+
+    @property
+    def regularized(self) -> bool:
+        """Whether a kernel or bias penalty is part of the loss."""
+        return any(getattr(self, name) for name in PENALTIES)
 
     @property
     def input_dim(self) -> int:
@@ -197,7 +223,10 @@ class MLPSpec:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+        # Penalties only where there are some: a run's files stay as before (and readable by
+        # digitnet versions before them).
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()
+                if k not in PENALTIES or v}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> MLPSpec:

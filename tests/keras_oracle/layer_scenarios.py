@@ -132,4 +132,74 @@ def s_rescaling_fit(keras):
     return {k: [round(v, 4) for v in vs] for k, vs in history.history.items()}
 
 
+
+
+def regularized_model(keras):
+    R = keras.regularizers
+    model = keras.Sequential([keras.Input((784,)),
+                              keras.layers.Dense(16, activation="relu", kernel_regularizer=R.l2(0.01),
+                                                 bias_regularizer=R.l1(0.001)),
+                              keras.layers.Dense(10, activation="softmax",
+                                                 kernel_regularizer=R.l1_l2(l1=0.001, l2=0.001),
+                                                 bias_regularizer=R.L1L2(l1=0.01, l2=0.02))])
+    model.set_weights(W)
+    return model
+
+
+def s_regularizers(keras):
+    """The penalty is in the loss fit and evaluate report, and in the gradient (plain SGD, no
+    shuffling: the weights after two epochs are Keras')."""
+    R = keras.regularizers
+    model = regularized_model(keras)
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    before = model.evaluate(X, Y, batch_size=100, verbose=0)
+    history = model.fit(X, Y, epochs=2, batch_size=25, shuffle=False, verbose=0,
+                        validation_data=(X[:50], Y[:50]))
+    weights = model.get_weights()
+    l2_only = keras.Sequential([keras.Input((784,)), keras.layers.Dense(16, kernel_regularizer="l2"),
+                                keras.layers.Dense(10)])
+    l2_only.set_weights(W)
+    l2_only.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return {"before": [round(v, 5) for v in before],
+            "history": {k: [round(v, 5) for v in vs] for k, vs in history.history.items()},
+            "kernel": arr(weights[0][:3, :4]), "bias": arr(weights[1][:6]), "out_bias": arr(weights[3]),
+            "l2_only": round(float(l2_only.evaluate(X, Y, verbose=0)), 5),
+            "configs": [r.get_config() for r in (R.l2(0.001), R.l1(0.001), R.l1_l2(l1=0.01), R.L1L2(),
+                                                 R.get("l2"), R.get("l1l2"), R.get("L1"))],
+            "dense_config": {k: model.layers[0].get_config()[k]
+                             for k in ("kernel_regularizer", "bias_regularizer")},
+            "call": round(float(R.L1L2(0.01, 0.02)(W[0])), 4)}
+
+
+def s_initializers(keras):
+    I = keras.initializers  # noqa: E741
+    L = keras.layers
+
+    def built(**options):
+        layer = L.Dense(512, **options)
+        keras.Sequential([keras.Input((784,)), layer])
+        return layer.get_weights()
+
+    out = {}
+    for name, expected in [("glorot_uniform", np.sqrt(2 / (784 + 512))), ("he_normal", np.sqrt(2 / 784)),
+                           ("he_uniform", np.sqrt(2 / 784)), ("lecun_normal", np.sqrt(1 / 784)),
+                           ("glorot_normal", np.sqrt(2 / (784 + 512)))]:
+        kernel = built(kernel_initializer=name)[0]
+        out[name] = [bool(abs(kernel.std() / expected - 1) < 0.03), bool(abs(kernel.mean()) < 0.002)]
+    kernel, bias = built(kernel_initializer=I.RandomNormal(stddev=0.1, seed=3),
+                         bias_initializer=I.Constant(0.1))
+    again = built(kernel_initializer=I.RandomNormal(stddev=0.1, seed=3))[0]
+    out["random_normal"] = [bool(abs(kernel.std() / 0.1 - 1) < 0.03), bool(np.array_equal(kernel, again)),
+                            arr(bias[:3])]
+    out["uniform"] = [round(float(np.abs(built(kernel_initializer=I.RandomUniform(-0.2, 0.2))[0]).max()), 2)]
+    out["ones_zeros"] = [arr(w[:2, :2] if w.ndim == 2 else w[:2])
+                         for w in built(kernel_initializer="ones", bias_initializer="zeros")]
+    out["configs"] = {name: L.Dense(3, kernel_initializer=name).get_config()["kernel_initializer"][
+        "class_name"] for name in ("normal", "uniform", "truncated_normal", "he_normal", "zeros", "one")}
+    out["serialized"] = L.Dense(3, kernel_initializer=I.RandomNormal(stddev=0.1, seed=3),
+                                bias_initializer=I.Constant(0.1)).get_config()["bias_initializer"]
+    return out
+
+
 SCENARIOS = {name[2:]: fn for name, fn in globals().items() if name.startswith("s_")}

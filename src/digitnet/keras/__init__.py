@@ -2,7 +2,8 @@
 
     from digitnet import keras        # instead of `import keras`
     keras.datasets.mnist.load_data(), keras.Sequential, keras.Model, keras.Input, keras.layers,
-    keras.losses, keras.metrics, keras.optimizers, keras.callbacks, keras.ops, keras.utils
+    keras.losses, keras.metrics, keras.optimizers, keras.callbacks, keras.ops, keras.utils,
+    keras.initializers, keras.regularizers
 
 Reads and writes Keras' weight and model files (.weights.h5, legacy .h5, .keras); see
 docs/keras.md for what is supported and what is refused.
@@ -13,12 +14,14 @@ from digitnet.keras import (
     backend,
     callbacks,
     datasets,
+    initializers,
     layers,
     losses,
     metrics,
     models,
     ops,
     optimizers,
+    regularizers,
     utils,
 )
 from digitnet.keras.layers import Input, InputLayer, KerasTensor, Layer
@@ -27,5 +30,5 @@ from digitnet.keras.models import Model, Sequential, load_model
 __version__ = "3.15.1"  # the Keras API this front end follows
 
 __all__ = ["Input", "InputLayer", "KerasTensor", "Layer", "Model", "Sequential", "activations", "backend",
-           "callbacks", "datasets", "layers", "load_model", "losses", "metrics", "models", "ops",
-           "optimizers", "utils"]
+           "callbacks", "datasets", "initializers", "layers", "load_model", "losses", "metrics", "models",
+           "ops", "optimizers", "regularizers", "utils"]

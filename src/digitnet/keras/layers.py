@@ -17,23 +17,12 @@ import jax
 import numpy as np
 
 from digitnet.errors import ConfigError
+from digitnet.keras import initializers, regularizers
 from digitnet.keras.backend import Variable, tensor
 from digitnet.keras.errors import KerasValueError
 from digitnet.model import activation_fn
 from digitnet.spec import ACTIVATION_ALIASES, ACTIVATION_NAMES, activation_spelling, parse_activation
 
-# Keras' names for the initializers it shares with JAX: Keras name → (class, JAX factory name).
-INITIALIZERS = {
-    "glorot_uniform": ("GlorotUniform", "glorot_uniform"),
-    "glorot_normal": ("GlorotNormal", "glorot_normal"),
-    "he_uniform": ("HeUniform", "he_uniform"),
-    "he_normal": ("HeNormal", "he_normal"),
-    "lecun_uniform": ("LecunUniform", "lecun_uniform"),
-    "lecun_normal": ("LecunNormal", "lecun_normal"),
-    "zeros": ("Zeros", "zeros"),
-    "ones": ("Ones", "ones"),
-}
-INITIALIZER_BY_CLASS = {cls: name for name, (cls, _) in INITIALIZERS.items()}
 DTYPE_POLICY = {"module": "keras", "class_name": "DTypePolicy", "config": {"name": "float32"},
                 "registered_name": None}
 
@@ -51,20 +40,6 @@ def check_dtype(dtype: Any, where: str) -> None:
         dtype = (dtype.get("config") or {}).get("name")
     if dtype not in (None, "float32"):
         raise KerasValueError(f"{where}: dtype {dtype!r} is not supported (digitnet runs float32)")
-
-
-def initializer_name(value: Any, where: str) -> str:
-    """'glorot_uniform', from a name or a Keras initializer config."""
-    if isinstance(value, dict):
-        cls = value.get("class_name")
-        if cls not in INITIALIZER_BY_CLASS or value.get("registered_name"):
-            raise KerasValueError(f"{where}: initializer {cls!r} is not supported; "
-                                  f"supported: {', '.join(INITIALIZERS)}")
-        return INITIALIZER_BY_CLASS[cls]
-    if not isinstance(value, str) or snake_case(value) not in INITIALIZERS:
-        raise KerasValueError(f"{where}: initializer {value!r} is not supported; "
-                              f"supported: {', '.join(INITIALIZERS)}")
-    return snake_case(value)
 
 
 def shape_tuple(shape: Any, where: str) -> tuple[int, ...]:
@@ -306,16 +281,15 @@ class Dense(Layer):
         self.activation = activation_name(activation, "Dense")
         if not use_bias:
             raise KerasValueError("Dense: use_bias=False is not supported (every Dense has a bias)")
-        for option, value in (("kernel_regularizer", kernel_regularizer),
-                              ("bias_regularizer", bias_regularizer),
-                              ("activity_regularizer", activity_regularizer),
+        for option, value in (("activity_regularizer", activity_regularizer),
                               ("kernel_constraint", kernel_constraint),
                               ("bias_constraint", bias_constraint)):
             if value is not None:
                 raise KerasValueError(f"Dense: {option} is not supported")
-        self.kernel_initializer = initializer_name(kernel_initializer, "Dense")
-        if initializer_name(bias_initializer, "Dense") != "zeros":
-            raise KerasValueError("Dense: only bias_initializer='zeros' is supported")
+        self.kernel_regularizer = regularizers.get(kernel_regularizer, "Dense kernel_regularizer")
+        self.bias_regularizer = regularizers.get(bias_regularizer, "Dense bias_regularizer")
+        self.kernel_initializer = initializers.get(kernel_initializer, "Dense kernel_initializer")
+        self.bias_initializer = initializers.get(bias_initializer, "Dense bias_initializer")
         self.kernel: np.ndarray | None = None
         self.bias: np.ndarray | None = None
 
@@ -357,13 +331,20 @@ class Dense(Layer):
         fan_in = int(tuple(input_shape)[-1])
         if self.kernel is not None and self.kernel.shape[0] == fan_in:
             return
-        key = jax.random.key(next_seed())
-        init = INITIALIZERS[self.kernel_initializer][1]
-        if init in ("zeros", "ones"):
-            kernel = np.full((fan_in, self.units), float(init == "ones"), np.float32)
-        else:
-            kernel = getattr(jax.nn.initializers, init)()(key, (fan_in, self.units), np.float32)
-        self.kernel, self.bias = np.asarray(kernel), np.zeros(self.units, np.float32)
+        self.kernel, self.bias = self.initial_weights(self.kernel_initializer.key(), fan_in)
+
+    def initial_weights(self, key: jax.Array, fan_in: int,
+                        kernel: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        """(kernel, bias) as the layer's initializers draw them (`kernel`: one drawn already);
+        an initializer's own seed wins over `key`."""
+        init = self.kernel_initializer
+        if kernel is None:
+            kernel = init.draw(init.key() if init.options.get("seed") is not None else key,
+                               (fan_in, self.units))
+        bias_init = self.bias_initializer
+        bias_key = (bias_init.key() if bias_init.options.get("seed") is not None
+                    else jax.random.fold_in(key, 1))
+        return np.asarray(kernel, np.float32), bias_init.draw(bias_key, (self.units,))
 
     def output_shape_for(self, shape: tuple[Any, ...]) -> tuple[Any, ...]:
         if len(shape) != 2:
@@ -379,16 +360,21 @@ class Dense(Layer):
         return activate(self.activation, x @ self.kernel + self.bias)
 
     def get_config(self) -> dict[str, Any]:
-        cls, _ = INITIALIZERS[self.kernel_initializer]
         return {**super().get_config(), "units": self.units, "activation": self.activation,
                 "use_bias": True,
-                "kernel_initializer": {"module": "keras.initializers", "class_name": cls,
-                                       "config": {} if cls in ("Zeros", "Ones") else {"seed": None},
-                                       "registered_name": None},
-                "bias_initializer": {"module": "keras.initializers", "class_name": "Zeros",
-                                     "config": {}, "registered_name": None},
-                "kernel_regularizer": None, "bias_regularizer": None, "kernel_constraint": None,
-                "bias_constraint": None}
+                "kernel_initializer": self.kernel_initializer.serialize(),
+                "bias_initializer": self.bias_initializer.serialize(),
+                "kernel_regularizer": self.kernel_regularizer and self.kernel_regularizer.serialize(),
+                "bias_regularizer": self.bias_regularizer and self.bias_regularizer.serialize(),
+                "kernel_constraint": None, "bias_constraint": None}
+
+    def penalties(self) -> dict[str, float]:
+        """The spec's penalty factors of this layer (kernel_l1 …), 0 where it has none."""
+        out = {}
+        for what, reg in (("kernel", self.kernel_regularizer), ("bias", self.bias_regularizer)):
+            out[f"{what}_l1"] = reg.l1 if reg else 0.0
+            out[f"{what}_l2"] = reg.l2 if reg else 0.0
+        return out
 
 
 def activate(name: str, x: np.ndarray) -> np.ndarray:
@@ -611,4 +597,4 @@ LAYER_CLASSES: dict[str, type[Layer]] = {c.class_name: c for c in (
     InputLayer, Flatten, Dropout, Dense, Activation, Softmax, ReLU, LeakyReLU, ELU, Rescaling)}
 
 
-from digitnet.keras.utils import next_seed, unique_name  # noqa: E402  (utils imports nothing from here)
+from digitnet.keras.utils import unique_name  # noqa: E402  (utils imports nothing from here)

@@ -33,7 +33,6 @@ from digitnet.keras.backend import tensor
 from digitnet.keras.errors import KerasFileError, KerasValueError
 from digitnet.keras.h5weights import LayerWeights, h5_bytes, read_weights, write_keras3, write_legacy
 from digitnet.keras.layers import (
-    INITIALIZERS,
     Activation,
     Dense,
     Dropout,
@@ -49,6 +48,8 @@ from digitnet.keras.utils import next_seed, unique_name
 from digitnet.metrics import compiled_loss_values
 from digitnet.model import MLPSpec, init_params, predict_logits
 from digitnet.optimizers import make_optimizer
+from digitnet.regularize import penalty
+from digitnet.spec import PENALTIES
 from digitnet.train import fit_arrays
 from digitnet.trainconfig import TrainConfig
 
@@ -260,7 +261,8 @@ class Model(Layer):
         spec = MLPSpec(input_shape=input_shape, hidden=tuple(d.units for d, _ in dense[:-1]),
                        num_classes=2 if binary else last.units, activation=acts[0] if acts else "relu",
                        activations=acts, dropout=tuple(rates[:-1]), input_dropout=input_rate,
-                       preprocess="none", output="sigmoid" if binary else "softmax")
+                       preprocess="none", output="sigmoid" if binary else "softmax",
+                       **{name: tuple(d.penalties()[name] for d, _ in dense) for name in PENALTIES})
         return spec, act if act in ("softmax", "sigmoid") else "logits"
 
     @property
@@ -306,14 +308,9 @@ class Model(Layer):
             if (layer.kernel is not None and layer.kernel.shape == (fan_in, layer.units)
                     and not (spec is not None and getattr(layer, "provisional", False))):
                 continue  # built before, with the same shape: keep its weights
-            init = INITIALIZERS[layer.kernel_initializer][1]
-            if init == "glorot_uniform" and spec is not None:
-                kernel = fresh[i]["kernel"]
-            elif init in ("zeros", "ones"):
-                kernel = np.full((fan_in, layer.units), float(init == "ones"), np.float32)
-            else:
-                kernel = getattr(jax.nn.initializers, init)()(keys[i], (fan_in, layer.units), np.float32)
-            layer.kernel, layer.bias = np.asarray(kernel), np.zeros(layer.units, np.float32)
+            default = layer.kernel_initializer.default and spec is not None
+            layer.kernel, layer.bias = layer.initial_weights(
+                keys[i], fan_in, fresh[i]["kernel"] if default else None)
             layer.provisional = spec is None
         self._shape = shape
         for layer in self._layers:
@@ -708,6 +705,8 @@ class Model(Layer):
         logits = predict_logits(self.spec, self.params(), self._stats(), x)
         per = np.asarray(compiled_loss_values(logits, t, loss=self._engine_loss(),
                                               smoothing=self.label_smoothing), np.float64)
+        if self.spec.regularized:  # Keras reports the loss with the layers' penalties
+            per = per + float(penalty(self.params(), self.spec, np))
         if self.spec.output == "sigmoid":
             hits = ((out > 0.5).astype(np.float32) == t)[:, 0].astype(np.float64)
         else:
