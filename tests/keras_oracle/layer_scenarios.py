@@ -202,4 +202,48 @@ def s_initializers(keras):
     return out
 
 
+def normalized_model(keras):
+    L = keras.layers
+    norm = L.Normalization()
+    norm.adapt(IMAGES[:60] * 255)
+    model = keras.Sequential([keras.Input((28, 28)), norm, L.Flatten(), L.Dense(16, activation="relu"),
+                              L.Dense(10)])
+    model.layers[2].set_weights(W[:2])
+    model.layers[3].set_weights(W[2:])
+    return model
+
+
+def s_normalization(keras, tmp):
+    """An adapted Normalization first (per image column, then Flatten), and fixed statistics."""
+    L = keras.layers
+    model = normalized_model(keras)
+    model.summary()
+    weights = model.get_weights()
+    fixed = keras.Sequential([keras.Input((784,)), L.Normalization(axis=None, mean=100.0, variance=900.0),
+                              L.Dense(16, activation="relu"), L.Dense(10)])
+    fixed.set_weights(W)
+    pixels = IMAGES[60:64] * 255
+    out = {"predict": arr(model.predict(pixels, verbose=0)),
+           "call": arr(np.asarray(model(pixels))),
+           "shapes": [list(np.shape(w)) for w in weights], "count": int(weights[2]),
+           "mean": arr(weights[0][:4]), "variance": arr(weights[1][:4]),
+           "fixed": arr(fixed.predict(pixels.reshape(-1, 784), verbose=0)),
+           "fixed_weights": len(fixed.get_weights()), "count_params": model.count_params(),
+           "config": config(L.Normalization(axis=None, mean=100.0, variance=900.0))}
+    model.save(f"{tmp}/n.keras")
+    model.save_weights(f"{tmp}/n.weights.h5")
+    back = keras.models.load_model(f"{tmp}/n.keras")
+    out["loaded"] = arr(back.predict(pixels, verbose=0))
+    twin = normalized_model(keras)
+    twin.set_weights([np.zeros_like(w) for w in twin.get_weights()])
+    twin.load_weights(f"{tmp}/n.weights.h5")
+    out["weights_loaded"] = arr(twin.predict(pixels, verbose=0))
+    model.compile(optimizer=keras.optimizers.SGD(0.05),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    history = model.fit(IMAGES * 255, Y, epochs=2, batch_size=50, shuffle=False, verbose=0)
+    out["fit"] = [round(v, 4) for v in history.history["loss"]]
+    out["after_fit"] = arr(model.get_weights()[:3][0][:3])
+    return out
+
+
 SCENARIOS = {name[2:]: fn for name, fn in globals().items() if name.startswith("s_")}

@@ -49,6 +49,10 @@ class LayerWeights:
     arrays: list[Any] = field(default_factory=list)  # kernel, bias: arrays (h5py datasets until read)
 
 
+# The names of a layer's weights in legacy files (Dense: kernel, bias).
+WEIGHT_NAMES = {"Normalization": ("mean", "variance", "count")}
+
+
 def h5_bytes(write: Any) -> bytes:
     """Run write(h5py.File) on an in-memory file and return its bytes (for atomic writes)."""
     buf = io.BytesIO()
@@ -66,8 +70,9 @@ def write_keras3(f: h5py.Group, layers: Iterable[LayerWeights], model_name: str)
         used[base] = used.get(base, -1) + 1
         group = root.create_group(path).create_group("vars")
         group.attrs["name"] = layer.name
-        for i, a in enumerate(layer.arrays):
-            group.create_dataset(str(i), data=np.asarray(a, np.float32))
+        for i, a in enumerate(layer.arrays):  # float32, and Normalization's int32 count as Keras'
+            a = np.asarray(a)
+            group.create_dataset(str(i), data=a if a.dtype.kind == "i" else a.astype(np.float32))
     f.create_group("vars").attrs["name"] = model_name
 
 
@@ -78,7 +83,8 @@ def write_legacy(f: h5py.Group, layers: Iterable[LayerWeights]) -> None:
     f.attrs.create("layer_names", [layer.name for layer in layers], dtype=ASCII)
     for layer in layers:
         group = f.create_group(layer.name)
-        names = [f"{layer.name}/{w}:0" for w in ("kernel", "bias")[: len(layer.arrays)]]
+        kinds = WEIGHT_NAMES.get(layer.class_name, ("kernel", "bias"))
+        names = [f"{layer.name}/{w}:0" for w in kinds[: len(layer.arrays)]]
         if names:
             group.attrs.create("weight_names", names, dtype=ASCII)
         else:  # as Keras writes it for a layer without weights: an empty float array
@@ -167,20 +173,28 @@ def read_weights(f: h5py.Group, source: str,
         check(found)
     budget = Budget(4 * MAX_PARAMS, source, KerasFileError)  # float32 values actually read
     for layer in found:
-        layer.arrays = [read_array(ds, f"{source}: {ds.name.lstrip('/')}", budget) for ds in layer.arrays]
+        layer.arrays = [read_array(ds, f"{source}: {ds.name.lstrip('/')}", budget,
+                                   small=layer.class_name == "Normalization") for ds in layer.arrays]
     return found
 
 
 def find_keras3(layers: h5py.Group, source: str) -> list[LayerWeights]:
-    found: list[tuple[int, LayerWeights]] = []
+    found: list[tuple[tuple[int, int], LayerWeights]] = []
     for path, group in layers.items():
         vars_ = group.get("vars") if isinstance(group, h5py.Group) else None
         if not isinstance(vars_, h5py.Group):
             raise KerasFileError(f"{source}: layers/{path} has no vars/ group")
-        arrays = [dataset(vars_[str(i)], f"{source}: layers/{path}/vars/{i}")
+        stats = re.fullmatch(r"normalization(?:_(\d+))?", path)
+        arrays = [dataset(vars_[str(i)], f"{source}: layers/{path}/vars/{i}", small=stats is not None)
                   for i in range(len(vars_)) if str(i) in vars_]
         if len(arrays) != len(vars_):
             raise KerasFileError(f"{source}: layers/{path}/vars holds unexpected entries {sorted(vars_)}")
+        if stats is not None and arrays:  # an adapted Normalization: mean, variance, count
+            if len(arrays) != 3:
+                raise KerasFileError(f"{source}: layers/{path} holds {len(arrays)} arrays, not 3")
+            name = attr_text(vars_.attrs.get("name", path))
+            found.append(((0, int(stats.group(1) or 0)), LayerWeights("Normalization", name, arrays)))
+            continue
         match = re.fullmatch(r"dense(?:_(\d+))?", path)
         if match is None:
             if arrays:
@@ -188,7 +202,7 @@ def find_keras3(layers: h5py.Group, source: str) -> list[LayerWeights]:
                                      "with weights are supported")
             continue
         name = attr_text(vars_.attrs.get("name", path))
-        found.append((int(match.group(1) or 0), LayerWeights("Dense", name, arrays)))
+        found.append(((1, int(match.group(1) or 0)), LayerWeights("Dense", name, arrays)))
     return [layer for _, layer in sorted(found, key=lambda t: t[0])]
 
 
@@ -205,25 +219,30 @@ def find_legacy(f: h5py.Group, source: str) -> list[LayerWeights]:
         for w in weight_names:
             if not isinstance(group.get(w), h5py.Dataset):
                 raise KerasFileError(f"{source}: {name}/{w} is missing")
-            arrays.append(dataset(group[w], f"{source}: {name}/{w}"))
-        out.append(LayerWeights("Dense", name, arrays))
+            arrays.append(dataset(group[w], f"{source}: {name}/{w}",
+                                  small=weight_names[0].endswith("mean:0")))
+        kind = "Normalization" if weight_names[0].endswith("mean:0") else "Dense"
+        out.append(LayerWeights(kind, name, arrays))
     return out
 
 
-def dataset(ds: Any, where: str) -> h5py.Dataset:
-    """A weight dataset, its type and size checked (not read)."""
-    if not isinstance(ds, h5py.Dataset) or ds.dtype.kind != "f" or ds.ndim not in (1, 2):
-        raise KerasFileError(f"{where}: expected a 1-D or 2-D float array")
+def dataset(ds: Any, where: str, small: bool = False) -> h5py.Dataset:
+    """A weight dataset, its type and size checked (not read): a float array of 1 or 2
+    dimensions; small: a Normalization statistic (0 or 1 dimensions, its count an integer)."""
+    kinds, dims = ("fiu", (0, 1)) if small else ("f", (1, 2))
+    if not isinstance(ds, h5py.Dataset) or ds.dtype.kind not in kinds or ds.ndim not in dims:
+        raise KerasFileError(f"{where}: expected a {' or '.join(map(str, dims))}-D "
+                             f"{'numeric' if small else 'float'} array")
     if ds.size > MAX_ELEMENTS:
         raise KerasFileError(f"{where}: {ds.size} values is more than an MLP layer holds")
     return ds
 
 
-def read_array(ds: Any, where: str, budget: Budget | None = None) -> np.ndarray:
-    dataset(ds, where)
+def read_array(ds: Any, where: str, budget: Budget | None = None, small: bool = False) -> np.ndarray:
+    dataset(ds, where, small)
     if budget is not None:  # the file's total, however many times it lists one array
         budget.charge(ds.size * max(ds.dtype.itemsize, 4), where)
-    a = np.asarray(ds[()], np.float32)
+    a = np.asarray(ds[()], np.int32 if ds.dtype.kind in "iu" else np.float32)
     if not np.isfinite(a).all():
         raise KerasFileError(f"{where}: contains NaN or infinite values")
     return a

@@ -541,13 +541,111 @@ class Rescaling(Layer):
         return {**super().get_config(), "scale": self.scale, "offset": self.offset}
 
 
-def input_stats(layers: list[Layer], input_dim: int) -> dict[str, np.ndarray]:
+class Normalization(Layer):
+    """(x - mean) / max(√variance, 1e-7) per feature of the last axis (or over all values,
+    axis=None), from given values or from `adapt(data)`; as the first layers of a model it is
+    compiled into the engine's input transform. Adapted statistics are its three weights (mean,
+    variance, count), not trained, saved in Keras' files as Keras saves them."""
+
+    class_name = "Normalization"
+    EPSILON = 1e-7  # Keras' backend.epsilon()
+
+    def __init__(self, axis: Any = -1, mean: Any = None, variance: Any = None, invert: bool = False,
+                 **kwargs: Any):
+        super().__init__(**kwargs)
+        axis = () if axis is None else (axis,) if isinstance(axis, int) else tuple(axis)
+        if axis not in ((-1,), ()):
+            raise KerasValueError(f"Normalization: axis={axis} is not supported (only -1, the last "
+                                  "axis, or None)")
+        if invert:
+            raise KerasValueError("Normalization: invert=True is not supported")
+        if (mean is None) != (variance is None):
+            raise KerasValueError("When setting values directly, both `mean` and `variance` must be "
+                                  f"set. Received: mean={mean} and variance={variance}")
+        self.axis = axis
+        self.input_mean, self.input_variance = mean, variance
+        self.mean: np.ndarray | None = None
+        self.variance: np.ndarray | None = None
+        self.count: np.ndarray | None = None
+        if mean is not None:
+            self.mean = np.asarray(mean, np.float32).reshape(-1)
+            self.variance = np.asarray(variance, np.float32).reshape(-1)
+            if self.mean.shape != self.variance.shape or (axis == () and self.mean.size != 1):
+                raise KerasValueError("Normalization: mean and variance must have the same shape, one "
+                                      "value per feature of the last axis (one value for axis=None)")
+
+    def adapt(self, data: Any, batch_size: Any = None, steps: Any = None) -> None:
+        """The mean and variance of `data` (N, …), per feature of the last axis."""
+        x = np.asarray(data, np.float64)
+        if x.ndim < 1 or x.size == 0 or not np.isfinite(x).all():
+            raise KerasValueError("Normalization.adapt expects a non-empty array of finite numbers")
+        flat = x.reshape(-1, x.shape[-1]) if self.axis else x.reshape(-1, 1)
+        self.mean = flat.mean(axis=0).astype(np.float32)
+        self.variance = flat.var(axis=0).astype(np.float32)
+        self.count = np.array(0, np.int32)  # Keras 3.15.1 leaves it at 0 after adapt on an array
+        self.input_mean = self.input_variance = None
+
+    def _stats(self) -> tuple[np.ndarray, np.ndarray]:
+        if self.mean is None or self.variance is None:
+            raise KerasValueError(f"Normalization layer {self.name!r} has no statistics: call "
+                                  "adapt(data) or give mean and variance")
+        return self.mean, self.variance
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        mean, var = self._stats()
+        return (x - mean) / np.maximum(np.sqrt(var), np.float32(self.EPSILON))
+
+    def affine(self) -> tuple[np.ndarray, np.ndarray]:
+        """(a, b) with output = input · a + b, per feature of the last axis."""
+        mean, var = (v.astype(np.float64) for v in self._stats())
+        a = 1.0 / np.maximum(np.sqrt(var), self.EPSILON)
+        return a, -mean * a
+
+    def get_weights(self) -> list[np.ndarray]:
+        if self.input_mean is not None or self.mean is None:
+            return []  # given values are its config, not weights (as in Keras)
+        count = self.count if self.count is not None else np.array(0, np.int32)
+        return [np.array(self.mean), np.array(self.variance), np.array(count)]
+
+    def set_weights(self, weights: list[np.ndarray]) -> None:
+        if len(weights) != 3:
+            raise KerasValueError(f"layer {self.name!r} expects 3 weights (mean, variance, count), "
+                                  f"got {len(weights)}")
+        mean, var = (np.asarray(w, np.float32).reshape(-1) for w in weights[:2])
+        if self.mean is not None and (mean.shape != self.mean.shape or var.shape != mean.shape):
+            raise KerasValueError(f"layer {self.name!r}: mean/variance of shape {mean.shape} do not "
+                                  f"match {self.mean.shape}")
+        self.mean, self.variance = mean, var
+        self.count = np.asarray(weights[2]).astype(np.int32)
+        self.input_mean = self.input_variance = None
+
+    @property
+    def non_trainable_weights(self) -> list[Any]:
+        return self.get_weights()
+
+    @property
+    def trainable_weights(self) -> list[Any]:
+        return []
+
+    def get_config(self) -> dict[str, Any]:
+        given = self.input_mean is not None
+        return {**super().get_config(), "axis": list(self.axis), "invert": False,
+                "mean": np.asarray(self.input_mean).tolist() if given else None,
+                "variance": np.asarray(self.input_variance).tolist() if given else None}
+
+
+def input_stats(layers: list[Layer], input_shape: tuple[int, ...]) -> dict[str, np.ndarray]:
     """The engine's input transform (x - shift) · scale, per input feature, for the scaling
-    layers at the front of a model (identity without them)."""
-    a, b = np.ones(input_dim, np.float64), np.zeros(input_dim, np.float64)
+    layers at the front of a model (identity without them): their affine maps composed, each
+    per feature of the last axis of what it sees (the image rows before a Flatten)."""
+    dim = int(np.prod(input_shape))
+    a, b = np.ones(dim, np.float64), np.zeros(dim, np.float64)
+    shape = tuple(input_shape)
     for layer in layers:
-        if hasattr(layer, "affine"):
-            la, lb = (np.broadcast_to(np.asarray(v, np.float64), (input_dim,)) for v in layer.affine())
+        if isinstance(layer, Flatten):
+            shape = (dim,)
+        elif hasattr(layer, "affine"):
+            la, lb = (np.broadcast_to(np.asarray(v, np.float64), shape).reshape(-1) for v in layer.affine())
             a, b = a * la, b * la + lb
     # + 0.0: no shift of -0.0, so that (x - shift) is x itself without scaling layers
     return {"shift": (-b / a + 0.0).astype(np.float32), "scale": a.astype(np.float32)}
@@ -577,7 +675,7 @@ _REFUSED = {
     **_unsupported("merge layers (branching graphs)", "Concatenate", "Add", "Multiply", "Average",
                    "Subtract", "Maximum", "Minimum", "Dot"),
     **_unsupported("normalization layers", "BatchNormalization", "LayerNormalization",
-                   "GroupNormalization", "Normalization", "UnitNormalization"),
+                   "GroupNormalization", "UnitNormalization"),
     **_unsupported("noise layers", "GaussianNoise", "GaussianDropout", "AlphaDropout"),
     **_unsupported("spatial dropout layers (for convolutions)", "SpatialDropout1D",
                    "SpatialDropout2D", "SpatialDropout3D"),
@@ -594,7 +692,7 @@ globals().update(_REFUSED)
 
 # The layers a saved model may name, by Keras class name.
 LAYER_CLASSES: dict[str, type[Layer]] = {c.class_name: c for c in (
-    InputLayer, Flatten, Dropout, Dense, Activation, Softmax, ReLU, LeakyReLU, ELU, Rescaling)}
+    InputLayer, Flatten, Dropout, Dense, Activation, Softmax, ReLU, LeakyReLU, ELU, Rescaling, Normalization)}
 
 
 from digitnet.keras.utils import unique_name  # noqa: E402  (utils imports nothing from here)

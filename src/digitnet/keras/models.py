@@ -40,6 +40,7 @@ from digitnet.keras.layers import (
     InputLayer,
     KerasTensor,
     Layer,
+    Normalization,
     input_stats,
     snake_case,
 )
@@ -353,7 +354,12 @@ class Model(Layer):
     # ------------------------------------------------------------ weights
 
     def get_weights(self) -> list[np.ndarray]:
-        return [w for layer in self._dense() for w in layer.get_weights()]
+        return [w for layer in self._weighted() for w in layer.get_weights()]
+
+    def _weighted(self) -> list[Layer]:
+        """The layers holding weights, in order: Dense layers and adapted Normalization layers."""
+        return [layer for layer in self._atoms()
+                if isinstance(layer, Dense) or (isinstance(layer, Normalization) and layer.get_weights())]
 
     @property
     def weights(self) -> list[Any]:
@@ -379,15 +385,20 @@ class Model(Layer):
 
     def set_weights(self, weights: list[Any]) -> None:
         weights = [np.asarray(w, np.float32) for w in weights]
-        if self._shape is None and weights and weights[0].ndim == 2:
-            self._build_layers(self._declared_input_shape() or (weights[0].shape[0],))
+        first = next((w for w in weights if w.ndim == 2), None)
+        if self._shape is None and first is not None:
+            self._build_layers(self._declared_input_shape() or (first.shape[0],))
         self._require_built()
-        dense = self._dense()
-        if len(weights) != 2 * len(dense):
-            raise KerasValueError(f"the model has {2 * len(dense)} weight arrays "
+        held = self._weighted()
+        counts = [2 if isinstance(layer, Dense) else 3 for layer in held]
+        if len(weights) != sum(counts):
+            dense = self._dense()
+            raise KerasValueError(f"the model has {sum(counts)} weight arrays "
                                   f"({len(dense)} Dense layers), got {len(weights)}")
-        for i, layer in enumerate(dense):
-            layer.set_weights(weights[2 * i : 2 * i + 2])
+        start = 0
+        for layer, n in zip(held, counts, strict=True):
+            layer.set_weights(weights[start : start + n])
+            start += n
 
     def _layer_weights(self) -> list[LayerWeights]:
         self._require_built()
@@ -434,11 +445,25 @@ class Model(Layer):
 
     def assign(self, found: list[LayerWeights], source: Path) -> None:
         self._check_found(found, source)
+        stats = [item for item in found if item.class_name == "Normalization"]
+        for layer, item in zip(self._adaptable_norms(), stats, strict=True):
+            layer.set_weights(item.arrays)
+        found = [item for item in found if item.class_name != "Normalization"]
         for layer, item in zip(self._dense(), found, strict=True):
             layer.set_weights(item.arrays)
 
+    def _adaptable_norms(self) -> list[Any]:
+        return [layer for layer in self._atoms()
+                if isinstance(layer, Normalization) and layer.input_mean is None]
+
     def _check_found(self, found: list[LayerWeights], source: Path) -> None:
         """The file's weights (arrays, or h5py datasets not yet read) have this model's shapes."""
+        norms = self._adaptable_norms()
+        stats = [item for item in found if item.class_name == "Normalization"]
+        if len(stats) != len(norms):
+            raise KerasFileError(f"{source}: the file holds statistics for {len(stats)} Normalization "
+                                 f"layers, the model has {len(norms)} adaptable ones")
+        found = [item for item in found if item.class_name != "Normalization"]
         dense = self._dense()
         if len(found) != len(dense):
             raise KerasFileError(f"{source}: the file holds weights for {len(found)} layers, the "
@@ -600,7 +625,7 @@ class Model(Layer):
         return t
 
     def _stats(self) -> dict[str, np.ndarray]:
-        return input_stats(self._atoms(), self.spec.input_dim)
+        return input_stats(self._atoms(), self.spec.input_shape)
 
     def _engine_loss(self) -> str:
         return losses.engine_loss(self.loss)

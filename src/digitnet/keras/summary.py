@@ -36,7 +36,7 @@ def shape_text(shape: Any) -> str:
 
 def summary_text(model: Any) -> str:
     rows: list[tuple[str, str, str]] = []
-    total = 0
+    total = fixed = 0  # fixed: parameters not trained (Normalization's statistics)
     built = model.built or model._declared_input_shape() is not None
     if built:
         model._require_built()
@@ -46,6 +46,9 @@ def summary_text(model: Any) -> str:
             nested = hasattr(layer, "_atoms")  # a model inside the model
             count = (layer.count_params() if nested else
                      sum(w.size for w in layer.get_weights()) if isinstance(layer, Dense) else 0)
+            frozen = sum(w.size for w in layer.non_trainable_weights) if not nested else 0
+            count += frozen
+            fixed += frozen
             total += count
             rows.append((f"{layer.name} ({layer.class_name})", shape_text(shape), f"{count:,}"))
     else:
@@ -61,6 +64,6 @@ def summary_text(model: Any) -> str:
         out.append(row("│", cells))
     out.append(rule("└", "─", "┴", "┘"))
     out += [f" Total params: {total:,} ({size_text(total)})",
-            f" Trainable params: {total:,} ({size_text(total)})",
-            " Non-trainable params: 0 (0.00 B)"]
+            f" Trainable params: {total - fixed:,} ({size_text(total - fixed)})",
+            f" Non-trainable params: {fixed:,} ({size_text(fixed)})"]
     return "\n".join(out)
