@@ -101,3 +101,23 @@ def test_rescaling_after_a_dense_layer_is_refused():
 def test_activations_module_has_the_new_names():
     np.testing.assert_allclose(np.asarray(keras.activations.swish(V)), V / (1 + np.exp(-V)), rtol=1e-6)
     assert keras.activations.get("hard_swish") is keras.activations.hard_silu
+
+
+# Files real Keras 3 wrote (scripts/keras_layers_interop.py write DIR keras): Normalization
+# (adapted), Rescaling, LeakyReLU, ELU, ReLU with options, swish, regularizers, initializers.
+@pytest.mark.parametrize("name", ["layers_more.keras", "layers_more_model.h5", "layers_more.weights.h5"])
+def test_reads_files_keras_wrote(name):
+    from scripts.keras_layers_interop import X, more_model
+
+    fixtures = Path(__file__).parent / "fixtures/keras"
+    if name.endswith(".weights.h5"):
+        model = more_model(keras)
+        model.set_weights([np.zeros_like(w) for w in model.get_weights()])
+        model.load_weights(fixtures / name)
+    else:
+        model = keras.models.load_model(fixtures / name)
+    assert [type(layer).__name__ for layer in model.layers][:5] == [
+        "Normalization", "Rescaling", "Flatten", "Dense", "LeakyReLU"]
+    assert model.spec.regularized and model.layers[3].kernel_regularizer.l2 == 0.01
+    want = np.load(fixtures / "layers_more.npy")
+    np.testing.assert_allclose(model.predict(X.reshape(-1, 28, 28) * 255, verbose=0), want, atol=1e-6)

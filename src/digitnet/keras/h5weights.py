@@ -215,13 +215,14 @@ def find_legacy(f: h5py.Group, source: str) -> list[LayerWeights]:
         weight_names = attr_list(group, "weight_names", source)
         if not weight_names:
             continue
+        # A Normalization's statistics: 'normalization/mean' (Keras 3) or '…/mean:0' (Keras 2)
+        stats = weight_names[0].rsplit("/", 1)[-1].split(":")[0] == "mean"
         arrays = []
         for w in weight_names:
             if not isinstance(group.get(w), h5py.Dataset):
                 raise KerasFileError(f"{source}: {name}/{w} is missing")
-            arrays.append(dataset(group[w], f"{source}: {name}/{w}",
-                                  small=weight_names[0].endswith("mean:0")))
-        kind = "Normalization" if weight_names[0].endswith("mean:0") else "Dense"
+            arrays.append(dataset(group[w], f"{source}: {name}/{w}", small=stats))
+        kind = "Normalization" if stats else "Dense"
         out.append(LayerWeights(kind, name, arrays))
     return out
 
