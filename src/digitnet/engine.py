@@ -28,7 +28,7 @@ from digitnet.knobs import SPEC_KNOBS
 from digitnet.metrics import hits, loss_values
 from digitnet.model import MLPSpec, Params, forward, init_params
 from digitnet.optimizers import make_optimizer
-from digitnet.regularize import penalty
+from digitnet.regularize import keras_max_norm, penalty
 from digitnet.trainconfig import HOST_ONLY
 
 if TYPE_CHECKING:
@@ -320,7 +320,10 @@ class Engine:
             (_, (batch_loss, batch_hits, logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
                 p, xb, yb, k)
             updates, s = tx.update(grads, s, p)
-            carry = (optax.apply_updates(p, updates), s, loss_sum + batch_loss, correct + batch_hits)
+            new = optax.apply_updates(p, updates)
+            if spec.kernel_max_norm:  # Keras' MaxNorm kernel constraints, after the update
+                new = keras_max_norm(new, spec.kernel_max_norm)
+            carry = (new, s, loss_sum + batch_loss, correct + batch_hits)
             if outputs:
                 idx = jax.lax.dynamic_slice_in_dim(rows, i * batch, batch)
                 return carry, (batch_loss, batch_hits, logits, idx)

@@ -31,6 +31,19 @@ def penalty(params: Any, spec: Any, xp: Any = jnp) -> Any:
     return total
 
 
+def keras_max_norm(params: Any, limits: tuple[float, ...]) -> Any:
+    """Each kernel with a limit m > 0 rescaled as Keras' MaxNorm(m) does after a step:
+    w · clip(norms, 0, m) / (1e-7 + norms), norms of the columns (axis 0)."""
+    out = []
+    for layer, limit in zip(params, limits, strict=True):
+        if limit:
+            w = layer["kernel"]
+            norms = jnp.sqrt(jnp.sum(jnp.square(w), axis=0, keepdims=True))
+            layer = {**layer, "kernel": w * (jnp.clip(norms, 0, limit) / (1e-7 + norms))}
+        out.append(layer)
+    return out
+
+
 def clip_columns(kernel: jax.Array, max_norm: float) -> jax.Array:
     """Rescale each column (one unit's incoming weights, Keras' MaxNorm(axis=0)) to a norm of at
     most `max_norm`."""

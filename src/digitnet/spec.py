@@ -42,6 +42,8 @@ OUTPUTS = ("softmax", "sigmoid")
 
 # The per-layer penalty factors of the loss (Keras' kernel_regularizer and bias_regularizer).
 PENALTIES = ("kernel_l1", "kernel_l2", "bias_l1", "bias_l2")
+# Per-Dense-layer options written into a run's files only where set.
+PER_DENSE = (*PENALTIES, "kernel_max_norm")
 
 
 def activation_spelling(name: str, **options: Any) -> str:
@@ -152,6 +154,11 @@ class MLPSpec:
                                         group="regularisation")
     bias_l2: tuple[float, ...] = option((), "L2 penalty factor of each layer's bias", cli=False,
                                         group="regularisation")
+    # Keras' kernel_constraint=MaxNorm(m): after each step, each unit's incoming weights are
+    # scaled to a norm of at most m (0: no constraint on that layer).
+    kernel_max_norm: tuple[float, ...] = option((), "max-norm of each layer's kernel columns (Keras' "
+                                                "MaxNorm constraint; 0 = none)", cli=False,
+                                                group="regularisation")
 
     def __post_init__(self) -> None:
         # Strict types: a model file saying "deskew": "false" or "hidden": [64.5] is refused,
@@ -175,7 +182,7 @@ class MLPSpec:
         object.__setattr__(self, "activations", tuple(canonical_activation(a) for a in acts))
         choose("preprocess", self.preprocess, PREPROCESS)
         choose("output", self.output, OUTPUTS)
-        for name in PENALTIES:
+        for name in PER_DENSE:
             factors = float_tuple(getattr(self, name), name)
             if factors and len(factors) != len(self.hidden) + 1:
                 raise ConfigError(f"{name} needs one factor per Dense layer ({len(self.hidden) + 1}), "
@@ -226,7 +233,7 @@ class MLPSpec:
         # Penalties only where there are some: a run's files stay as before (and readable by
         # digitnet versions before them).
         return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()
-                if k not in PENALTIES or v}
+                if k not in PER_DENSE or v}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> MLPSpec:

@@ -246,4 +246,23 @@ def s_normalization(keras, tmp):
     return out
 
 
+def s_max_norm(keras):
+    """kernel_constraint=max_norm(m) on the hidden layer only: applied after every SGD step (the
+    weights after two epochs are Keras')."""
+    C = keras.constraints
+    model = keras.Sequential([keras.Input((784,)),
+                              keras.layers.Dense(16, activation="relu", kernel_constraint=C.max_norm(0.3)),
+                              keras.layers.Dense(10)])
+    model.set_weights(W)
+    model.compile(optimizer=keras.optimizers.SGD(0.5),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    history = model.fit(X, Y, epochs=2, batch_size=25, shuffle=False, verbose=0)
+    kernel, _, out_kernel, _ = model.get_weights()
+    return {"loss": [round(v, 4) for v in history.history["loss"]],
+            "norms": arr(np.sqrt((kernel ** 2).sum(0))), "kernel": arr(kernel[:3, :4]),
+            "out_kernel": arr(out_kernel[:3, :4]),
+            "config": model.layers[0].get_config()["kernel_constraint"],
+            "call": arr(C.MaxNorm(1.0)(W[2][:, :3]))}
+
+
 SCENARIOS = {name[2:]: fn for name, fn in globals().items() if name.startswith("s_")}

@@ -13,6 +13,7 @@ from digitnet.keras import (
     activations,
     backend,
     callbacks,
+    constraints,
     datasets,
     initializers,
     layers,
@@ -30,5 +31,5 @@ from digitnet.keras.models import Model, Sequential, load_model
 __version__ = "3.15.1"  # the Keras API this front end follows
 
 __all__ = ["Input", "InputLayer", "KerasTensor", "Layer", "Model", "Sequential", "activations", "backend",
-           "callbacks", "datasets", "initializers", "layers", "load_model", "losses", "metrics", "models",
-           "ops", "optimizers", "regularizers", "utils"]
+           "callbacks", "constraints", "datasets", "initializers", "layers", "load_model", "losses",
+           "metrics", "models", "ops", "optimizers", "regularizers", "utils"]

@@ -17,7 +17,7 @@ import jax
 import numpy as np
 
 from digitnet.errors import ConfigError
-from digitnet.keras import initializers, regularizers
+from digitnet.keras import constraints, initializers, regularizers
 from digitnet.keras.backend import Variable, tensor
 from digitnet.keras.errors import KerasValueError
 from digitnet.model import activation_fn
@@ -282,10 +282,10 @@ class Dense(Layer):
         if not use_bias:
             raise KerasValueError("Dense: use_bias=False is not supported (every Dense has a bias)")
         for option, value in (("activity_regularizer", activity_regularizer),
-                              ("kernel_constraint", kernel_constraint),
                               ("bias_constraint", bias_constraint)):
             if value is not None:
                 raise KerasValueError(f"Dense: {option} is not supported")
+        self.kernel_constraint = constraints.get(kernel_constraint, "Dense kernel_constraint")
         self.kernel_regularizer = regularizers.get(kernel_regularizer, "Dense kernel_regularizer")
         self.bias_regularizer = regularizers.get(bias_regularizer, "Dense bias_regularizer")
         self.kernel_initializer = initializers.get(kernel_initializer, "Dense kernel_initializer")
@@ -366,7 +366,8 @@ class Dense(Layer):
                 "bias_initializer": self.bias_initializer.serialize(),
                 "kernel_regularizer": self.kernel_regularizer and self.kernel_regularizer.serialize(),
                 "bias_regularizer": self.bias_regularizer and self.bias_regularizer.serialize(),
-                "kernel_constraint": None, "bias_constraint": None}
+                "kernel_constraint": self.kernel_constraint and self.kernel_constraint.serialize(),
+                "bias_constraint": None}
 
     def penalties(self) -> dict[str, float]:
         """The spec's penalty factors of this layer (kernel_l1 …), 0 where it has none."""
@@ -374,6 +375,7 @@ class Dense(Layer):
         for what, reg in (("kernel", self.kernel_regularizer), ("bias", self.bias_regularizer)):
             out[f"{what}_l1"] = reg.l1 if reg else 0.0
             out[f"{what}_l2"] = reg.l2 if reg else 0.0
+        out["kernel_max_norm"] = float(self.kernel_constraint.max_value) if self.kernel_constraint else 0.0
         return out
 
 

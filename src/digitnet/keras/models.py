@@ -50,7 +50,7 @@ from digitnet.metrics import compiled_loss_values
 from digitnet.model import MLPSpec, init_params, predict_logits
 from digitnet.optimizers import make_optimizer
 from digitnet.regularize import penalty
-from digitnet.spec import PENALTIES
+from digitnet.spec import PER_DENSE
 from digitnet.train import fit_arrays
 from digitnet.trainconfig import TrainConfig
 
@@ -263,7 +263,7 @@ class Model(Layer):
                        num_classes=2 if binary else last.units, activation=acts[0] if acts else "relu",
                        activations=acts, dropout=tuple(rates[:-1]), input_dropout=input_rate,
                        preprocess="none", output="sigmoid" if binary else "softmax",
-                       **{name: tuple(d.penalties()[name] for d, _ in dense) for name in PENALTIES})
+                       **{name: tuple(d.penalties()[name] for d, _ in dense) for name in PER_DENSE})
         return spec, act if act in ("softmax", "sigmoid") else "logits"
 
     @property
