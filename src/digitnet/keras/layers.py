@@ -422,7 +422,20 @@ class Activation(Layer):
         return activate(self.activation, x)
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "activation": self.activation}
+        own = self.layer_options()
+        return {**super().get_config(), **(own if own is not None else {"activation": self.activation})}
+
+    def layer_options(self) -> dict[str, Any] | None:
+        """A specific activation layer's own options, which its config holds instead of the
+        activation's name (ReLU: max_value, negative_slope, threshold)."""
+        return dict(self.options) if getattr(self, "options", None) is not None else None
+
+    def use_options(self, name: str, **options: Any) -> None:
+        """Run activation `name` with these options (and keep them as the layer's, by name)."""
+        self.options = options
+        self.activation = activation_spelling(name, **options)
+        for key, value in options.items():
+            setattr(self, key, value)
 
 
 class Softmax(Activation):
@@ -434,11 +447,7 @@ class Softmax(Activation):
         if axis != -1:
             raise KerasValueError(f"Softmax: axis={axis} is not supported (only the last axis)")
         super().__init__("softmax", **kwargs)
-
-    def get_config(self) -> dict[str, Any]:
-        config = {**super().get_config(), "axis": -1}
-        del config["activation"]
-        return config
+        self.options = {"axis": -1}
 
 
 def non_negative(kind: str, option: str, value: Any, none_ok: bool = False) -> float | None:
@@ -460,16 +469,11 @@ class ReLU(Activation):
 
     def __init__(self, max_value: Any = None, negative_slope: float = 0.0, threshold: float = 0.0,
                  **kwargs: Any):
-        self.options = {"max_value": non_negative("ReLU", "max_value", max_value, none_ok=True),
-                        "negative_slope": non_negative("ReLU", "negative_slope", negative_slope),
-                        "threshold": non_negative("ReLU", "threshold", threshold)}
+        options = {"max_value": non_negative("ReLU", "max_value", max_value, none_ok=True),
+                   "negative_slope": non_negative("ReLU", "negative_slope", negative_slope),
+                   "threshold": non_negative("ReLU", "threshold", threshold)}
         super().__init__("relu", **kwargs)
-        self.activation = activation_spelling("relu", **self.options)
-
-    def get_config(self) -> dict[str, Any]:
-        config = {**super().get_config(), **self.options}
-        del config["activation"]
-        return config
+        self.use_options("relu", **options)
 
 
 class LeakyReLU(Activation):
@@ -488,13 +492,7 @@ class LeakyReLU(Activation):
                                   f"negative value. Expected a float. Received: negative_slope="
                                   f"{negative_slope}")
         super().__init__("leaky_relu", **kwargs)
-        self.negative_slope = float(negative_slope)
-        self.activation = activation_spelling("leaky_relu", negative_slope=self.negative_slope)
-
-    def get_config(self) -> dict[str, Any]:
-        config = {**super().get_config(), "negative_slope": self.negative_slope}
-        del config["activation"]
-        return config
+        self.use_options("leaky_relu", negative_slope=float(negative_slope))
 
 
 class ELU(Activation):
@@ -506,13 +504,7 @@ class ELU(Activation):
         if isinstance(alpha, bool) or not isinstance(alpha, int | float | np.number):
             raise KerasValueError(f"ELU: alpha must be a number, got {alpha!r}")
         super().__init__("elu", **kwargs)
-        self.alpha = float(alpha)
-        self.activation = activation_spelling("elu", alpha=self.alpha)
-
-    def get_config(self) -> dict[str, Any]:
-        config = {**super().get_config(), "alpha": self.alpha}
-        del config["activation"]
-        return config
+        self.use_options("elu", alpha=float(alpha))
 
 
 class Rescaling(Layer):
