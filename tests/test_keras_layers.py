@@ -121,3 +121,14 @@ def test_reads_files_keras_wrote(name):
     assert model.spec.regularized and model.layers[3].kernel_regularizer.l2 == 0.01
     want = np.load(fixtures / "layers_more.npy")
     np.testing.assert_allclose(model.predict(X.reshape(-1, 28, 28) * 255, verbose=0), want, atol=1e-6)
+
+
+def test_an_activation_layer_as_a_dense_activation_is_saved_as_keras_saves_it(tmp_path):
+    dense = keras.layers.Dense(3, activation=keras.layers.LeakyReLU(negative_slope=0.1))
+    assert dense.get_config()["activation"]["class_name"] == "LeakyReLU"  # Keras' form (3.15.1)
+    model = keras.Sequential([keras.Input((4,)), dense, keras.layers.Dense(2)])
+    model.save(tmp_path / "m.keras")
+    back = keras.models.load_model(tmp_path / "m.keras")
+    assert back.spec.hidden_activations == ("leaky_relu(negative_slope=0.1)",)
+    x = np.linspace(-2, 2, 8, dtype=np.float32).reshape(2, 4)
+    np.testing.assert_array_equal(back.predict(x, verbose=0), model.predict(x, verbose=0))

@@ -279,6 +279,11 @@ class Dense(Layer):
             raise KerasValueError(f"Dense: units must be a positive integer, got {units!r}")
         self.units = int(units)
         self.activation = activation_name(activation, "Dense")
+        # An activation layer given as the activation is saved as that layer, as Keras does.
+        self.activation_layer = activation if isinstance(activation, Activation) else None
+        if isinstance(activation, dict):
+            self.activation_layer = LAYER_CLASSES[activation["class_name"]](
+                **(activation.get("config") or {}))
         if not use_bias:
             raise KerasValueError("Dense: use_bias=False is not supported (every Dense has a bias)")
         for option, value in (("activity_regularizer", activity_regularizer),
@@ -360,7 +365,11 @@ class Dense(Layer):
         return activate(self.activation, x @ self.kernel + self.bias)
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "units": self.units, "activation": self.activation,
+        layer = self.activation_layer
+        activation = ({"module": "keras.layers", "class_name": layer.class_name,
+                       "config": layer.get_config(), "registered_name": None}
+                      if layer is not None else self.activation)
+        return {**super().get_config(), "units": self.units, "activation": activation,
                 "use_bias": True,
                 "kernel_initializer": self.kernel_initializer.serialize(),
                 "bias_initializer": self.bias_initializer.serialize(),
@@ -395,6 +404,9 @@ def activation_name(value: Any, where: str) -> str:
     name = "linear" if value is None else value
     if callable(name) and getattr(name, "__module__", "") == "digitnet.keras.activations":
         name = name.__name__  # keras.activations.relu, given as a function
+    if isinstance(name, dict) and name.get("module") == "keras.layers" and name.get(
+            "class_name") in ("LeakyReLU", "ELU", "ReLU", "Activation") and not name.get("registered_name"):
+        name = LAYER_CLASSES[name["class_name"]](**(name.get("config") or {}))  # as Keras saves one
     if isinstance(name, Activation):
         return name.activation
     if isinstance(name, str) and name == "softmax":
