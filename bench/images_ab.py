@@ -3,10 +3,11 @@
     python -m bench.images_ab REV [--n 60] [--batches 7]
 
 Loads src/digitnet/data/images.py as it was at REV (e.g. f4e2f8b) beside the current one, runs
-both on --n MNIST test digits in every style of bench/uploads.py, on those digits as 280×280
-PNG drawings (what the page sends) and as plain 28×28 PNGs, and on 300 MNIST digits through
-`mnist_form`; prints how many outputs differ (and by how much), then CPU ms per call on the first
-drawing, in interleaved batches of 50 calls (the best batch of each).
+both on --n MNIST test digits in every style of bench/uploads.py's STYLES, on those digits as
+280×280 PNG drawings (what the page sends) and as plain 28×28 PNGs, and on 300 MNIST digits
+through `mnist_form`; prints per group how many outputs differ (and by how much: the clean
+drawings, PNGs and digits must not), then CPU ms per call on the first drawing, in interleaved
+batches of 50 calls (the best batch of each).
 """
 
 from __future__ import annotations
@@ -61,16 +62,19 @@ def main() -> None:
     old = old_module(args.rev)
     x = digitnet.load_dataset().x_test
     rng = np.random.default_rng(0)
-    files = [make_upload(x[i], style, rng) for i in range(args.n) for style in STYLES]
+    groups = {"uploads": [make_upload(x[i], style, rng) for i in range(args.n) for style in STYLES],
+              "drawings": [drawing(x[i]) for i in range(args.n)], "plain PNGs": []}
     for i in range(args.n):
         buf = io.BytesIO()
         Image.fromarray(x[i]).save(buf, "PNG")
-        files += [drawing(x[i]), buf.getvalue()]
-    worst = [int(np.abs(old.load_digit(f).astype(int) - new.load_digit(f)).max()) for f in files]
-    worst += [int(np.abs(old.mnist_form(d.astype(float)).astype(int) - new.mnist_form(d.astype(float))).max())
-              for d in x[:300]]
-    differ = sum(w > 0 for w in worst)
-    print(f"{len(worst)} images: {differ} outputs differ, by at most {max(worst)} grey levels")
+        groups["plain PNGs"].append(buf.getvalue())
+    worst = {name: [int(np.abs(old.load_digit(f).astype(int) - new.load_digit(f)).max()) for f in files]
+             for name, files in groups.items()}
+    worst["mnist_form"] = [int(np.abs(old.mnist_form(d.astype(float)).astype(int)
+                                      - new.mnist_form(d.astype(float))).max()) for d in x[:300]]
+    for name, w in worst.items():
+        print(f"{name}: {len(w)} images, {sum(d > 0 for d in w)} outputs differ, "
+              f"by at most {max(w)} grey levels")
     page = drawing(x[0])
     cpu: dict[str, list[float]] = {args.rev: [], "now": []}
     for _ in range(args.batches):

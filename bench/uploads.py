@@ -212,7 +212,12 @@ def photo_upload(digit: np.ndarray, style: str, rng: np.random.Generator) -> byt
     else:
         canvas = (int(rng.integers(2, 5) * ink.width // 1.5), int(rng.integers(2, 5) * ink.height // 1.5))
         canvas = (max(canvas[0], ink.width + 40), max(canvas[1], ink.height + 40))
-    at = (int(rng.integers(0, canvas[0] - ink.width + 1)), int(rng.integers(0, canvas[1] - ink.height + 1)))
+    slant = style in ("perspective", "phone", "desk")
+    if slant:  # the slanted view crops up to 15% of each side: the digit stays inside
+        canvas = (max(canvas[0], round(ink.width / 0.65)), max(canvas[1], round(ink.height / 0.65)))
+    lo = (round(0.16 * canvas[0]), round(0.16 * canvas[1])) if slant else (0, 0)
+    at = (int(rng.integers(lo[0], canvas[0] - ink.width - lo[0] + 1)),
+          int(rng.integers(lo[1], canvas[1] - ink.height - lo[1] + 1)))
     mask = Image.new("L", canvas, 0)
     mask.paste(ink, at)
     a = np.asarray(mask, np.float32)[..., None] / 255.0
@@ -238,7 +243,7 @@ def photo_upload(digit: np.ndarray, style: str, rng: np.random.Generator) -> byt
     rgb += rng.normal(0, grain, (h, w, 1)).astype(np.float32)
     rgb += rng.normal(0, grain / 3, (h, w, 3)).astype(np.float32)
     img = Image.fromarray(np.rint(np.clip(rgb, 0, 255)).astype(np.uint8), "RGB")
-    if style in ("perspective", "phone", "desk"):
+    if slant:
         img = img.transform(img.size, Image.Transform.PERSPECTIVE,
                             perspective_coeffs(img.size, rng, 0.15), Image.Resampling.BICUBIC)
     if style == "desk":  # the sheet lies on a darker desk that fills the rest of the frame

@@ -135,36 +135,63 @@ def median(a: np.ndarray) -> float:
     return float(part[k]) if flat.size % 2 else float((part[k - 1] + part[k]) / 2)
 
 
+def dark_ink(gray: np.ndarray) -> bool:
+    """Whether the ink is darker than the paper.
+
+    Where the border is even and at the image's bulk level, it is the paper: darker or lighter
+    than the middle of the image's range (not of 0–255: a page in dim light is still paper).
+    Otherwise (a shadow across the page, a sheet on a dark desk) the blocks vote: ink is the
+    minority wherever it is, so in each of about 8×8 blocks the median is the local paper and
+    the ink lies out on one tail; each block votes with how far its middle (the 2nd and 98th
+    percentiles' mean) lies from its median.
+    """
+    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    h, w = gray.shape
+    if min(h, w) < 64:  # MNIST-sized images: the border is the background
+        return bool(median(border) >= 128)
+    sample = gray[::2, ::2]
+    lo, hi = np.percentile(sample, (1, 99))
+    b_lo, b_mid, b_hi = np.percentile(border, (10, 50, 90))
+    span = max(hi - lo, 1.0)
+    if b_hi - b_lo < 0.25 * span and abs(median(sample) - b_mid) < 0.25 * span:
+        return bool(b_mid >= (lo + hi) / 2)
+    b = max(h, w) // 8
+    hb, wb = h // b, w // b
+    blocks = gray[: hb * b, : wb * b].reshape(hb, b, wb, b).transpose(0, 2, 1, 3).reshape(hb * wb, -1)
+    q_lo, q_mid, q_hi = np.percentile(blocks[:, ::2], (2, 50, 98), axis=1)
+    return bool(((q_lo + q_hi) / 2 - q_mid).sum() <= 0)
+
+
+def background(v: np.ndarray) -> np.ndarray:
+    """The paper under bright ink: a grey opening (erosion, then dilation) with a square a
+    quarter of the short side wide, at full resolution. It removes every stroke, and keeps
+    light fall-off and the sharp edge of a shadow where they are (a coarse estimate smears the
+    edge into a band that reads as ink)."""
+    from scipy import ndimage
+
+    k = max(3, min(v.shape) // 4)
+    return ndimage.grey_opening(v, size=(k, k), mode="nearest")
+
+
 def ink_image(gray: np.ndarray) -> np.ndarray:
     """How much ink each pixel holds (0 = background), for dark-on-light or light-on-dark images.
 
     The background is estimated locally (a morphological opening wider than any stroke), so a
-    photo's uneven lighting is not taken for ink. Whole-image passes work in place on one
-    buffer: a canvas-sized float array costs more to allocate than to add.
+    photo's uneven lighting and shadows are not taken for ink; dark ink is measured relative to
+    the local paper's brightness (a stroke in a shadow is as dark, relatively, as in the light).
+    Whole-image passes work in place on one buffer.
     """
-    from PIL import Image, ImageFilter
-
-    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
-    v = gray if median(border) < 128 else 255.0 - gray  # now the ink is bright
+    dark = dark_ink(gray)
+    v = 255.0 - gray if dark else gray  # now the ink is bright
     h, w = v.shape
-    b = max(h, w) // 24
-    if min(h, w) >= 64 and min(h, w) >= 5 * b:
-        # Opening (erosion, then a wider dilation) of a block-min thumbnail: ~1/5 of the image
-        # wide, so it keeps smooth lighting and drops every stroke.
-        hb, wb = h // b, w // b
-        # (Rows of blocks first, then columns: the same minima, several times faster.)
-        low = v[: hb * b, : wb * b].reshape(hb, b, wb * b).min(axis=1).reshape(hb, wb, b).min(axis=2)
-        small = Image.fromarray(low.astype(np.float32), mode="F")
-        # A 5×5 erosion then a 7×7 dilation, as 3×3 steps: the same values (squares add up, and
-        # the edges repeat either way), a rank of 9 values per pixel rather than of 25 or 49.
-        for f in (ImageFilter.MinFilter(3),) * 2 + (ImageFilter.MaxFilter(3),) * 3:
-            small = small.filter(f)
-        background = np.asarray(small.resize((w, h), Image.Resampling.BILINEAR))
-    else:  # small images (MNIST-sized) are evenly lit and too coarse to smooth
+    if min(h, w) < 64:  # small images (MNIST-sized) are evenly lit and too coarse to smooth
         return np.clip(v - median(np.concatenate([v[0], v[-1], v[:, 0], v[:, -1]])), 0, 255)
+    bg = background(v)
     # v - background with its edge rows and columns repeated once (np.pad's "edge").
     padded = np.empty((h + 2, w + 2))
-    np.subtract(v, background, out=padded[1:-1, 1:-1])
+    np.subtract(v, bg, out=padded[1:-1, 1:-1])
+    if dark:  # divided by the paper's light, ×255: the same where the paper is white
+        padded[1:-1, 1:-1] *= 255.0 / np.maximum(255.0 - bg, 32.0)
     padded[0, 1:-1], padded[-1, 1:-1] = padded[1, 1:-1], padded[-2, 1:-1]
     padded[:, 0], padded[:, -1] = padded[:, 1], padded[:, -2]
     # A 3×3 mean: sensor noise and JPEG specks fall below the floor, strokes do not. (The
@@ -176,6 +203,36 @@ def ink_image(gray: np.ndarray) -> np.ndarray:
     # The erosion follows the noise's lows; most pixels are paper, so their median is the zero.
     resid -= median(resid)
     return np.clip(resid, 0, 255, out=resid)
+
+
+def digit_mask(strong: np.ndarray, ink: np.ndarray) -> np.ndarray:
+    """The strong strokes that make the digit: connected components (8-neighbours) of `strong`
+    less specks (dust, JPEG blocks, a pen's dot: under 4% of the largest part's ink, away from
+    it) and lines or edges that run from one side of the image to the other (ruled lines, a
+    shadow's edge, a desk's), when something else is left."""
+    from scipy import ndimage
+
+    labels, n = ndimage.label(strong, structure=np.ones((3, 3), bool))
+    if n <= 1:
+        return strong
+    idx = np.arange(1, n + 1)
+    mass = ndimage.sum_labels(ink, labels, idx)
+    boxes = ndimage.find_objects(labels)
+    h, w = strong.shape
+    spans = np.array([(b[0].start == 0 and b[0].stop == h) or (b[1].start == 0 and b[1].stop == w)
+                      for b in boxes])
+    keep = ~spans if (~spans).any() else np.ones(n, bool)
+    main = int(np.argmax(np.where(keep, mass, -1)))
+    # Parts of the digit lie within its own size of the largest part; specks are small or far.
+    y0, y1, x0, x1 = boxes[main][0].start, boxes[main][0].stop, boxes[main][1].start, boxes[main][1].stop
+    reach = max(y1 - y0, x1 - x0)
+    for i, b in enumerate(boxes):
+        near = (b[0].stop > y0 - reach and b[0].start < y1 + reach
+                and b[1].stop > x0 - reach and b[1].start < x1 + reach)
+        keep[i] &= bool(near and mass[i] >= 0.04 * mass[main])
+    if keep.all():
+        return strong
+    return np.isin(labels, idx[keep])
 
 
 def extent(mask: np.ndarray) -> tuple[int, int, int, int]:
@@ -199,6 +256,15 @@ def mnist_form(gray: np.ndarray, size: int = 28, box: int = 20) -> np.ndarray:
     # Faint residue (shadows, noise, JPEG halos) goes to 0; the stroke cores saturate, as in MNIST.
     floor = 0.2 * peak
     strong = ink > 0.5 * peak
+    digit = digit_mask(strong, ink)
+    if digit is not strong:  # what is not the digit goes, with the faint residue around it
+        from scipy import ndimage
+
+        near = ndimage.maximum_filter(digit, size=4 * max(1, max(gray.shape) // 100) + 1)
+        ink[~near] = 0
+        strong = digit
+        peak = ink.max()
+        floor = 0.2 * peak
     core = np.percentile(ink[strong], 40)
     ink -= floor
     ink *= 255.0 / max(core - floor, 1.0)
