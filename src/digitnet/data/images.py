@@ -219,9 +219,9 @@ def ink_image(gray: np.ndarray) -> np.ndarray:
 
 def digit_mask(strong: np.ndarray, ink: np.ndarray) -> np.ndarray:
     """The strong strokes that make the digit: connected components (8-neighbours) of `strong`
-    less specks (dust, JPEG blocks, a pen's dot: under 4% of the largest part's ink, away from
-    it) and lines or edges that run from one side of the image to the other (ruled lines, a
-    shadow's edge, a desk's), when something else is left."""
+    less specks (dust, JPEG blocks, a pen's dot: under 4% of the largest part's ink and not at
+    its edge, or farther than its own size) and lines or edges that run from one side of the
+    image to the other (ruled lines, a shadow's edge, a desk's), when something else is left."""
     from scipy import ndimage
 
     labels, n = ndimage.label(strong, structure=np.ones((3, 3), bool))
@@ -238,10 +238,13 @@ def digit_mask(strong: np.ndarray, ink: np.ndarray) -> np.ndarray:
     # Parts of the digit lie within its own size of the largest part; specks are small or far.
     y0, y1, x0, x1 = boxes[main][0].start, boxes[main][0].stop, boxes[main][1].start, boxes[main][1].stop
     reach = max(y1 - y0, x1 - x0)
+
+    def within(b, r: int) -> bool:
+        return b[0].stop > y0 - r and b[0].start < y1 + r and b[1].stop > x0 - r and b[1].start < x1 + r
+
     for i, b in enumerate(boxes):
-        near = (b[0].stop > y0 - reach and b[0].start < y1 + reach
-                and b[1].stop > x0 - reach and b[1].start < x1 + reach)
-        keep[i] &= bool(near and mass[i] >= 0.04 * mass[main])
+        # A pen's broken tip touches the largest part's box; a part of the digit is not small.
+        keep[i] &= within(b, 2 + reach // 16) or (within(b, reach) and mass[i] >= 0.04 * mass[main])
     if keep.all():
         return strong
     return np.isin(labels, idx[keep])
