@@ -144,7 +144,7 @@ def dark_ink(gray: np.ndarray) -> bool:
     75th percentile) is one level with a thin tail, and not at all where two levels share it
     half and half (a shadow's edge, a marker's stroke wider than the block). Unlike the
     border's brightness, this holds for a page in a shadow or in dim light and a sheet on a
-    darker desk. With no vote, the border decides: against the middle of the image's range (a
+    darker desk. With no clear vote, the border decides: against the middle of the image's range (a
     page in dim light is darker than 128 and still paper), or of 0–255 in MNIST-sized images.
     """
     border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
@@ -155,8 +155,10 @@ def dark_ink(gray: np.ndarray) -> bool:
         blocks = gray[: hb * b, : wb * b].reshape(hb, b, wb, b).transpose(0, 2, 1, 3).reshape(hb * wb, -1)
         q2, q25, q50, q75, q98 = np.percentile(blocks[:, ::2], (2, 25, 50, 75, 98), axis=1)
         weight = np.clip(1 - (q75 - q25) / np.maximum(q98 - q2, 1e-9), 0, 1)
-        vote = float((((q2 + q98) / 2 - q50) * weight).sum())
-        if abs(vote) >= 1:
+        votes = ((q2 + q98) / 2 - q50) * weight
+        vote = float(votes.sum())
+        # A split vote (a marker's strokes fill many blocks) leaves it to the border.
+        if abs(vote) >= max(1.0, 0.15 * float(np.abs(votes).sum())):
             return vote < 0
         lo, hi = np.percentile(gray[::2, ::2], (1, 99))  # the border against the image's range
         return bool(median(border) >= (lo + hi) / 2)
