@@ -45,6 +45,15 @@ ACCURACY = {
     "tf_save_and_load": "acc",
     "chollet_ch5_fundamentals": "history_large_model.history['val_accuracy'][-1]",
     "chollet_ch7_keras_deep_dive": "model.evaluate(test_images, test_labels, verbose=0)[1]",
+    "geron_homl3_ch10_fashion": "test_results[1]",
+    "geron_homl3_ch10_mnist_exercise": "test_results[1]",
+    "gulli_keras_mnist_v4": "score[1]",
+    "brownlee_baseline_mlp": "scores[1]",
+    "sentdex_basics": "val_acc",
+    "optimizers_compare": "final_acc",
+    "kaggle_mlp_callbacks": "test_acc",
+    "keras_io_serialization": "test_acc",
+    "tf_quickstart_saved": "acc",
 }
 # The lines Keras itself prints (progress, summaries, callbacks' messages), as opposed to the
 # scripts' own prints of arrays, whose layout depends on the values.
@@ -59,7 +68,8 @@ def keras_lines(lines: list[str]) -> list[str]:
 
 def digitnet_source(text: str) -> str:
     """The script with its Keras imports pointed at digitnet.keras; nothing else changes."""
-    text = re.sub(r"^(\s*)import keras$", r"\1from digitnet import keras", text, flags=re.M)
+    text = re.sub(r"^(\s*)import keras(\s+as\s+\w+)?(\s*#.*)?$", r"\1from digitnet import keras\2\3", text,
+                  flags=re.M)
     return re.sub(r"^(\s*)from keras([. ])", r"\1from digitnet.keras\2", text, flags=re.M)
 
 
@@ -116,7 +126,7 @@ def run_script(path: Path, keras, source: str, quick: bool, small: bool = False)
         with small_datasets(keras):
             return run_script(path, keras, source, quick)
     if quick:
-        source = re.sub(r"\bepochs=\d+", "epochs=1", source)
+        source = re.sub(r"\b(epochs|EPOCHS|NB_EPOCH|nb_epoch)( ?= ?)\d+", r"\1\g<2>1", source)
     namespace: dict = {"__name__": "__main__"}
     out = io.StringIO()
     result: dict = {}

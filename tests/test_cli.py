@@ -49,7 +49,7 @@ def test_bad_usage_and_bad_input_exit_2_with_one_line(tmp_path):
     not_image.write_text("hello")
     cases = [
         ("train", "--hidden", "a,b"),
-        ("train", "--optimizer", "adamax"),
+        ("train", "--optimizer", "adafactor"),
         ("train", "--lr", "-1"),
         ("train", "--config", str(bad_toml)),
         ("train", "--no-such-flag"),

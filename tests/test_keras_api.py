@@ -121,12 +121,17 @@ def test_optimizers():
     assert optimizers.get("rmsprop").train_options() == {"optimizer": "rmsprop", "lr": 0.001}
     assert optimizers.SGD(0.1, momentum=0.9, nesterov=True).train_options() == {
         "optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "nesterov": True}
-    with pytest.raises(ValueError, match=r"Adam\(clipnorm=1.0\) is not supported"):
-        optimizers.Adam(clipnorm=1.0)
+    # Options beyond the engine's own Adam/SGD/RMSprop run Keras' update (digitnet.kerasopt).
+    assert optimizers.Adam(clipnorm=1.0).train_options() == {
+        "optimizer": "adam", "lr": 0.001, "optimizer_options": '{"amsgrad": false, "beta_1": 0.9, '
+        '"beta_2": 0.999, "clipnorm": 1.0, "epsilon": 1e-07}'}
+    assert type(optimizers.get("adagrad")).__name__ == "Adagrad"
+    with pytest.raises(ValueError, match=r"Adam\(use_ema=True\) is not supported"):
+        optimizers.Adam(use_ema=True)
     with pytest.raises(ValueError, match="unknown argument"):
         optimizers.Adam(momentum=0.9)
     with pytest.raises(ValueError, match="not supported"):
-        optimizers.get("adagrad")
+        optimizers.get("adafactor")
 
 
 def test_fit_with_callbacks_and_validation_split(data, tmp_path):

@@ -38,6 +38,13 @@ def base_optimizer(cfg: TrainConfig, total_steps: int) -> optax.GradientTransfor
         lr = lambda count: peak * unit(count)  # noqa: E731
     else:
         lr = learning_rate(cfg, total_steps, cfg.lr)
+    if cfg.optimizer_options or cfg.optimizer not in ("adam", "adamw", "sgd", "rmsprop"):
+        from digitnet.kerasopt import keras_optimizer
+
+        tx = keras_optimizer(cfg.optimizer, lr, cfg.optimizer_options)
+        if active(cfg.weight_decay):
+            tx = optax.chain(optax.add_decayed_weights(cfg.weight_decay, mask=kernel_mask), tx)
+        return tx
     if cfg.optimizer == "adam":
         tx = optax.adam(lr, b1=ADAM_B1, b2=ADAM_B2, eps=ADAM_EPS)
     elif cfg.optimizer == "adamw":

@@ -15,7 +15,23 @@ from typing import Any
 from digitnet.errors import ConfigError
 from digitnet.options import choose, option
 
-OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adagrad", "adadelta", "adamax", "nadam", "lion", "ftrl")
+# Keras 3's options of each optimizer and their defaults: `optimizer_options` may set these
+# (digitnet.kerasopt runs them as Keras does; digitnet.keras fills it in).
+_KERAS_COMMON = {"clipnorm": None, "clipvalue": None, "global_clipnorm": None, "weight_decay": None}
+_ADAM = {"beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7}
+KERAS_OPTIMIZER_DEFAULTS: dict[str, dict[str, Any]] = {name: {**_KERAS_COMMON, **own} for name, own in {
+    "sgd": {"momentum": 0.0, "nesterov": False},
+    "adam": {**_ADAM, "amsgrad": False},
+    "adamw": {**_ADAM, "amsgrad": False, "weight_decay": 0.004},
+    "rmsprop": {"rho": 0.9, "momentum": 0.0, "epsilon": 1e-7, "centered": False},
+    "adagrad": {"initial_accumulator_value": 0.1, "epsilon": 1e-7},
+    "adadelta": {"rho": 0.95, "epsilon": 1e-7},
+    "adamax": dict(_ADAM), "nadam": dict(_ADAM), "lion": {"beta_1": 0.9, "beta_2": 0.99},
+    "ftrl": {"learning_rate_power": -0.5, "initial_accumulator_value": 0.1, "beta": 0.0,
+             "l1_regularization_strength": 0.0, "l2_regularization_strength": 0.0,
+             "l2_shrinkage_regularization_strength": 0.0},
+}.items()}
 SCHEDULES = ("constant", "cosine", "onecycle", "step")
 LOSSES = ("cross_entropy", "mse")  # digitnet.metrics computes them
 # The fields that switch augmentation on (any of them non-zero); digitnet.augment applies them.
@@ -56,6 +72,46 @@ def check_types(cfg: Any) -> None:
             if name == "validation" and isinstance(value, numbers.Real) and not isinstance(value, bool):
                 continue  # a fraction, as a number: "0.1" and 0.1 mean the same
             raise ConfigError(f"{name} must be a string, got {value!r}")
+# Keras' learning-rate schedules (keras.optimizers.schedules) digitnet.kerasopt runs, and their
+# options: the optimizer options carry one as {"class_name": ..., "config": {...}}.
+KERAS_SCHEDULES: dict[str, tuple[str, ...]] = {
+    "ExponentialDecay": ("initial_learning_rate", "decay_steps", "decay_rate", "staircase"),
+    "InverseTimeDecay": ("initial_learning_rate", "decay_steps", "decay_rate", "staircase"),
+    "PiecewiseConstantDecay": ("boundaries", "values"),
+    "PolynomialDecay": ("initial_learning_rate", "decay_steps", "end_learning_rate", "power"),
+    "CosineDecay": ("initial_learning_rate", "decay_steps", "alpha"),
+}
+
+
+def check_optimizer_options(optimizer: str, text: str) -> None:
+    """optimizer_options: empty, or a JSON object of the optimizer's Keras options."""
+    if not text:
+        return
+    import json
+
+    try:
+        given = json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(f"optimizer_options must be a JSON object: {exc}") from None
+    if not isinstance(given, dict):
+        raise ConfigError("optimizer_options must be a JSON object")
+    allowed = KERAS_OPTIMIZER_DEFAULTS[optimizer]
+    schedule = given.pop("learning_rate_schedule", None)
+    kind = schedule.get("class_name") if isinstance(schedule, dict) else None
+    known = kind in KERAS_SCHEDULES and isinstance(schedule.get("config"), dict) and set(
+        schedule["config"]) <= set(KERAS_SCHEDULES[kind])
+    if schedule is not None and not known:
+        raise ConfigError("optimizer_options: learning_rate_schedule must be "
+                          f'{{"class_name": one of {", ".join(KERAS_SCHEDULES)}, "config": {{its options}}}}')
+    for key, value in given.items():
+        if key not in allowed:
+            raise ConfigError(f"optimizer_options: {optimizer} has no option {key!r} "
+                              f"(it has {', '.join(sorted(allowed))})")
+        low = -math.inf if key == "learning_rate_power" else 0
+        if value is not None and not (isinstance(value, bool | int | float) and math.isfinite(value)
+                                      and value >= low):
+            raise ConfigError(f"optimizer_options: {key} must be a number ≥ {low}, true/false or "
+                              f"null, got {value!r}")
 
 
 @dataclass
@@ -66,6 +122,9 @@ class TrainConfig:
     batch_size: int = option(32, "images per step")
     optimizer: str = option("adam", "the optimizer (Keras' defaults)", choices=OPTIMIZERS)
     lr: float = option(1e-3, "learning rate", aliases=("learning_rate", "rate"))
+    optimizer_options: str = option("", "Keras optimizer options as a JSON object (Keras' names: "
+                                    "clipnorm, epsilon, amsgrad, ...); set by digitnet.keras",
+                                    cli=False)
     momentum: float = option(0.0, "SGD momentum (sgd only)")
     nesterov: bool = option(False, "Nesterov momentum (sgd only)")
     schedule: str = option("constant", "learning-rate schedule", choices=SCHEDULES)
@@ -101,6 +160,7 @@ class TrainConfig:
         self.validation = str(self.validation)
         choose("optimizer", self.optimizer, OPTIMIZERS)
         choose("schedule", self.schedule, SCHEDULES)
+        check_optimizer_options(self.optimizer, self.optimizer_options)
         choose("loss", self.loss, LOSSES)
         if self.epochs < 1 or self.batch_size < 1:
             raise ConfigError("epochs and batch size must be at least 1")

@@ -353,6 +353,72 @@ def s_epoch_metrics(keras):
     return {k: [round(v, 5) for v in vs] for k, vs in h.history.items()}
 
 
+def s_optimizers(keras):
+    """Each optimizer and option, by object and by name: the weights after 8 steps from set
+    weights (no dropout, no shuffle), as Keras' update_step computes them."""
+    opt = keras.optimizers
+    made = {
+        "adam_eps_amsgrad": lambda: opt.Adam(learning_rate=0.01, epsilon=1e-8, amsgrad=True),
+        "adam_b1_clipvalue": lambda: opt.Adam(learning_rate=0.01, beta_1=0.8, clipvalue=0.01),
+        "adamw": lambda: opt.AdamW(learning_rate=0.01, weight_decay=0.1),
+        "sgd_nesterov_clipnorm": lambda: opt.SGD(learning_rate=0.1, momentum=0.9, nesterov=True,
+                                                 clipnorm=0.5),
+        "sgd_global_clipnorm_wd": lambda: opt.SGD(learning_rate=0.1, global_clipnorm=0.5, weight_decay=0.01),
+        "rmsprop_centered_momentum": lambda: opt.RMSprop(learning_rate=0.001, centered=True, momentum=0.5),
+        "adagrad": lambda: opt.Adagrad(learning_rate=0.05),
+        "adadelta": lambda: opt.Adadelta(learning_rate=1.0, rho=0.9),
+        "adamax": lambda: opt.Adamax(learning_rate=0.01),
+        "nadam": lambda: opt.Nadam(learning_rate=0.01),
+        "nadam_cosine": lambda: opt.Nadam(learning_rate=opt.schedules.CosineDecay(0.01, 5, alpha=0.1)),
+        "adam_exponential": lambda: opt.Adam(opt.schedules.ExponentialDecay(0.01, 2, 0.5, staircase=True)),
+        "sgd_piecewise": lambda: opt.SGD(opt.schedules.PiecewiseConstantDecay([1, 2], [0.1, 0.05, 0.01])),
+        "rmsprop_inverse_time": lambda: opt.RMSprop(opt.schedules.InverseTimeDecay(0.01, 1, 0.5)),
+        "adagrad_polynomial": lambda: opt.Adagrad(opt.schedules.PolynomialDecay(0.1, 3, 0.01, power=2.0)),
+        "lion": lambda: opt.Lion(learning_rate=0.001),
+        "ftrl": lambda: opt.Ftrl(learning_rate=0.1, l1_regularization_strength=0.001, beta=0.1,
+                                 l2_regularization_strength=0.01, l2_shrinkage_regularization_strength=0.01),
+    }
+    out = {}
+    for name in ("adagrad", "adadelta", "adamax", "nadam", "adamw", "lion", "ftrl"):
+        model = keras.Sequential([keras.Input((784,)), keras.layers.Dense(10)])
+        try:
+            model.compile(optimizer=name, loss="mse")
+            config = model.optimizer.get_config()
+            out["name_" + name] = [type(model.optimizer).__name__, config["learning_rate"]]
+        except ValueError as exc:
+            out["name_" + name] = str(exc)[:20]
+    rng = np.random.default_rng(11)
+    grads = [rng.normal(0, 0.1, w.shape).astype(np.float32) for w in W]
+    names = ("weight_decay", "clipnorm", "clipvalue", "global_clipnorm", "epsilon", "amsgrad", "rho",
+             "momentum", "nesterov", "centered", "beta_1", "beta_2", "initial_accumulator_value",
+             "learning_rate_power", "beta")
+    for label, make in made.items():
+        model = keras.Sequential([keras.Input((784,)), keras.layers.Dense(16, activation="relu"),
+                                  keras.layers.Dense(10)])
+        model.set_weights(W)
+        optimizer = make()
+        for step in range(4):  # Keras' update on given gradients, without training
+            optimizer.apply_gradients(zip([g * (step - 1.5) for g in grads], model.trainable_variables,
+                                          strict=True))
+        weights = model.get_weights()
+        config = optimizer.get_config()
+        out[label] = {"class": type(optimizer).__name__, "kernel": arr(weights[0][:3, :3]),
+                      "config": {k: config[k] for k in sorted(config) if k in names},
+                      "bias": arr(weights[1][:5]), "out": arr(weights[2][:3, :3]),
+                      "out_bias": arr(weights[3])}
+        if label not in ("adam_eps_amsgrad", "nadam_cosine"):
+            continue  # trained by the engine: two of them (each fit compiles its step)
+        model.set_weights(W)
+        model.compile(optimizer=make(), metrics=["accuracy"],
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        model.fit(X[:64], Y[:64], epochs=2, batch_size=16, shuffle=False, verbose=0)
+        weights = model.get_weights()
+        out["fit_" + label] = {"kernel": arr(weights[0][:3, :3]), "bias": arr(weights[1][:5]),
+                      "out": arr(weights[2][:3, :3]),
+                      "loss": round(float(model.evaluate(X[:64], Y[:64], verbose=0)[0]), 5)}
+    return out
+
+
 def s_callback_hooks(keras):
     rec = Recorder(keras)
     model = compiled(keras)

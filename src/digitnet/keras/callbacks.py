@@ -165,13 +165,14 @@ class EarlyStopping(train.EarlyStopping):
             self.best_epoch = state.epoch - 1
         if state.stop and not self.stopped_epoch:
             self.stopped_epoch = state.epoch - 1
-            if self.verbose and self.restore_best and self.best_params is not None:
-                write(f"Restoring model weights from the end of the best epoch: {self.best_epoch + 1}.\n")
 
     def on_train_end(self, state: Any) -> None:
-        super().on_train_end(state)
+        # As Keras 3: the stop, then the restoring (also when training ran to its end).
         if self.stopped_epoch and self.verbose:
             write(f"Epoch {self.stopped_epoch + 1}: early stopping\n")
+        if self.verbose and self.restore_best and self.best_params is not None:
+            write(f"Restoring model weights from the end of the best epoch: {self.best_epoch + 1}.\n")
+        super().on_train_end(state)
 
 
 class ModelCheckpoint(Callback):

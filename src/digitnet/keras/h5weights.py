@@ -76,6 +76,35 @@ def write_keras3(f: h5py.Group, layers: Iterable[LayerWeights], model_name: str)
     f.create_group("vars").attrs["name"] = model_name
 
 
+def write_keras3_paths(f: h5py.Group, layers: Iterable[tuple[str, LayerWeights]]) -> None:
+    """Keras 3's layout of a model holding models, or of a subclassed model: each layer's
+    weights at the path Keras gives it (`layers/sequential/layers/dense/vars`, or the
+    attribute's name, `dense_1/vars`)."""
+    for path, layer in layers:
+        group = f.require_group(path).create_group("vars")
+        for i, a in enumerate(layer.arrays):
+            group.create_dataset(str(i), data=np.asarray(a, np.float32))
+    f.create_group("vars")
+
+
+def read_keras3_paths(f: h5py.Group, paths: list[str], source: str) -> list[LayerWeights] | None:
+    """The weights at Keras 3 paths (as write_keras3_paths), or None if the file has not all
+    of them."""
+    check_file(f.file, source)
+    budget = Budget(4 * MAX_PARAMS, source, KerasFileError)
+    groups = [f.get(f"{path}/vars") for path in paths]
+    if not all(isinstance(g, h5py.Group) for g in groups):
+        return None
+    out = []
+    for path, vars_ in zip(paths, groups, strict=True):
+        arrays = [read_array(vars_[str(i)], f"{source}: {path}/vars/{i}", budget)
+                  for i in range(len(vars_)) if str(i) in vars_]
+        if len(arrays) != len(vars_):
+            raise KerasFileError(f"{source}: {path}/vars holds unexpected entries {sorted(vars_)}")
+        out.append(LayerWeights("Dense", path.rsplit("/", 1)[-1], arrays))
+    return out
+
+
 def write_legacy(f: h5py.Group, layers: Iterable[LayerWeights]) -> None:
     layers = list(layers)
     f.attrs.create("backend", BACKEND, dtype=ASCII)
@@ -217,13 +246,17 @@ def find_legacy(f: h5py.Group, source: str) -> list[LayerWeights]:
             continue
         # A Normalization's statistics: 'normalization/mean' (Keras 3) or '…/mean:0' (Keras 2)
         stats = weight_names[0].rsplit("/", 1)[-1].split(":")[0] == "mean"
-        arrays = []
+        # A model inside the model is one entry holding its layers' weights, each named
+        # <model>/<layer>/kernel: one LayerWeights per layer, in order.
+        by_layer: dict[str, list[Any]] = {}
         for w in weight_names:
             if not isinstance(group.get(w), h5py.Dataset):
                 raise KerasFileError(f"{source}: {name}/{w} is missing")
-            arrays.append(dataset(group[w], f"{source}: {name}/{w}", small=stats))
+            owner = w.rsplit("/", 1)[0] if w.count("/") > 1 else name
+            by_layer.setdefault(owner, []).append(dataset(group[w], f"{source}: {name}/{w}", small=stats))
         kind = "Normalization" if stats else "Dense"
-        out.append(LayerWeights(kind, name, arrays))
+        out += [LayerWeights(kind, owner.rsplit("/", 1)[-1] if owner != name else name, arrays)
+                for owner, arrays in by_layer.items()]
     return out
 
 

@@ -27,6 +27,10 @@ DTYPE_POLICY = {"module": "keras", "class_name": "DTypePolicy", "config": {"name
                 "registered_name": None}
 
 
+# Options a layer config may carry that change nothing as long as they are off.
+INERT_OPTIONS = ("quantization_config", "lora_rank", "lora_alpha", "activity_regularizer")
+
+
 def snake_case(name: str) -> str:
     """Keras' to_snake_case: ReLU → re_lu, InputLayer → input_layer, MyMLP → my_mlp."""
     name = re.sub(r"\W+", "", name)
@@ -121,6 +125,11 @@ class Layer:
 
     def get_config(self) -> dict[str, Any]:
         return {"name": self.name, "trainable": True, "dtype": DTYPE_POLICY}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Any:
+        """The layer get_config() describes (options that are off are dropped, as in files)."""
+        return cls(**{k: v for k, v in config.items() if not (k in INERT_OPTIONS and v is None)})
 
     def __repr__(self) -> str:
         return f"<{self.class_name} name={self.name}>"

@@ -11,6 +11,7 @@ is linear outputs them, one that ends in softmax outputs probabilities, as in Ke
 from __future__ import annotations
 
 import io
+import json
 import os
 import time
 import warnings
@@ -31,7 +32,15 @@ from digitnet.keras import losses, optimizers
 from digitnet.keras import metrics as kmetrics
 from digitnet.keras.backend import tensor
 from digitnet.keras.errors import KerasFileError, KerasValueError
-from digitnet.keras.h5weights import LayerWeights, h5_bytes, read_weights, write_keras3, write_legacy
+from digitnet.keras.h5weights import (
+    LayerWeights,
+    h5_bytes,
+    read_keras3_paths,
+    read_weights,
+    write_keras3,
+    write_keras3_paths,
+    write_legacy,
+)
 from digitnet.keras.layers import (
     Activation,
     Dense,
@@ -152,6 +161,24 @@ class Model(Layer):
         self._trace_call()
         functional = self.input_layer is not None and self.class_name != "Sequential"
         return [self.input_layer, *self._layers] if functional else list(self._layers)
+
+    def get_layer(self, name: str | None = None, index: int | None = None) -> Layer:
+        """A layer by name or by index into `layers`, with Keras' errors."""
+        if index is not None and name is not None:
+            raise KerasValueError(f"Provide only a layer name or a layer index. Received: index={index}, "
+                                  f"name={name}.")
+        if index is not None:
+            if len(self.layers) <= index:
+                raise KerasValueError(f"Was asked to retrieve layer at index {index} but model only has "
+                                      f"{len(self.layers)} layers.")
+            return self.layers[index]
+        if name is not None:
+            for layer in self.layers:
+                if layer.name == name:
+                    return layer
+            raise KerasValueError(f"No such layer: {name}. Existing layers are: "
+                                  f"{[layer.name for layer in self.layers]}.")
+        raise KerasValueError("Provide either a layer name or layer index at `get_layer`.")
 
     @property
     def built(self) -> bool:
@@ -351,6 +378,29 @@ class Model(Layer):
         self._require_built()
         return model_config(self, keras3=True)["config"]
 
+    @classmethod
+    def from_config(cls, config: dict[str, Any], custom_objects: Any = None) -> Any:
+        """The model get_config() describes, with fresh weights: a Sequential, a functional
+        chain (keras.Model.from_config), or your subclass called with the config."""
+        from digitnet.keras.saving import layers_from_config
+
+        if cls not in (Model, Functional, Sequential):
+            return cls(**config)  # a subclassed model's own get_config(), as Keras does
+        functional = cls is not Sequential
+        kind = "Functional" if isinstance(config, dict) and "input_layers" in config else "Sequential"
+        name, layers = layers_from_config({"class_name": kind, "config": config}, Path("from_config"),
+                                          chain_model)
+        return chain_model(name, layers, functional=functional)
+
+    def to_json(self, **kwargs: Any) -> str:
+        """The model's Keras description as JSON (keras.models.model_from_json reads it)."""
+        from digitnet.keras.saving import model_config
+
+        self._require_built()
+        config = model_config(self, keras3=True)
+        config.pop("compile_config", None)
+        return json.dumps(config, **kwargs)
+
     # ------------------------------------------------------------ weights
 
     def get_weights(self) -> list[np.ndarray]:
@@ -401,23 +451,56 @@ class Model(Layer):
             start += n
 
     def _layer_weights(self) -> list[LayerWeights]:
+        """The plain layers' weights in order, models inside the model expanded (Keras files of
+        the model as the one chain of layers it computes)."""
         self._require_built()
-        self._require_flat("saving")
-        return [LayerWeights(layer.class_name, layer.name, layer.get_weights()) for layer in self._layers]
+        return [LayerWeights(layer.class_name, layer.name, layer.get_weights()) for layer in self._atoms()]
 
-    def _require_flat(self, what: str) -> None:
-        if self.class_name not in ("Sequential", "Functional") or any(
-                isinstance(layer, Model) for layer in self._layers):
-            raise KerasValueError(f"{what}: digitnet.keras writes Keras files of chains of Input, "
-                                  "Flatten, Dense, Dropout, Activation, Softmax and ReLU layers "
-                                  f"(Sequential or functional), not of a {self.class_name} model or "
-                                  "of models nested in models")
+    def keeps_nesting(self) -> bool:
+        """Whether Keras files keep this model's structure: a Sequential or functional model
+        holding such models (not subclassed ones, which Keras needs the class of)."""
+        return self.class_name in ("Sequential", "Functional") and not self._flat() and all(
+            layer.keeps_nesting() or layer._flat() for layer in self._layers if isinstance(layer, Model))
+
+    def _flat(self) -> bool:
+        return self.class_name in ("Sequential", "Functional") and not any(
+            isinstance(layer, Model) for layer in self._layers)
+
+    def _keras3_paths(self, prefix: str = "") -> list[tuple[str, Layer]]:
+        """Each plain layer with the path Keras 3 keeps its weights under: in a Sequential or
+        functional model `layers/<class>[_k]`, numbered per class, models inside recursed into;
+        in a subclassed model the attribute holding the layer."""
+        out: list[tuple[str, Layer]] = []
+        if self.class_name in ("Sequential", "Functional"):
+            used: dict[str, int] = {}
+            named = []
+            for layer in self._layers:
+                base = snake_case(layer.class_name)
+                named.append((f"{prefix}layers/{base}" + (f"_{used[base]}" if base in used else ""), layer))
+                used[base] = used.get(base, 0) + 1
+        else:
+            self._trace_call()
+            attrs = {id(v): k for k, v in reversed(vars(self).items()) if isinstance(v, Layer)}
+            missing = [layer.name for layer in self._layers if id(layer) not in attrs]
+            if missing:
+                raise KerasValueError(f"saving: layer {missing[0]!r} of {self.class_name} is not an "
+                                      "attribute of the model; Keras names a subclassed model's "
+                                      "weights by the attributes holding its layers")
+            named = [(prefix + attrs[id(layer)], layer) for layer in self._layers]
+        for path, layer in named:
+            out += layer._keras3_paths(path + "/") if isinstance(layer, Model) else [(path, layer)]
+        return out
 
     def save_weights(self, filepath: str | os.PathLike, overwrite: bool = True) -> None:
         """'x.weights.h5': Keras 3's layout; 'x.h5': the legacy Keras 2 layout (the tutorial's)."""
         path = Path(filepath)
         self._check_overwrite(path, overwrite)
-        if path.name.endswith(".weights.h5"):
+        if path.name.endswith(".weights.h5") and not self._flat():
+            self._require_built()
+            entries = [(p, LayerWeights(a.class_name, a.name, a.get_weights()))
+                       for p, a in self._keras3_paths()]
+            data = h5_bytes(lambda f: write_keras3_paths(f, entries))
+        elif path.name.endswith(".weights.h5"):
             data = h5_bytes(lambda f: write_keras3(f, self._layer_weights(), self.name))
         elif path.suffix in (".h5", ".hdf5"):
             data = h5_bytes(lambda f: write_legacy(f, self._layer_weights()))
@@ -434,14 +517,26 @@ class Model(Layer):
         path = Path(filepath)
         if not path.is_file():
             raise KerasFileError(f"{path}: no such file")
+        source: Any = path
         if zipfile.is_zipfile(path):
             from digitnet.keras.saving import read_archive
 
-            _, data = read_archive(path)
-            found = read_h5(io.BytesIO(data), path, lambda found: self._check_found(found, path))
-        else:
-            found = read_h5(path, path, lambda found: self._check_found(found, path))
-        self.assign(found, path)
+            source = io.BytesIO(read_archive(path)[1])
+        found = self._read_by_paths(source, path) if not self._flat() and self.built else None
+        self.assign(found if found is not None else read_h5(source, path, lambda found: self._check_found(
+            found, path)), path)
+
+    def _read_by_paths(self, source: Any, name: Path) -> list[LayerWeights] | None:
+        """A nested or subclassed model's Dense weights at their Keras 3 paths, if the file
+        has them all (Keras wrote it, or save_weights did); else None (a file of the chain)."""
+        paths = [p for p, layer in self._keras3_paths() if isinstance(layer, Dense)]
+        try:
+            with h5py.File(source, "r") as f:
+                return read_keras3_paths(f, paths, str(name))
+        except (OSError, KeyError, ValueError) as exc:
+            if isinstance(exc, KerasFileError):
+                raise
+            raise KerasFileError(f"{name}: not a readable HDF5 weights file ({exc})") from None
 
     def assign(self, found: list[LayerWeights], source: Path) -> None:
         self._check_found(found, source)
@@ -485,7 +580,11 @@ class Model(Layer):
         path = Path(filepath)
         self._check_overwrite(path, overwrite)
         layers = self._layer_weights()
-        if path.suffix == ".keras":
+        if path.suffix == ".keras" and self.keeps_nesting():
+            entries = [(p, LayerWeights(a.class_name, a.name, a.get_weights()))
+                       for p, a in self._keras3_paths()]
+            data = archive_bytes(self, h5_bytes(lambda f: write_keras3_paths(f, entries)))
+        elif path.suffix == ".keras":
             data = archive_bytes(self, h5_bytes(lambda f: write_keras3(f, layers, self.name)))
         elif path.suffix in (".h5", ".hdf5"):
             data = h5_bytes(lambda f: write_legacy_model(f, self, layers))
@@ -695,6 +794,7 @@ class Model(Layer):
             break
         self.use_params(state.params)
         self.optimizer.state = jax.tree.map(np.asarray, state.opt_state)
+        self.optimizer.built_variables = "all"
         run.finish()
         return self.history
 
@@ -893,40 +993,35 @@ def load_model(filepath: str | os.PathLike, custom_objects: Any = None, compile:
         read_json_attr,
     )
 
-    if custom_objects:
-        raise KerasValueError("load_model: custom_objects are not supported (no code is loaded)")
+    del custom_objects  # nothing is loaded as code: subclassed models come back as their chain
     del safe_mode  # always safe: nothing in the file is executed
     path = Path(filepath)
     if not path.is_file():
         raise KerasFileError(f"{path}: no such file")
     if zipfile.is_zipfile(path):
         config, data = read_archive(path)
-        name, layers = layers_from_config(config, path)
-        weights = read_h5(io.BytesIO(data), path, lambda found: check_declared_weights(layers, found, path))
+        name, layers = layers_from_config(config, path, chain_model)
+        source: Any = io.BytesIO(data)
         training = config.get("compile_config")
     else:
+        source = path
         try:
             with h5py.File(path, "r") as f:
                 config = read_json_attr(f, "model_config", path)
                 if config is None:
                     raise KerasFileError(f"{path}: no model_config (a weights-only file? build the "
                                          "model and call load_weights)")
-                name, layers = layers_from_config(config, path)
-                weights = read_weights(f, str(path),
-                                       lambda found: check_declared_weights(layers, found, path))
+                name, layers = layers_from_config(config, path, chain_model)
                 training = read_json_attr(f, "training_config", path)
         except (OSError, KeyError, ValueError, RuntimeError) as exc:  # h5py on a corrupt file
             if isinstance(exc, KerasFileError):
                 raise
             raise KerasFileError(f"{path}: not a .keras archive or an HDF5 model ({exc})") from None
-    if layers and isinstance(layers[0], InputLayer) and (config or {}).get("class_name") == "Functional":
-        tensor_ = layers[0].output
-        for layer in layers[1:]:
-            tensor_ = layer(tensor_)
-        model: Model = Model(layers[0].output, tensor_, name=name)
-    else:
-        model = Sequential(layers, name=name)
-    model.assign(weights, path)
+    model = chain_model(name, layers, functional=(config or {}).get("class_name") == "Functional")
+    found = model._read_by_paths(source, path) if not model._flat() and model.built else None
+    if found is None:
+        found = read_h5(source, path, lambda found: check_declared_weights(layers, found, path))
+    model.assign(found, path)
     options = compile_options(training) if compile else None
     if options is not None:
         try:
@@ -934,7 +1029,56 @@ def load_model(filepath: str | os.PathLike, custom_objects: Any = None, compile:
         except KerasValueError as exc:
             warnings.warn(f"{path}: loaded without compiling ({exc}); call compile() before fit",
                           stacklevel=2)
+        else:  # what Keras builds of the optimizer when it loads: all of it from a .keras file
+            model.optimizer.built_variables = "all" if zipfile.is_zipfile(path) else "scalars"
     return model
 
 
-__all__ = ["Functional", "Model", "Sequential", "load_model"]
+def chain_model(name: str, layers: list[Layer], functional: bool) -> Model:
+    """A functional chain (InputLayer first) or a Sequential of the layers."""
+    if functional and layers and isinstance(layers[0], InputLayer):
+        tensor_ = layers[0].output
+        for layer in layers[1:]:
+            tensor_ = layer(tensor_)
+        return Model(layers[0].output, tensor_, name=name)
+    return Sequential(layers, name=name)
+
+
+
+def model_from_json(json_string: str, custom_objects: Any = None) -> Model:
+    """The model a Keras JSON description (model.to_json()) describes, with fresh weights."""
+    from digitnet.keras.saving import MAX_JSON, layers_from_config
+
+    if len(json_string) > MAX_JSON:
+        raise KerasValueError(f"model_from_json: {len(json_string):,} characters; at most {MAX_JSON:,}")
+    try:
+        config = json.loads(json_string)
+    except ValueError as exc:
+        raise KerasValueError(f"model_from_json: not JSON ({exc})") from None
+    name, layers = layers_from_config(config, Path("model_from_json"), chain_model)
+    return chain_model(name, layers, functional=isinstance(config, dict)
+                       and config.get("class_name") == "Functional")
+
+
+def clone_model(model: Model, input_tensors: Any = None, clone_function: Any = None,
+                call_function: Any = None, recursive: bool = False, **kwargs: Any) -> Model:
+    """A model of the same layers with fresh weights, as keras.models.clone_model."""
+    if input_tensors is not None or clone_function is not None or call_function is not None or kwargs:
+        raise KerasValueError("clone_model: input_tensors, clone_function and call_function are not "
+                              "supported; digitnet.keras clones a model's layers as they are")
+    if not isinstance(model, Model):
+        raise KerasValueError(f"clone_model expects a keras Model, got {type(model).__name__}")
+    if model.class_name not in ("Sequential", "Functional"):
+        return type(model).from_config(model.get_config())
+    if not model.built and model._declared_input_shape() is None:
+        return Sequential([type(layer).from_config(layer.get_config()) for layer in model._layers],
+                          name=model.name)
+    return type(model).from_config(model.get_config())
+
+
+def save_model(model: Model, filepath: str | os.PathLike, overwrite: bool = True, **kwargs: Any) -> None:
+    """keras.models.save_model(model, path): model.save(path)."""
+    model.save(filepath, overwrite=overwrite, **kwargs)
+
+
+__all__ = ["Functional", "Model", "Sequential", "clone_model", "load_model", "model_from_json", "save_model"]

@@ -22,16 +22,15 @@ from digitnet.budget import check_layer_sizes
 from digitnet.keras import losses
 from digitnet.keras.errors import KerasFileError, KerasValueError
 from digitnet.keras.h5weights import ASCII, BACKEND, KERAS_VERSION, LayerWeights, attr_value, write_legacy
-from digitnet.keras.layers import DTYPE_POLICY, LAYER_CLASSES, Dense, InputLayer, Layer
+from digitnet.keras.layers import DTYPE_POLICY, INERT_OPTIONS, LAYER_CLASSES, Dense, InputLayer, Layer
 
 ARCHIVE_MEMBERS = {"metadata.json": 1 << 20, "config.json": 16 << 20, "model.weights.h5": 1 << 30}
 MAX_MEMBERS = 64
 MAX_LAYERS = 1000
 MAX_RATIO = 200  # uncompressed / compressed; weights barely compress, zip bombs do
+MAX_JSON = 16 << 20  # characters of a model's JSON description (as the archive's config.json)
 KERAS_MODULES = ("keras", "keras.layers", "keras.models", "keras.initializers", "keras.optimizers",
                  "keras.losses", "keras.metrics")
-# Options a layer config may carry that change nothing as long as they are off.
-INERT_OPTIONS = ("quantization_config", "lora_rank", "lora_alpha", "activity_regularizer")
 
 
 # ---------------------------------------------------------------- writing
@@ -46,23 +45,28 @@ def layer_entry(layer: Layer, input_dim: int | None, keras3: bool) -> dict[str, 
     return entry
 
 
-def model_config(model: Any, keras3: bool) -> dict[str, Any]:
-    """The Keras description of a built Sequential, as Keras 3 writes it."""
+def model_config(model: Any, keras3: bool, top: bool = True) -> dict[str, Any]:
+    """The Keras description of a built model, as Keras 3 writes a Sequential. A functional
+    chain and a subclassed model are written as the Sequential of the chain they compute (Keras
+    loads that); a Sequential or functional model inside is kept as Keras keeps it (a nested
+    Sequential entry) in .keras files, and expanded into the chain in legacy .h5 files."""
     shape = list(model.input_shape[1:])
     first = model.input_layer or InputLayer(shape=tuple(shape), name="input_layer")
     entries = [layer_entry(first, None, keras3)]
-    dims = [model.spec.input_dim, *model.spec.hidden]
-    dense_index = 0
-    for layer in model._layers:
-        entries.append(layer_entry(layer, dims[dense_index] if isinstance(layer, Dense) else None, keras3))
-        dense_index += isinstance(layer, Dense)
+    nested = keras3 and model.keeps_nesting()
+    for layer in model._layers if nested else model._atoms():
+        if hasattr(layer, "_atoms"):
+            entries.append(model_config(layer, keras3, top=False))
+            continue
+        weights = layer.get_weights() if isinstance(layer, Dense) else []
+        entries.append(layer_entry(layer, weights[0].shape[0] if weights else None, keras3))
     config = {"name": model.name, "trainable": True, "dtype": DTYPE_POLICY, "layers": entries,
               "build_input_shape": [None, *shape]}
     if not keras3:
         return {"class_name": "Sequential", "config": config}
     out = {"module": "keras", "class_name": "Sequential", "config": config, "registered_name": None,
            "build_config": {"input_shape": [None, *shape]}}
-    if model.optimizer is not None and model.loss is not None:
+    if top and model.optimizer is not None and model.loss is not None:
         out["compile_config"] = {
             "optimizer": {"module": "keras.optimizers", "class_name": model.optimizer.class_name,
                           "config": model.optimizer.get_config(), "registered_name": None},
@@ -165,14 +169,18 @@ def check_origin(entry: dict[str, Any], source: Path) -> None:
                              "never runs code from a model file)")
 
 
-def layers_from_config(config: Any, source: Path) -> tuple[str, list[Layer]]:
-    """The model's name and layers from its Keras JSON description."""
+MAX_NESTING = 8  # models inside models inside …
+
+
+def layers_from_config(config: Any, source: Path, make_model: Any, depth: int = 0) -> tuple[str, list[Layer]]:
+    """The model's name and layers from its Keras JSON description (a model inside it is one
+    layer, made by make_model(name, layers, functional): a Sequential or functional chain)."""
     if not isinstance(config, dict):
         raise KerasFileError(f"{source}: the model config is not a JSON object")
     check_origin(config, source)
     kind = config.get("class_name")
     if kind == "Functional":
-        return functional_layers(config, source)
+        return functional_layers(config, source, make_model, depth)
     if kind != "Sequential":
         raise KerasFileError(f"{source}: a {kind!r} model; digitnet reads Sequential models of "
                              f"{', '.join(LAYER_CLASSES)} layers")
@@ -183,12 +191,13 @@ def layers_from_config(config: Any, source: Path) -> tuple[str, list[Layer]]:
     name = body.get("name", "sequential") if isinstance(body, dict) else "sequential"
     if len(entries) > MAX_LAYERS:
         raise KerasFileError(f"{source}: {len(entries)} layers; digitnet reads at most {MAX_LAYERS}")
-    layers = [layer_from_entry(e, source) for e in entries]
+    layers = [layer_from_entry(e, source, make_model, depth) for e in entries]
     check_sizes(layers, source)
     return str(name), layers
 
 
-def functional_layers(config: dict[str, Any], source: Path) -> tuple[str, list[Layer]]:
+def functional_layers(config: dict[str, Any], source: Path, make_model: Any,
+                      depth: int = 0) -> tuple[str, list[Layer]]:
     """A Functional model's layers, if they form a chain: one input, each layer called once on
     the previous one's output, the last one the output. The InputLayer comes first."""
     body = config.get("config")
@@ -215,7 +224,7 @@ def functional_layers(config: dict[str, Any], source: Path) -> tuple[str, list[L
                              "of its chain of layers")
     if not isinstance(entries[0], dict) or entries[0].get("class_name") != "InputLayer":
         raise KerasFileError(f"{source}: a Functional model must start with its InputLayer")
-    layers = [layer_from_entry(e, source) for e in entries]
+    layers = [layer_from_entry(e, source, make_model, depth) for e in entries]
     check_sizes(layers, source)
     return str(body.get("name", "functional")), layers
 
@@ -232,7 +241,7 @@ def check_sizes(layers: list[Layer], source: Path) -> None:
         sizes.append(math.prod(dims))
     else:
         sizes.append(1)
-    sizes += [layer.units for layer in layers if isinstance(layer, Dense)]
+    sizes += [layer.units for layer in plain(layers) if isinstance(layer, Dense)]
     check_layer_sizes(sizes, str(source), KerasFileError)
 
 
@@ -240,6 +249,7 @@ def check_declared_weights(layers: list[Layer], found: list[LayerWeights], sourc
     """The kernel and bias shapes the config's Dense layers declare, against the weight file's
     datasets (their shapes only: nothing read yet). Called before any model is built, so a
     config that declares Dense(100000) over small weights costs nothing."""
+    layers = plain(layers)  # models inside the model expanded: their Dense layers in order
     dense = [layer for layer in layers if isinstance(layer, Dense)]
     # A Normalization's statistics (1-D, bounded by h5weights.dataset) are matched when assigned.
     found = [item for item in found if item.class_name != "Normalization"]
@@ -267,11 +277,24 @@ def check_declared_weights(layers: list[Layer], found: list[LayerWeights], sourc
                 raise KerasFileError(f"{source}: {exc}") from None
 
 
-def layer_from_entry(entry: Any, source: Path) -> Layer:
+def plain(layers: list[Layer]) -> list[Layer]:
+    """The layers, those of models inside expanded (a model holds its own in `_layers`)."""
+    out: list[Layer] = []
+    for layer in layers:
+        out += plain(layer._layers) if hasattr(layer, "_layers") else [layer]
+    return out
+
+
+def layer_from_entry(entry: Any, source: Path, make_model: Any = None, depth: int = 0) -> Layer:
     if not isinstance(entry, dict):
         raise KerasFileError(f"{source}: a layer entry is not a JSON object")
     check_origin(entry, source)
     kind = entry.get("class_name")
+    if kind in ("Sequential", "Functional") and make_model is not None:  # a model inside the model
+        if depth >= MAX_NESTING:
+            raise KerasFileError(f"{source}: models nested more than {MAX_NESTING} deep")
+        name, layers = layers_from_config(entry, source, make_model, depth + 1)
+        return make_model(name, layers, functional=kind == "Functional")
     if kind not in LAYER_CLASSES:
         raise KerasFileError(f"{source}: layer type {kind!r} is not supported; digitnet reads "
                              f"{', '.join(LAYER_CLASSES)}")
@@ -311,3 +334,25 @@ def read_json_attr(f: h5py.File, name: str, source: Path) -> Any:
         raise KerasFileError(f"{source}: @{name} is not valid JSON ({exc})") from None
     except RecursionError:
         raise KerasFileError(f"{source}: @{name} is nested too deeply") from None
+
+
+# ---------------------------------------------------------------- keras.saving
+
+_registered: dict[str, type] = {}
+
+
+def register_keras_serializable(package: str = "Custom", name: str | None = None) -> Any:
+    """keras.saving.register_keras_serializable: records the class under `package>name` and
+    returns it unchanged (digitnet writes a subclassed model as the chain of layers it
+    computes, so loading never needs the class)."""
+    def register(cls: type) -> type:
+        _registered[f"{package}>{name or cls.__name__}"] = cls
+        return cls
+    return register
+
+
+def get_registered_name(obj: Any) -> str:
+    cls = obj if isinstance(obj, type) else type(obj)
+    return next((key for key, value in _registered.items() if value is cls), cls.__name__)
+
+# keras.saving.load_model and save_model are digitnet.keras.models' (set by digitnet.keras).

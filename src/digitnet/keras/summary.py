@@ -63,7 +63,11 @@ def summary_text(model: Any) -> str:
             out.append(rule("├", "─", "┼", "┤"))
         out.append(row("│", cells))
     out.append(rule("└", "─", "┴", "┘"))
-    out += [f" Total params: {total:,} ({size_text(total)})",
+    optimizer = getattr(model, "optimizer", None)
+    extra = optimizer.variable_count(total - fixed) if built and optimizer is not None else None
+    out += [f" Total params: {total + (extra or 0):,} ({size_text(total + (extra or 0))})",
             f" Trainable params: {total - fixed:,} ({size_text(total - fixed)})",
             f" Non-trainable params: {fixed:,} ({size_text(fixed)})"]
+    if extra is not None:
+        out.append(f" Optimizer params: {extra:,} ({size_text(extra)})")
     return "\n".join(out)

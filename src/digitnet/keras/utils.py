@@ -1,4 +1,4 @@
-"""`keras.utils`: one-hot encoding and the random seed."""
+"""`keras.utils`: one-hot encoding, normalize, the random seed, and plot_model's refusal."""
 
 from __future__ import annotations
 
@@ -56,3 +56,17 @@ def next_seed() -> int:
     """A fresh seed for one build or one fit, reproducible after set_random_seed."""
     _seed["draws"] += 1
     return _seed["value"] * 1_000_003 + _seed["draws"]
+
+
+def normalize(x, axis: int = -1, order: int = 2) -> np.ndarray:
+    """keras.utils.normalize: x divided by its `order`-norm along `axis` (zero norms left as 0)."""
+    x = np.asarray(x)
+    norm = np.atleast_1d(np.linalg.norm(x, order, axis))
+    norm[norm == 0] = 1
+    return x / np.expand_dims(norm, axis or -1)  # Keras' own `axis or -1`, quirk included
+
+
+def plot_model(model, to_file: str = "model.png", *args, **kwargs) -> None:
+    """keras.utils.plot_model needs pydot and graphviz, which digitnet does not ship: the error
+    Keras raises without them."""
+    raise ImportError("You must install pydot (`pip install pydot`) for `plot_model` to work.")
