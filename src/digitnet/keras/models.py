@@ -1017,11 +1017,17 @@ def load_model(filepath: str | os.PathLike, custom_objects: Any = None, compile:
             if isinstance(exc, KerasFileError):
                 raise
             raise KerasFileError(f"{path}: not a .keras archive or an HDF5 model ({exc})") from None
+    def checked(found: list[LayerWeights]) -> None:
+        check_declared_weights(layers, found, path)
+
+    # A chain's weights are checked against its config before any model is built; a model
+    # holding models reads them at Keras' nested paths, once built.
+    nested = any(isinstance(layer, Model) for layer in layers)
+    found = None if nested else read_h5(source, path, checked)
     model = chain_model(name, layers, functional=(config or {}).get("class_name") == "Functional")
-    found = model._read_by_paths(source, path) if not model._flat() and model.built else None
-    if found is None:
-        found = read_h5(source, path, lambda found: check_declared_weights(layers, found, path))
-    model.assign(found, path)
+    if found is None and not model._flat() and model.built:
+        found = model._read_by_paths(source, path)
+    model.assign(found if found is not None else read_h5(source, path, checked), path)
     options = compile_options(training) if compile else None
     if options is not None:
         try:
