@@ -14,6 +14,7 @@ from digitnet.cli.data import cmd_datasets
 from digitnet.cli.inspect import cmd_compare, cmd_evaluate, cmd_predict, cmd_report, cmd_runs, cmd_summary
 from digitnet.cli.parser import Parser, UsageError, add_train_options, build_parser
 from digitnet.cli.serve import cmd_export, cmd_serve
+from digitnet.cli import trace
 from digitnet.cli.train import cmd_calibrate, cmd_ensemble, cmd_sweep, cmd_train, training_shapes
 from digitnet.errors import DigitnetError
 
@@ -48,6 +49,7 @@ def setup_xla(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    trace.start()
     try:
         argv = sys.argv[1:] if argv is None else argv
         parser = build_parser()
@@ -58,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         args.argv = argv  # sweeps and reports record the command that made them
         if args.command in ("train", "evaluate", "predict", "serve", "sweep", "compare", "ensemble"):
             setup_xla(args)
+            trace.mark("arguments parsed, xla set up")
         return COMMANDS[args.command](args)
     except DigitnetError as exc:
         print(f"digitnet: error: {exc}", file=sys.stderr)

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from digitnet.cli import trace
 from digitnet.cli.parser import UsageError
 
 
@@ -49,6 +50,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from digitnet.api import dataset_from_config, fit
     from digitnet.config import FIELDS, resolve
 
+    trace.watch_jax()
     base: dict[str, Any] = {}
     if args.resume:
         if not args.out:
@@ -66,13 +68,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     before = len(art.read_history(history)) if args.resume and history.exists() else 0
     if args.seeds is not None or args.ensemble is not None:
         return train_many(args, spec, cfg, run, out)
-    callbacks = []
+    callbacks = [trace.callback()] if trace.ON else []
+    trace.data_ready(run.get("dataset", "mnist"))
     if args.tensorboard:
         from digitnet.tracking import TensorBoard
 
         callbacks.append(TensorBoard(args.tensorboard, {"model": spec.to_dict(), "train": cfg.to_dict()}))
     model = fit(spec, cfg, run.get("dataset", "mnist"), data_dir=run.get("data_dir"), out=out,
                 resume=args.resume, verbose=not args.quiet, callbacks=callbacks, recipe=args.recipe)
+    trace.mark("tested and saved")
     m = model.config["metrics"]
     ran = m["epochs"] - before
     what = f"{ran} epoch{'s' * (ran != 1)}" + (f" after the {before} resumed" if before else "")
@@ -80,12 +84,14 @@ def cmd_train(args: argparse.Namespace) -> int:
           f"({what}, {m['train_seconds']:.1f} s)")
     # All 10k through the program the evaluation compiled, rather than compile one for 5 rows.
     first = model.predict(dataset_from_config(model.config).x_test)[:5].tolist()
+    trace.mark("first five predicted")
     smoothing = model.config["train"].get("label_smoothing")
     if smoothing:
         print(f"(test loss: plain cross-entropy; loss and val_loss above include label smoothing "
               f"ε = {smoothing:g})")
     print(f"first five test predictions {first}")
     print(f"saved to {out}")
+    trace.mark("printed")
     return 0
 
 
