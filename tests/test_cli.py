@@ -123,3 +123,39 @@ def test_one_epoch_is_singular_and_a_resumed_run_counts_only_its_own(tmp_path, s
     r = run_cli("train", "--epochs", "3", "--resume", *common)
     assert r.returncode == 0, r.stderr
     assert "(2 epochs after the 1 resumed," in r.stdout
+
+
+def test_the_fast_exit_runs_exit_handlers_and_flushes_first(tmp_path):
+    """run() ends a train's process with os._exit: what a normal exit would still do (atexit
+    handlers, buffered output, non-daemon threads) happens before it."""
+    import subprocess
+    import sys
+
+    from cli_runner import ROOT
+
+    marker = tmp_path / "joined"
+    code = ("import atexit, sys, threading, time\n"
+            "from digitnet.cli import exit_now\n"
+            f"t = threading.Thread(target=lambda: (time.sleep(0.2), open({str(marker)!r}, 'w').close()))\n"
+            "t.start()\n"
+            "atexit.register(lambda: print('handler ran'))\n"
+            "sys.stdout.write('buffered ')\n"
+            "exit_now(3)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env={"PYTHONPATH": str(ROOT / "src"), "PYTHONUNBUFFERED": ""})
+    assert r.returncode == 3 and r.stdout == "buffered handler ran\n" and marker.exists()
+
+
+def test_trace_phases_marks_a_train_run_from_start_to_exit(tmp_path):
+    r = run_cli("train", "--epochs", "2", "--hidden", "16", "--quiet", "--out", str(tmp_path / "run"),
+                env={"DIGITNET_TRACE_PHASES": "1"})
+    assert r.returncode == 0, r.stderr
+    records = [json.loads(line.split(" ", 1)[1]) for line in r.stderr.splitlines()
+               if line.startswith("digitnet-trace ")]
+    marks = [rec["mark"] for rec in records if "mark" in rec]
+    assert marks[0] == "cli imported" and marks[-1] == "atexit"
+    assert "epoch 2" in marks and "tested and saved" in marks
+    assert all(a["t"] <= b["t"] for a, b in zip(records, records[1:]) if "mark" in a and "mark" in b)
+    assert any(rec.get("span") == "backend_compile_duration" for rec in records)
+    assert run_cli("train", "--epochs", "1", "--hidden", "16", "--quiet",
+                   "--out", str(tmp_path / "quiet")).stderr == ""

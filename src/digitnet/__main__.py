@@ -1,3 +1,3 @@
-from digitnet.cli import main
+from digitnet.cli import run
 
-raise SystemExit(main())
+run()

@@ -18,7 +18,7 @@ from digitnet.cli import trace
 from digitnet.cli.train import cmd_calibrate, cmd_ensemble, cmd_sweep, cmd_train, training_shapes
 from digitnet.errors import DigitnetError
 
-__all__ = ["COMMANDS", "Parser", "UsageError", "add_train_options", "build_parser", "main"]
+__all__ = ["COMMANDS", "Parser", "UsageError", "add_train_options", "build_parser", "main", "run"]
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict,
             "summary": cmd_summary, "datasets": cmd_datasets, "serve": cmd_serve,
@@ -58,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
             print(parser.format_help(), end="", file=sys.stderr)
             return 2
         args.argv = argv  # sweeps and reports record the command that made them
+        global _ran
+        _ran = args.command
         if args.command in ("train", "evaluate", "predict", "serve", "sweep", "compare", "ensemble"):
             setup_xla(args)
             trace.mark("arguments parsed, xla set up")
@@ -68,3 +70,36 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("digitnet: interrupted", file=sys.stderr)
         return 130
+
+
+def run() -> None:
+    """The `digitnet` executable: main(), then exit. After `digitnet train` the process ends
+    without the interpreter's teardown (it frees every module and XLA's client, a sizeable part
+    of a short run): the run's files are written atomically and closed before main returns,
+    and exit_now first runs what a normal exit runs that can matter (the joins of non-daemon
+    threads, atexit handlers) and flushes stdout and stderr."""
+    code = main()
+    if _ran in FAST_EXIT:
+        exit_now(code)
+    raise SystemExit(code)
+
+
+# The commands whose process run() ends without the interpreter's teardown; and the last
+# command main() ran.
+FAST_EXIT = frozenset({"train"})
+_ran: str | None = None
+
+
+def exit_now(code: int) -> None:
+    import atexit
+    import os
+    import threading
+
+    threading._shutdown()  # type: ignore[attr-defined] - what Py_FinalizeEx runs first
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
