@@ -10,11 +10,11 @@ from __future__ import annotations
 import argparse
 import sys
 
+from digitnet.cli import trace
 from digitnet.cli.data import cmd_datasets
 from digitnet.cli.inspect import cmd_compare, cmd_evaluate, cmd_predict, cmd_report, cmd_runs, cmd_summary
 from digitnet.cli.parser import Parser, UsageError, add_train_options, build_parser
 from digitnet.cli.serve import cmd_export, cmd_serve
-from digitnet.cli import trace
 from digitnet.cli.train import cmd_calibrate, cmd_ensemble, cmd_sweep, cmd_train, training_shapes
 from digitnet.errors import DigitnetError
 
