@@ -22,11 +22,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from digitnet import augment, runtime
+from digitnet import augment, hostrandom, runtime
 from digitnet.errors import TrainingDiverged
 from digitnet.knobs import SPEC_KNOBS
 from digitnet.metrics import hits, loss_values
-from digitnet.model import MLPSpec, Params, forward, init_params
+from digitnet.model import MLPSpec, Params, forward, host_init_params, init_params
 from digitnet.optimizers import make_optimizer
 from digitnet.regularize import keras_max_norm, penalty
 from digitnet.trainconfig import HOST_ONLY
@@ -161,14 +161,17 @@ class Engine:
         self.tx = make_optimizer(cfg, self.total_steps)
         self.augment = augment.make_augment(cfg, spec.input_shape)
         self.train_chunk = self._jit_train_chunk()
-        # Also once per epoch, in a thread ahead of training: without LLVM's optimisations it
-        # compiles in two thirds of the time, for the same bits (integer hashing).
+        # Where digitnet.hostrandom does not mirror JAX's draws: once per epoch, in a thread
+        # ahead of training: without LLVM's optimisations it compiles in two thirds of the
+        # time, for the same bits (integer hashing).
         self.epoch_bits = jax.jit(self._epoch_bits, static_argnames=("n",),
                                   compiler_options={"xla_backend_optimization_level": 0})
-        # Run once per fit, so compile it cheaply: LLVM's optimisations save nothing here (the
-        # same bits come out; it is integer hashing and one affine map).
-        self.init_state = jax.jit(self._init_state,
-                                  compiler_options={"xla_backend_optimization_level": 0})
+        # Run once per fit, so compile them cheaply: LLVM's optimisations save nothing here (the
+        # same bits come out; it is integer hashing and one affine map, or zeros).
+        self.init_on_device = jax.jit(self._init_state,
+                                      compiler_options={"xla_backend_optimization_level": 0})
+        self.init_optimizer = jax.jit(self.tx.init,
+                                      compiler_options={"xla_backend_optimization_level": 0})
 
     def _jit_train_chunk(self) -> Any:
         # The settings are bound here, not read from self while tracing: JAX keeps traces per
@@ -224,6 +227,17 @@ class Engine:
         except Exception:  # noqa: BLE001 - run_chunk meets the same error and handles it
             pass
 
+    def init_state(self, seed: int) -> tuple[Params, Any, jax.Array, jax.Array]:
+        """(params, optimizer state, shuffle key, dropout key) for a seed: _init_state's, with
+        the random draws made by NumPy (digitnet.hostrandom: the same bits, and only the
+        optimizer's state left to compile, a far smaller program) where it mirrors JAX."""
+        if not (isinstance(seed, int) and 0 <= seed < 2**31 and hostrandom.available()):
+            return self.init_on_device(seed)
+        init_key, order_key, dropout_key = hostrandom.split(hostrandom.key(seed), 3)
+        params = jax.device_put(host_init_params(self.spec, init_key))
+        return (params, self.init_optimizer(params), jax.random.wrap_key_data(order_key),
+                jax.random.wrap_key_data(dropout_key))
+
     def _init_state(self, seed: jax.Array) -> tuple[Params, Any, jax.Array, jax.Array]:
         """(params, optimizer state, shuffle key, dropout key) for a seed, in one compiled call:
         run op by op, the same random draws and zeros would each compile on their own, which
@@ -250,7 +264,15 @@ class Engine:
         jax.random.permutation(fold_in(key, epoch), n): its sort keys come from JAX, but the
         stable sorts run in NumPy, which is faster than XLA's on a CPU and can run in a thread
         beside training (fit_arrays does so)."""
-        rounds, epoch_key = self.epoch_bits(key, dropout_key, epoch, n=n)
+        if hostrandom.available() and 0 <= epoch < 2**32:  # no program to compile
+            k, dk = (np.asarray(jax.random.key_data(a)) for a in (key, dropout_key))
+            epoch_key = jax.random.wrap_key_data(hostrandom.fold_in(dk, epoch))
+            rounds, k = [], hostrandom.fold_in(k, epoch)
+            for _ in range(shuffle_rounds(n) if self.cfg.shuffle else 0):
+                k, sub = hostrandom.split(k, 2)
+                rounds.append(hostrandom.bits(sub, (n,)))
+        else:
+            rounds, epoch_key = self.epoch_bits(key, dropout_key, epoch, n=n)
         order = np.arange(n, dtype=np.int32)
         for bits in rounds:
             order = order[np.argsort(np.asarray(bits), kind="stable")]

@@ -90,6 +90,16 @@ def init_params(spec: MLPSpec, key: jax.Array) -> Params:
     ]
 
 
+def host_init_params(spec: MLPSpec, key: np.ndarray) -> list[dict[str, np.ndarray]]:
+    """init_params(spec, jax.random.wrap_key_data(key)) made by NumPy (digitnet.hostrandom): the
+    same bits, without compiling JAX's random draws."""
+    from digitnet import hostrandom
+
+    keys = hostrandom.split(key, len(spec.sizes) - 1)
+    return [{"kernel": hostrandom.glorot_uniform(k, a, b), "bias": np.zeros((b,), np.float32)}
+            for k, a, b in zip(keys, spec.sizes[:-1], spec.sizes[1:], strict=True)]
+
+
 def preprocess_stats(spec: MLPSpec, x_train: np.ndarray) -> dict[str, np.ndarray]:
     """Per-pixel (shift, scale) with inputs = (x - shift) * scale, computed once from train data
     (after deskewing, for a model that deskews)."""
