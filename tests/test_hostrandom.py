@@ -48,3 +48,10 @@ def test_the_engine_s_host_start_is_its_compiled_one():
         assert np.asarray(a).tobytes() == np.asarray(b).tobytes()
     with pytest.raises(ValueError):
         hr.key(-1)
+
+
+def test_state_shapes_are_init_state_s():
+    for spec in (MLPSpec(), MLPSpec(hidden=(8,), input_shape=(5,), num_classes=3)):
+        engine = Engine(spec, TrainConfig(), 10)
+        params, opt_state, key, _ = jax.eval_shape(engine._init_state, 0)
+        assert engine.state_shapes() == (params, opt_state, key)

@@ -216,7 +216,7 @@ class Engine:
         """Compile train_chunk for an epoch's chunk shapes ahead of their first call, which then
         finds the compiled program; anything that fails here is left for that call to raise."""
         try:
-            params, opt_state, _, key = jax.eval_shape(self._init_state, 0)
+            params, opt_state, key = self.state_shapes()
             for steps, batch in dict.fromkeys((steps, batch) for _, steps, batch in chunks):
                 rows = steps * batch if self.settings.host_gather else len(x)
                 xs, ys = (jax.ShapeDtypeStruct((rows, *a.shape[1:]), a.dtype) for a in (x, y))
@@ -226,6 +226,14 @@ class Engine:
                                        outputs=outputs).compile()
         except Exception:  # noqa: BLE001 - run_chunk meets the same error and handles it
             pass
+
+    def state_shapes(self) -> tuple[Params, Any, jax.ShapeDtypeStruct]:
+        """The shapes of init_state's params, optimizer state and keys, without tracing its
+        random draws (that trace would delay the training step's compilation)."""
+        params = [{"kernel": jax.ShapeDtypeStruct((a, b), jnp.float32),
+                   "bias": jax.ShapeDtypeStruct((b,), jnp.float32)}
+                  for a, b in zip(self.spec.sizes[:-1], self.spec.sizes[1:], strict=True)]
+        return params, jax.eval_shape(self.tx.init, params), jax.eval_shape(jax.random.key, 0)
 
     def init_state(self, seed: int) -> tuple[Params, Any, jax.Array, jax.Array]:
         """(params, optimizer state, shuffle key, dropout key) for a seed: _init_state's, with
