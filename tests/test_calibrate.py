@@ -279,3 +279,22 @@ def test_the_cli_shows_the_choice_and_refuses_bad_options(home, capsys):
     for bad in (["--hidden", "x"], ["--rounds", "0"], ["--batch-size", "-1"]):
         assert main(["calibrate", *bad]) == 2
         assert capsys.readouterr().err.startswith("digitnet: error: --")
+
+
+def test_train_options_are_resolved_once_and_fitted_to_data_as_fit_does(tmp_path):
+    from digitnet.cli import build_parser, training_shapes
+    from digitnet.cli.train import resolved_options
+    from digitnet.spec import MLPSpec
+
+    toml = tmp_path / "run.toml"
+    toml.write_text("hidden = [32]\n")
+    args = build_parser().parse_args(["train", "--config", str(toml), "--batch-size", "16"])
+    assert training_shapes(args) == ([784, 32, 10], 16)
+    first = args.resolved
+    toml.write_text("hidden = [8]\n")  # cmd_train takes the resolution the XLA setup used
+    assert resolved_options(args) is first and first[0].hidden == (32,)
+    # The rule fit applies (api.setup_run) and the CLI applies before JAX starts.
+    spec = MLPSpec(input_shape=(5,), num_classes=3)
+    assert spec.for_data((5,), 3) is spec and spec.for_data((5,), 2) is spec
+    assert spec.for_data((5,), 4).num_classes == 4
+    assert spec.for_data((2, 2), 1).input_shape == (2, 2) and spec.for_data((2, 2), 1).num_classes == 2

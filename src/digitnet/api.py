@@ -313,9 +313,7 @@ def setup_run(spec: MLPSpec | None, cfg: TrainConfig | None, dataset: str | Data
     cfg = cfg or TrainConfig()
     enable_compile_cache()
     ds = dataset if isinstance(dataset, Dataset) else load_dataset(dataset, data_dir)
-    if ds.image_shape != spec.input_shape or ds.num_classes > spec.num_classes:
-        spec = MLPSpec(**{**spec.to_dict(), "input_shape": ds.image_shape,
-                          "num_classes": max(ds.num_classes, 2)})
+    spec = spec.for_data(ds.image_shape, ds.num_classes)
     split = validation_rows(len(ds.y_train), cfg)
     rows = None if split is None else split[0]
     val = (None if cfg.validation == "none" else (ds.x_test, ds.y_test) if split is None

@@ -235,6 +235,15 @@ class MLPSpec:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()
                 if k not in PER_DENSE or v}
 
+    def for_data(self, image_shape: tuple[int, ...], num_classes: int) -> MLPSpec:
+        """This spec as fit trains it on images of `image_shape` in `num_classes` classes: the
+        data's input shape, and the data's classes (at least two) where the spec has fewer or
+        a shape other than the data's."""
+        if tuple(image_shape) == self.input_shape and num_classes <= self.num_classes:
+            return self
+        return MLPSpec(**{**self.to_dict(), "input_shape": tuple(image_shape),
+                          "num_classes": max(num_classes, 2)})
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> MLPSpec:
         known = {f for f in cls.__dataclass_fields__}

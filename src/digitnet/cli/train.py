@@ -14,31 +14,37 @@ from digitnet.cli.parser import UsageError
 
 
 def training_shapes(args: argparse.Namespace) -> tuple[list[int], int] | None:
-    """(layer sizes, batch size) that this `digitnet train` will train, resolved as cmd_train
-    resolves them but before JAX starts (runtime.set_cpu_threading applies a calibrated
-    threading only for the shapes it was calibrated on); None when that needs the data or a
-    saved run (--data-dir, --resume) or another command: the default threading then."""
+    """(layer sizes, batch size) that this `digitnet train` will train, from its resolved
+    options, before JAX starts (runtime.set_cpu_threading applies a calibrated threading only
+    for the shapes it was calibrated on); None when that needs the data or a saved run
+    (--data-dir, --resume) or another command: the default threading then."""
     if args.command != "train" or args.resume or getattr(args, "data_dir", None):
         return None
-    from digitnet.config import FIELDS, resolve
     from digitnet.data.datasets import REGISTRY
     from digitnet.errors import DigitnetError
-    from digitnet.spec import MLPSpec
 
     try:
-        spec, cfg, run = resolve({k: v for k, v in vars(args).items() if k in FIELDS},
-                                 recipe=args.recipe, config=args.config)
+        spec, cfg, run = resolved_options(args)
     except DigitnetError:
         return None  # cmd_train reports it
     name = run.get("dataset", "mnist")
     if run.get("data_dir") or name not in REGISTRY:
         return None
-    # digitnet's named datasets are MNIST-format 28×28 images; fit sets the spec's input shape
-    # and classes from the data the same way (api.setup_run).
-    classes = len(REGISTRY[name].classes)
-    if spec.input_shape != (28, 28) or spec.num_classes < classes:
-        spec = MLPSpec(**{**spec.to_dict(), "input_shape": (28, 28), "num_classes": max(classes, 2)})
+    # digitnet's named datasets are MNIST-format 28×28 images.
+    spec = spec.for_data((28, 28), len(REGISTRY[name].classes))
     return list(spec.sizes), cfg.batch_size
+
+
+def resolved_options(args: argparse.Namespace, base: dict[str, Any] | None = None) -> tuple[Any, Any, dict]:
+    """(spec, config, run options) of this `digitnet train`: recipe < --config < flags, over
+    `base` (a resumed run's options). Resolved once per command line, by its first caller
+    (training_shapes, before JAX starts, or cmd_train), and kept on `args`."""
+    if getattr(args, "resolved", None) is None:
+        from digitnet.config import FIELDS, resolve
+
+        flags = {k: v for k, v in vars(args).items() if k in FIELDS}
+        args.resolved = resolve(flags, recipe=args.recipe, config=args.config, base=base)
+    return args.resolved
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -48,7 +54,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         prefetch(getattr(args, "dataset", None) or "mnist")  # read while JAX imports
     from digitnet import artifacts as art
     from digitnet.api import dataset_from_config, fit
-    from digitnet.config import FIELDS, resolve
 
     trace.watch_jax()
     base: dict[str, Any] = {}
@@ -59,8 +64,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if not base and args.seeds is None and args.ensemble is None:
             # killed before its first write: nothing to continue, so start it
             print(f"digitnet: nothing to resume in {args.out}; starting a new run", file=sys.stderr)
-    flags = {k: v for k, v in vars(args).items() if k in FIELDS}
-    spec, cfg, run = resolve(flags, recipe=args.recipe, config=args.config, base=base)
+    spec, cfg, run = resolved_options(args, base)
     data_name = Path(run["data_dir"]).expanduser().resolve().name if run.get("data_dir") else None
     name = data_name or run.get("dataset", "mnist")
     out = Path(run.get("out") or f"runs/{name}-{time.strftime('%Y%m%d-%H%M%S')}")
