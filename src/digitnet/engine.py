@@ -269,9 +269,10 @@ class Engine:
     def epoch_order(self, key: jax.Array, dropout_key: jax.Array, epoch: int,
                     n: int) -> tuple[jax.Array, jax.Array]:
         """(the epoch's example order, its dropout key). The order is exactly
-        jax.random.permutation(fold_in(key, epoch), n): its sort keys come from JAX, but the
-        stable sorts run in NumPy, which is faster than XLA's on a CPU and can run in a thread
-        beside training (fit_arrays does so)."""
+        jax.random.permutation(fold_in(key, epoch), n): its sort keys are JAX's (drawn by
+        digitnet.hostrandom where it mirrors JAX, else by a compiled program), and the stable
+        sorts run in NumPy, which is faster than XLA's on a CPU and can run in a thread beside
+        training (fit_arrays does so)."""
         if hostrandom.available() and 0 <= epoch < 2**32:  # no program to compile
             k, dk = (np.asarray(jax.random.key_data(a)) for a in (key, dropout_key))
             epoch_key = jax.random.wrap_key_data(hostrandom.fold_in(dk, epoch))

@@ -91,6 +91,8 @@ _ran: str | None = None
 
 
 def exit_now(code: int) -> None:
+    """End the process with `code` now, after the thread joins and atexit handlers a normal
+    exit runs, and with stdout and stderr flushed; only the interpreter's teardown is skipped."""
     import atexit
     import os
     import threading
