@@ -3,12 +3,19 @@
     PYTHONPATH=src python bench/recipes.py fast best --seeds 1 2 3
     PYTHONPATH=src python bench/recipes.py ceiling --seeds 1 2 3 --set epochs=8   # a shortened run
     PYTHONPATH=src python bench/recipes.py ceiling --seeds 1 6 11 --set ensemble=5  # 3 draws of 5
+    PYTHONPATH=src python bench/recipes.py ceiling --seeds 1 7 13 --set ensemble=3 --mix deskew=false
+                                           # 3 draws of a committee: 3 deskewed + 3 plain members
     PYTHONPATH=src python bench/recipes.py --report-only
 
 Every run is the real CLI (`python -m digitnet train --recipe NAME ...`) in a subprocess, under
 `nice`, one at a time. Results accumulate in bench/results/recipes.json (a rerun of the same
 recipe, overrides and seed replaces the old row), and the report is regenerated from all of them,
 so no number in the document is typed by hand.
+
+A committee (`--mix KEY=VALUE ...`) is two trainings and a `digitnet ensemble` of them: the recipe
+with its overrides (seed SEED), then the same with the mix's options on top (seed SEED + K, K the
+first part's `ensemble` or 1); its accuracy is the combined ensemble's, its wall time the three
+processes' together.
 """
 
 from __future__ import annotations
@@ -51,30 +58,60 @@ def command(recipe: str, overrides: list[str], seed: str, out: str) -> list[str]
     flags = []
     for item in overrides:
         key, _, value = item.partition("=")
-        flags += [f"--{key.replace('_', '-')}", value]
+        flag = key.replace("_", "-")
+        if value.lower() in ("true", "false"):  # a switch: --deskew / --no-deskew
+            flags.append(f"--{flag}" if value.lower() == "true" else f"--no-{flag}")
+        else:
+            flags += [f"--{flag}", value]
     return ["python", "-m", "digitnet", "train", "--recipe", recipe, "--seed", seed, *flags, "--quiet",
             "--out", out]
 
 
-def shown_command(recipe: str, overrides: list[str]) -> str:
-    return "nice " + shlex.join(command(recipe, overrides, "SEED", "RUN_DIR"))
+def members(overrides: list[str]) -> int:
+    """The models one training of these overrides makes (its `ensemble`, else 1)."""
+    sizes = [int(o.partition("=")[2]) for o in overrides if o.partition("=")[0] == "ensemble"]
+    return sizes[-1] if sizes else 1
 
 
-def run_one(recipe: str, seed: int, overrides: list[str]) -> dict:
+def commands(recipe: str, overrides: list[str], mix: list[str], seed: str,
+             out: str) -> list[list[str]]:
+    """The CLI command lines of one row's run: one training, or for a committee (`mix`) two
+    trainings and the `digitnet ensemble` of them into `out`."""
+    if not mix:
+        return [command(recipe, overrides, seed, out)]
+    k = members(overrides)
+    second = str(int(seed) + k) if seed.isdigit() else f"{seed}+{k}"
+    parts = [f"{out}-a", f"{out}-b"]
+    return [command(recipe, overrides, seed, parts[0]),
+            command(recipe, overrides + mix, second, parts[1]),
+            ["python", "-m", "digitnet", "ensemble", *parts, "--out", out]]
+
+
+def shown_command(recipe: str, overrides: list[str], mix: list[str] = ()) -> str:
+    return " && ".join("nice " + shlex.join(c) for c in commands(recipe, list(overrides), list(mix),
+                                                                  "SEED", "RUN_DIR"))
+
+
+def run_one(recipe: str, seed: int, overrides: list[str], mix: list[str] = ()) -> dict:
     from digitnet.recipes import recipe_options
 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "run"
-        cmd = command(recipe, overrides, str(seed), str(out))
         load_before = os.getloadavg()[0]
         t0 = time.perf_counter()
-        subprocess.run(["nice", sys.executable, *cmd[1:]], check=True, cwd=ROOT,
-                       env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+        for cmd in commands(recipe, overrides, list(mix), str(seed), str(out)):
+            subprocess.run(["nice", sys.executable, *cmd[1:]], check=True, cwd=ROOT,
+                           env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
         wall = time.perf_counter() - t0
         config = json.loads((out / "config.json").read_text())
+        if mix:  # a combined ensemble records no training of its own: its parts' sums
+            parts = [json.loads((Path(f"{out}-{p}") / "config.json").read_text())["metrics"]
+                     for p in "ab"]
+            config["metrics"].update(epochs=max(p["epochs"] for p in parts),
+                                     train_seconds=round(sum(p["train_seconds"] for p in parts), 3))
     m = config["metrics"]
-    return {"recipe": recipe, "seed": seed, "overrides": overrides,
-            "command": shown_command(recipe, overrides),
+    return {"recipe": recipe, "seed": seed, "overrides": overrides, **({"mix": list(mix)} if mix else {}),
+            "command": shown_command(recipe, overrides, mix),
             "recipe_options": recipe_options(recipe),
             "test_accuracy": m["test_accuracy"], "test_loss": m["test_loss"],
             "epochs": m["epochs"], "train_seconds": m["train_seconds"], "wall_seconds": round(wall, 1),
@@ -193,7 +230,15 @@ def unset(options: dict, overrides: tuple[str, ...]) -> dict:
     return {k: v for k, v in options.items() if k not in replaced}
 
 
-def table(keys: list[tuple[str, tuple[str, ...]]], groups: dict) -> list[str]:
+Key = tuple[str, tuple[str, ...], tuple[str, ...]]  # recipe, overrides, a committee's mix
+
+
+def shown_overrides(key: Key) -> str:
+    text = " ".join(key[1]) or "—"
+    return text + (f" + as many with {' '.join(key[2])} (a committee)" if key[2] else "")
+
+
+def table(keys: list[Key], groups: dict) -> list[str]:
     lines = ["| recipe | overrides | seeds | test accuracy % (mean ± std) | min – max % "
              "| wall s (mean, max) | load avg | verdict |", "|---|---|---|---|---|---|---|---|"]
     for key in keys:
@@ -202,7 +247,7 @@ def table(keys: list[tuple[str, tuple[str, ...]]], groups: dict) -> list[str]:
         walls = [r["wall_seconds"] for r in rs]
         loads = [r["load_before"] for r in rs]
         lines.append(
-            f"| `{key[0]}` | {' '.join(key[1]) or '—'} | {', '.join(str(r['seed']) for r in rs)} "
+            f"| `{key[0]}` | {shown_overrides(key)} | {', '.join(str(r['seed']) for r in rs)} "
             f"| {fmt_pct(accs)} | {100 * min(accs):.2f} – {100 * max(accs):.2f} "
             f"| {statistics.fmean(walls):.0f}, {max(walls):.0f} "
             f"| {min(loads):.1f} – {max(loads):.1f} | {verdict(key[0], accs, walls, list(key[1]))} |")
@@ -212,11 +257,11 @@ def table(keys: list[tuple[str, tuple[str, ...]]], groups: dict) -> list[str]:
 def report(rows: list[dict]) -> str:
     from digitnet.recipes import FOLDER, recipe_names, recipe_options
 
-    groups: dict[tuple[str, tuple[str, ...]], list[dict]] = {}
+    groups: dict[Key, list[dict]] = {}
     for r in rows:
-        groups.setdefault((r["recipe"], tuple(r["overrides"])), []).append(r)
+        groups.setdefault((r["recipe"], tuple(r["overrides"]), tuple(r.get("mix", ()))), []).append(r)
     order = {name: i for i, name in enumerate(["tutorial", "fast", "best", "ceiling"])}
-    keys = sorted(groups, key=lambda k: (order.get(k[0], 9), k[1]))
+    keys = sorted(groups, key=lambda k: (order.get(k[0], 9), k[1], k[2]))
     lines = [
         "# Accuracy recipes: measured",
         "",
@@ -230,7 +275,7 @@ def report(rows: list[dict]) -> str:
         "",
     ]
 
-    def is_stale(key: tuple[str, tuple[str, ...]]) -> bool:
+    def is_stale(key: Key) -> bool:
         return any(unset(r["recipe_options"], key[1]) != unset(recipe_options(key[0]), key[1])
                    for r in groups[key])
 
@@ -241,10 +286,11 @@ def report(rows: list[dict]) -> str:
         lines += ["", "### Earlier runs of recipes whose file has changed since (not the shipped recipe)",
                   ""] + table(stale, groups)
     lines += ["", "## Commands and hardware", ""]
-    for recipe, overrides in keys:
-        rs = sorted(groups[recipe, overrides], key=lambda x: x["seed"])
-        shown = shown_command(recipe, list(overrides))
-        lines += [f"- `{recipe}` {' '.join(overrides)}: `{shown}` for SEED in "
+    for key in keys:
+        recipe, overrides, mix = key
+        rs = sorted(groups[key], key=lambda x: x["seed"])
+        shown = shown_command(recipe, list(overrides), list(mix))
+        lines += [f"- `{recipe}` {shown_overrides(key) if overrides or mix else ''}: `{shown}` for SEED in "
                   f"{', '.join(str(x['seed']) for x in rs)}; {rs[0]['hardware']}; "
                   f"runs finished {min(x['when'] for x in rs)} – {max(x['when'] for x in rs)}."]
     lines += ["", USAGE, "## The recipes (src/digitnet/recipes/*.toml)", ""]
@@ -259,16 +305,19 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a recipe option for these runs (recorded in the report)")
+    p.add_argument("--mix", action="append", default=[], metavar="KEY=VALUE",
+                   help="a committee: also train as many members with this option on top and "
+                   "combine both parts with `digitnet ensemble`")
     p.add_argument("--report-only", action="store_true")
     args = p.parse_args()
     rows = load_results()
     for recipe in [] if args.report_only else args.recipes:
         for seed in args.seeds:
-            row = run_one(recipe, seed, args.set)
+            row = run_one(recipe, seed, args.set, args.mix)
             print(f"{recipe} seed {seed}: {100 * row['test_accuracy']:.2f}%  {row['wall_seconds']:.0f} s "
                   f"(load {row['load_before']})", flush=True)
-            rows = [r for r in rows if (r["recipe"], r["seed"], r["overrides"])
-                    != (recipe, seed, args.set)] + [row]
+            rows = [r for r in rows if (r["recipe"], r["seed"], r["overrides"], r.get("mix", []))
+                    != (recipe, seed, args.set, args.mix)] + [row]
             save_results(rows)
     from digitnet.artifacts import atomic_write_bytes
 

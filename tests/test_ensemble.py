@@ -108,3 +108,17 @@ def test_a_mixed_committee_exports_to_onnx(committee, small):
     np.testing.assert_array_equal(probs.argmax(1), expected.argmax(1))
     row_err = np.abs(probs - expected).max(1)
     assert (row_err <= 1e-5).mean() >= 0.98 and row_err.max() < 0.02
+
+
+@pytest.mark.parametrize(("argv", "devices"), [
+    (["train", "--recipe", "ceiling", "--ensemble", "4"], 1),  # large products: one device's pool
+    (["train", "--recipe", "ceiling", "--seeds", "1-3", "--hidden", "256,256"], 3),
+    (["train", "--seeds", "1-8"], 8),  # the tutorial's small ops: a single-threaded device per core
+    (["train", "--recipe", "ceiling"], 1),
+])
+def test_populations_of_large_models_keep_one_xla_device(argv, devices):
+    from digitnet.cli import SHARD_MAX_MACS, build_parser, model_macs, population_size
+
+    args = build_parser().parse_args(argv)
+    assert population_size(args) == devices
+    assert (model_macs(args) > SHARD_MAX_MACS) == (devices == 1)

@@ -27,15 +27,39 @@ COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict
             "ensemble": cmd_ensemble}
 
 
+# Per-example multiply-adds of a model's layers above which `train --seeds/--ensemble` keeps one
+# XLA device with its thread pool instead of one single-threaded device per core: such a step is
+# a few large matrix products that the pool already splits over the cores, and sharded members
+# took 1.7x the CPU time per member (the ceiling recipe's 2048-2048; docs/population.md, "Cores").
+SHARD_MAX_MACS = 1_000_000
+
+
 def population_size(args: argparse.Namespace) -> int:
-    """How many models this command trains at once (a sweep in this process: any number)."""
+    """How many models this command trains at once, for XLA's devices (a sweep in this process:
+    any number; a population of large models: 1, see SHARD_MAX_MACS)."""
     if args.command == "train" and (args.seeds is not None or args.ensemble is not None):
         from digitnet.seeds import parse_seeds
 
+        if (model_macs(args) or 0) > SHARD_MAX_MACS:
+            return 1
         return len(parse_seeds(args.seeds)) if args.seeds is not None else max(1, args.ensemble)
     if args.command == "sweep" and args.backend == "local" and args.workers == 1 and not args.list:
         return 1 << 16
     return 1
+
+
+def model_macs(args: argparse.Namespace) -> int | None:
+    """Multiply-adds per example of the dense layers `train` will build (MNIST-format inputs
+    unless the options say otherwise); None when the options do not resolve (cmd_train says why)."""
+    from digitnet.config import FIELDS, resolve
+
+    try:
+        spec, _, _ = resolve({k: v for k, v in vars(args).items() if k in FIELDS},
+                             recipe=args.recipe, config=args.config)
+    except DigitnetError:
+        return None
+    sizes = [int(spec.input_dim), *map(int, spec.hidden), max(int(spec.num_classes), 10)]
+    return sum(a * b for a, b in zip(sizes, sizes[1:]))
 
 
 def setup_xla(args: argparse.Namespace) -> None:
