@@ -59,7 +59,7 @@ def model_macs(args: argparse.Namespace) -> int | None:
     except DigitnetError:
         return None
     sizes = [int(spec.input_dim), *map(int, spec.hidden), max(int(spec.num_classes), 10)]
-    return sum(a * b for a, b in zip(sizes, sizes[1:]))
+    return sum(a * b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
 
 
 def setup_xla(args: argparse.Namespace) -> None:
