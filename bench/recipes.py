@@ -241,23 +241,23 @@ What was checked on this CPU (2026-12-01, load 4–11 from other work):
   or without augmentation). Two things made the measured ensemble of 4 take 8863 s, 33× the
   `ceiling` row's 270 s: that row was measured on 2026-11-26 on a faster host (its 9 s per epoch is
   more arithmetic than this 2-core AVX2 EPYC can do; here one `ceiling` epoch is about 50 CPU s,
-  `--epochs 1` above: 70 CPU s with compilation and evaluation), and `train --ensemble` then sharded
-  the members over one single-threaded XLA device per core, which for models this large cost
-  1.5–1.7× the CPU time per member; large models now keep one device (docs/population.md, "Cores").
-  The runs here are also started with `nice`, so on a busy machine they get what the other jobs
-  leave.
+  `train --recipe ceiling --epochs 1`: 70 CPU s with compilation and evaluation), and `train
+  --ensemble` then sharded the members over one single-threaded XLA device per core, which for
+  models this large cost 1.5–2× the CPU time per member; large models now keep one device
+  (docs/population.md, "Cores"). The runs here are also started with `nice`, so on a busy machine
+  they get what the other jobs leave.
 - **Diversity.** Members differ as separately trained models do: each member's initialisation,
-  shuffle, dropout and augmentation draws come from its seed (tests/test_ensemble.py: a member
-  of a `ceiling`-like population matches the same seed trained alone, whatever its place, and
-  members differ), and the ensemble averages probabilities. Four members of a shortened
-  `ceiling` (512-512, 6 epochs; `bench/ensemble_diversity.py ceiling 1,2,3,4 hidden=512:512
-  epochs=6`) scored 98.66–98.80% (mean 98.73%), disagreed on 0.64% of the test images per pair,
-  and made 191 distinct errors of which 79 were made by all four: the ensemble scored 98.79%
-  (+0.06 points). Without label smoothing the gain was the same (+0.05); with plain (not
-  deskewed) inputs the members scored 98.48% and their ensemble 98.59%, and a 2 + 2 committee of
-  both kinds 98.69–98.74%: at this size preprocessing diversity did not beat four deskewed
-  members, because the plain members were weaker. At full length plain and deskewed `ceiling`
-  models score alike (a plain 30-epoch run: 99.43%, below), which is where the committee may gain.
+  shuffle, dropout and augmentation draws come from its seed (tests/test_ensemble.py: a member of a
+  `ceiling`-like population matches the same seed trained alone, whatever its place, and members
+  differ), and the ensemble averages probabilities. Four members of a shortened `ceiling` (512-512,
+  6 epochs; `bench/ensemble_diversity.py ceiling 1,2,3,4 hidden=512:512 epochs=6`) scored
+  98.66–98.80% (mean 98.73%), disagreed on 0.64% of the test images per pair, and made 191 distinct
+  errors of which 79 were made by all four: the ensemble scored 98.79% (+0.06 points). Without label
+  smoothing the gain was the same (+0.05); with plain (not deskewed) inputs the members scored
+  98.48% and their ensemble 98.59%, and a 2 + 2 committee of both kinds 98.69–98.74%: at this size
+  preprocessing diversity did not beat four deskewed members, because the plain members were weaker.
+  At full length plain and deskewed `ceiling` models score alike (the earlier `ceiling` epochs=30
+  row, run before the recipe deskewed: 99.43%, one seed), which is where the committee may gain.
 """
 
 

@@ -30,7 +30,7 @@ COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict
 # Per-example multiply-adds of a model's layers above which `train --seeds/--ensemble` keeps one
 # XLA device with its thread pool instead of one single-threaded device per core: such a step is
 # a few large matrix products that the pool already splits over the cores, and sharded members
-# took 1.7x the CPU time per member (the ceiling recipe's 2048-2048; docs/population.md, "Cores").
+# took 1.5-2x the CPU time per member (the ceiling recipe's 2048-2048; docs/population.md, "Cores").
 SHARD_MAX_MACS = 1_000_000
 
 
