@@ -222,10 +222,10 @@ ensemble's and its target the recipe's. A row "+ as many with deskew=false (a co
 three commands above (`bench/recipes.py --mix deskew=false`). Committees of MLPs are how the
 literature passed 99.6% on MNIST (7 MLPs with elastic distortions and differing preprocessing,
 Ciresan et al. 2011); a single `ceiling` model reaches about 99.4%. One draw of a `ceiling`
-ensemble of 4 (seeds 1–4, `ensemble=4` below) was measured on 2026-12-01: 99.39%, its members
-99.33–99.43% (mean 99.37%), so four members add little over one, and neither recipe has
-reached 99.5% in a measurement: the 3 draws of each (commands below) are left for a machine with
-a GPU, where a population of `ceiling` models trains in minutes.
+ensemble of 4 (seeds 1–4, the `ensemble=4` row above) was measured on 2026-12-01: 99.39%, its
+members 99.33–99.43% (mean 99.37%), so four members add little over one, and neither recipe has
+reached 99.5% in a measurement: the 3 draws of each (commands below) are left for a session with
+a GPU. The `fast` row is one draw of 5 `fast` models (its members: 98.22–98.38%).
 
 ```bash
 PYTHONPATH=src python bench/recipes.py ceiling --seeds 1 6 11 --set ensemble=5
