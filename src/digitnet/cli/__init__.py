@@ -49,16 +49,17 @@ def population_size(args: argparse.Namespace) -> int:
 
 
 def model_macs(args: argparse.Namespace) -> int | None:
-    """Multiply-adds per example of the dense layers `train` will build (MNIST-format inputs
-    unless the options say otherwise); None when the options do not resolve (cmd_train says why)."""
-    from digitnet.config import FIELDS, resolve
+    """Multiply-adds per example of the dense layers `train` will build (the options' input
+    shape: MNIST's unless they say otherwise); None when the options come from a saved run
+    (--resume) or do not resolve (cmd_train says why)."""
+    from digitnet.cli.train import resolved_options
 
+    if args.resume:  # resolved by cmd_train over the saved run's options
+        return None
     try:
-        spec, _, _ = resolve({k: v for k, v in vars(args).items() if k in FIELDS},
-                             recipe=args.recipe, config=args.config)
+        sizes = resolved_options(args)[0].sizes
     except DigitnetError:
         return None
-    sizes = [int(spec.input_dim), *map(int, spec.hidden), max(int(spec.num_classes), 10)]
     return sum(a * b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
 
 
