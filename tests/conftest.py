@@ -1,5 +1,6 @@
 """Shared fixtures: the real embedded MNIST, one model trained on it, a small IDX folder cut from
-it (so that sweeps in tests train in seconds) and one finished tiny sweep; once per session."""
+it (so that sweeps in tests train in seconds), one finished tiny sweep, and a binary ('is it a
+5?') run with its server; once per session."""
 
 from __future__ import annotations
 
@@ -81,3 +82,39 @@ def tiny_sweep(tmp_path_factory, small_data, tiny_sweep_file) -> Path:
     out = tmp_path_factory.mktemp("sweep") / "tiny"
     assert main(["sweep", str(tiny_sweep_file), "--out", str(out), "--data-dir", str(small_data)]) == 0
     return out
+
+
+@pytest.fixture(scope="session")
+def five(tmp_path_factory, mnist):
+    """'Is it a 5?': an IDX folder of 0/1 labels, a digitnet.keras model trained on it for one
+    epoch (inputs x / 255, as Keras scripts scale them) and its digitnet run."""
+    import numpy as np
+
+    from digitnet import keras
+    from digitnet.api import Model
+
+    folder = tmp_path_factory.mktemp("five")
+    arrays = {"train_images": mnist.x_train[:4000], "train_labels": (mnist.y_train[:4000] == 5),
+              "test_images": mnist.x_test[:500], "test_labels": (mnist.y_test[:500] == 5)}
+    for role, stem in FILES.items():
+        write_idx(folder / stem, arrays[role].astype(np.uint8))
+    keras.utils.set_random_seed(5)
+    km = keras.Sequential([keras.Input((28, 28)), keras.layers.Flatten(),
+                           keras.layers.Dense(32, activation="relu"),
+                           keras.layers.Dense(1, activation="sigmoid")])
+    km.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
+    km.fit(arrays["train_images"] / 255.0, arrays["train_labels"].astype("float32"), epochs=1,
+           batch_size=16, verbose=0)
+    model = Model.from_keras(km, preprocess="unit", dataset=folder)
+    run = model.save(tmp_path_factory.mktemp("runs") / "five")
+    km.save(run.parent / "five.keras")
+    return folder, km, run
+
+
+@pytest.fixture(scope="session")
+def binary_server(five, tmp_path_factory):
+    """`digitnet serve` on the binary run, in its own process; yields its base URL."""
+    import reliability
+
+    with reliability.serving(five[2], tmp_path_factory.mktemp("binary-server")) as url:
+        yield url

@@ -1,6 +1,8 @@
 """Binary classifiers (one sigmoid unit, MLPSpec(output="sigmoid")) made by digitnet.keras, on
 every path a digitnet model takes: load, predict, evaluate, the CLI, ONNX, ensembles, serving.
-Oracles: NumPy's forward pass, the predictions real Keras recorded, onnxruntime."""
+Oracles: NumPy's forward pass, the predictions real Keras recorded, onnxruntime. The binary run
+and its server are session fixtures (tests/conftest.py); the serve page's two-bar view is tested
+in a browser in tests/serving/test_serve_page.py."""
 
 from __future__ import annotations
 
@@ -12,8 +14,6 @@ import pytest
 import digitnet
 from digitnet.api import Model
 from digitnet.cli import main
-from digitnet.data.datasets import FILES
-from digitnet.data.idx import write_idx
 from digitnet.errors import ConfigError
 
 FIXTURES = __import__("pathlib").Path(__file__).parent / "fixtures" / "keras"
@@ -26,30 +26,6 @@ def numpy_sigmoid(model: Model, x: np.ndarray) -> np.ndarray:
         h = np.maximum(h @ layer["kernel"] + layer["bias"], 0)
     z = h @ model.params[-1]["kernel"] + model.params[-1]["bias"]
     return 1 / (1 + np.exp(-z[:, 0]))
-
-
-@pytest.fixture(scope="module")
-def five(tmp_path_factory, mnist):
-    """'Is it a 5?': an IDX folder of 0/1 labels, a digitnet.keras model trained on it for one
-    epoch (inputs x / 255, as Keras scripts scale them) and its digitnet run."""
-    folder = tmp_path_factory.mktemp("five")
-    arrays = {"train_images": mnist.x_train[:4000], "train_labels": (mnist.y_train[:4000] == 5),
-              "test_images": mnist.x_test[:500], "test_labels": (mnist.y_test[:500] == 5)}
-    for role, stem in FILES.items():
-        write_idx(folder / stem, arrays[role].astype(np.uint8))
-    from digitnet import keras
-
-    keras.utils.set_random_seed(5)
-    km = keras.Sequential([keras.Input((28, 28)), keras.layers.Flatten(),
-                           keras.layers.Dense(32, activation="relu"),
-                           keras.layers.Dense(1, activation="sigmoid")])
-    km.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
-    km.fit(arrays["train_images"] / 255.0, arrays["train_labels"].astype("float32"), epochs=1,
-           batch_size=16, verbose=0)
-    model = Model.from_keras(km, preprocess="unit", dataset=folder)
-    run = model.save(tmp_path_factory.mktemp("runs") / "five")
-    km.save(run.parent / "five.keras")
-    return folder, km, run
 
 
 def test_python_paths_against_numpy(five, mnist):
@@ -140,13 +116,12 @@ def test_onnx_and_ensembles(five, mnist, tmp_path):
         digitnet.ensemble.Ensemble([ens.members[0], softmax2])
 
 
-def test_serve_answers_two_class_probabilities(five, mnist, tmp_path):
+def test_serve_answers_two_class_probabilities(five, binary_server, mnist):
     import httpx
-    import reliability
 
     _, _, run = five
     model = digitnet.load(run)
-    with reliability.serving(run, tmp_path) as url, httpx.Client(base_url=url, timeout=30) as c:
+    with httpx.Client(base_url=binary_server, timeout=30) as c:
         for i in range(4):
             x = mnist.x_test[i]
             got = c.post("/predict", json={"pixels": x.tolist()}).json()

@@ -24,19 +24,37 @@ DIGITS = {
 
 
 @pytest.fixture(scope="module")
-def page(server):
+def browser():
+    """One Chromium for the module's pages."""
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} not found: apt-get install -y chromium (or set DIGITNET_CHROMIUM)")
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
             "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        page = browser.new_page(viewport={"width": 900, "height": 700})
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.goto(server + "/")
-        yield page
+        yield browser
         browser.close()
-        assert not errors, errors
+
+
+def open_page(browser, url: str):
+    """The drawing page at `url`; yields it, then fails on any script error it raised."""
+    page = browser.new_page(viewport={"width": 900, "height": 700})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(url + "/")
+    yield page
+    page.close()
+    assert not errors, errors
+
+
+@pytest.fixture(scope="module")
+def page(browser, server):
+    yield from open_page(browser, server)
+
+
+@pytest.fixture(scope="module")
+def binary_page(browser, binary_server):
+    """The page served for the binary ('is it a 5?') run of tests/conftest.py."""
+    yield from open_page(browser, binary_server)
 
 
 def draw(page, strokes) -> None:
@@ -229,3 +247,54 @@ def test_api_docs_link_works_offline(page, server):
     assert "/predict" in paths and "/predict/batch" in paths
     assert not outside, outside
     docs.close()
+
+
+def bars_shown(page) -> list[dict]:
+    return page.eval_on_selector_all("#bars li", """els => els.map(li => ({
+        digit: li.children[0].textContent, pct: li.querySelector('.pct').textContent,
+        top: li.classList.contains('top'),
+        width: li.querySelector('.fill').getBoundingClientRect().width
+               / li.querySelector('.track').clientWidth}))""")
+
+
+def check_two_bars(page, model) -> str:
+    """The answer on the page against the model's probabilities for the image the page says the
+    model saw; returns the label shown."""
+    shown = answer_shown(page)
+    seen = np.array(shown["seen"], np.uint8).reshape(28, 28)
+    probs = model.predict_proba(seen[None])[0]
+    assert probs.shape == (2,)
+    label = int(probs.argmax())
+    assert shown["label"] == str(label)
+    assert shown["verdict"] == ("sure" if probs[label] >= 0.6 else "unsure")
+    assert shown["top3"] == [f"{d}: {100 * probs[d]:.1f}%" for d in np.argsort(-probs)]
+    bars = bars_shown(page)
+    assert [b["digit"] for b in bars] == ["0", "1"]
+    assert [b["pct"] for b in bars] == [f"{100 * p:.1f}%" for p in probs]
+    assert [b["top"] for b in bars] == [d == label for d in (0, 1)]
+    np.testing.assert_allclose([b["width"] for b in bars], probs, atol=0.01)
+    return shown["label"]
+
+
+def test_a_binary_model_gets_two_bars(binary_page, five, mnist, tmp_path, pytestconfig):
+    """A one-sigmoid-unit model ('is it a 5?') answers two classes: the page draws two bars,
+    0 (not a 5) and 1 (a 5), each as long as the model's probability, and lists the two."""
+    import digitnet
+
+    page, model = binary_page, digitnet.load(five[2])
+    page.wait_for_function("() => document.getElementById('model-info').textContent"
+                           ".includes('MLP 784-32-1')", timeout=15_000)
+    page.click("#clear")
+    draw(page, DIGITS["7"])
+    assert check_two_bars(page, model) == "0"
+    assert mnist.y_test[102] == 5  # one the model, trained on 4,000 images, is sure of
+    path = tmp_path / "five.jpg"
+    path.write_bytes(photo_bytes(mnist.x_test[102]))
+    page.click("#clear")
+    page.set_input_files("#upload", str(path))
+    assert check_two_bars(page, model) == "1"
+    artifacts = pytestconfig.rootpath / "test-artifacts"
+    artifacts.mkdir(exist_ok=True)
+    page.screenshot(path=str(artifacts / "serve-page-binary.png"))
+    page.click("#clear")
+    assert [(b["digit"], b["pct"], b["width"]) for b in bars_shown(page)] == [("0", "", 0), ("1", "", 0)]
