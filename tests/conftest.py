@@ -4,12 +4,33 @@ it (so that sweeps in tests train in seconds), one finished tiny sweep, and a bi
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from digitnet.data.datasets import FILES, load_dataset
 from digitnet.data.idx import write_idx
+
+
+def pytest_configure(config):
+    """One empty $DIGITNET_HOME for the whole session, this process and every `digitnet` it
+    starts: nothing read from or written to the user's cache (a stored `digitnet calibrate`
+    choice, downloads), and the persistent compile cache in it shared, so that a program the
+    session compiled once (in-process or in a CLI subprocess) is not compiled again."""
+    config.digitnet_home = (os.environ.get("DIGITNET_HOME"), tempfile.mkdtemp(prefix="digitnet-tests-"))
+    os.environ["DIGITNET_HOME"] = config.digitnet_home[1]
+
+
+def pytest_unconfigure(config):
+    before, home = config.digitnet_home
+    shutil.rmtree(home, ignore_errors=True)
+    if before is None:
+        os.environ.pop("DIGITNET_HOME", None)
+    else:
+        os.environ["DIGITNET_HOME"] = before
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,7 @@
 """Every command line of README.md's "Command line" block runs, as written, in a fresh shell.
 
-Training lines get `--epochs 1` (2 to resume), `calibrate` one timed round, and, like sweeps,
+Training lines get `--epochs 1` (2 to resume), `calibrate` one timed round of a small model at
+batch 500 (tests/test_calibrate.py tests what it measures and chooses), and, like sweeps,
 a small IDX folder cut from MNIST (`--data-dir`), so the block runs in about a minute; the files
 the lines name (my.toml, my_digit.png, scan.jpg, ~/data/my-set, the sweep file) are made first.
 `serve` is started, asked for /health, and stopped.
@@ -82,8 +83,8 @@ def as_run(line: str, small: Path) -> str:
         line += f" --data-dir {small}"
     if words[1] == "train":
         line += f" --quiet --epochs {2 if '--resume' in words else 1}"
-    if words[1] == "calibrate":  # one timed epoch per candidate instead of seven
-        line += " --rounds 1"
+    if words[1] == "calibrate":  # one timed epoch per candidate instead of seven, of large batches
+        line += " --rounds 1 --batch-size 500 --hidden 16"
     return line
 
 
@@ -93,17 +94,44 @@ def shell(line: str, work: Path, env: dict, **kw) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
 
 
+# Lines that neither read nor write the runs the others make run one after the other beside
+# the rest, as a person with two terminals would (most of each line is one core's start-up and
+# compiling); `digitnet runs` lists runs/sweeps/ too, so it waits for the sweep.
+BESIDE = ("digitnet sweep ", "digitnet calibrate")
+WAITS_FOR_SWEEP = "digitnet runs"
+
+
+def run_line(line: str, small: Path, work: Path, env: dict) -> str | None:
+    """None if the line exits 0, else what it printed."""
+    p = shell(as_run(line, small), work, env)
+    out, err = p.communicate(timeout=300)
+    return None if p.returncode == 0 else f"{line}\n{out}\n{err}"
+
+
 def test_readme_command_block_runs(workdir):
+    from concurrent.futures import ThreadPoolExecutor
+
     work, small, env = workdir
     lines = readme_command_lines()
     assert len(lines) >= 10 and lines[0] == "digitnet train"
-    for line in lines:
-        if line.startswith("digitnet serve "):
-            check_serve(line, work, env)
-            continue
-        p = shell(as_run(line, small), work, env)
-        out, err = p.communicate(timeout=300)
-        assert p.returncode == 0, f"{line}\n{out}\n{err}"
+    assert sum(line.startswith(WAITS_FOR_SWEEP) for line in lines) == 1
+    with ThreadPoolExecutor(1) as second:  # its tasks run in the order given
+        beside = {line: second.submit(run_line, line, small, work, env)
+                  for line in lines if line.startswith(BESIDE)}
+        assert len(beside) == 2
+        for line in lines:
+            if line in beside:
+                continue
+            if line.startswith(WAITS_FOR_SWEEP):
+                sweeps = [f for b, f in beside.items() if b.startswith("digitnet sweep ")]
+                assert [f.result() for f in sweeps] == [None]
+            if line.startswith("digitnet serve "):
+                check_serve(line, work, env)
+                continue
+            failed = run_line(line, small, work, env)
+            assert failed is None, failed
+        for failed in (f.result() for f in beside.values()):
+            assert failed is None, failed
     assert (work / "runs" / "mine" / "model.onnx").exists()
     assert list((work / "runs").glob("my-set-*"))  # --data-dir without --out: named after the folder
     assert (work / "compare-report" / "report.html").exists()  # compare --html
