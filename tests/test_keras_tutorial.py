@@ -184,7 +184,7 @@ def test_notebook_runs(tmp_path, monkeypatch):
     # The longer experiments train fewer epochs here; the tutorial's own 5-epoch fit stays whole.
     for cell in nb.cells:
         if cell.cell_type == "code" and "model.fit(" in cell.source and "epochs=5" not in cell.source:
-            cell.source = cell.source.replace("epochs=10", "epochs=2")
+            cell.source = cell.source.replace("epochs=10", "epochs=1")
         elif cell.cell_type == "code" and "validation_data=(test_images" in cell.source:
             cell.source = cell.source.replace("epochs=5", "epochs=1")
     NotebookClient(nb, kernel_name="python3", timeout=300,
