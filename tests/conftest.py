@@ -14,19 +14,27 @@ import pytest
 from digitnet.data.datasets import FILES, load_dataset
 from digitnet.data.idx import write_idx
 
+SESSION_HOME = "DIGITNET_TESTS_HOME"
+
 
 def pytest_configure(config):
     """One empty $DIGITNET_HOME for the whole session, this process and every `digitnet` it
     starts: nothing read from or written to the user's cache (a stored `digitnet calibrate`
     choice, downloads), and the persistent compile cache in it shared, so that a program the
-    session compiled once (in-process or in a CLI subprocess) is not compiled again."""
-    config.digitnet_home = (os.environ.get("DIGITNET_HOME"), tempfile.mkdtemp(prefix="digitnet-tests-"))
-    os.environ["DIGITNET_HOME"] = config.digitnet_home[1]
+    session compiled once (in-process or in a CLI subprocess) is not compiled again. A pytest
+    that a test starts (the Ray tests' inner runs) shares its parent session's."""
+    inherited = os.environ.get(SESSION_HOME)
+    home = inherited or tempfile.mkdtemp(prefix="digitnet-tests-")
+    config.digitnet_home = (os.environ.get("DIGITNET_HOME"), home, not inherited)
+    os.environ["DIGITNET_HOME"] = os.environ[SESSION_HOME] = home
 
 
 def pytest_unconfigure(config):
-    before, home = config.digitnet_home
+    before, home, own = config.digitnet_home
+    if not own:
+        return
     shutil.rmtree(home, ignore_errors=True)
+    os.environ.pop(SESSION_HOME, None)
     if before is None:
         os.environ.pop("DIGITNET_HOME", None)
     else:
