@@ -284,6 +284,11 @@ def test_a_binary_model_gets_two_bars(binary_page, five, mnist, tmp_path, pytest
     page, model = binary_page, digitnet.load(five[2])
     page.wait_for_function("() => document.getElementById('model-info').textContent"
                            ".includes('MLP 784-32-1')", timeout=15_000)
+    # Before any answer: two bars, and the accuracy on the model's own 500 0/1 test labels.
+    info = page.text_content("#model-info")
+    accuracy = 100 * model.config["metrics"]["test_accuracy"]
+    assert f"{accuracy:.2f}% on the {five[0].name} test set (500 images)" in info
+    assert [b["digit"] for b in bars_shown(page)] == ["0", "1"]
     page.click("#clear")
     draw(page, DIGITS["7"])
     assert check_two_bars(page, model) == "0"

@@ -246,11 +246,22 @@ pad.addEventListener("drop", (event) => {
   usePhoto(event.dataTransfer.files[0]);
 });
 
+// The model's own test set, by name and size (a run trained on other data, or a binary model
+// evaluated on 0/1 labels, is not scored on MNIST's 10,000 digits).
+function testSetText(data) {
+  const name = data.name === "mnist" ? "MNIST" : data.name;
+  const size = Number.isInteger(data.test_size) ? ` (${data.test_size.toLocaleString("en")} images)` : "";
+  return name ? `the ${name} test set${size}` : "its test set";
+}
+
 fetch("/model").then((r) => r.json()).then((m) => {
   const acc = m.metrics && m.metrics.test_accuracy;
   document.getElementById("model-info").textContent =
     `${m.name}: MLP ${m.architecture} (${m.activation})` +
-    (acc ? `, ${(100 * acc).toFixed(2)}% on the MNIST test set` : "");
+    (acc ? `, ${(100 * acc).toFixed(2)}% on ${testSetText(m.dataset || {})}` : "");
+  // One bar per class from the start: two for a one-sigmoid-unit model, not ten.
+  const classes = m.spec && (m.spec.output === "sigmoid" ? 2 : m.spec.num_classes);
+  if (Number.isInteger(classes) && classes > 0 && bars.children.length !== classes) makeBars(classes);
 }).catch(() => {});
 
 resetPad();
