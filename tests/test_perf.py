@@ -60,6 +60,19 @@ def test_compile_cache_lives_in_digitnet_home_and_is_reused(tmp_path):
 
 
 
+def test_keras_front_end_uses_the_compile_cache(tmp_path):
+    # A notebook that only uses digitnet.keras keeps its compiled programs as digitnet.fit does:
+    # predict alone (a loaded model, no compile()) writes them, a second process adds nothing.
+    code = ("import numpy as np\nfrom digitnet import keras\n"
+            "m = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation='softmax')])\n"
+            "m.predict(np.ones((2, 4), np.float32), verbose=0)\n")
+    py(code, DIGITNET_HOME=str(tmp_path))
+    entries = sorted(os.listdir(tmp_path / "jax-cache"))
+    assert entries, "digitnet.keras' predict compiled nothing into the cache"
+    py(code, DIGITNET_HOME=str(tmp_path))
+    assert sorted(os.listdir(tmp_path / "jax-cache")) == entries
+
+
 @pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="XLA's pool has one thread anyway")
 def test_sweep_workers_give_xla_one_thread():
     # A sweep's worker processes call one_xla_thread before their first computation; XLA's CPU

@@ -59,6 +59,7 @@ from digitnet.metrics import compiled_loss_values
 from digitnet.model import MLPSpec, init_params, predict_logits
 from digitnet.optimizers import make_optimizer
 from digitnet.regularize import penalty
+from digitnet.runtime import enable_compile_cache
 from digitnet.spec import PER_DENSE
 from digitnet.train import fit_arrays
 from digitnet.trainconfig import TrainConfig
@@ -737,6 +738,9 @@ class Model(Layer):
             validation_batch_size: int | None = None, validation_freq: int = 1) -> cbs.History:
         """Train; returns a History whose .history holds per-epoch loss, metrics, val_…"""
         self._require_own_steps()
+        # Programs persist in digitnet's cache as digitnet.fit's do: a notebook's next session
+        # skips compiling them.
+        enable_compile_cache()
         if self.optimizer is None:
             raise KerasValueError("You must call `compile()` before using the model.")
         if class_weight is not None or sample_weight is not None or steps_per_epoch is not None:
@@ -865,6 +869,7 @@ class Model(Layer):
         if kwargs:
             raise ValueError(f"Arguments not recognized: {kwargs}")
         self._require_own_steps()
+        enable_compile_cache()
         if sample_weight is not None or steps is not None:
             raise KerasValueError("evaluate: sample_weight and steps are not supported")
         if self.loss is None:
@@ -887,6 +892,7 @@ class Model(Layer):
         """The model's outputs (N, classes) as a NumPy array: probabilities if its last layer is a
         softmax, else logits."""
         self._require_own_steps()
+        enable_compile_cache()
         if steps is not None:
             raise KerasValueError("predict: steps is not supported")
         x = self._inputs(x)
