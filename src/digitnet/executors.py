@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,12 +37,14 @@ def execute(options: dict[str, Any], start: Files | None = None) -> dict[str, An
     return execute_group([(options, start)])[0]
 
 
-def execute_group(items: list[tuple[dict[str, Any], Files | None]]) -> list[dict[str, Any]]:
+def execute_group(items: list[tuple[dict[str, Any], Files | None]],
+                  devices: Sequence[Any] | None = None) -> list[dict[str, Any]]:
     """Train trials of one shape group together (digitnet.population), each in a temporary run
     directory; return, per trial, its metrics and its run directory's files as bytes, for the
     driver to write into the sweep directory. `start` is an earlier run directory's files (with
     its checkpoint) to continue from. Errors the user can cause (a diverging learning rate)
-    are a result, not a crash, and fail only their trial."""
+    are a result, not a crash, and fail only their trial. `devices`: where the group trains
+    (digitnet.population.fit_population; default: every device of JAX's default backend)."""
     from digitnet.api import finish_run, setup_run
     from digitnet.data.datasets import load_dataset
     from digitnet.population import fit_members, member_of, population_doc
@@ -77,7 +79,7 @@ def execute_group(items: list[tuple[dict[str, Any], Files | None]]) -> list[dict
             members = {i: member_of(setups[i]) for i in idx}
             ds = setups[idx[0]].ds
             try:
-                fit_members(list(members.values()), ds.x_train, ds.y_train)
+                fit_members(list(members.values()), ds.x_train, ds.y_train, devices=devices)
             except DigitnetError as exc:
                 for i in idx:
                     results[i] = failed(exc)
@@ -117,8 +119,21 @@ def group_jobs(jobs: list[Job]) -> list[list[Job]]:
     return list(groups.values())
 
 
-def execute_jobs(group: list[Job]) -> list[dict[str, Any]]:
-    return execute_group([(t.options, start) for t, start in group])
+def execute_jobs(group: list[Job], devices: Sequence[Any] | None = None) -> list[dict[str, Any]]:
+    return execute_group([(t.options, start) for t, start in group], devices)
+
+
+def group_cost(group: list[Job]) -> float:
+    """A group's training work, for ordering: members × epochs × parameters (each an example's
+    multiply-adds)."""
+    cost = 0.0
+    for trial, _ in group:
+        try:
+            spec, cfg, _ = resolve(trial.options)
+            cost += cfg.epochs * spec.num_params
+        except DigitnetError:
+            pass
+    return cost
 
 
 Job = tuple[Trial, Files | None]
@@ -126,8 +141,67 @@ Outcome = tuple[Trial, dict[str, Any]]
 
 
 def run_local(jobs: list[Job]) -> Iterator[Outcome]:
-    for group in group_jobs(jobs):
+    """Every group in this process: with several devices (runtime.population_devices: one
+    single-threaded CPU device per core) and several groups, each group trains whole on one
+    device, a thread per device taking the largest group left (run_on_devices); else one group
+    after the other, each spread over the devices."""
+    groups = group_jobs(jobs)
+    import jax
+
+    devices = jax.local_devices()
+    if len(groups) > 1 and len(devices) > 1:
+        yield from run_on_devices(groups, devices[: len(groups)])
+        return
+    for group in groups:
         yield from zip([t for t, _ in group], execute_jobs(group), strict=True)
+
+
+def run_on_devices(groups: list[list[Job]], devices: Sequence[Any]) -> Iterator[Outcome]:
+    """The groups trained side by side, one per device, largest first (each device then takes
+    the largest one left), as they finish. A group on one device trains as in a worker process
+    (one thread), so its results are those of `--workers`, bit for bit; the devices run their
+    groups with no hand-offs between them, and no member is padded. A failure other than a
+    trial's own error stops the others from starting a new group and is raised here."""
+    import queue
+    import threading
+
+    import jax
+
+    todo: queue.SimpleQueue[int] = queue.SimpleQueue()
+    for i in sorted(range(len(groups)), key=lambda i: -group_cost(groups[i])):
+        todo.put(i)
+    done: queue.SimpleQueue[tuple[int, Any]] = queue.SimpleQueue()
+    stop = threading.Event()
+
+    def work(device: Any) -> None:
+        with jax.default_device(device):
+            while not stop.is_set():
+                try:
+                    i = todo.get_nowait()
+                except queue.Empty:
+                    return
+                try:
+                    done.put((i, execute_jobs(groups[i], [device])))
+                except BaseException as exc:  # noqa: BLE001 - raised in the caller's thread
+                    done.put((i, exc))
+                    return
+
+    threads = [threading.Thread(target=work, args=(d,), name=f"digitnet-device-{d.id}", daemon=True)
+               for d in devices]
+    for t in threads:
+        t.start()
+    try:
+        for _ in groups:
+            i, results = done.get()
+            if isinstance(results, BaseException):
+                raise results
+            yield from zip([t for t, _ in groups[i]], results, strict=True)
+    finally:
+        # Ctrl-C or a failure: no new group starts; one in flight cannot be stopped and its
+        # result is dropped (the threads are daemons: they end with the process).
+        stop.set()
+    for t in threads:
+        t.join()
 
 
 def run_processes(jobs: list[Job], workers: int) -> Iterator[Outcome]:

@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from digitnet.artifacts import Checkpoint
 from digitnet.callbacks import Callback, TrainState
 from digitnet.deskew import deskew_dataset
 from digitnet.engine import Engine, EngineSettings, all_finite, engine_for, epoch_chunks
@@ -194,17 +195,18 @@ def unstack(tree: Any, k: int) -> list[Any]:
 
 
 class Placement:
-    """Where a population's arrays live: one device, or (with several devices of the default
-    backend: runtime.population_devices) its members split evenly over them, the population
-    padded with copies of its last member to a multiple of the devices (their results are
-    dropped). The compiled program is then partitioned by XLA, each device training whole
-    members."""
+    """Where a population's arrays live: one device, or (with several `devices`, by default
+    those of the default backend: runtime.population_devices) its members split evenly over
+    them, the population padded with copies of its last member to a multiple of the devices
+    (their results are dropped). The compiled program is then partitioned by XLA, each device
+    training whole members."""
 
-    def __init__(self, k: int):
-        devices = jax.devices()
+    def __init__(self, k: int, devices: Sequence[Any] | None = None):
+        devices = list(devices) if devices is not None else jax.devices()
         self.k = k
         self.ways = min(len(devices), k)
         self.padded = -(-k // self.ways) * self.ways
+        self.device = devices[0]
         if self.ways > 1:
             from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
@@ -213,28 +215,36 @@ class Placement:
             self.whole = NamedSharding(mesh, PartitionSpec())
 
     def pad(self, tree: Any) -> Any:
-        """Member-axis arrays padded to `padded` members (copies of the last)."""
-        extra = self.padded - self.k
-        if not extra:
-            return tree
-        return jax.tree.map(lambda a: jnp.concatenate([a, jnp.repeat(a[-1:], extra, axis=0)]), tree)
+        """Member-axis arrays padded to `padded` members (copies of the last). NumPy arrays are
+        padded by NumPy: an eager JAX op would wait for the device's queue (the training)."""
+        def one(a: Any) -> Any:
+            extra = self.padded - len(a)
+            if extra <= 0:
+                return a
+            if isinstance(a, np.ndarray):
+                return np.concatenate([a, np.repeat(a[-1:], extra, axis=0)])
+            return jnp.concatenate([a, jnp.repeat(a[-1:], extra, axis=0)])
+
+        return jax.tree.map(one, tree) if self.padded > self.k else tree
 
     def members(self, tree: Any) -> Any:
         """Padded member-axis arrays, split over the devices."""
         tree = self.pad(tree)
-        return jax.device_put(tree, self.split) if self.ways > 1 else tree
+        return jax.device_put(tree, self.split if self.ways > 1 else self.device)
 
     def shared(self, tree: Any) -> Any:
         """Arrays every member reads (the data), on every device."""
-        return jax.device_put(tree, self.whole) if self.ways > 1 else jax.device_put(tree)
+        return jax.device_put(tree, self.whole if self.ways > 1 else self.device)
 
 
 def fit_population(members: Sequence[Member], x: np.ndarray, y: np.ndarray,
-                   parts: int | None = None, settings: EngineSettings | None = None) -> list[Member]:
+                   parts: int | None = None, settings: EngineSettings | None = None,
+                   devices: Sequence[Any] | None = None) -> list[Member]:
     """Train members that share a group_key and a starting epoch, on the shared raw inputs x
     and labels y (each member on its `rows`). Each member's state ends in `member.state`, or
     its error in `member.error`. The population is split into parts of at most `parts`
-    members (default: max_members). `settings`: how the engine runs (digitnet.engine)."""
+    members (default: max_members). `settings`: how the engine runs (digitnet.engine).
+    `devices`: where its members train (default: every device of the default backend)."""
     if not members:
         return []
     if len({group_key(m.spec, m.cfg) for m in members}) != 1:
@@ -257,7 +267,7 @@ def fit_population(members: Sequence[Member], x: np.ndarray, y: np.ndarray,
             xd = (deskew_dataset(x.reshape(len(x), *m0.spec.input_shape)) if m0.spec.deskew
                   else jax.device_put(x))
             yd = jax.device_put(y)
-        train_part(part, xd, yd, settings)
+        train_part(part, xd, yd, settings, devices)
         for m in part:
             m.together, m.seconds = len(part), time.perf_counter() - t0
     return list(members)
@@ -274,7 +284,7 @@ def train_alone(m: Member, x: np.ndarray, y: np.ndarray, settings: EngineSetting
 
 
 def train_part(members: Sequence[Member], xd: jax.Array, yd: jax.Array,
-               settings: EngineSettings | None) -> None:
+               settings: EngineSettings | None, devices: Sequence[Any] | None = None) -> None:
     from digitnet.metrics import evaluate_arrays
 
     m0, k = members[0], len(members)
@@ -286,7 +296,7 @@ def train_part(members: Sequence[Member], xd: jax.Array, yd: jax.Array,
     steps_per_epoch = sum(steps for _, steps, _ in chunks)
     engine = engine_for(m0.spec, cfg0, steps_per_epoch, settings)
     pop = population_engine(engine)
-    place = Placement(k)
+    place = Placement(k, devices)
     knobs = place.members({name: jnp.asarray(v) for name, v in knob_values(members).items()})
     params, opt_state, order_keys, dropout_keys = pop.init_state(
         jnp.asarray([m.cfg.seed for m in members], jnp.int32))
@@ -316,13 +326,22 @@ def train_part(members: Sequence[Member], xd: jax.Array, yd: jax.Array,
         idx = np.stack([np.asarray(o) if r is None else r[np.asarray(o)].astype(np.int32)
                         for (o, _), r in zip(got, rows, strict=True)])
         keys = place.members(jnp.stack([key for _, key in got]))
-        return (idx if host else place.members(jnp.asarray(idx))), keys
+        return (place.pad(idx) if host else place.members(idx)), keys
 
     for m in members:
         for cb in m.callbacks:
             cb.on_train_begin(m.state, steps_per_epoch, cfg0.epochs)
     shuffler = ThreadPoolExecutor(max_workers=1, thread_name_prefix="digitnet-shuffle")
     upcoming = shuffler.submit(orders, first)
+    # Checkpoints are written while the next epoch trains (their files are fsynced one by
+    # one); an epoch's states change only once the last epoch's writes are done.
+    writer = ThreadPoolExecutor(max_workers=min(4, k), thread_name_prefix="digitnet-checkpoint")
+    writes: list[Any] = []
+
+    def written() -> None:
+        while writes:
+            writes.pop(0).result()
+
     try:
         for epoch in range(first, cfg0.epochs):
             t0 = time.perf_counter()
@@ -352,6 +371,7 @@ def train_part(members: Sequence[Member], xd: jax.Array, yd: jax.Array,
             val = validate(params, opt_state, stats) if validate else None
             current = unstack((params, opt_state), k)
             seconds = time.perf_counter() - t0
+            written()
             for i, m in enumerate(members):
                 if m.done:
                     continue
@@ -379,12 +399,17 @@ def train_part(members: Sequence[Member], xd: jax.Array, yd: jax.Array,
                 state.epoch = epoch + 1
                 state.history.append(logs)
                 for cb in m.callbacks:
-                    cb.on_epoch_end(state, logs)
+                    if isinstance(cb, Checkpoint):  # it only reads the state
+                        writes.append(writer.submit(cb.on_epoch_end, state, logs))
+                    else:
+                        cb.on_epoch_end(state, logs)
                 m.done = state.stop
             if all(m.done for m in members):
                 break
+        written()
     finally:
         shuffler.shutdown(wait=False, cancel_futures=True)
+        writer.shutdown(wait=True)
     for m in members:
         if m.error is None:
             for cb in m.callbacks:
@@ -433,14 +458,16 @@ def feed(members: Sequence[Member], meters: list[EpochMeter], loss_sum: jax.Arra
 
 
 def fit_members(members: Sequence[Member], x: np.ndarray, y: np.ndarray,
-                parts: int | None = None, settings: EngineSettings | None = None) -> list[Member]:
-    """Train any members: grouped by group_key and starting epoch, each group a population."""
+                parts: int | None = None, settings: EngineSettings | None = None,
+                devices: Sequence[Any] | None = None) -> list[Member]:
+    """Train any members: grouped by group_key and starting epoch, each group a population
+    (on `devices`: see fit_population)."""
     groups: dict[tuple, list[Member]] = {}
     for m in members:
         key = (group_key(m.spec, m.cfg), m.state.epoch if m.state else 0)
         groups.setdefault(key, []).append(m)
     for group in groups.values():
-        fit_population(group, x, y, parts, settings)
+        fit_population(group, x, y, parts, settings, devices)
     return list(members)
 
 
