@@ -449,6 +449,7 @@ def fit_seeds(spec: MLPSpec | None, config: TrainConfig | None, dataset: str | D
               callbacks: list[Callback] | None = None, recipe: str | None = None,
               settings: EngineSettings | None = None, **options: Any) -> SeedRuns:
     """fit() once per seed, all trained together (digitnet.population): see fit(seeds=...)."""
+    from concurrent.futures import ThreadPoolExecutor
     from dataclasses import replace
 
     from digitnet.population import fit_members, member_of, population_doc
@@ -472,8 +473,10 @@ def fit_seeds(spec: MLPSpec | None, config: TrainConfig | None, dataset: str | D
     failed = [m for m in members if m.error is not None]
     if failed:
         raise failed[0].error
-    models = SeedRuns(finish_run(r, m.state, m.seconds / m.together, population_doc(m))
-                      for r, m in zip(runs, members, strict=True))
+    # Each run directory's files are fsynced: saved side by side, the waits overlap.
+    with ThreadPoolExecutor(max_workers=min(8, len(runs)), thread_name_prefix="digitnet-save") as pool:
+        models = SeedRuns(pool.map(lambda r, m: finish_run(r, m.state, m.seconds / m.together,
+                                                           population_doc(m)), runs, members))
     models.summary = summarize(models, seeds, time.perf_counter() - t0)
     if out_dir is not None:
         art.write_json(out_dir / SUMMARY, models.summary)

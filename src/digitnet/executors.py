@@ -9,9 +9,11 @@ and a Ray worker needs no shared filesystem.
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +47,8 @@ def execute_group(items: list[tuple[dict[str, Any], Files | None]],
     its checkpoint) to continue from. Errors the user can cause (a diverging learning rate)
     are a result, not a crash, and fail only their trial. `devices`: where the group trains
     (digitnet.population.fit_population; default: every device of JAX's default backend)."""
+    import jax
+
     from digitnet.api import finish_run, setup_run
     from digitnet.data.datasets import load_dataset
     from digitnet.population import fit_members, member_of, population_doc
@@ -55,6 +59,20 @@ def execute_group(items: list[tuple[dict[str, Any], Files | None]],
     def failed(exc: Exception) -> dict[str, Any]:
         return {"status": "failed", "error": str(exc), "metrics": {}, "files": {},
                 "wall_seconds": time.perf_counter() - t0}
+
+    def finish(setup: Any, m: Any) -> dict[str, Any]:
+        """A trained member's run directory, saved and read back as bytes."""
+        if m.error is not None:
+            return failed(m.error)
+        try:
+            # on this group's device, not the default one (another group may train there)
+            with jax.default_device(devices[0]) if devices else contextlib.nullcontext():
+                model = finish_run(setup, m.state, m.seconds / m.together, population_doc(m))
+        except DigitnetError as exc:
+            return failed(exc)
+        files = {p.name: p.read_bytes() for p in sorted(setup.run_dir.iterdir()) if p.is_file()}
+        return {"status": "complete", "metrics": model.config["metrics"], "files": files,
+                "wall_seconds": m.seconds / m.together}
 
     with tempfile.TemporaryDirectory(prefix="digitnet-trials-") as tmp:
         setups, datasets, cache = {}, {}, {}
@@ -84,19 +102,12 @@ def execute_group(items: list[tuple[dict[str, Any], Files | None]],
                 for i in idx:
                     results[i] = failed(exc)
                 continue
-            for i, m in members.items():
-                if m.error is not None:
-                    results[i] = failed(m.error)
-                    continue
-                try:
-                    model = finish_run(setups[i], m.state, m.seconds / m.together, population_doc(m))
-                except DigitnetError as exc:
-                    results[i] = failed(exc)
-                    continue
-                run_dir = setups[i].run_dir
-                files = {p.name: p.read_bytes() for p in sorted(run_dir.iterdir()) if p.is_file()}
-                results[i] = {"status": "complete", "metrics": model.config["metrics"],
-                              "files": files, "wall_seconds": m.seconds / m.together}
+            # Each run directory's files are fsynced: saved side by side, the waits overlap.
+            with ThreadPoolExecutor(max_workers=min(8, len(members)),
+                                    thread_name_prefix="digitnet-save") as pool:
+                for i, result in zip(members, pool.map(finish, [setups[i] for i in members],
+                                                       members.values()), strict=True):
+                    results[i] = result
     return [r for r in results if r is not None]
 
 
