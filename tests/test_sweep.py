@@ -197,3 +197,30 @@ def test_halving_rejects_bad_settings():
         make_plan({"halving": {"eta": 1}})
     with pytest.raises(ConfigError, match="constant"):
         make_plan({"base": {"schedule": "cosine"}, "halving": {}})
+
+
+def test_groups_side_by_side_on_devices_match_one_device(small_data, tmp_path):
+    """A sweep in one process with two CPU devices trains each shape group whole on one device,
+    two at a time (executors.run_on_devices): the same bits as one group after the other on one
+    device, and the results in the planned order."""
+    from tests.cli_runner import run_cli
+
+    sweep_file = tmp_path / "two.toml"
+    sweep_file.write_text('seeds = [1, 2]\n[base]\nhidden = [16]\nepochs = 1\nbatch_size = 50\n'
+                          'chunks_per_epoch = 2\n[grid.act]\nactivation = ["relu", "sigmoid"]\n'
+                          '[grid.depth]\nhidden = [[16], [8, 8]]\n')
+    proc = run_cli("sweep", str(sweep_file), "--data-dir", str(small_data), "--out",
+                   str(tmp_path / "devices"), "--quiet",
+                   env={"XLA_FLAGS": "--xla_force_host_platform_device_count=2", "NPROC": "1"})
+    assert proc.returncode == 0, proc.stderr
+    from digitnet.sweep import load_plan
+
+    plan = load_plan(sweep_file, str(small_data))
+    run_sweep(plan, tmp_path / "one")  # this process: one device
+    got, want = read_results(tmp_path / "devices"), read_results(tmp_path / "one")
+    planned = [t.id for t in plan.trials]
+    assert [r["id"] for r in got["trials"]] == [r["id"] for r in want["trials"]] == planned
+    assert metrics_by_id(tmp_path / "devices") == metrics_by_id(tmp_path / "one")
+    for rec in want["trials"]:
+        assert ((tmp_path / "devices" / rec["run_dir"] / "weights.safetensors").read_bytes()
+                == (tmp_path / "one" / rec["run_dir"] / "weights.safetensors").read_bytes())
