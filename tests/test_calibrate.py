@@ -188,6 +188,9 @@ def test_the_cli_applies_a_calibrated_threading_only_to_the_calibrated_shapes(ho
     assert shapes("train", "--data-dir", str(tmp_path)) is None
     assert shapes("train", "--resume", "--out", str(tmp_path)) is None
     assert shapes("evaluate", str(tmp_path)) is None
+    # Calibration timed one model: a population keeps the default threading.
+    assert shapes("train", "--seeds", "0-3") is None
+    assert shapes("train", "--ensemble", "4") is None
 
     default_flags = " ".join(tuning.THREADING["default"][0])
     tuning.save({"threading": "one-thread", "unroll": 1, "split_rows": 740,

@@ -17,8 +17,12 @@ def training_shapes(args: argparse.Namespace) -> tuple[list[int], int] | None:
     """(layer sizes, batch size) that this `digitnet train` will train, from its resolved
     options, before JAX starts (runtime.set_cpu_threading applies a calibrated threading only
     for the shapes it was calibrated on); None when that needs the data or a saved run
-    (--data-dir, --resume) or another command: the default threading then."""
+    (--data-dir, --resume), for a population (--seeds, --ensemble: `digitnet calibrate` timed
+    one model, and one XLA thread would serve the population's devices in turn) or another
+    command: the default threading then."""
     if args.command != "train" or args.resume or getattr(args, "data_dir", None):
+        return None
+    if args.seeds is not None or args.ensemble is not None:
         return None
     from digitnet.data.datasets import REGISTRY
     from digitnet.errors import DigitnetError
