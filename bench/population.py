@@ -52,7 +52,7 @@ def kscan(ks: list[int], data_dir: str | None = None, epochs: int = 2) -> list[d
     from digitnet.trainconfig import TrainConfig
 
     population_devices(max(ks))  # as `digitnet train --seeds` does
-    set_cpu_threading(None, None)  # as `digitnet train --seeds`: a calibration timed one model
+    set_cpu_threading(MLPSpec().sizes, TrainConfig().batch_size)  # the tutorial's shapes
     import jax
 
     from digitnet.callbacks import Callback

@@ -294,9 +294,7 @@ def train_part(members: Sequence[Member], xd: jax.Array, yd: jax.Array,
         raise ConfigError("no training examples")
     chunks = epoch_chunks(n, cfg0.batch_size, cfg0.chunks_per_epoch)
     steps_per_epoch = sum(steps for _, steps, _ in chunks)
-    # `digitnet calibrate` timed one model's step (its unroll and split): a population runs the
-    # engine's own defaults.
-    engine = engine_for(m0.spec, cfg0, steps_per_epoch, settings or EngineSettings.default())
+    engine = engine_for(m0.spec, cfg0, steps_per_epoch, settings)
     pop = population_engine(engine)
     place = Placement(k, devices)
     knobs = place.members({name: jnp.asarray(v) for name, v in knob_values(members).items()})
