@@ -67,6 +67,20 @@ def test_bad_usage_and_bad_input_exit_2_with_one_line(tmp_path):
         assert "Traceback" not in r.stderr
 
 
+def test_serve_flag_errors_come_before_the_servers_imports(tmp_path):
+    # A bad --port or --max-queue is refused from the flags alone, as cheaply as --help.
+    import subprocess
+    import sys
+
+    code = ("import sys; from digitnet.cli import main; rc = main(sys.argv[1:]);"
+            "print(rc, 'jax' in sys.modules, 'digitnet.serve' in sys.modules)")
+    for flags in (["--port", "99999"], ["--port", "-1"], ["--max-queue", "0"]):
+        r = subprocess.run([sys.executable, "-c", code, "serve", str(tmp_path), *flags],
+                           capture_output=True, text=True, timeout=60)
+        assert r.stdout.split() == ["2", "False", "False"], (flags, r.stdout, r.stderr)
+        assert r.stderr.count("\n") == 1 and r.stderr.startswith("digitnet: error: --")
+
+
 def test_predict_on_a_bad_image_file_exits_2(trained_run, tmp_path):
     not_image = tmp_path / "digit.png"
     not_image.write_text("hello")

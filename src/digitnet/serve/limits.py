@@ -31,13 +31,6 @@ class Limits:
         return asdict(self)
 
 
-def check_port(port: object) -> int:
-    """A TCP port to listen on: 0 (any free port) to 65535."""
-    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
-        raise ValueError(f"--port must be a whole number within 0…65535, got {port!r}")
-    return port
-
-
 class ClientError(HTTPException):
     """A request the client must fix: a 4xx status, a short machine-readable code, a message."""
 
