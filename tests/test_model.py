@@ -68,3 +68,61 @@ def test_bad_specs_raise_config_errors(kwargs):
 def test_one_dropout_rate_applies_to_every_hidden_layer():
     assert MLPSpec(hidden=(8, 8, 8), dropout=0.5).dropout == (0.5, 0.5, 0.5)
     assert MLPSpec(dropout=0.0).dropout == ()
+
+
+def overflowing_model():
+    """A one-hidden-layer exponential model whose first layer overflows exp on some 0-255
+    images (its kernel scaled up), and such images: rows 2 and 4 overflow, the rest do not."""
+    from digitnet.api import Model
+    from digitnet.model import host_init_params
+
+    spec = MLPSpec(hidden=(16,), activation="exponential", preprocess="unit")
+    params = host_init_params(spec, np.array([0, 1], np.uint32))
+    params[0]["kernel"] = params[0]["kernel"] * 50
+    model = Model(spec, params, preprocess_stats(spec, np.zeros((0, 784))), {})
+    x = np.zeros((5, 28, 28), np.uint8)
+    unit = np.flatnonzero(params[0]["kernel"][:, 0] > 0)  # pixels that push unit 0 up
+    x[2].reshape(-1)[unit] = 255
+    x[4].reshape(-1)[unit] = 255
+    return model, x
+
+
+NON_FINITE = r"NaN or infinite for 2 of 5 input\(s\) \(the first: row 2\): hidden layer 1 \(exponential\)"
+
+
+def test_overflowing_exponential_layer_is_an_error_not_nan_probabilities():
+    from digitnet.errors import DigitnetError
+
+    model, x = overflowing_model()
+    assert np.isfinite(model.predict_proba(x[[0, 1, 3]])).all()  # rows that do not overflow
+    for call in (model.predict_proba, model.predict, model.logits):
+        with pytest.raises(DigitnetError, match=NON_FINITE):
+            call(x)
+    with pytest.raises(DigitnetError, match=NON_FINITE):
+        model.evaluate(x, np.arange(5))
+    with pytest.raises(DigitnetError) as err:
+        model.predict(x)
+    assert "\n" not in str(err.value) and "exp(x) overflows" in str(err.value)
+
+
+def test_overflowing_model_is_refused_by_serve_and_cli_predict(tmp_path):
+    """The service answers a 422 with the one-line error (not probabilities of NaN, which are
+    not even JSON); `digitnet predict` exits 2 with it."""
+    from cli_runner import run_cli
+
+    from digitnet.data.idx import write_idx
+    from digitnet.errors import DigitnetError
+    from digitnet.serve.app import error_response
+    from digitnet.serve.predictor import Predictor
+
+    model, x = overflowing_model()
+    model.save(tmp_path / "run")
+    predictor = Predictor(tmp_path / "run", max_batch=8)
+    with pytest.raises(DigitnetError, match=r"hidden layer 1 \(exponential\)") as err:
+        predictor(x.reshape(5, -1).astype(np.float32))
+    answer = error_response(err.value)
+    assert answer.status_code == 422 and b"hidden layer 1 (exponential)" in answer.body
+    write_idx(tmp_path / "x.idx", x)
+    out = run_cli("predict", str(tmp_path / "run"), str(tmp_path / "x.idx"))
+    assert out.returncode == 2, out.stderr
+    assert "hidden layer 1 (exponential)" in out.stderr and "nan" not in out.stdout.lower()

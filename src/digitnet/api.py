@@ -21,9 +21,9 @@ from digitnet.callbacks import Callback, TrainState
 from digitnet.data.datasets import Dataset, load_dataset
 from digitnet.engine import EngineSettings
 from digitnet.ensemble import Ensemble
-from digitnet.errors import ConfigError, ModelFileError
+from digitnet.errors import ConfigError, DigitnetError, ModelFileError
 from digitnet.metrics import Evaluation, binary_labels, evaluate_arrays
-from digitnet.model import MLPSpec, Params, predict_logits, preprocess_stats
+from digitnet.model import MLPSpec, Params, finite_logits, predict_logits, preprocess_stats
 from digitnet.runtime import enable_compile_cache
 from digitnet.seeds import SUMMARY, SeedRuns, summarize
 from digitnet.train import EarlyStopping, TrainConfig, fit_arrays
@@ -100,7 +100,10 @@ class Model:
     def logits(self, x: Any) -> np.ndarray:
         """Scores (N, classes) whose softmax is predict_proba: the network's outputs, or for a
         one-sigmoid-unit model (a binary classifier) the pair (0, z) (class_logits)."""
-        return class_logits(self.spec, predict_logits(self.spec, self.params, self.stats, self._inputs(x)))
+        x = self._inputs(x)
+        z = finite_logits(self.spec, self.params, self.stats, x,
+                          predict_logits(self.spec, self.params, self.stats, x))
+        return class_logits(self.spec, z)
 
     def predict_proba(self, x: Any) -> np.ndarray:
         """Class probabilities (N, classes) for raw images (N, H, W) or (N, H*W), or one image;
@@ -133,7 +136,12 @@ class Model:
         if not (y.ndim == 1 and y.dtype.kind in "iu" or one_hot) or len(y) != len(x):
             raise ConfigError(f"labels must be integers (or one-hot rows), one per image; got "
                               f"shape {y.shape} ({y.dtype}) for {len(x)} images")
-        return evaluate_arrays(self.spec, self.params, self.stats, x, y)
+        ev = evaluate_arrays(self.spec, self.params, self.stats, x, y)
+        if not np.isfinite(ev.loss):
+            self.logits(x)  # NaN or infinite outputs: its error says in which layer
+            raise DigitnetError(f"the loss is {ev.loss} on finite outputs: they are too far apart "
+                                f"for float32")
+        return ev
 
     def summary(self) -> str:
         return self.spec.summary()

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from digitnet.deskew import deskew, deskew_dataset
+from digitnet.errors import DigitnetError
 from digitnet.knobs import active
 from digitnet.spec import MLP, MLPSpec, parse_activation  # noqa: F401  (MLP: the public name)
 
@@ -206,3 +207,28 @@ def predict_logits(spec: MLPSpec, params: Params, stats: dict, x: Any) -> np.nda
         return np.zeros((0, spec.output_units), np.float32)
     return np.asarray(jnp.concatenate(parts) if len(parts) > 1 else parts[0])
 
+
+
+def finite_logits(spec: MLPSpec, params: Params, stats: dict, x: Any, logits: np.ndarray) -> np.ndarray:
+    """`logits` (of inputs x), or a one-line error where a row is NaN or infinite, naming the first
+    layer whose values left float32's range: a NaN probability is never handed on silently."""
+    finite = np.isfinite(logits).all(axis=1)
+    if finite.all():
+        return logits
+    bad = np.flatnonzero(~finite)
+    # Only on this failure path: one row run again, layer by layer, to say where it overflowed.
+    row = np.asarray(x)[bad[:1]].reshape(1, -1)
+    outputs = [np.asarray(h) for h in layer_outputs(params, stats, jnp.asarray(row), spec)]
+    layer = next((i for i, h in enumerate(outputs) if not np.isfinite(h).all()), len(outputs))
+    hint = ""
+    if layer == 0:
+        where = "the preprocessed inputs"
+    elif layer < len(outputs):
+        act = spec.hidden_activations[layer - 1]
+        where = f"hidden layer {layer} ({act})"
+        if parse_activation(act)[0] == "exponential":
+            hint = "; exp(x) overflows above x = 88.7: scale the inputs down or use another activation"
+    else:
+        where = "the output layer"
+    raise DigitnetError(f"the model's outputs are NaN or infinite for {len(bad)} of {len(logits)} "
+                        f"input(s) (the first: row {bad[0]}): {where} left float32's range{hint}")
