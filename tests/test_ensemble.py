@@ -122,3 +122,27 @@ def test_populations_of_large_models_keep_one_xla_device(argv, devices):
     args = build_parser().parse_args(argv)
     assert population_size(args) == devices
     assert (model_macs(args) > SHARD_MAX_MACS) == (devices == 1)
+
+
+@pytest.mark.parametrize(("argv", "saved", "devices"), [
+    (["--recipe", "ceiling", "--ensemble", "4"], None, 1),  # nothing saved yet: the flags' model
+    (["--seeds", "1-3"], None, 3),
+    (["--seeds", "1-3"], {"hidden": [2048, 2048]}, 1),  # the saved run's model, not the default
+    (["--seeds", "1-3"], {"hidden": [64, 64]}, 3),
+])
+def test_a_resumed_population_keeps_the_fresh_runs_xla_devices(tmp_path, argv, saved, devices):
+    """--resume resolves the model over the saved run's options before JAX starts, as
+    cmd_train does, so a population of large models keeps one device there too."""
+    import json
+
+    from digitnet.cli import SHARD_MAX_MACS, build_parser, model_macs, population_size
+    from digitnet.cli.train import resolved_options, resumed_options
+
+    if saved is not None:
+        (tmp_path / "config.json").write_text(json.dumps({"model": saved, "train": {},
+                                                          "dataset": {"name": "mnist"}}))
+    args = build_parser().parse_args(["train", *argv, "--out", str(tmp_path), "--resume"])
+    assert population_size(args) == devices
+    assert (model_macs(args) > SHARD_MAX_MACS) == (devices == 1)
+    # cmd_train's resolution over the same base is the one the XLA setup made
+    assert resolved_options(args, resumed_options(tmp_path)) is args.resolved

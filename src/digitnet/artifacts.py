@@ -26,6 +26,8 @@ from digitnet.files import atomic_write_bytes as atomic_write_bytes  # the run d
 from digitnet.files import atomic_write_files as atomic_write_files
 from digitnet.model import MLPSpec, init_params
 from digitnet.optimizers import make_optimizer
+from digitnet.safefiles import MAX_JSON_BYTES as MAX_JSON_BYTES  # config.json's limit
+from digitnet.safefiles import read_json as read_json  # JAX-free: the CLI reads runs before JAX starts
 from digitnet.safefiles import read_regular
 
 if TYPE_CHECKING:
@@ -41,7 +43,6 @@ HISTORY_FIELDS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seco
 # Largest files a loader reads: weights of MAX_PARAMS float32 values plus their header; config
 # and history are text of a few kB.
 MAX_TENSOR_BYTES = 4 * MAX_PARAMS + (16 << 20)
-MAX_JSON_BYTES = 16 << 20
 MAX_HISTORY_BYTES = 16 << 20
 
 
@@ -61,18 +62,6 @@ def write_json(path: Path, obj: Any) -> None:
 
 def json_bytes(obj: Any) -> bytes:
     return (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode()
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    try:
-        obj = json.loads(read_regular(path, MAX_JSON_BYTES, Path(path).parent))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelFileError(f"{path}: not valid JSON ({exc})") from None
-    except RecursionError:
-        raise ModelFileError(f"{path}: JSON nested too deeply") from None
-    if not isinstance(obj, dict):
-        raise ModelFileError(f"{path}: expected a JSON object")
-    return obj
 
 
 def write_tensors(path: Path, tensors: dict[str, np.ndarray], meta: dict[str, str]) -> None:
@@ -242,17 +231,3 @@ class Checkpoint(Callback):
 
     def on_epoch_end(self, state: TrainState, logs: dict[str, float]) -> None:
         save_checkpoint(self.run_dir, state, self.stats)
-
-
-def resumed_options(run_dir: str | Path) -> dict[str, Any]:
-    """The options a run directory was started with ({} when it holds no config yet): the
-    lowest layer of digitnet.config.resolve when a run is resumed."""
-    from digitnet.config import FIELDS
-
-    path = Path(run_dir) / CONFIG
-    if not path.exists():
-        return {}
-    saved = read_json(path)
-    model = {k: v for k, v in saved.get("model", {}).items() if k in FIELDS and FIELDS[k].metadata["cli"]}
-    ds = saved.get("dataset", {})
-    return {**model, **saved.get("train", {}), "dataset": ds.get("name"), "data_dir": ds.get("path")}

@@ -9,15 +9,18 @@ the caller's limit — all checked on the open descriptor, before anything is re
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from digitnet.errors import DigitnetError, ModelFileError
 
 KIND = {stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device",
         stat.S_IFSOCK: "a socket", stat.S_IFDIR: "a directory", stat.S_IFLNK: "a symbolic link"}
+# The largest JSON file a loader reads (a run's config.json is a few kB).
+MAX_JSON_BYTES = 16 << 20
 
 
 def open_regular(path: str | os.PathLike, max_bytes: int, root: str | os.PathLike | None = None,
@@ -68,3 +71,16 @@ def read_regular(path: str | os.PathLike, max_bytes: int, root: str | os.PathLik
     if len(data) > max_bytes:  # it grew while we read it
         raise error(f"{path}: more than the {max_bytes:,} bytes allowed")
     return data
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object file we did not write (a run's config.json), or a ModelFileError."""
+    try:
+        obj = json.loads(read_regular(path, MAX_JSON_BYTES, Path(path).parent))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelFileError(f"{path}: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise ModelFileError(f"{path}: JSON nested too deeply") from None
+    if not isinstance(obj, dict):
+        raise ModelFileError(f"{path}: expected a JSON object")
+    return obj

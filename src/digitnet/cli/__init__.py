@@ -50,14 +50,13 @@ def population_size(args: argparse.Namespace) -> int:
 
 def model_macs(args: argparse.Namespace) -> int | None:
     """Multiply-adds per example of the dense layers `train` will build (the options' input
-    shape: MNIST's unless they say otherwise); None when the options come from a saved run
-    (--resume) or do not resolve (cmd_train says why)."""
-    from digitnet.cli.train import resolved_options
+    shape: MNIST's unless they say otherwise), over a resumed run's saved options as cmd_train
+    resolves them; None when the options do not resolve (cmd_train says why)."""
+    from digitnet.cli.train import resolved_options, resumed_options
 
-    if args.resume:  # resolved by cmd_train over the saved run's options
-        return None
     try:
-        sizes = resolved_options(args)[0].sizes
+        base = resumed_options(args.out) if args.resume and args.out else None
+        sizes = resolved_options(args, base)[0].sizes
     except DigitnetError:
         return None
     return sum(a * b for a, b in zip(sizes[:-1], sizes[1:], strict=True))

@@ -41,14 +41,33 @@ def training_shapes(args: argparse.Namespace) -> tuple[list[int], int] | None:
 
 def resolved_options(args: argparse.Namespace, base: dict[str, Any] | None = None) -> tuple[Any, Any, dict]:
     """(spec, config, run options) of this `digitnet train`: recipe < --config < flags, over
-    `base` (a resumed run's options). Resolved once per command line, by its first caller
-    (training_shapes, before JAX starts, or cmd_train), and kept on `args`."""
-    if getattr(args, "resolved", None) is None:
+    `base` (a resumed run's options: resumed_options). Resolved once per command line and base,
+    by its first caller (training_shapes or population_size, before JAX starts, or cmd_train),
+    and kept on `args`."""
+    base = base or {}
+    if getattr(args, "resolved", None) is None or args.resolved_base != base:
         from digitnet.config import FIELDS, resolve
 
         flags = {k: v for k, v in vars(args).items() if k in FIELDS}
         args.resolved = resolve(flags, recipe=args.recipe, config=args.config, base=base)
+        args.resolved_base = dict(base)
     return args.resolved
+
+
+def resumed_options(run_dir: str | Path) -> dict[str, Any]:
+    """The options a run directory was started with ({} when it holds no config yet): the
+    lowest layer of digitnet.config.resolve when a run is resumed. Read without JAX, so that
+    the XLA setup sees a resumed run's model (population_size)."""
+    from digitnet.config import FIELDS
+    from digitnet.safefiles import read_json
+
+    path = Path(run_dir) / "config.json"  # artifacts.CONFIG, whose module starts JAX
+    if not path.exists():
+        return {}
+    saved = read_json(path)
+    model = {k: v for k, v in saved.get("model", {}).items() if k in FIELDS and FIELDS[k].metadata["cli"]}
+    ds = saved.get("dataset", {})
+    return {**model, **saved.get("train", {}), "dataset": ds.get("name"), "data_dir": ds.get("path")}
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -64,7 +83,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume:
         if not args.out:
             raise UsageError("--resume needs --out DIR (the run to continue)")
-        base = art.resumed_options(args.out)
+        base = resumed_options(args.out)
         if not base and args.seeds is None and args.ensemble is None:
             # killed before its first write: nothing to continue, so start it
             print(f"digitnet: nothing to resume in {args.out}; starting a new run", file=sys.stderr)
