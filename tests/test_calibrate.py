@@ -296,6 +296,11 @@ def test_train_options_are_resolved_once_and_fitted_to_data_as_fit_does(tmp_path
     first = args.resolved
     toml.write_text("hidden = [8]\n")  # cmd_train takes the resolution the XLA setup used
     assert resolved_options(args) is first and first[0].hidden == (32,)
+    # Over another base (a resumed run's options) it resolves again: --config (now [8]) and
+    # flags still win over the base, and the base fills what they leave.
+    assert resolved_options(args, {"hidden": [64], "activation": "tanh"})[0].hidden == (8,)
+    assert resolved_options(args, {"activation": "tanh"})[0].activation == "tanh"
+    assert resolved_options(args)[0].activation == "relu"
     # The rule fit applies (api.setup_run) and the CLI applies before JAX starts.
     spec = MLPSpec(input_shape=(5,), num_classes=3)
     assert spec.for_data((5,), 3) is spec and spec.for_data((5,), 2) is spec
