@@ -29,6 +29,23 @@ def pytest_configure(config):
     os.environ["DIGITNET_HOME"] = os.environ[SESSION_HOME] = home
 
 
+def pytest_addoption(parser):
+    parser.addoption("--all", action="store_true",
+                     help="also run the tests marked slow (what CI runs; without it, a few minutes)")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Without --all, the tests marked slow are deselected, unless the command names its tests
+    (a node id, or -m): asking for one test by name runs it."""
+    named = config.option.markexpr or any("::" in a for a in config.args)
+    if config.getoption("--all") or named:
+        return
+    slow = [item for item in items if item.get_closest_marker("slow")]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [item for item in items if not item.get_closest_marker("slow")]
+
+
 def pytest_unconfigure(config):
     before, home, own = config.digitnet_home
     if not own:

@@ -68,6 +68,7 @@ def test_keras_written_binary_file():
     np.testing.assert_array_equal(model.predict(X), want[:, 0] > 0.5)
 
 
+@pytest.mark.slow
 def test_cli_paths(five, tmp_path, capsys):
     folder, _, run = five
     model = digitnet.load(run)

@@ -257,6 +257,7 @@ def test_find_split_returns_a_split_with_the_reference_bits():
     assert calibrate.find_split(x, g, "no such bits", tries=3) == 0
 
 
+@pytest.mark.slow
 def test_calibrate_measures_chooses_and_stores(home):
     """A real, small calibration: two candidates' workers train and report the same bits."""
     lines: list[str] = []

@@ -2,9 +2,11 @@
 
 import json
 
+import pytest
 from cli_runner import run_cli
 
 
+@pytest.mark.slow
 def test_train_then_predict_evaluate_summary(tmp_path):
     out = tmp_path / "run"
     r = run_cli("train", "--epochs", "1", "--hidden", "32", "--quiet", "--out", str(out))
@@ -28,6 +30,7 @@ def test_train_then_predict_evaluate_summary(tmp_path):
     assert "Total params: 25,450" in r.stdout  # 784*32+32 + 32*10+10
 
 
+@pytest.mark.slow
 def test_train_from_a_toml_config_with_flags_winning(tmp_path):
     cfg = tmp_path / "c.toml"
     cfg.write_text('hidden = [16]\nepochs = 3\nactivation = "tanh"\ndeskew = true\n')
@@ -42,6 +45,7 @@ def test_train_from_a_toml_config_with_flags_winning(tmp_path):
     assert config["train"]["epochs"] == 1
 
 
+@pytest.mark.slow
 def test_bad_usage_and_bad_input_exit_2_with_one_line(tmp_path):
     bad_toml = tmp_path / "bad.toml"
     bad_toml.write_text("epochs = [")
@@ -128,6 +132,7 @@ def test_help_wording():
     assert "linear" in r.stdout and "--chunks-per-epoch" in r.stdout
 
 
+@pytest.mark.slow
 def test_one_epoch_is_singular_and_a_resumed_run_counts_only_its_own(tmp_path, small_data):
     out = tmp_path / "run"
     common = ("--data-dir", str(small_data), "--hidden", "8", "--quiet", "--out", str(out))
@@ -160,6 +165,7 @@ def test_the_fast_exit_runs_exit_handlers_and_flushes_first(tmp_path):
     assert r.returncode == 3 and r.stdout == "buffered handler ran\n" and marker.exists()
 
 
+@pytest.mark.slow
 def test_trace_phases_marks_a_train_run_from_start_to_exit(tmp_path):
     r = run_cli("train", "--epochs", "2", "--hidden", "16", "--quiet", "--out", str(tmp_path / "run"),
                 env={"DIGITNET_TRACE_PHASES": "1"})

@@ -74,6 +74,7 @@ def test_dataset_blocks_equal_one_call(mnist):
     assert np.abs(blocks - whole).max() <= 1 and (blocks != whole).mean() < 1e-4
 
 
+@pytest.mark.slow
 def test_deskewed_model_trains_saves_and_loads(mnist, tmp_path):
     small = dataclasses.replace(mnist, x_train=mnist.x_train[:3000], y_train=mnist.y_train[:3000])
     cfg = digitnet.TrainConfig(epochs=1, batch_size=256, validation="none")

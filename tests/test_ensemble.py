@@ -39,6 +39,7 @@ def leaves(params):
     return [np.asarray(v) for v in jax.tree.leaves(params)]
 
 
+@pytest.mark.slow
 def test_ceiling_like_members_train_as_alone_and_differ(small):
     stats = preprocess_stats(SPEC, small.x_train)
     members = [Member(SPEC, replace(CFG, seed=s), stats) for s in (1, 2, 3)]
@@ -57,6 +58,7 @@ def test_ceiling_like_members_train_as_alone_and_differ(small):
                    if x.ndim == 2)
 
 
+@pytest.mark.slow
 def test_a_population_member_is_its_seed_whatever_its_place(small):
     # Member i's draws come from its seed, not from its position in the population.
     stats = preprocess_stats(SPEC, small.x_train)

@@ -41,6 +41,7 @@ def run_chunk(spec, cfg, mode, x, y, steps):
     ((100, 50, 30), 16, "standardize"),  # widths that are not powers of two, three layers
     ((128,), 64, "unit"),
 ])
+@pytest.mark.slow
 def test_fused_chunk_matches_xla_step(mnist, hidden, batch, preprocess):
     spec = MLPSpec(hidden=hidden, preprocess=preprocess)
     cfg = TrainConfig(batch_size=batch, lr=3e-3, validation="none")
@@ -77,6 +78,7 @@ def test_fused_chunk_matches_xla_step(mnist, hidden, batch, preprocess):
     assert int(np.asarray(per_step[1]).sum()) == int(hits)
 
 
+@pytest.mark.slow
 def test_fit_with_the_fused_step_matches_xla(mnist):
     """Whole epochs through the engine: chunks of several fused steps, and a last partial batch
     (12 examples) that XLA's step trains."""

@@ -74,6 +74,7 @@ def run(name: str, tmp_path: Path) -> tuple[object, str, object]:
 
 
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
+@pytest.mark.slow
 def test_scenario_matches_keras(name, tmp_path):
     want = RECORDED[name]
     assert "error" not in want, want.get("traceback")

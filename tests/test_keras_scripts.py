@@ -109,6 +109,7 @@ SYNTHETIC = ("tf_basic_classification", "geron_homl3_ch10_fashion")
 
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in SCRIPTS.glob("*.py") if p.stem not in NOT_HERE))
+@pytest.mark.slow
 def test_public_script_runs_as_on_keras(name, fashion_mirror):
     keras.utils.clear_session()
     want = KERAS[name]

@@ -22,6 +22,7 @@ def _fresh_layer_names():
 
 
 
+@pytest.mark.slow
 def test_tutorial_cells_in_order(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     # In [2]: import numpy as np / import mnist / import keras
@@ -174,6 +175,7 @@ def test_tutorial_cells_in_order(tmp_path, monkeypatch):
     assert 0.1 < history.history["val_accuracy"][0] <= 1
 
 
+@pytest.mark.slow
 def test_notebook_runs(tmp_path, monkeypatch):
     nbformat = pytest.importorskip("nbformat")
     from nbclient import NotebookClient

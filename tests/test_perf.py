@@ -60,6 +60,7 @@ def test_compile_cache_lives_in_digitnet_home_and_is_reused(tmp_path):
 
 
 
+@pytest.mark.slow
 def test_keras_front_end_uses_the_compile_cache(tmp_path):
     # A notebook that only uses digitnet.keras keeps its compiled programs as digitnet.fit does:
     # predict alone (a loaded model, no compile()) writes them, a second process adds nothing.
@@ -74,6 +75,7 @@ def test_keras_front_end_uses_the_compile_cache(tmp_path):
 
 
 @pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="XLA's pool has one thread anyway")
+@pytest.mark.slow
 def test_sweep_workers_give_xla_one_thread():
     # A sweep's worker processes call one_xla_thread before their first computation; XLA's CPU
     # client then runs a pool of one thread (named XLAEigen) instead of one per core.

@@ -60,6 +60,7 @@ def assert_close(a, b, atol=1e-4):
     [{"seed": 3, "optimizer": "sgd", "momentum": 0.9, "lr": 0.05},
      {"seed": 4, "optimizer": "sgd", "momentum": 0.5, "lr": 0.1}],
 ])
+@pytest.mark.slow
 def test_members_match_training_alone(small, knobs):
     members = []
     for k in knobs:
@@ -85,6 +86,7 @@ def test_a_population_of_one_is_todays_path_bit_for_bit(small):
         assert np.array_equal(np.asarray(x), np.asarray(y))
 
 
+@pytest.mark.slow
 def test_host_gathered_chunks_train_a_population_to_the_same_bits(small):
     # EngineSettings.host_gather (a CPU's default): each member's chunk of examples gathered by
     # NumPy and passed in, instead of gathered in the program from the shared training set.
@@ -287,6 +289,7 @@ def population_of_three(ds):
             for s, lr, eps in ((1, 1e-3, 0.1), (2, 3e-3, 0.05), (3, 2e-3, 0.1))]
 
 
+@pytest.mark.slow
 def test_members_sharded_over_two_devices_match_one_device(small, small_data, tmp_path):
     import os
     import subprocess

@@ -108,6 +108,7 @@ def run_line(line: str, small: Path, work: Path, env: dict) -> str | None:
     return None if p.returncode == 0 else f"{line}\n{out}\n{err}"
 
 
+@pytest.mark.slow
 def test_readme_command_block_runs(workdir):
     from concurrent.futures import ThreadPoolExecutor
 

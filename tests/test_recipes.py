@@ -88,6 +88,7 @@ def test_api_fit_with_a_recipe(small):
     assert model.config["metrics"]["test_accuracy"] > 0.5  # 512 images are enough to learn
 
 
+@pytest.mark.slow
 def test_training_with_augmentation_is_deterministic(small):
     spec = MLPSpec(hidden=(16,), dropout=0.2, input_dropout=0.1)
     x, y = small.x_train[:128], small.y_train[:128]

@@ -34,6 +34,7 @@ def test_decompression_bombs_are_refused_within_1_gib(which, tmp_path):
             assert outcome.startswith("DigitnetError"), (label, outcome)
 
 
+@pytest.mark.slow
 def test_kill_9_during_training_then_resume_loses_nothing(tmp_path):
     report = rel.kill_resume(tmp_path, kills=2, epochs=8)
     assert len(report.kills) >= 2 and report.completions >= 1
@@ -81,6 +82,7 @@ def test_stale_temporary_files_are_removed_and_never_loaded(tmp_path, trained_ru
     assert (run / "notes.tmp").exists()
 
 
+@pytest.mark.slow
 def test_a_diverging_run_stops_with_one_line_and_keeps_its_checkpoint(tmp_path):
     out = rel.diverge(tmp_path)
     assert out["exit"] == 2 and len(out["stderr"].splitlines()) == 1
@@ -97,6 +99,7 @@ def test_weights_that_blew_up_after_the_last_loss_never_reach_a_checkpoint():
         check_finite([{"kernel": np.array([[1.0, np.inf]], np.float32)}], 2, 0.1)
 
 
+@pytest.mark.slow
 def test_downloads_killed_or_run_twice_at_once_never_corrupt_the_cache(tmp_path):
     out = rel.download_faults(tmp_path, kills=1)
     assert out["kills"] == 1 and out["corrupt"] == 0
@@ -106,6 +109,7 @@ def test_downloads_killed_or_run_twice_at_once_never_corrupt_the_cache(tmp_path)
 
 
 @pytest.mark.parametrize("cls", attacks.WORKER_CLASSES)
+@pytest.mark.slow
 def test_hostile_files_and_options_of_each_class_end_in_one_line(cls, tmp_path):
     """Issue 16, library and CLI side: a few generated cases of each class (the full suite runs
     hundreds: `python -m tests.reliability --full --parts attack`)."""

@@ -82,6 +82,7 @@ def test_compare_refuses_other_data_and_single_runs(two_runs, trained_run):
         compare_runs([two_runs / "slow"])
 
 
+@pytest.mark.slow
 def test_cli_runs_compare_and_report(two_runs, tmp_path, capsys):
     from digitnet.cli import main
 

@@ -169,6 +169,7 @@ def test_worker_processes_match_in_process(tiny_sweep, tiny_sweep_file, small_da
                 == (tiny_sweep / "trials" / tid / "weights.safetensors").read_bytes())
 
 
+@pytest.mark.slow
 def test_successive_halving_continues_the_best_point_to_the_same_result(tiny_sweep, small_data,
                                                                        tiny_sweep_file, tmp_path):
     import tomllib
@@ -199,6 +200,7 @@ def test_halving_rejects_bad_settings():
         make_plan({"base": {"schedule": "cosine"}, "halving": {}})
 
 
+@pytest.mark.slow
 def test_groups_side_by_side_on_devices_match_one_device(small_data, tmp_path):
     """A sweep in one process with two CPU devices trains each shape group whole on one device,
     two at a time (executors.run_on_devices): the same bits as one group after the other on one

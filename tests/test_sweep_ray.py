@@ -25,6 +25,7 @@ def ray_cli() -> str:
     return shutil.which("ray") or str(Path(sys.executable).with_name("ray"))
 
 
+@pytest.mark.slow
 def test_ray_backend_matches_local(tiny_sweep, tiny_sweep_file, small_data):
     pytest.importorskip("ray")
     if os.geteuid() != 0 or not shutil.which("unshare"):

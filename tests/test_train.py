@@ -233,6 +233,7 @@ def test_a_split_first_gradient_changes_speed_not_the_training(mnist):
 @pytest.mark.parametrize("cfg", [TrainConfig(epochs=2, seed=5, validation="none"),
                                  TrainConfig(epochs=1, seed=6, validation="none", batch_size=64,
                                              optimizer="sgd", momentum=0.9, chunks_per_epoch=3)])
+@pytest.mark.slow
 def test_host_gathered_chunks_train_the_same_bits(mnist, cfg):
     # EngineSettings.host_gather (the CPU's default) hands the compiled chunk its examples
     # gathered by NumPy instead of gathering them in the program: the same examples, so the
@@ -278,6 +279,7 @@ def test_engine_settings_are_part_of_the_engine_cache_key():
         EngineSettings(unroll=0)
 
 
+@pytest.mark.slow
 def test_per_batch_values_add_up_to_the_epoch(mnist):
     """on_batches_end gets each batch's loss and accuracy, in step order, chunk by chunk; they
     average to the epoch's logs (a last partial batch weighs by its size)."""

@@ -9,6 +9,7 @@ import pytest
 import reliability as rel
 
 
+@pytest.mark.slow
 def test_the_service_answers_fuzzed_requests_without_5xx(server):
     out = rel.service_faults(server, cases=40)
     assert out["server_errors"] == 0 and out["cases"] >= 20, out["operations"]

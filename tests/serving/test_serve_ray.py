@@ -30,6 +30,7 @@ def ray_cli() -> str:
     return shutil.which("ray") or str(Path(sys.executable).with_name("ray"))
 
 
+@pytest.mark.slow
 def test_ray_serve_answers_as_digitnet_serve(run_dir):
     pytest.importorskip("ray.serve")
     if os.geteuid() != 0 or not shutil.which("unshare"):

@@ -182,6 +182,7 @@ def test_health_answers_under_a_slowloris_past_the_descriptor_limit(run_dir, tmp
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
+@pytest.mark.slow
 def test_workers_share_the_port_and_the_metrics_and_dead_workers_leave_them(run_dir, tmp_path):
     from prometheus_client.mmap_dict import MmapedDict
 
