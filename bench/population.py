@@ -3,8 +3,9 @@ less per model than training them one by one; 8 tutorial seeds take at most 3× 
 of one `digitnet train`; the tutorial's sweep runs at least 2× faster than before populations.
 
 `python -m bench.population [--parts kscan,seeds,sweep] [--ks 1,2,4,8,16] [--rounds 2]
-[--baseline-src DIR]` writes bench/results/population.json (merging the parts it ran) and
-prints Markdown for docs/performance.md.
+[--baseline-src DIR]` writes bench/results/population.json (merging the parts it ran on this
+machine: parts from another machine are dropped); `--write docs/performance.md` then writes its
+section there, between markers that `python -m bench` keeps.
 
 - kscan: in this process, the tutorial's model (784-64-64-10, Adam, batch 32, full MNIST) as a
   population of K members, two epochs; the second epoch's wall and CPU seconds per model-epoch
@@ -182,9 +183,53 @@ def sweep_summary(res: dict[str, list[dict]], sweep_file: Path, partial: bool) -
     return out
 
 
+BEGIN = "<!-- population: begin (python -m bench.population --write docs/performance.md) -->"
+END = "<!-- population: end -->"
+
+
+def this_machine() -> dict:
+    from digitnet.tuning import machine, machine_key
+
+    m = machine()
+    return {"key": machine_key(m), "cpu": m["cpu"], "cpu_id": m.get("cpu_id"), "cores": m["cores"]}
+
+
+def same_machine(doc: dict, key: str) -> dict:
+    """The parts of `doc` measured on the machine `key`: a part from another machine is dropped
+    when this one measures, as figures of two machines are never shown side by side."""
+    parts = {name: v for name, v in doc.items() if isinstance(v, dict) and "started" in v}
+    gone = [name for name, v in parts.items() if v.get("machine", {}).get("key") != key]
+    for name in gone:
+        print(f"dropping part {name} of {doc[name]['started']}: measured on another machine",
+              file=sys.stderr, flush=True)
+    errors = {n: e for n, e in doc.get("errors", {}).items() if e.get("machine", {}).get("key") == key}
+    return {**{k: v for k, v in doc.items() if k not in gone and k != "errors"},
+            **({"errors": errors} if errors else {})}
+
+
+def write_section(path: Path, section: str) -> None:
+    """Replace the population block of `path` (BEGIN … END), or append it; atomically."""
+    import re
+
+    text = path.read_text() if path.exists() else ""
+    block = f"{BEGIN}\n{section.rstrip()}\n{END}"
+    pattern = re.compile(r"<!-- population: begin.*?(<!-- population: end -->|\Z)", re.S)
+    new = pattern.sub(lambda _: block, text, count=1) if pattern.search(text) else \
+        f"{text.rstrip()}\n\n{block}\n"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(new if new.endswith("\n") else new + "\n")
+    tmp.replace(path)
+
+
 def render(doc: dict) -> str:
     """The Markdown of docs/performance.md's population section, from population.json."""
     out = ["## Populations: many models in one program (bench/population.py)", ""]
+    machines = {(v["machine"]["cpu"], v["machine"]["cpu_id"], v["machine"]["cores"])
+                for v in doc.values() if isinstance(v, dict) and "machine" in v}
+    if machines:
+        out += ["Measured on " + "; ".join(f"{c} ({i}), {n} cores" for c, i, n in sorted(machines))
+                + " (bench/results/population.json: a part measured on another machine replaces"
+                " the file's parts from this one).", ""]
     if "kscan" in doc:
         ks = doc["kscan"]
         out += [f"`{ks['command']}` ({ks['started']}, {ks['cores']} cores): the tutorial's model "
@@ -262,14 +307,22 @@ def main() -> None:
     ap.add_argument("--part-timeout", type=float, default=1800,
                     help="seconds any one command may run before its part is given up")
     ap.add_argument("--render", action="store_true", help="print the Markdown section and exit")
+    ap.add_argument("--write", metavar="DOC",
+                    help="write the section into DOC (docs/performance.md) between its markers, and exit")
     args = ap.parse_args()
     path = Path(args.results)
     doc = json.loads(path.read_text()) if path.exists() else {}
     if args.render:
         print(render(doc))
         return
+    if args.write:
+        write_section(Path(args.write), render(doc))
+        print(f"wrote the population section of {args.write}")
+        return
     meta = {"started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cores": os.cpu_count(),
-            "command": " ".join(["python -m bench.population", *sys.argv[1:]])}
+            "command": " ".join(["python -m bench.population", *sys.argv[1:]]),
+            "machine": this_machine()}
+    doc = same_machine(doc, meta["machine"]["key"])
     data = ["--data-dir", args.data_dir] if args.data_dir else []
     t0 = time.perf_counter()
 
