@@ -194,12 +194,31 @@ def load_checkpoint(run_dir: Path, spec: MLPSpec, cfg: TrainConfig, n_train: int
         if v is None or v.size != np.size(leaf) or v.dtype != leaf.dtype:
             raise ModelFileError(f"{path}: optimizer state does not match this configuration")
         restored.append(v.reshape(np.shape(leaf)))
-    try:
-        epoch, history = int(meta["epoch"]), json.loads(meta["history"])
-    except (KeyError, ValueError) as exc:
-        raise ModelFileError(f"{path}: bad checkpoint metadata ({exc})") from None
+    epoch, history = checkpoint_progress(meta, path)
     return TrainState(params=params, opt_state=jax.tree.unflatten(treedef, restored),
                       epoch=epoch, history=history)
+
+
+def checkpoint_progress(meta: dict[str, str], path: Path) -> tuple[int, list[dict[str, float]]]:
+    """The epochs completed and the history a checkpoint's metadata records, checked as
+    read_history checks history.csv: an epoch count within the epochs a run may have, and rows
+    of known fields holding finite numbers, one per epoch at most."""
+    from digitnet.trainconfig import INT_BOUNDS
+
+    try:
+        text = meta["epoch"]
+        epoch = int(text) if text.isdigit() and len(text) <= 7 else -1
+        rows = json.loads(meta["history"], parse_constant=float)
+    except (KeyError, ValueError, RecursionError) as exc:
+        raise ModelFileError(f"{path}: bad checkpoint metadata ({exc.__class__.__name__})") from None
+    if not 0 <= epoch <= INT_BOUNDS["epochs"]:
+        raise ModelFileError(f"{path}: bad checkpoint metadata (epoch {text[:20]!r})")
+    if not isinstance(rows, list) or len(rows) > epoch or not all(
+            isinstance(r, dict) and r.keys() <= set(HISTORY_FIELDS)
+            and all(type(v) in (int, float) and np.isfinite(v) for v in r.values()) for r in rows):
+        raise ModelFileError(f"{path}: bad checkpoint metadata (history is not a list of at most "
+                             f"{epoch} rows of finite {', '.join(HISTORY_FIELDS)})")
+    return epoch, rows
 
 
 def spec_from_config(config: dict[str, Any], path: Path) -> MLPSpec:
