@@ -64,6 +64,15 @@ METRICS = ("test_accuracy", "test_loss", "val_accuracy", "val_loss", "accuracy",
            "train_seconds")
 # results.csv has one column per option too, so the metric `epochs` (how many ran) is renamed.
 CSV_METRICS = {k: "epochs_trained" if k == "epochs" else k for k in METRICS}
+# Trials one sweep file may expand to (points of all groups × seeds), counted before any list of
+# them is built: a 60-byte file asking for 10**9 repeats or samples, or a grid of a few long
+# axes, would otherwise fill memory or take hours to list.
+MAX_TRIALS = 10_000
+
+
+def check_trials(n: int, what: str) -> None:
+    if n > MAX_TRIALS:
+        raise ConfigError(f"{what} makes {n:,} trials, more than a sweep may have ({MAX_TRIALS:,})")
 
 
 @dataclass
@@ -131,6 +140,7 @@ def grid_points(name: str, table: dict[str, Any]) -> tuple[list[str], list[dict[
             choices.append([{key: v} for v in values])
     if not choices:
         raise ConfigError(f"grid.{name}: no axes")
+    check_trials(math.prod(map(len, choices)), f"grid.{name}")
     points = [{k: v for part in combo for k, v in part.items()} for combo in itertools.product(*choices)]
     return axes, points
 
@@ -141,6 +151,7 @@ def random_points(name: str, table: dict[str, Any]) -> tuple[list[str], list[dic
     rng = random.Random(table.pop("seed", 0))
     if not isinstance(samples, int) or samples < 1:
         raise ConfigError(f"random.{name}: `samples` must be a positive integer")
+    check_trials(samples, f"random.{name}")
     if not table:
         raise ConfigError(f"random.{name}: no axes")
     check_keys(table, f"random.{name}")
@@ -168,6 +179,7 @@ def make_plan(doc: dict[str, Any], data_dir: str | None = None) -> Plan:
     repeats = doc.get("repeats", 1)
     if not isinstance(repeats, int) or repeats < 1:
         raise ConfigError("repeats must be a positive integer")
+    check_trials(repeats, "repeats")
     seeds = doc.get("seeds", list(range(1, repeats + 1)))
     if not (isinstance(seeds, list) and seeds and all(isinstance(s, int) for s in seeds)):
         raise ConfigError("seeds must be a non-empty list of integers")
@@ -191,6 +203,7 @@ def make_plan(doc: dict[str, Any], data_dir: str | None = None) -> Plan:
     if not pointsets:
         groups["base"] = {"kind": "grid", "axes": [], "description": ""}
         pointsets.append(("base", [{}]))
+    check_trials(sum(len(points) for _, points in pointsets) * len(seeds), "the sweep")
 
     trials: dict[str, Trial] = {}
     for name, points in pointsets:
