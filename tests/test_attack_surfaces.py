@@ -1,0 +1,178 @@
+"""Bytes written by an attacker who reads our source, on surfaces tests/attacks.py does not
+generate: checkpoint metadata, sweep files that expand to huge plans, gzip streams with data
+after their end, .keras archives with huge central directories (the service's side:
+tests/serving/test_attack_requests.py). Each must end in one clear line, a DigitnetError,
+before anything large is allocated."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import resource
+import shutil
+import struct
+import time
+
+import numpy as np
+import pytest
+
+import digitnet
+from digitnet import artifacts as art
+from digitnet import sweep
+from digitnet.data import idx
+from digitnet.errors import ConfigError, DataError, DigitnetError, ModelFileError
+from digitnet.train import TrainConfig
+
+
+def bounded(fn, error: type[Exception], match: str, mib: int = 64, cpu: float = 1.0) -> None:
+    """fn() raises `error` (one line matching `match`) within `cpu` seconds and `mib` of peak RSS."""
+    rss, t0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, time.process_time()
+    with pytest.raises(error, match=match) as exc:
+        fn()
+    assert "\n" not in str(exc.value)
+    assert time.process_time() - t0 < cpu
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss < mib << 10
+
+
+@pytest.fixture(scope="module")
+def checkpoint(trained_run):
+    """The tensors and metadata of a trained run's checkpoint, and the run's spec."""
+    from safetensors.numpy import load
+
+    data = (trained_run / art.CHECKPOINT).read_bytes()
+    n = int.from_bytes(data[:8], "little")
+    return load(data), json.loads(data[8 : 8 + n])["__metadata__"], digitnet.load(trained_run).spec
+
+
+class TestCheckpointMetadata:
+    """`train --resume` reads epoch and history from checkpoint.safetensors' __metadata__: JSON
+    in a string that safetensors' own depth limit never sees. Before: RecursionError or
+    AttributeError tracebacks, and a negative or huge epoch, junk or NaN rows accepted."""
+
+    BAD = {
+        "history nested 100000 deep": {"history": "[" * 100_000 + "]" * 100_000},
+        "history a string": {"history": '"abc"'},
+        "history of numbers": {"history": "[1, 2, 3]"},
+        "history row of wrong types": {"history": '[{"epoch": "x", "loss": [1]}]'},
+        "history row with NaN": {"history": '[{"epoch": 1, "loss": NaN}]'},
+        "history row with an unknown field": {"history": '[{"epoch": 1, "evil": 1}]'},
+        "history longer than its epochs": {"epoch": "1", "history": '[{"epoch": 1}, {"epoch": 2}]'},
+        "epoch negative": {"epoch": "-5"},
+        "epoch beyond any run": {"epoch": "1000000000000"},
+        "epoch of 5000 digits": {"epoch": "9" * 5000},
+        "epoch a float": {"epoch": "1e3"},
+        "no epoch": {"epoch": None},
+    }
+
+    def resume(self, run, checkpoint, meta):
+        from safetensors.numpy import save
+
+        tensors, _, spec = checkpoint
+        (run / art.CHECKPOINT).write_bytes(save(tensors, metadata={k: v for k, v in meta.items()
+                                                                   if v is not None}))
+        return art.load_checkpoint(run, spec, TrainConfig(epochs=1), 1000)
+
+    @pytest.mark.parametrize("label", BAD)
+    def test_bad_metadata_is_one_line(self, label, checkpoint, trained_run, tmp_path):
+        run = tmp_path / "run"
+        shutil.copytree(trained_run, run)
+        meta = {**checkpoint[1], **self.BAD[label]}
+        self.resume(run, checkpoint, checkpoint[1])  # compiled and loaded once, outside the bounds
+        bounded(lambda: self.resume(run, checkpoint, meta), ModelFileError,
+                "bad checkpoint metadata")
+
+    def test_the_checkpoint_as_written_resumes(self, checkpoint, trained_run, tmp_path):
+        run = tmp_path / "run"
+        shutil.copytree(trained_run, run)
+        state = self.resume(run, checkpoint, checkpoint[1])
+        assert state.epoch == 1 and [r["epoch"] for r in state.history] == [1]
+
+
+class TestSweepPlanSize:
+    """A sweep file is expanded into trials before anything trains. Before: `repeats = 10**9`
+    and a 6-axis grid raised MemoryError; `samples = 10**9` and 100,000 seeds over a 999-point
+    grid ran past 60 s, all from files of a few bytes to 700 kB."""
+
+    DOCS = {
+        "repeats 10**9": {"repeats": 10**9},
+        "random samples 10**9": {"random": {"a": {"samples": 10**9, "lr": {"uniform": [1e-3, 0.1]}}}},
+        "grid of 6 axes × 199": {"grid": {"g": {k: list(range(1, 200)) for k in (
+            "epochs", "batch_size", "seed", "patience", "step_epochs", "chunks_per_epoch")}}},
+        "100,000 seeds × 999 points": {"seeds": list(range(100_000)),
+                                       "grid": {"g": {"epochs": list(range(1, 1000))}}},
+        "grid points × 3 groups": {"grid": {f"g{i}": {"epochs": list(range(1, 5000))}
+                                            for i in range(3)}},
+    }
+
+    @pytest.mark.parametrize("label", DOCS)
+    def test_plans_beyond_the_trial_limit_are_refused_before_expansion(self, label):
+        bounded(lambda: sweep.make_plan(self.DOCS[label]), ConfigError,
+                f"trials, more than a sweep may have \\({sweep.MAX_TRIALS:,}\\)")
+
+    def test_a_tiny_file_asking_for_a_billion_repeats(self, tmp_path):
+        path = tmp_path / "s.toml"
+        path.write_text("repeats = 1000000000\n")
+        bounded(lambda: sweep.load_plan(path), ConfigError, "repeats makes 1,000,000,000 trials")
+
+    def test_a_plan_at_the_limit_is_listed(self):
+        plan = sweep.make_plan({"seeds": list(range(1, 11)),
+                                "grid": {"g": {"epochs": list(range(1, sweep.MAX_TRIALS // 10 + 1))}}})
+        assert len(plan.trials) == sweep.MAX_TRIALS
+
+
+class TestGzipTrailingData:
+    """An IDX .gz is one gzip member. Before: bytes after its end (junk, or a second member of
+    any size) were silently ignored, while a raw IDX file with extra bytes is refused."""
+
+    IDX = idx.encode_idx(np.arange(300 * 40, dtype=np.uint8).reshape(300, 40))
+    TAILS = {
+        "junk": gzip.compress(IDX) + b"JUNK" * 1000,
+        "a second member": gzip.compress(IDX) + gzip.compress(b"\0" * (1 << 20)),
+        "a small file, then junk": gzip.compress(IDX[:20]) + b"x",
+    }
+
+    @pytest.mark.parametrize("label", TAILS)
+    def test_data_after_the_gzip_stream_is_refused(self, label, tmp_path):
+        path = tmp_path / "x-idx.gz"
+        path.write_bytes(self.TAILS[label])
+        bounded(lambda: idx.read_idx(path), DataError, "after the end of the gzip stream")
+
+    def test_one_member_reads(self, tmp_path):
+        path = tmp_path / "x-idx.gz"
+        path.write_bytes(gzip.compress(self.IDX))
+        assert idx.read_idx(path).shape == (300, 40)
+
+
+def zip_directory(entries: int, declared: int | None = None) -> bytes:
+    """A zip whose central directory holds `entries` copies of one entry (all pointing at one
+    local header), its end record (zip64) declaring `declared` members."""
+    name = b"a"
+    local = struct.pack("<4s5H3L2H", b"PK\x03\x04", 20, 0, 0, 0, 0, 0, 0, 0, 1, 0) + name
+    entry = struct.pack("<4s6H3L5H2L", b"PK\x01\x02", 20, 20, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0,
+                        0, 0) + name
+    cd, n = entry * entries, entries if declared is None else declared
+    z64 = struct.pack("<4sQ2H2L4Q", b"PK\x06\x06", 44, 45, 45, 0, 0, n, n, len(cd), len(local))
+    locator = struct.pack("<4sLQL", b"PK\x06\x07", 0, len(local) + len(cd), 1)
+    end = struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, 0xFFFF, 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 0)
+    return local + cd + z64 + locator + end
+
+
+class TestKerasArchiveDirectory:
+    """zipfile.ZipFile builds one object per central-directory entry before MAX_MEMBERS can be
+    checked. Before: a 47 MB .keras of a million entries cost 15 s of CPU and ~370 MB of RSS."""
+
+    CASES = {"200,000 entries": zip_directory(200_000),
+             "2 declared over 200,000 entries": zip_directory(200_000, declared=2),
+             "10**9 declared": zip_directory(1, declared=10**9)}
+
+    @pytest.mark.parametrize("label", CASES)
+    @pytest.mark.parametrize("how", ["load_model", "load_weights"])
+    def test_huge_directories_are_refused_before_parsing(self, label, how, tmp_path):
+        from digitnet import keras
+
+        path = tmp_path / "m.keras"
+        path.write_bytes(self.CASES[label])
+        model = keras.Sequential([keras.Input((784,)), keras.layers.Dense(10, activation="softmax")])
+        load = (lambda: keras.models.load_model(path)) if how == "load_model" else (
+            lambda: model.load_weights(path))
+        bounded(load, DigitnetError, "zip directory of .* members in .* bytes", cpu=0.5)
