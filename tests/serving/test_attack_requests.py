@@ -24,6 +24,16 @@ def png_28() -> bytes:
 PNG_28 = png_28()
 
 
+def thin_png() -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("L", (1, 999_999)).save(buf, "PNG")
+    return buf.getvalue()
+
+
 def multipart(parts: list[bytes], boundary: bytes = b"zz") -> tuple[bytes, dict[str, str]]:
     body = b"".join(b"--" + boundary + b"\r\n" + p + b"\r\n" for p in parts) + b"--" + boundary + b"--\r\n"
     return body, {"content-type": f"multipart/form-data; boundary={boundary.decode()}"}
@@ -67,6 +77,8 @@ REQUESTS = [
     ("no content-type", "POST", "/predict", PNG_28, {}, {415}),
     ("image/svg+xml holding a PNG", "POST", "/predict", PNG_28, {"content-type": "image/svg+xml"},
      {200, 422}),
+    ("a 1×999,999 PNG (under the pixel limit, decoded row by row)", "POST", "/predict",
+     thin_png(), {"content-type": "image/png"}, {413}),
     ("image/* to the batch", "POST", "/predict/batch", PNG_28, {"content-type": "image/png"}, {415}),
     ("JSON as latin-1 (UTF-16 bytes)", "POST", "/predict", '{"pixels": []}'.encode("utf-16"),
      {"content-type": "APPLICATION/JSON; charset=latin-1"}, {400}),
