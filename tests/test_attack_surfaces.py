@@ -262,3 +262,53 @@ class TestEnsembleMembers:
         from digitnet.ensemble import MAX_MEMBERS
 
         assert len(digitnet.load(self.ensemble(tmp_path / "ens", MAX_MEMBERS)).members) == MAX_MEMBERS
+
+
+def results_doc(**trial: object) -> dict:
+    """A sweep's results.json of one complete trial, its record updated with `trial`."""
+    record = {"id": "0123456789ab", "groups": ["g"], "status": "complete", "error": None,
+              "run_dir": "trials/0123456789ab", "options": {"epochs": 1},
+              "metrics": {"test_accuracy": 0.9, "train_seconds": 1.0}, "wall_seconds": 1.0}
+    return {"format": sweep.FORMAT, "groups": {"g": {"kind": "grid", "axes": [], "description": ""}},
+            "halving": None, "planned": 1, "finished": 1, "trials": [{**record, **trial}]}
+
+
+class TestSweepResults:
+    """`digitnet report SWEEP` and `sweep --resume` index results.json's records directly.
+    Before: KeyError, TypeError tracebacks (`trials: [1]`, no `groups`, a metric "x"), and a
+    run_dir of "/etc" or "../x" was followed out of the sweep folder."""
+
+    BAD = {
+        "a trial that is a number": {"trials": [1]},
+        "no groups": {"groups": None},
+        "a group without kind": {"groups": {"g": {"axes": []}}},
+        "planned as a string": {"planned": "1"},
+        "too many trials": {"trials": [{}] * (sweep.MAX_TRIALS + 1)},
+    }
+    BAD_TRIALS = {
+        "metric a string": {"metrics": {"test_accuracy": "x", "train_seconds": 1}},
+        "metric NaN": {"metrics": {"test_accuracy": float("nan"), "train_seconds": 1}},
+        "complete without accuracy": {"metrics": {"train_seconds": 1}},
+        "run_dir absolute": {"run_dir": "/etc"},
+        "run_dir escaping": {"run_dir": "../../x"},
+        "id with a slash": {"id": "../x", "run_dir": "trials/../x"},
+        "status unknown": {"status": "pwned"},
+        "options a list": {"options": [1]},
+        "groups a string": {"groups": "g"},
+        "no wall_seconds": {"wall_seconds": None},
+    }
+
+    @pytest.mark.parametrize("label", [*BAD, *BAD_TRIALS])
+    def test_bad_results_are_one_line(self, label, tmp_path):
+        from digitnet.report import sweep_report
+
+        doc = ({**results_doc(), **self.BAD[label]} if label in self.BAD
+               else results_doc(**self.BAD_TRIALS[label]))
+        (tmp_path / sweep.RESULTS_JSON).write_text(json.dumps(doc))
+        bounded(lambda: sweep_report(tmp_path), ConfigError, "not a valid sweep results file")
+        with pytest.raises(ConfigError, match="not a valid sweep results file"):
+            sweep.finished_records(tmp_path)
+
+    def test_the_record_a_sweep_writes_is_read(self, tmp_path):
+        (tmp_path / sweep.RESULTS_JSON).write_text(json.dumps(results_doc()))
+        assert sweep.read_results(tmp_path)["trials"][0]["id"] == "0123456789ab"

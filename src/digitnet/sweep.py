@@ -241,11 +241,46 @@ def trial_record(trial: Trial, result: dict[str, Any]) -> dict[str, Any]:
 
 
 def read_results(sweep_dir: Path) -> dict[str, Any]:
+    """results.json, with every field that the report and a resumed sweep read checked: a file
+    in a folder someone else made must fail in one line, not in a KeyError deep in a report."""
     path = Path(sweep_dir) / RESULTS_JSON
     doc = art.read_json(path)
     if doc.get("format") != FORMAT or not isinstance(doc.get("trials"), list):
         raise ConfigError(f"{path}: not a digitnet sweep results file")
+    problem = results_problem(doc)
+    if problem:
+        raise ConfigError(f"{path}: not a valid sweep results file ({problem})")
     return doc
+
+
+def results_problem(doc: dict[str, Any]) -> str | None:
+    """What is wrong with a results document's structure, or None."""
+    def number(v: Any) -> bool:
+        return type(v) in (int, float) and math.isfinite(v)
+
+    trials, groups = doc["trials"], doc.get("groups")
+    if len(trials) > MAX_TRIALS:
+        return f"{len(trials):,} trials, more than a sweep may have ({MAX_TRIALS:,})"
+    if not (type(doc.get("planned")) is int and type(doc.get("finished")) is int):
+        return "planned and finished must be integers"
+    if not isinstance(groups, dict) or not all(
+            isinstance(g, dict) and g.get("kind") in ("grid", "random")
+            and isinstance(g.get("axes"), list) and all(isinstance(a, str) for a in g["axes"])
+            and isinstance(g.get("description", ""), str) for g in groups.values()):
+        return "groups must map names to {kind, axes, description}"
+    for i, r in enumerate(trials):
+        ok = (isinstance(r, dict) and isinstance(r.get("id"), str)
+              and r.get("run_dir") == f"{TRIALS}/{r['id']}" and r["id"].isalnum()
+              and r.get("status") in ("complete", "failed", "promoted", "stopped")
+              and isinstance(r.get("options"), dict)
+              and isinstance(r.get("groups"), list) and all(isinstance(g, str) for g in r["groups"])
+              and isinstance(r.get("metrics"), dict) and r["metrics"].keys() <= set(METRICS)
+              and all(number(v) for v in r["metrics"].values())
+              and (r.get("status") == "failed" or {"test_accuracy", "train_seconds"} <= r["metrics"].keys())
+              and isinstance(r.get("error"), str | None) and number(r.get("wall_seconds")))
+        if not ok:
+            return f"trial {i} is not a record this sweep writes"
+    return None
 
 
 def finished_records(sweep_dir: Path) -> dict[str, dict[str, Any]]:
