@@ -5,33 +5,25 @@ a 4xx carrying {"error", "detail"} in one line, and the server keeps answering /
 
 from __future__ import annotations
 
+import base64
 import json
 
 import httpx
 import pytest
 
 
-def png_28() -> bytes:
+def png(width: int, height: int) -> bytes:
+    """A blank grey PNG."""
     import io
 
     from PIL import Image
 
     buf = io.BytesIO()
-    Image.new("L", (28, 28), 0).save(buf, "PNG")
+    Image.new("L", (width, height)).save(buf, "PNG")
     return buf.getvalue()
 
 
-PNG_28 = png_28()
-
-
-def thin_png() -> bytes:
-    import io
-
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.new("L", (1, 999_999)).save(buf, "PNG")
-    return buf.getvalue()
+PNG_28 = png(28, 28)
 
 
 def multipart(parts: list[bytes], boundary: bytes = b"zz") -> tuple[bytes, dict[str, str]]:
@@ -78,7 +70,14 @@ REQUESTS = [
     ("image/svg+xml holding a PNG", "POST", "/predict", PNG_28, {"content-type": "image/svg+xml"},
      {200, 422}),
     ("a 1×999,999 PNG (under the pixel limit, decoded row by row)", "POST", "/predict",
-     thin_png(), {"content-type": "image/png"}, {413}),
+     png(1, 999_999), {"content-type": "image/png"}, {413}),
+    # The session's server: 1,000,000 px an image, so 4,000,000 px a request (inputs.images)
+    ("8 blank 1000² PNGs in JSON (8 Mpx)", "POST", "/predict/batch",
+     json.dumps({"images": [base64.b64encode(png(1000, 1000)).decode()] * 8}).encode(), J, {413}),
+    ("8 blank 1000² PNGs in multipart (8 Mpx)", "POST", "/predict/batch",
+     *multipart([file_part(b"files", data=png(1000, 1000))] * 8), {413}),
+    ("4 blank 1000² PNGs (4 Mpx)", "POST", "/predict/batch",
+     *multipart([file_part(b"files", data=png(1000, 1000))] * 4), {422}),
     ("image/* to the batch", "POST", "/predict/batch", PNG_28, {"content-type": "image/png"}, {415}),
     ("JSON as latin-1 (UTF-16 bytes)", "POST", "/predict", '{"pixels": []}'.encode("utf-16"),
      {"content-type": "APPLICATION/JSON; charset=latin-1"}, {400}),

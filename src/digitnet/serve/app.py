@@ -201,8 +201,7 @@ def create_app(model_dir: str | os.PathLike, limits: Limits | None = None, *, ma
             return lambda: inputs.from_json(inputs.parse_json(body), dim, limits.max_image_pixels)
         if ctype == "multipart/form-data":
             files = await uploaded_files(request, limits.max_batch, single=not batch)
-            return lambda: np.stack([inputs.image(data, limits.max_image_pixels, name)
-                                     for name, data in files])
+            return lambda: inputs.images(files, limits.max_image_pixels)
         if not batch and (ctype.startswith("image/") or ctype == "application/octet-stream"):
             body = await request.body()
             return lambda: inputs.image(body, limits.max_image_pixels)[None]
