@@ -53,6 +53,10 @@ def pixels(value: Any, dim: int, where: str = "pixels") -> np.ndarray:
 
     if not isinstance(value, list):
         raise ClientError(422, "invalid_pixels", f"{where} must be a list of {dim} numbers")
+    rows = [len(v) for v in value if isinstance(v, list)]
+    if rows and (len(rows) != len(value) or min(rows) != max(rows)):  # 27 rows of 28 + 28 numbers
+        raise ClientError(422, "invalid_pixels", f"{where} must be {dim} numbers, or rows of "
+                                                 "numbers all of one length")
     walk(value, 0)
     for v in flat:
         if type(v) not in (int, float):  # bool is an int subclass but never a pixel
