@@ -29,6 +29,7 @@ from digitnet.optimizers import make_optimizer
 from digitnet.safefiles import MAX_JSON_BYTES as MAX_JSON_BYTES  # config.json's limit
 from digitnet.safefiles import read_json as read_json  # JAX-free: the CLI reads runs before JAX starts
 from digitnet.safefiles import read_regular
+from digitnet.trainconfig import INT_BOUNDS
 
 if TYPE_CHECKING:
     from digitnet.trainconfig import TrainConfig
@@ -44,6 +45,7 @@ HISTORY_FIELDS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seco
 # and history are text of a few kB.
 MAX_TENSOR_BYTES = 4 * MAX_PARAMS + (16 << 20)
 MAX_HISTORY_BYTES = 16 << 20
+MAX_HISTORY_ROWS = INT_BOUNDS["epochs"]  # one per epoch
 
 
 def remove_stale_temps(folder: Path) -> list[Path]:
@@ -147,6 +149,9 @@ def read_history(path: Path) -> list[dict[str, float]]:
     try:
         text = read_regular(path, MAX_HISTORY_BYTES, Path(path).parent).decode()
         for row in csv.DictReader(io.StringIO(text, newline="")):
+            if len(rows) == MAX_HISTORY_ROWS:
+                raise ModelFileError(f"{path}: more than {MAX_HISTORY_ROWS:,} rows; a run has "
+                                     "one per epoch")
             rows.append({k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()
                          if k in HISTORY_FIELDS and v not in ("", None)})
     except (UnicodeDecodeError, csv.Error, ValueError, TypeError) as exc:
@@ -194,12 +199,29 @@ def load_checkpoint(run_dir: Path, spec: MLPSpec, cfg: TrainConfig, n_train: int
         if v is None or v.size != np.size(leaf) or v.dtype != leaf.dtype:
             raise ModelFileError(f"{path}: optimizer state does not match this configuration")
         restored.append(v.reshape(np.shape(leaf)))
-    try:
-        epoch, history = int(meta["epoch"]), json.loads(meta["history"])
-    except (KeyError, ValueError) as exc:
-        raise ModelFileError(f"{path}: bad checkpoint metadata ({exc})") from None
+    epoch, history = checkpoint_progress(meta, path)
     return TrainState(params=params, opt_state=jax.tree.unflatten(treedef, restored),
                       epoch=epoch, history=history)
+
+
+def checkpoint_progress(meta: dict[str, str], path: Path) -> tuple[int, list[dict[str, float]]]:
+    """The epochs completed and the history a checkpoint's metadata records, checked as
+    read_history checks history.csv: an epoch count within the epochs a run may have, and rows
+    of known fields holding finite numbers, one per epoch at most."""
+    try:
+        text = meta["epoch"]
+        epoch = int(text) if text.isdigit() and len(text) <= 7 else -1
+        rows = json.loads(meta["history"], parse_constant=float)
+    except (KeyError, ValueError, RecursionError) as exc:
+        raise ModelFileError(f"{path}: bad checkpoint metadata ({exc.__class__.__name__})") from None
+    if not 0 <= epoch <= MAX_HISTORY_ROWS:
+        raise ModelFileError(f"{path}: bad checkpoint metadata (epoch {text[:20]!r})")
+    if not isinstance(rows, list) or len(rows) > epoch or not all(
+            isinstance(r, dict) and r.keys() <= set(HISTORY_FIELDS)
+            and all(type(v) in (int, float) and np.isfinite(v) for v in r.values()) for r in rows):
+        raise ModelFileError(f"{path}: bad checkpoint metadata (history is not a list of at most "
+                             f"{epoch} rows of finite {', '.join(HISTORY_FIELDS)})")
+    return epoch, rows
 
 
 def spec_from_config(config: dict[str, Any], path: Path) -> MLPSpec:

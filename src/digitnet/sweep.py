@@ -64,6 +64,15 @@ METRICS = ("test_accuracy", "test_loss", "val_accuracy", "val_loss", "accuracy",
            "train_seconds")
 # results.csv has one column per option too, so the metric `epochs` (how many ran) is renamed.
 CSV_METRICS = {k: "epochs_trained" if k == "epochs" else k for k in METRICS}
+# Trials one sweep file may expand to (points of all groups × seeds), counted before any list of
+# them is built: a 60-byte file asking for 10**9 repeats or samples, or a grid of a few long
+# axes, would otherwise fill memory or take hours to list.
+MAX_TRIALS = 10_000
+
+
+def check_trials(n: int, what: str) -> None:
+    if n > MAX_TRIALS:
+        raise ConfigError(f"{what} makes {n:,} trials, more than a sweep may have ({MAX_TRIALS:,})")
 
 
 @dataclass
@@ -131,6 +140,7 @@ def grid_points(name: str, table: dict[str, Any]) -> tuple[list[str], list[dict[
             choices.append([{key: v} for v in values])
     if not choices:
         raise ConfigError(f"grid.{name}: no axes")
+    check_trials(math.prod(map(len, choices)), f"grid.{name}")
     points = [{k: v for part in combo for k, v in part.items()} for combo in itertools.product(*choices)]
     return axes, points
 
@@ -141,6 +151,7 @@ def random_points(name: str, table: dict[str, Any]) -> tuple[list[str], list[dic
     rng = random.Random(table.pop("seed", 0))
     if not isinstance(samples, int) or samples < 1:
         raise ConfigError(f"random.{name}: `samples` must be a positive integer")
+    check_trials(samples, f"random.{name}")
     if not table:
         raise ConfigError(f"random.{name}: no axes")
     check_keys(table, f"random.{name}")
@@ -168,6 +179,7 @@ def make_plan(doc: dict[str, Any], data_dir: str | None = None) -> Plan:
     repeats = doc.get("repeats", 1)
     if not isinstance(repeats, int) or repeats < 1:
         raise ConfigError("repeats must be a positive integer")
+    check_trials(repeats, "repeats")
     seeds = doc.get("seeds", list(range(1, repeats + 1)))
     if not (isinstance(seeds, list) and seeds and all(isinstance(s, int) for s in seeds)):
         raise ConfigError("seeds must be a non-empty list of integers")
@@ -191,6 +203,7 @@ def make_plan(doc: dict[str, Any], data_dir: str | None = None) -> Plan:
     if not pointsets:
         groups["base"] = {"kind": "grid", "axes": [], "description": ""}
         pointsets.append(("base", [{}]))
+    check_trials(sum(len(points) for _, points in pointsets) * len(seeds), "the sweep")
 
     trials: dict[str, Trial] = {}
     for name, points in pointsets:
@@ -228,11 +241,46 @@ def trial_record(trial: Trial, result: dict[str, Any]) -> dict[str, Any]:
 
 
 def read_results(sweep_dir: Path) -> dict[str, Any]:
+    """results.json, with every field that the report and a resumed sweep read checked: a file
+    in a folder someone else made must fail in one line, not in a KeyError deep in a report."""
     path = Path(sweep_dir) / RESULTS_JSON
     doc = art.read_json(path)
     if doc.get("format") != FORMAT or not isinstance(doc.get("trials"), list):
         raise ConfigError(f"{path}: not a digitnet sweep results file")
+    problem = results_problem(doc)
+    if problem:
+        raise ConfigError(f"{path}: not a valid sweep results file ({problem})")
     return doc
+
+
+def results_problem(doc: dict[str, Any]) -> str | None:
+    """What is wrong with a results document's structure, or None."""
+    def number(v: Any) -> bool:
+        return type(v) in (int, float) and math.isfinite(v)
+
+    trials, groups = doc["trials"], doc.get("groups")
+    if len(trials) > MAX_TRIALS:
+        return f"{len(trials):,} trials, more than a sweep may have ({MAX_TRIALS:,})"
+    if not (type(doc.get("planned")) is int and type(doc.get("finished")) is int):
+        return "planned and finished must be integers"
+    if not isinstance(groups, dict) or not all(
+            isinstance(g, dict) and g.get("kind") in ("grid", "random")
+            and isinstance(g.get("axes"), list) and all(isinstance(a, str) for a in g["axes"])
+            and isinstance(g.get("description", ""), str) for g in groups.values()):
+        return "groups must map names to {kind, axes, description}"
+    for i, r in enumerate(trials):
+        ok = (isinstance(r, dict) and isinstance(r.get("id"), str)
+              and r.get("run_dir") == f"{TRIALS}/{r['id']}" and r["id"].isalnum()
+              and r.get("status") in ("complete", "failed", "promoted", "stopped")
+              and isinstance(r.get("options"), dict)
+              and isinstance(r.get("groups"), list) and all(isinstance(g, str) for g in r["groups"])
+              and isinstance(r.get("metrics"), dict) and r["metrics"].keys() <= set(METRICS)
+              and all(number(v) for v in r["metrics"].values())
+              and (r.get("status") == "failed" or {"test_accuracy", "train_seconds"} <= r["metrics"].keys())
+              and isinstance(r.get("error"), str | None) and number(r.get("wall_seconds")))
+        if not ok:
+            return f"trial {i} is not a record this sweep writes"
+    return None
 
 
 def finished_records(sweep_dir: Path) -> dict[str, dict[str, Any]]:

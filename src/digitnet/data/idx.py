@@ -119,6 +119,9 @@ def gunzip(raw: bytes, limit: int) -> bytes:
         if not chunk:
             raise EOFError("compressed file ended before the end-of-stream marker")
         out += chunk
+    if d.eof and d.unused_data:  # read as one IDX file, more would be silently dropped
+        raise EOFError(f"{len(d.unused_data)} bytes after the end of the gzip stream "
+                       "(junk, or a second gzip member)")
     return bytes(out)
 
 

@@ -16,6 +16,9 @@ from digitnet.errors import DataError
 from digitnet.safefiles import read_regular
 
 MAX_PIXELS = 40_000_000  # larger images are refused before decoding (decompression bombs)
+# Longest side: decoders work row by row, so a 1×16,000,000 PNG of 31 kB (within MAX_PIXELS)
+# cost 1.2 s of CPU to decode; cameras and scanners stay far below this.
+MAX_SIDE = 1 << 15
 MAX_FILE_BYTES = 64 << 20  # an image file read from disk; the service has its own body limit
 WORK_SIZE = 512  # larger images are reduced to this many pixels on their long side first
 # The formats a photo or drawing comes in. Pillow would otherwise also try EPS (which runs
@@ -71,6 +74,9 @@ def open_image(source: str | os.PathLike | bytes, name: str | None = None,
         if img.width * img.height > max_pixels:
             raise ImageTooLarge(f"{name}: image is {img.width}×{img.height}, more than "
                                 f"{max_pixels:,} pixels")
+        if max(img.size) > MAX_SIDE:
+            raise ImageTooLarge(f"{name}: image is {img.width}×{img.height}, more than "
+                                f"{MAX_SIDE:,} px on a side")
         full_pixels = img.width * img.height
         if img.format == "JPEG":
             scans = jpeg_scans(source)

@@ -26,6 +26,9 @@ from digitnet.keras.layers import DTYPE_POLICY, INERT_OPTIONS, LAYER_CLASSES, De
 
 ARCHIVE_MEMBERS = {"metadata.json": 1 << 20, "config.json": 16 << 20, "model.weights.h5": 1 << 30}
 MAX_MEMBERS = 64
+# The central directory's bytes, checked before zipfile parses it: it builds an object per entry,
+# so a 47 MB archive of a million entries cost 15 s of CPU before MAX_MEMBERS was checked.
+MAX_DIRECTORY_BYTES = MAX_MEMBERS * 4096
 MAX_LAYERS = 1000
 MAX_RATIO = 200  # uncompressed / compressed; weights barely compress, zip bombs do
 MAX_JSON = 16 << 20  # characters of a model's JSON description (as the archive's config.json)
@@ -105,9 +108,23 @@ def write_legacy_model(f: h5py.File, model: Any, layers: list[LayerWeights]) -> 
 
 # ---------------------------------------------------------------- reading
 
+def check_directory(path: Path) -> None:
+    """Refuse an archive whose central directory (read by zipfile.ZipFile whole, one object per
+    entry) declares more members or bytes than a Keras model can have."""
+    with open(path, "rb") as f:
+        end = zipfile._EndRecData(f)  # type: ignore[attr-defined]  # what ZipFile reads first
+    if end is None:
+        return  # ZipFile says why
+    members, size = end[zipfile._ECD_ENTRIES_TOTAL], end[zipfile._ECD_SIZE]  # type: ignore[attr-defined]
+    if members > MAX_MEMBERS or size > MAX_DIRECTORY_BYTES:
+        raise KerasFileError(f"{path}: a zip directory of {members:,} members in {size:,} bytes; "
+                             "a Keras model has a handful")
+
+
 def read_archive(path: Path) -> tuple[dict[str, Any], bytes]:
     """(config, model.weights.h5 bytes) of a .keras file, after checking every member."""
     try:
+        check_directory(path)
         z = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as exc:
         raise KerasFileError(f"{path}: not a .keras archive ({exc})") from None

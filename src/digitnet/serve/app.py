@@ -201,8 +201,7 @@ def create_app(model_dir: str | os.PathLike, limits: Limits | None = None, *, ma
             return lambda: inputs.from_json(inputs.parse_json(body), dim, limits.max_image_pixels)
         if ctype == "multipart/form-data":
             files = await uploaded_files(request, limits.max_batch, single=not batch)
-            return lambda: np.stack([inputs.image(data, limits.max_image_pixels, name)
-                                     for name, data in files])
+            return lambda: inputs.images(files, limits.max_image_pixels)
         if not batch and (ctype.startswith("image/") or ctype == "application/octet-stream"):
             body = await request.body()
             return lambda: inputs.image(body, limits.max_image_pixels)[None]
@@ -230,9 +229,14 @@ def create_app(model_dir: str | os.PathLike, limits: Limits | None = None, *, ma
     async def prometheus() -> Response:
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
+    # Rendered once: a run's history may hold up to 100,000 epochs (megabytes of JSON), and a
+    # GET must not cost its rendering each time (a 500,000-row history cost 1.5 s per request).
+    model_doc = orjson.dumps({**predictor.describe(), "limits": limits.to_dict()},
+                             option=orjson.OPT_SERIALIZE_NUMPY)
+
     @app.get("/model", summary="The model: layers, training configuration, test metrics, limits")
-    async def model_info() -> dict[str, Any]:
-        return {**predictor.describe(), "limits": limits.to_dict()}
+    async def model_info() -> Response:
+        return Response(model_doc, media_type="application/json")
 
     @app.post("/predict", summary="Classify one digit",
               description="One image as JSON pixels, a base64 image, a multipart upload, or a raw "

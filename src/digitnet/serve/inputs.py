@@ -9,14 +9,20 @@ from __future__ import annotations
 
 import base64
 import binascii
+import io
 from typing import Any
 
 import numpy as np
 import orjson
 
-from digitnet.data.images import DecoderBusy, ImageTooLarge, load_digit
+from digitnet.data.images import FORMATS, DecoderBusy, ImageTooLarge, load_digit
 from digitnet.errors import DataError
 from digitnet.serve.limits import ClientError
+
+# The pixels all images of one request may declare, in images of --max-image-pixels: decoding
+# costs CPU per pixel, and a 16 kB blank 4096² PNG fits 256 times in the default body limit
+# (28 s of CPU for one batch request before this bound).
+REQUEST_PIXELS_IN_IMAGES = 4
 
 
 def parse_json(body: bytes) -> dict[str, Any]:
@@ -47,6 +53,10 @@ def pixels(value: Any, dim: int, where: str = "pixels") -> np.ndarray:
 
     if not isinstance(value, list):
         raise ClientError(422, "invalid_pixels", f"{where} must be a list of {dim} numbers")
+    rows = [len(v) for v in value if isinstance(v, list)]
+    if rows and (len(rows) != len(value) or min(rows) != max(rows)):  # 27 rows of 28 + 28 numbers
+        raise ClientError(422, "invalid_pixels", f"{where} must be {dim} numbers, or rows of "
+                                                 "numbers all of one length")
     walk(value, 0)
     for v in flat:
         if type(v) not in (int, float):  # bool is an int subclass but never a pixel
@@ -92,6 +102,31 @@ def image(data: bytes, max_pixels: int, name: str = "image") -> np.ndarray:
     return digit.reshape(-1).astype(np.float32)
 
 
+def declared_pixels(data: bytes) -> int:
+    """Width × height from an image file's header (nothing decoded); 0 where there is none
+    (the decode says why)."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data), formats=FORMATS) as img:
+            return img.width * img.height
+    except Exception:  # noqa: BLE001 - any failure is reported by the decode itself
+        return 0
+
+
+def images(named: list[tuple[str, bytes]], max_pixels: int) -> np.ndarray:
+    """(N, 784) from several image files, refused before any is decoded when together they
+    declare more than REQUEST_PIXELS_IN_IMAGES × max_pixels."""
+    total, most = 0, REQUEST_PIXELS_IN_IMAGES * max_pixels
+    for _, data in named:
+        total += declared_pixels(data)
+        if total > most:
+            raise ClientError(413, "images_too_large",
+                              f"the images of this request declare over {most:,} pixels in all "
+                              f"({REQUEST_PIXELS_IN_IMAGES} × the per-image limit); send fewer")
+    return np.stack([image(data, max_pixels, name) for name, data in named])
+
+
 def from_json(doc: dict[str, Any], dim: int, max_pixels: int) -> np.ndarray:
     """{"pixels": [...]} or {"image": "<base64>"} → (1, dim)."""
     keys = [k for k in ("pixels", "image") if k in doc]
@@ -118,8 +153,8 @@ def batch_from_json(doc: dict[str, Any], dim: int, max_pixels: int, max_batch: i
     check_batch(len(items), max_batch)
     if keys[0] == "pixels":
         return np.stack([pixels(v, dim, f"pixels[{i}]") for i, v in enumerate(items)])
-    return np.stack([image(base64_bytes(v, f"images[{i}]"), max_pixels, f"images[{i}]")
-                     for i, v in enumerate(items)])
+    return images([(f"images[{i}]", base64_bytes(v, f"images[{i}]")) for i, v in enumerate(items)],
+                  max_pixels)
 
 
 def check_batch(n: int, max_batch: int) -> None:

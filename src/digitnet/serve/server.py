@@ -39,6 +39,9 @@ from digitnet.serve.metrics import forget_process
 
 # File descriptors kept free for the process itself (the model, logs, Python's own).
 RESERVED_FDS = 64
+# Bytes of a request line and headers. httptools sets no bound: one endless header value grew
+# in memory (by quadratic concatenation) until the header deadline.
+MAX_HEAD_BYTES = 64 * 1024
 APP_ENV = "DIGITNET_SERVE_APP"  # how a worker process learns which app to build
 # How long a worker may take to load the model before uvicorn's supervisor gives up on it (its
 # default, 5 s, restarts workers forever on a busy machine while JAX is still importing).
@@ -88,6 +91,7 @@ class Protocol(HttpToolsProtocol):
         self.waiting_since: float | None = None  # on the client: mid-request or idle
         self.partial = False  # bytes of a request have arrived, its headers have not
         self.refused = False  # answered 400 and closing: the parser's later callbacks are ignored
+        self.head_bytes = 0  # received since this request began, until its headers are complete
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -140,7 +144,14 @@ class Protocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self.cycle is None or self.cycle.response_complete:
             self.partial = True
+        if self.partial:
+            self.head_bytes += len(data)
         super().data_received(data)
+        # Checked after parsing: a read that completes the headers may carry body bytes too.
+        if self.partial and self.head_bytes > MAX_HEAD_BYTES:
+            self.refused = True
+            self._drop(431, b"Request Header Fields Too Large", "headers_too_large",
+                       f"the request line and headers exceed {MAX_HEAD_BYTES:,} bytes")
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -150,6 +161,7 @@ class Protocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self.partial = False
+        self.head_bytes = 0
         if self.parser.get_http_version() not in ("1.0", "1.1"):  # HTTP/0.9's bare "GET /"
             self.refused = True
             self.send_400_response("")
