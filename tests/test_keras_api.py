@@ -300,3 +300,68 @@ def test_custom_training_logic_is_refused_by_name():
     for call in (lambda: model.fit(x, y, verbose=0), lambda: model.evaluate(x, y, verbose=0)):
         with pytest.raises(ValueError, match="Custom overrides train_step: custom training logic"):
             call()
+
+
+def test_refused_arguments_and_callbacks_are_named_one_at_a_time(data):
+    from digitnet import keras
+
+    x, y = data[0][:64], data[1][:64]
+    model = mlp()
+    model.compile("sgd", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    before = model.get_weights()
+    for call, says in [
+        (lambda: model.fit(x, y, class_weight={0: 2.0}), "fit: class_weight is not supported"),
+        (lambda: model.fit(x, y, sample_weight=np.ones(64)), "fit: sample_weight is not supported"),
+        (lambda: model.fit(x, y, steps_per_epoch=2), "fit: steps_per_epoch is not supported"),
+        (lambda: model.fit(x, y, validation_split=0.5, validation_steps=1),
+         "fit: validation_steps is not supported"),
+        (lambda: model.fit(x, y, validation_split=0.5, validation_freq=2),
+         "fit: validation_freq is not supported"),
+        (lambda: model.evaluate(x, y, sample_weight=np.ones(64)), "evaluate: sample_weight is not supported"),
+        (lambda: model.evaluate(x, y, steps=1), "evaluate: steps is not supported"),
+        (lambda: model.predict(x, steps=1), "predict: steps is not supported"),
+        (lambda: keras.callbacks.TensorBoard(log_dir="logs", histogram_freq=1), "TensorBoard: "),
+        (lambda: keras.callbacks.BackupAndRestore("backup"), "BackupAndRestore: "),
+        (lambda: keras.callbacks.RemoteMonitor(), "RemoteMonitor: "),
+        (lambda: keras.callbacks.SwapEMAWeights(), "SwapEMAWeights: "),
+    ]:
+        with pytest.raises(ValueError, match=f"^{says}") as err:
+            call()
+        assert "\n" not in str(err.value)
+    # Nothing was trained by the refused calls, and validation_freq=1 (Keras' default) runs.
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights(), strict=True))
+    history = model.fit(x, y, validation_split=0.5, validation_freq=1, verbose=0)
+    assert set(history.history) == {"accuracy", "loss", "val_accuracy", "val_loss"}
+
+
+def test_subclassed_summary_shows_the_shapes_its_layers_were_built_on():
+    """Keras 3.15.1 (JAX) printed these: a subclassed model's layers are built on the first
+    batch they see (its size included), and layers without weights to build show '?'."""
+    import contextlib
+    import io
+
+    from digitnet import keras
+
+    class Net(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.flat, self.hidden = keras.layers.Flatten(), keras.layers.Dense(8)
+            self.act, self.drop = keras.layers.ReLU(), keras.layers.Dropout(0.1)
+            self.out = keras.layers.Dense(10, activation="softmax")
+
+        def call(self, x, training=False):
+            return self.out(self.drop(self.act(self.hidden(self.flat(x)))))
+
+    x, y = np.random.default_rng(0).random((50, 4, 4), np.float32), np.arange(50) % 10
+    runs = {"call": (lambda m: m(x[:5]), 5), "predict": (lambda m: m.predict(x, verbose=0), 32),
+            "fit": (lambda m: m.fit(x, y, batch_size=16, validation_split=0.5, verbose=0), 16),
+            "evaluate": (lambda m: m.evaluate(x, y, batch_size=64, verbose=0), 50)}
+    for how, (run, batch) in runs.items():
+        model = Net()
+        model.compile("sgd", "sparse_categorical_crossentropy")
+        run(model)
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            model.summary()
+        shapes = [line.split("│")[2].strip() for line in out.getvalue().splitlines() if line.startswith("│")]
+        assert shapes == [f"({batch}, 16)", f"({batch}, 8)", "?", "?", f"({batch}, 10)"], how

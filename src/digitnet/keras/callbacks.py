@@ -366,6 +366,35 @@ class TerminateOnNaN(Callback):
             self.model.stop_training = True
 
 
+class Unsupported(Callback):
+    """A Keras callback digitnet.keras does not run: making one is a one-line ValueError that
+    names it, rather than an AttributeError or a callback silently doing nothing."""
+
+    why = ""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        raise KerasValueError(f"{type(self).__name__}: {self.why}")
+
+
+class TensorBoard(Unsupported):
+    why = ("the TensorBoard callback is not supported (Keras writes its logs with TensorFlow's "
+           "summary writer); log the epochs with keras.callbacks.CSVLogger, or train with "
+           "`digitnet train --tensorboard DIR`")
+
+
+class BackupAndRestore(Unsupported):
+    why = ("resuming an interrupted fit is not supported by digitnet.keras; save with "
+           "keras.callbacks.ModelCheckpoint and load_model, or train with `digitnet train --resume`")
+
+
+class RemoteMonitor(Unsupported):
+    why = "posting logs to a server is not supported by digitnet.keras; use keras.callbacks.CSVLogger"
+
+
+class SwapEMAWeights(Unsupported):
+    why = "the optimizer's use_ema is not supported, so there are no EMA weights to swap"
+
+
 class Restart(Exception):
     """Raised at an epoch's start when the learning rate changed: fit starts a new stretch."""
 

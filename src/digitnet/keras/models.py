@@ -69,6 +69,9 @@ class Model(Layer):
     """keras.Model: `Model(inputs, outputs)` (functional), or subclass it and define `call`."""
 
     class_name = "Functional"
+    # The batch dimension of the inputs a subclassed model was first built on (its first batch,
+    # as Keras builds it): Keras' summary shows the layers' shapes as built.
+    built_batch: int | None = None
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Model:
         # As in Keras 3, Model(inputs, outputs) makes a Functional (a subclass of Model).
@@ -184,6 +187,12 @@ class Model(Layer):
     @property
     def built(self) -> bool:
         return self._shape is not None
+
+    @property
+    def subclassed(self) -> bool:
+        """A keras.Model subclass defining call() (neither Sequential nor functional)."""
+        return (self.input_layer is None and not isinstance(self, Sequential)
+                and type(self).call is not Model.call)
 
     @property
     def inputs(self) -> list[KerasTensor]:
@@ -310,6 +319,8 @@ class Model(Layer):
         shape = tuple(input_shape)[1:] if input_shape is not None else self._declared_input_shape()
         if shape is None:
             raise KerasValueError("build needs an input shape, e.g. build((None, 784))")
+        if self._shape is None and input_shape is not None:
+            self.built_batch = tuple(input_shape)[0]
         self._build_layers(tuple(int(d) for d in shape))
 
     def _build_layers(self, shape: tuple[int, ...]) -> None:
@@ -690,7 +701,7 @@ class Model(Layer):
     def metric_names(self) -> list[str]:
         return [m if isinstance(m, str) else m.name for m in self.compiled_metrics]
 
-    def _inputs(self, x: Any) -> np.ndarray:
+    def _inputs(self, x: Any, batch_size: int | None = None) -> np.ndarray:
         if isinstance(x, list | tuple | dict) and not isinstance(x, np.ndarray):
             x = np.asarray(x) if isinstance(x, list) else x
         if not hasattr(x, "shape") or not hasattr(x, "dtype"):
@@ -701,6 +712,7 @@ class Model(Layer):
             raise KerasValueError(f"expected a batch of inputs (N, features) of numbers, got "
                                   f"{x.dtype} {x.shape}")
         if self._shape is None:
+            self.built_batch = min(batch_size, len(x)) if batch_size else len(x)
             self._build_layers(self._declared_input_shape() or tuple(x.shape[1:]))
         spec = self.spec
         if tuple(x.shape[1:]) != spec.input_shape:
@@ -743,13 +755,12 @@ class Model(Layer):
         enable_compile_cache()
         if self.optimizer is None:
             raise KerasValueError("You must call `compile()` before using the model.")
-        if class_weight is not None or sample_weight is not None or steps_per_epoch is not None:
-            raise KerasValueError("fit: class_weight, sample_weight and steps_per_epoch are not supported")
-        if validation_steps is not None or validation_freq != 1:
-            raise KerasValueError("fit: validation_steps and validation_freq are not supported")
+        refuse_options("fit", class_weight=class_weight, sample_weight=sample_weight,
+                       steps_per_epoch=steps_per_epoch, validation_steps=validation_steps,
+                       validation_freq=None if validation_freq == 1 else validation_freq)
         if not isinstance(shuffle, bool):
             raise KerasValueError(f"fit: shuffle must be True or False, got {shuffle!r}")
-        x = self._inputs(x)
+        x = self._inputs(x, int(batch_size or 32))
         y_raw = np.asarray(y) if y is not None else None
         t = self._targets(y, len(x))
         validation = None
@@ -870,12 +881,11 @@ class Model(Layer):
             raise ValueError(f"Arguments not recognized: {kwargs}")
         self._require_own_steps()
         enable_compile_cache()
-        if sample_weight is not None or steps is not None:
-            raise KerasValueError("evaluate: sample_weight and steps are not supported")
+        refuse_options("evaluate", sample_weight=sample_weight, steps=steps)
         if self.loss is None:
             raise KerasValueError("You must call `compile()` before using the model")
-        x = self._inputs(x)
         batch = int(batch_size or 32)
+        x = self._inputs(x, batch)
         verbose = resolve(verbose)
         run = cbs.TestRun(self, list(callbacks or []), verbose, -(-len(x) // batch))
         run.begin()
@@ -893,10 +903,9 @@ class Model(Layer):
         softmax, else logits."""
         self._require_own_steps()
         enable_compile_cache()
-        if steps is not None:
-            raise KerasValueError("predict: steps is not supported")
-        x = self._inputs(x)
+        refuse_options("predict", steps=steps)
         batch = int(batch_size or 32)
+        x = self._inputs(x, batch)
         verbose = resolve(verbose)
         total = -(-len(x) // batch)
         bar = Progbar(total, verbose) if verbose else None
@@ -974,6 +983,27 @@ class Sequential(Model):
         if self._declared_input_shape() is not None and self._layers:
             self._build_layers(self._declared_input_shape())
         return layer
+
+
+# Why each refused fit/evaluate/predict argument is: digitnet's engine runs whole epochs over
+# NumPy arrays, every example weighing alike.
+REFUSED_OPTIONS = {
+    "class_weight": "per-class loss weights are not compiled into the engine (every example weighs "
+                    "alike)",
+    "sample_weight": "per-example loss weights are not compiled into the engine (every example "
+                     "weighs alike)",
+    "steps_per_epoch": "an epoch is one pass over the arrays given",
+    "validation_steps": "validation runs over all of the validation data",
+    "validation_freq": "validation runs after every epoch",
+    "steps": "it runs over all of the arrays given",
+}
+
+
+def refuse_options(method: str, **options: Any) -> None:
+    """A one-line ValueError naming the first refused argument that was given."""
+    for name, value in options.items():
+        if value is not None:
+            raise KerasValueError(f"{method}: {name} is not supported: {REFUSED_OPTIONS[name]}")
 
 
 def read_h5(source: Any, name: Path,

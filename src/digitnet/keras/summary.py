@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from digitnet.keras.layers import Dense, InputLayer
+from digitnet.keras.layers import Activation, Dense, Dropout, InputLayer
 
 COLUMNS = (31, 22, 13)  # the text width of Keras' three columns (each padded by one space)
 
@@ -40,9 +40,13 @@ def summary_text(model: Any) -> str:
     built = model.built or model._declared_input_shape() is not None
     if built:
         model._require_built()
-        shape: tuple[Any, ...] = (None, *model.input_shape[1:])
+        # A subclassed model's layers show the shapes they were built on, the batch included;
+        # layers Keras builds when made (no weights to build) have none to show: "?".
+        subclassed = model.subclassed
+        shape: tuple[Any, ...] = (model.built_batch if subclassed else None, *model.input_shape[1:])
         for layer in model.layers:
             shape = layer.output_shape_for(shape)
+            shown = "?" if subclassed and isinstance(layer, Dropout | Activation) else shape_text(shape)
             nested = hasattr(layer, "_atoms")  # a model inside the model
             count = (layer.count_params() if nested else
                      sum(w.size for w in layer.get_weights()) if isinstance(layer, Dense) else 0)
@@ -50,7 +54,7 @@ def summary_text(model: Any) -> str:
             count += frozen
             fixed += frozen
             total += count
-            rows.append((f"{layer.name} ({layer.class_name})", shape_text(shape), f"{count:,}"))
+            rows.append((f"{layer.name} ({layer.class_name})", shown, f"{count:,}"))
     else:
         for layer in model.layers:
             if isinstance(layer, InputLayer):
