@@ -365,3 +365,29 @@ def test_subclassed_summary_shows_the_shapes_its_layers_were_built_on():
             model.summary()
         shapes = [line.split("│")[2].strip() for line in out.getvalue().splitlines() if line.startswith("│")]
         assert shapes == [f"({batch}, 16)", f"({batch}, 8)", "?", "?", f"({batch}, 10)"], how
+
+
+def test_iterations_activation_functions_and_export_as_keras(data):
+    """Keras 3.15.1 (JAX): `optimizer.iterations` counts the steps of every fit (200 examples
+    at batch 32 with validation_split=0.2: 5 a epoch) and apply; a layer's activation is a
+    function with Keras' name; export (a TensorFlow SavedModel) is refused in one line."""
+    from digitnet import keras
+
+    x, y = data[0][:200], data[1][:200]
+    model = mlp()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    assert int(model.optimizer.iterations) == 0
+    model.fit(x, y, epochs=2, validation_split=0.2, verbose=0)
+    assert int(model.optimizer.iterations) == 10 and model.optimizer.iterations.numpy().dtype == np.int64
+    model.fit(x, y, verbose=0)
+    assert int(model.optimizer.iterations) == 17
+    model.optimizer.apply([np.zeros_like(w) for w in model.get_weights()], model.trainable_weights)
+    assert int(model.optimizer.iterations) == 18
+
+    dense = keras.layers.Dense(3, activation="swish")
+    assert dense.activation.__name__ == "silu" and dense.get_config()["activation"] == "silu"
+    np.testing.assert_allclose(dense.activation(np.array([[-1.0, 0.0, 2.0]])),
+                               [[-0.26894143, 0.0, 1.761594]], rtol=1e-6)
+    assert [layer.activation.__name__ for layer in model.layers] == ["relu", "softmax"]
+    with pytest.raises(ValueError, match=r"^export: exporting a model \(format='tf_saved_model'\)"):
+        model.export("exported")

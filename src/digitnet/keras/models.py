@@ -26,6 +26,7 @@ import numpy as np
 
 from digitnet import artifacts
 from digitnet.callbacks import TrainState
+from digitnet.engine import steps_per_epoch as epoch_steps
 from digitnet.errors import TrainingDiverged
 from digitnet.keras import callbacks as cbs
 from digitnet.keras import losses, optimizers
@@ -585,6 +586,12 @@ class Model(Layer):
                 raise KerasFileError(f"{source}: layer {item.name!r} has weights of shapes {got}; "
                                      f"the model's {layer.name!r} needs {want}")
 
+    def export(self, filepath: Any = None, format: str = "tf_saved_model", **kwargs: Any) -> None:  # noqa: A002
+        """Keras' export to a TensorFlow SavedModel (or ONNX, OpenVINO): not digitnet.keras'."""
+        raise KerasValueError(f"export: exporting a model (format={format!r}) is not supported by "
+                              "digitnet.keras; save it with model.save('model.keras'), or export ONNX "
+                              "through digitnet.Model.from_keras (docs/keras.md)")
+
     def save(self, filepath: str | os.PathLike, overwrite: bool = True, zipped: Any = None) -> None:
         """'x.keras': Keras 3's archive; 'x.h5': the legacy full-model HDF5."""
         from digitnet.keras.saving import archive_bytes, write_legacy_model
@@ -794,6 +801,7 @@ class Model(Layer):
             opt_state = make_optimizer(self._train_config(1, batch, shuffle), 1).init(params)
         state = TrainState(params=params, opt_state=opt_state, epoch=int(initial_epoch))
         run.on_train_begin(state)
+        cfg = self._train_config(int(epochs), batch, shuffle)
         while True:
             try:
                 # One compiled engine per learning rate: a callback that changes the rate
@@ -808,6 +816,7 @@ class Model(Layer):
                     raise
             break
         self.use_params(state.params)
+        self.optimizer._iterations += (state.epoch - int(initial_epoch)) * epoch_steps(len(x), cfg)
         self.optimizer.state = jax.tree.map(np.asarray, state.opt_state)
         self.optimizer.built_variables = "all"
         run.finish()

@@ -80,6 +80,7 @@ class Optimizer:
             else:
                 raise KerasValueError(f"{self.class_name}: unknown argument {key!r}")
         self.state: Any = None  # the engine's optimizer state, once trained
+        self._iterations = 0  # Keras' `iterations`: the steps applied so far (fit and apply)
         self._applied: Applied | None = None  # apply()'s own state and variables
         # What Keras would have built of this optimizer's variables: "all" (after fit, or loaded
         # from a .keras file), "scalars" (loaded from a legacy .h5), or None (not yet).
@@ -100,6 +101,11 @@ class Optimizer:
         if not rate > 0:
             raise KerasValueError(f"{self.class_name}: learning_rate must be positive, got {rate}")
         self._learning_rate = rate
+
+    @property
+    def iterations(self) -> Iterations:
+        """Keras' step counter, a variable (int(), .numpy(), .assign(n))."""
+        return Iterations(self)
 
     @property
     def lr(self) -> LearningRate:
@@ -191,6 +197,7 @@ class Optimizer:
         updates, applied.state = applied.tx.update(grads, applied.state, params)
         for v, p, u in zip(variables, params, updates, strict=True):
             v.assign(p + np.asarray(u))
+        self._iterations += 1
 
     def __repr__(self) -> str:
         return f"{self.class_name}(learning_rate={self._learning_rate:g})"
@@ -271,6 +278,21 @@ class LearningRate(Variable):
     @_value.setter
     def _value(self, value: Any) -> None:
         self.optimizer.learning_rate = value
+
+
+class Iterations(Variable):
+    """The optimizer's step count as Keras' `iterations` variable (int64)."""
+
+    def __init__(self, optimizer: Optimizer):
+        self.optimizer, self.name, self.trainable = optimizer, "iteration", False
+
+    @property
+    def _value(self) -> np.ndarray:  # type: ignore[override]
+        return np.array(self.optimizer._iterations, np.int64)
+
+    @_value.setter
+    def _value(self, value: Any) -> None:
+        self.optimizer._iterations = int(np.asarray(value))
 
 
 OPTIMIZERS: dict[str, type[Optimizer]] = {
