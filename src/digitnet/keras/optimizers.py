@@ -108,6 +108,14 @@ class Optimizer:
         return Iterations(self)
 
     @property
+    def steps_applied(self) -> int:
+        return self._iterations
+
+    @steps_applied.setter
+    def steps_applied(self, value: Any) -> None:
+        self._iterations = int(np.asarray(value))
+
+    @property
     def lr(self) -> LearningRate:
         return self.learning_rate
 
@@ -265,34 +273,42 @@ class Ftrl(Optimizer):
     defaults = own("ftrl")
 
 
-class LearningRate(Variable):
+class OptimizerScalar(Variable):
+    """One of the optimizer's scalars as a Keras variable: read from the optimizer's attribute
+    `held`, assigned through its attribute `assigned` (which checks the value)."""
+
+    held: ClassVar[str]
+    assigned: ClassVar[str]
+    kind: ClassVar[Any]
+
+    def __init__(self, optimizer: Optimizer, name: str):
+        self.optimizer, self.name, self.trainable = optimizer, name, False
+
+    @property
+    def _value(self) -> np.ndarray:  # type: ignore[override]
+        return np.array(getattr(self.optimizer, self.held), self.kind)
+
+    @_value.setter
+    def _value(self, value: Any) -> None:
+        setattr(self.optimizer, self.assigned, value)
+
+
+class LearningRate(OptimizerScalar):
     """The optimizer's learning rate as a Keras variable; assigning it sets the optimizer's."""
 
+    held, assigned, kind = "_learning_rate", "learning_rate", np.float32
+
     def __init__(self, optimizer: Optimizer):
-        self.optimizer, self.name, self.trainable = optimizer, "learning_rate", False
-
-    @property
-    def _value(self) -> np.ndarray:  # type: ignore[override]
-        return np.array(self.optimizer._learning_rate, np.float32)
-
-    @_value.setter
-    def _value(self, value: Any) -> None:
-        self.optimizer.learning_rate = value
+        super().__init__(optimizer, "learning_rate")
 
 
-class Iterations(Variable):
+class Iterations(OptimizerScalar):
     """The optimizer's step count as Keras' `iterations` variable (int64)."""
 
+    held, assigned, kind = "_iterations", "steps_applied", np.int64
+
     def __init__(self, optimizer: Optimizer):
-        self.optimizer, self.name, self.trainable = optimizer, "iteration", False
-
-    @property
-    def _value(self) -> np.ndarray:  # type: ignore[override]
-        return np.array(self.optimizer._iterations, np.int64)
-
-    @_value.setter
-    def _value(self, value: Any) -> None:
-        self.optimizer._iterations = int(np.asarray(value))
+        super().__init__(optimizer, "iteration")
 
 
 OPTIMIZERS: dict[str, type[Optimizer]] = {
