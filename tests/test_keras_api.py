@@ -324,10 +324,14 @@ def test_refused_arguments_and_callbacks_are_named_one_at_a_time(data):
         (lambda: keras.callbacks.BackupAndRestore("backup"), "BackupAndRestore: "),
         (lambda: keras.callbacks.RemoteMonitor(), "RemoteMonitor: "),
         (lambda: keras.callbacks.SwapEMAWeights(), "SwapEMAWeights: "),
+        (lambda: setattr(model.layers[0], "trainable", False),
+         "Dense: trainable=False \\(frozen layers\\) is not supported"),
+        (lambda: setattr(model, "trainable", False), "Sequential: trainable=False"),
     ]:
         with pytest.raises(ValueError, match=f"^{says}") as err:
             call()
         assert "\n" not in str(err.value)
+    assert model.trainable and all(layer.trainable for layer in model.layers)
     # Nothing was trained by the refused calls, and validation_freq=1 (Keras' default) runs.
     assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights(), strict=True))
     history = model.fit(x, y, validation_split=0.5, validation_freq=1, verbose=0)
@@ -391,3 +395,44 @@ def test_iterations_activation_functions_and_export_as_keras(data):
     assert [layer.activation.__name__ for layer in model.layers] == ["relu", "softmax"]
     with pytest.raises(ValueError, match=r"^export: exporting a model \(format='tf_saved_model'\)"):
         model.export("exported")
+
+
+def test_early_stopping_follows_keras_rules():
+    """baseline, start_from_epoch, min_delta, mode and patience on given val_loss sequences:
+    the epoch each run stops at and its best epoch, as Keras 3.15.1's EarlyStopping gave them
+    (driven the same way, epoch by epoch, with a stand-in model)."""
+    seqs = [[0.5, 0.4, 0.45, 0.46, 0.3, 0.31, 0.32], [0.9, 0.8, 0.7, 0.6, 0.5, 0.4],
+            [0.5, 0.6, 0.7, 0.4, 0.8, 0.9, 1.0], [0.3, 0.3, 0.3, 0.3],
+            [0.9, 0.5, 0.49, 0.48, 0.2, 0.6, 0.7, 0.8]]
+    configs = [{"patience": 1}, {"patience": 2, "baseline": 0.45}, {"patience": 1, "start_from_epoch": 2},
+               {"patience": 0}, {"patience": 1, "min_delta": 0.05},
+               {"patience": 2, "baseline": 0.1, "start_from_epoch": 1}, {"patience": 1, "mode": "max"},
+               {"patience": 1, "baseline": 0.6, "mode": "max"}]
+    keras_gave = [  # one row a config, one entry a sequence: [stop epoch, best epoch]
+        [2, 1], [None, 5], [1, 0], [1, 0], [5, 4],
+        [3, 1], [None, 5], [1, 0], [2, 0], [6, 4],
+        [3, 2], [None, 5], [4, 3], [3, 2], [5, 4],
+        [2, 1], [None, 5], [1, 0], [1, 0], [5, 4],
+        [2, 1], [None, 5], [1, 0], [1, 0], [2, 1],
+        [2, 1], [None, 5], [2, 1], [2, 1], [5, 4],
+        [1, 0], [1, 0], [3, 2], [1, 0], [1, 0],
+        [1, 0], [1, 0], [3, 2], [1, 0], [1, 0],
+    ]
+    got = []
+
+    class State:
+        stop = False
+
+    for config in configs:
+        for seq in seqs:
+            cb = callbacks.EarlyStopping(monitor="val_loss", **config)
+            cb.reset()
+            state, stop = State(), None
+            for epoch, value in enumerate(seq):
+                state.epoch = epoch + 1
+                cb.on_epoch_end(state, {"val_loss": value})
+                if state.stop:
+                    stop = epoch
+                    break
+            got.append([stop, cb.best_epoch])
+    assert got == keras_gave

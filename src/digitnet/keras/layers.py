@@ -99,6 +99,17 @@ class Layer:
     def built(self) -> bool:
         return True
 
+    @property
+    def trainable(self) -> bool:
+        """Always True: every weight trains (Normalization's statistics are not weights that
+        train, as in Keras). Freezing a layer is refused rather than silently ignored."""
+        return True
+
+    @trainable.setter
+    def trainable(self, value: Any) -> None:
+        if not value:
+            raise KerasValueError(f"{type(self).__name__}: trainable=False (frozen layers) is not supported")
+
     def output_shape_for(self, shape: tuple[Any, ...]) -> tuple[Any, ...]:
         """The output shape (batch first) for inputs of `shape`."""
         return shape
