@@ -436,3 +436,19 @@ def test_early_stopping_follows_keras_rules():
                     break
             got.append([stop, cb.best_epoch])
     assert got == keras_gave
+
+
+def test_csv_logger_writes_keras_columns_and_lines(data, tmp_path):
+    """As Keras 3.15.1 wrote them: without validation the val_ columns are there, NA; lines end
+    in \\r\\n (csv's excel dialect); append adds rows under the first header."""
+    x, y = data[0][:200], data[1][:200]
+    model = mlp()
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    path = tmp_path / "log.csv"
+    model.fit(x, y, epochs=2, verbose=0, callbacks=[callbacks.CSVLogger(path, separator=";", append=True)])
+    model.fit(x, y, validation_split=0.2, verbose=0,
+              callbacks=[callbacks.CSVLogger(path, separator=";", append=True)])
+    lines = path.read_bytes().split(b"\r\n")
+    assert lines[0] == b"epoch;accuracy;loss;val_accuracy;val_loss" and lines[-1] == b""
+    assert [line.split(b";")[0] for line in lines[1:-1]] == [b"0", b"1", b"0"]
+    assert lines[1].endswith(b";NA;NA") and lines[2].endswith(b";NA;NA") and b"NA" not in lines[3]

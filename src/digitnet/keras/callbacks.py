@@ -270,7 +270,8 @@ class ModelCheckpoint(Callback):
 
 
 class CSVLogger(Callback):
-    """Write each epoch's logs to a CSV file: epoch, then the logs' keys in sorted order."""
+    """Write each epoch's logs to a CSV file: epoch, then the logs' keys in sorted order (and
+    their val_ columns, NA, when the fit has no validation)."""
 
     def __init__(self, filename: str, separator: str = ",", append: bool = False):
         super().__init__()
@@ -288,8 +289,12 @@ class CSVLogger(Callback):
         logs = logs or {}
         if self.keys is None:
             self.keys = sorted(logs)
+            if self.keys and not any(k.startswith("val_") for k in self.keys):
+                # As Keras 3: val_ columns all the same (NA when there is no validation).
+                self.keys += [f"val_{k}" for k in self.keys]
+            # Keras writes csv's excel dialect: "\r\n" ends each line.
             self.writer = csv.DictWriter(self.file, fieldnames=["epoch", *self.keys],
-                                         delimiter=self.sep, lineterminator="\n")
+                                         delimiter=self.sep)
             if self.header:
                 self.writer.writeheader()
         self.writer.writerow({"epoch": epoch, **{k: logs.get(k, "NA") for k in self.keys}})
