@@ -452,3 +452,29 @@ def test_csv_logger_writes_keras_columns_and_lines(data, tmp_path):
     assert lines[0] == b"epoch;accuracy;loss;val_accuracy;val_loss" and lines[-1] == b""
     assert [line.split(b";")[0] for line in lines[1:-1]] == [b"0", b"1", b"0"]
     assert lines[1].endswith(b";NA;NA") and lines[2].endswith(b";NA;NA") and b"NA" not in lines[3]
+
+
+class ArrayLike:
+    """What a pandas DataFrame or Series is to NumPy (shape and __array__, no dtype attribute):
+    Keras 3 reads any such object with np.asarray."""
+
+    def __init__(self, values: np.ndarray):
+        self.values, self.shape = values, values.shape
+
+    def __array__(self, dtype=None, copy=None):
+        return self.values if dtype is None else self.values.astype(dtype)
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+
+def test_array_likes_such_as_dataframes_are_read_as_arrays(data):
+    x, y = data[0][:128], data[1][:128]
+    model = mlp()
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    history = model.fit(ArrayLike(x), ArrayLike(y), validation_data=(ArrayLike(x), ArrayLike(y)), verbose=0)
+    assert set(history.history) == {"accuracy", "loss", "val_accuracy", "val_loss"}
+    np.testing.assert_array_equal(model.predict(ArrayLike(x), verbose=0), model.predict(x, verbose=0))
+    assert model.evaluate(ArrayLike(x), ArrayLike(y), verbose=0) == model.evaluate(x, y, verbose=0)
+    with pytest.raises(ValueError, match="expected a batch of inputs"):
+        model.predict(ArrayLike(np.array([["a"] * 784], dtype=object)), verbose=0)

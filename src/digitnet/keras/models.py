@@ -711,6 +711,8 @@ class Model(Layer):
     def _inputs(self, x: Any, batch_size: int | None = None) -> np.ndarray:
         if isinstance(x, list | tuple | dict) and not isinstance(x, np.ndarray):
             x = np.asarray(x) if isinstance(x, list) else x
+        elif not isinstance(x, np.ndarray) and hasattr(x, "__array__"):
+            x = np.asarray(x)  # as Keras: pandas DataFrames, torch tensors, anything array-like
         if not hasattr(x, "shape") or not hasattr(x, "dtype"):
             raise KerasValueError(f"expected a NumPy array of inputs (N, features), got "
                                   f"{type(x).__name__} (datasets and generators are not supported)")
