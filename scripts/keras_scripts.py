@@ -2,7 +2,7 @@
 digitnet.keras, changing only their import lines, and record what they print and reach.
 
     # Keras' side (its own environment; Keras is never a digitnet dependency):
-    KERAS_BACKEND=jax /work/venvs/keras/bin/python scripts/keras_scripts.py keras OUT.json \\
+    KERAS_BACKEND=jax /work/peers/keras-jax/bin/python scripts/keras_scripts.py keras OUT.json \\
         --mnist /work/shared/data/mnist --fashion DIR [--quick]
     # digitnet's side:
     PYTHONPATH=src python scripts/keras_scripts.py digitnet OUT.json [--quick]
@@ -12,6 +12,8 @@ no network here); on digitnet's they are digitnet's own (MNIST embedded, Fashion
 the dataset registry). --quick trains every `fit` for one epoch (what the tests compare);
 --small gives the scripts a fifth of each dataset (12,000 training and 2,000 test images), to
 keep the tests short.
+`from tensorflow import keras` / `from tensorflow.keras… import` lines become digitnet.keras
+imports on digitnet's side and Keras 3 ones on Keras' (tf.keras is Keras 3 from TensorFlow 2.16).
 Each script's entry holds its printed lines, the test accuracy it reached, and any error;
 keras_lines() picks the lines Keras itself prints.
 """

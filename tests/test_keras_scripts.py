@@ -149,3 +149,16 @@ def test_unsupported_script_is_refused_in_one_line(name):
 
 def test_refused_scripts_are_all_tested():
     assert sorted(p.stem for p in REFUSED.glob("*.py")) == sorted(REFUSALS)
+
+
+def test_tensorflow_keras_imports_are_rewritten_on_both_sides():
+    from scripts.keras_scripts import keras_source
+
+    source = ("from tensorflow import keras\nfrom tensorflow.keras import layers\n"
+              "from tensorflow.keras.models import Sequential\nimport tensorflow as tf\n")
+    assert digitnet_source(source).splitlines() == [
+        "from digitnet import keras", "from digitnet.keras import layers",
+        "from digitnet.keras.models import Sequential", "import tensorflow as tf"]
+    assert keras_source(source).splitlines() == [
+        "import keras", "from keras import layers", "from keras.models import Sequential",
+        "import tensorflow as tf"]
