@@ -320,6 +320,8 @@ def test_refused_arguments_and_callbacks_are_named_one_at_a_time(data):
         (lambda: model.evaluate(x, y, sample_weight=np.ones(64)), "evaluate: sample_weight is not supported"),
         (lambda: model.evaluate(x, y, steps=1), "evaluate: steps is not supported"),
         (lambda: model.predict(x, steps=1), "predict: steps is not supported"),
+        (lambda: model.fit(x), "no targets: give y"),
+        (lambda: model.evaluate(x), "no targets: give y"),
         (lambda: keras.callbacks.TensorBoard(log_dir="logs", histogram_freq=1), "TensorBoard: "),
         (lambda: keras.callbacks.BackupAndRestore("backup"), "BackupAndRestore: "),
         (lambda: keras.callbacks.RemoteMonitor(), "RemoteMonitor: "),

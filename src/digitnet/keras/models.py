@@ -735,6 +735,9 @@ class Model(Layer):
         return x
 
     def _targets(self, y: Any, n: int) -> np.ndarray:
+        if y is None:
+            raise KerasValueError("no targets: give y (the labels) with x; datasets and generators "
+                                  "that hold both are not supported")
         if self.loss is None:
             raise KerasValueError("compile the model with a loss before fit or evaluate, e.g. "
                                   "model.compile(optimizer='adam', loss='categorical_crossentropy', "
@@ -901,7 +904,7 @@ class Model(Layer):
         run = cbs.TestRun(self, list(callbacks or []), verbose, -(-len(x) // batch))
         run.begin()
         start = time.time()
-        logs = self._logs_for(x, np.asarray(y), batch, run)
+        logs = self._logs_for(x, None if y is None else np.asarray(y), batch, run)
         run.end(logs, start)
         if return_dict:
             return logs
