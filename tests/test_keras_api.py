@@ -480,3 +480,27 @@ def test_array_likes_such_as_dataframes_are_read_as_arrays(data):
     assert model.evaluate(ArrayLike(x), ArrayLike(y), verbose=0) == model.evaluate(x, y, verbose=0)
     with pytest.raises(ValueError, match="expected a batch of inputs"):
         model.predict(ArrayLike(np.array([["a"] * 784], dtype=object)), verbose=0)
+
+
+def test_summary_show_trainable_and_wrapped_cells_as_keras(capsys):
+    """tests/fixtures/keras/summary_trainable_wrap.txt is what Keras 3.15.1 (JAX, not a
+    terminal: 80 columns) printed for these calls, colours stripped: the Trainable column, cells
+    wrapped at spaces, words wider than their column cut with '…'."""
+    from pathlib import Path
+
+    from digitnet import keras
+
+    m = keras.Sequential([keras.Input((784,)), keras.layers.Normalization(mean=0.5, variance=0.1),
+                          keras.layers.Dense(16, activation="relu"), keras.layers.Dropout(0.2),
+                          keras.layers.Dense(10, activation="softmax")], name="s")
+    m.summary(show_trainable=True)
+    keras.Sequential([keras.layers.Dense(16), keras.layers.Dense(10)], name="u").summary(show_trainable=True)
+    m.summary()
+    m = keras.Sequential([keras.Input((784,)),
+                          keras.layers.Dense(16, name="a_very_long_layer_name_for_testing_the_wrap"),
+                          keras.layers.Dense(10, activation="softmax", name="hidden_layer_number_two")],
+                         name="s")
+    m.summary()
+    m.summary(show_trainable=True)
+    want = (Path(__file__).parent / "fixtures/keras/summary_trainable_wrap.txt").read_text()
+    assert capsys.readouterr().out == want

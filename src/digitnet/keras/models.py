@@ -383,7 +383,7 @@ class Model(Layer):
         """Print the layers, their output shapes and parameter counts, as Keras does."""
         from digitnet.keras.summary import summary_text
 
-        (print_fn or print)(summary_text(self))
+        (print_fn or print)(summary_text(self, show_trainable))
 
     def get_config(self) -> dict[str, Any]:
         from digitnet.keras.saving import model_config
