@@ -2,7 +2,7 @@
 digitnet.keras, changing only their import lines, and record what they print and reach.
 
     # Keras' side (its own environment; Keras is never a digitnet dependency):
-    KERAS_BACKEND=jax /work/venvs/keras/bin/python scripts/keras_scripts.py keras OUT.json \\
+    KERAS_BACKEND=jax /work/peers/keras-jax/bin/python scripts/keras_scripts.py keras OUT.json \\
         --mnist /work/shared/data/mnist --fashion DIR [--quick]
     # digitnet's side:
     PYTHONPATH=src python scripts/keras_scripts.py digitnet OUT.json [--quick]
@@ -12,6 +12,8 @@ no network here); on digitnet's they are digitnet's own (MNIST embedded, Fashion
 the dataset registry). --quick trains every `fit` for one epoch (what the tests compare);
 --small gives the scripts a fifth of each dataset (12,000 training and 2,000 test images), to
 keep the tests short.
+`from tensorflow import keras` / `from tensorflow.keras… import` lines become digitnet.keras
+imports on digitnet's side and Keras 3 ones on Keras' (tf.keras is Keras 3 from TensorFlow 2.16).
 Each script's entry holds its printed lines, the test accuracy it reached, and any error;
 keras_lines() picks the lines Keras itself prints.
 """
@@ -54,6 +56,16 @@ ACCURACY = {
     "kaggle_mlp_callbacks": "test_acc",
     "keras_io_serialization": "test_acc",
     "tf_quickstart_saved": "acc",
+    "tf_keras_import_mlp": "test_acc",
+    "subclassed_mlp": "acc",
+    "functional_rescaling": "results['sparse_categorical_accuracy']",
+    "normalization_adapt": "test_acc",
+    "callbacks_logging": "accuracy",
+    "exponential_decay_onehot": "score[1]",
+    "save_h5_reload": "acc",
+    "keras2_style_np_utils": "score[1]",
+    "regularized_initializers": "test_acc",
+    "binary_even_odd": "test_acc",
 }
 # The lines Keras itself prints (progress, summaries, callbacks' messages), as opposed to the
 # scripts' own prints of arrays, whose layout depends on the values.
@@ -68,9 +80,19 @@ def keras_lines(lines: list[str]) -> list[str]:
 
 def digitnet_source(text: str) -> str:
     """The script with its Keras imports pointed at digitnet.keras; nothing else changes."""
+    text = re.sub(r"^(\s*)from tensorflow import keras\b", r"\1from digitnet import keras", text, flags=re.M)
+    text = re.sub(r"^(\s*)from tensorflow\.keras([. ])", r"\1from keras\2", text, flags=re.M)
     text = re.sub(r"^(\s*)import keras(\s+as\s+\w+)?(\s*#.*)?$", r"\1from digitnet import keras\2\3", text,
                   flags=re.M)
     return re.sub(r"^(\s*)from keras([. ])", r"\1from digitnet.keras\2", text, flags=re.M)
+
+
+def keras_source(text: str) -> str:
+    """The script as Keras 3 runs it without TensorFlow: `from tensorflow import keras` and
+    `from tensorflow.keras… import` name Keras 3 itself (tf.keras is Keras 3 from TensorFlow
+    2.16 on), so they become `import keras` / `from keras… import`."""
+    text = re.sub(r"^(\s*)from tensorflow import keras\b", r"\1import keras", text, flags=re.M)
+    return re.sub(r"^(\s*)from tensorflow\.keras([. ])", r"\1from keras\2", text, flags=re.M)
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -176,8 +198,7 @@ def main() -> None:
         if args.only and path.stem not in args.only:
             continue
         source = path.read_text()
-        if args.side == "digitnet":
-            source = digitnet_source(source)
+        source = digitnet_source(source) if args.side == "digitnet" else keras_source(source)
         result = run_script(path, keras, source, args.quick, args.small)
         result["by"] = version
         results[path.stem] = result

@@ -300,3 +300,207 @@ def test_custom_training_logic_is_refused_by_name():
     for call in (lambda: model.fit(x, y, verbose=0), lambda: model.evaluate(x, y, verbose=0)):
         with pytest.raises(ValueError, match="Custom overrides train_step: custom training logic"):
             call()
+
+
+def test_refused_arguments_and_callbacks_are_named_one_at_a_time(data):
+    from digitnet import keras
+
+    x, y = data[0][:64], data[1][:64]
+    model = mlp()
+    model.compile("sgd", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    before = model.get_weights()
+    for call, says in [
+        (lambda: model.fit(x, y, class_weight={0: 2.0}), "fit: class_weight is not supported"),
+        (lambda: model.fit(x, y, sample_weight=np.ones(64)), "fit: sample_weight is not supported"),
+        (lambda: model.fit(x, y, steps_per_epoch=2), "fit: steps_per_epoch is not supported"),
+        (lambda: model.fit(x, y, validation_split=0.5, validation_steps=1),
+         "fit: validation_steps is not supported"),
+        (lambda: model.fit(x, y, validation_split=0.5, validation_freq=2),
+         "fit: validation_freq is not supported"),
+        (lambda: model.evaluate(x, y, sample_weight=np.ones(64)), "evaluate: sample_weight is not supported"),
+        (lambda: model.evaluate(x, y, steps=1), "evaluate: steps is not supported"),
+        (lambda: model.predict(x, steps=1), "predict: steps is not supported"),
+        (lambda: model.fit(x), "no targets: give y"),
+        (lambda: model.evaluate(x), "no targets: give y"),
+        (lambda: keras.callbacks.TensorBoard(log_dir="logs", histogram_freq=1), "TensorBoard: "),
+        (lambda: keras.callbacks.BackupAndRestore("backup"), "BackupAndRestore: "),
+        (lambda: keras.callbacks.RemoteMonitor(), "RemoteMonitor: "),
+        (lambda: keras.callbacks.SwapEMAWeights(), "SwapEMAWeights: "),
+        (lambda: setattr(model.layers[0], "trainable", False),
+         "Dense: trainable=False \\(frozen layers\\) is not supported"),
+        (lambda: setattr(model, "trainable", False), "Sequential: trainable=False"),
+    ]:
+        with pytest.raises(ValueError, match=f"^{says}") as err:
+            call()
+        assert "\n" not in str(err.value)
+    assert model.trainable and all(layer.trainable for layer in model.layers)
+    # Nothing was trained by the refused calls, and validation_freq=1 (Keras' default) runs.
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights(), strict=True))
+    history = model.fit(x, y, validation_split=0.5, validation_freq=1, verbose=0)
+    assert set(history.history) == {"accuracy", "loss", "val_accuracy", "val_loss"}
+
+
+def test_subclassed_summary_shows_the_shapes_its_layers_were_built_on():
+    """Keras 3.15.1 (JAX) printed these: a subclassed model's layers are built on the first
+    batch they see (its size included), and layers without weights to build show '?'."""
+    import contextlib
+    import io
+
+    from digitnet import keras
+
+    class Net(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.flat, self.hidden = keras.layers.Flatten(), keras.layers.Dense(8)
+            self.act, self.drop = keras.layers.ReLU(), keras.layers.Dropout(0.1)
+            self.out = keras.layers.Dense(10, activation="softmax")
+
+        def call(self, x, training=False):
+            return self.out(self.drop(self.act(self.hidden(self.flat(x)))))
+
+    x, y = np.random.default_rng(0).random((50, 4, 4), np.float32), np.arange(50) % 10
+    runs = {"call": (lambda m: m(x[:5]), 5), "predict": (lambda m: m.predict(x, verbose=0), 32),
+            "fit": (lambda m: m.fit(x, y, batch_size=16, validation_split=0.5, verbose=0), 16),
+            "evaluate": (lambda m: m.evaluate(x, y, batch_size=64, verbose=0), 50)}
+    for how, (run, batch) in runs.items():
+        model = Net()
+        model.compile("sgd", "sparse_categorical_crossentropy")
+        run(model)
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            model.summary()
+        shapes = [line.split("│")[2].strip() for line in out.getvalue().splitlines() if line.startswith("│")]
+        assert shapes == [f"({batch}, 16)", f"({batch}, 8)", "?", "?", f"({batch}, 10)"], how
+
+
+def test_iterations_activation_functions_and_export_as_keras(data):
+    """Keras 3.15.1 (JAX): `optimizer.iterations` counts the steps of every fit (200 examples
+    at batch 32 with validation_split=0.2: 5 a epoch) and apply; a layer's activation is a
+    function with Keras' name; export (a TensorFlow SavedModel) is refused in one line."""
+    from digitnet import keras
+
+    x, y = data[0][:200], data[1][:200]
+    model = mlp()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    assert int(model.optimizer.iterations) == 0
+    model.fit(x, y, epochs=2, validation_split=0.2, verbose=0)
+    assert int(model.optimizer.iterations) == 10 and model.optimizer.iterations.numpy().dtype == np.int64
+    model.fit(x, y, verbose=0)
+    assert int(model.optimizer.iterations) == 17
+    model.optimizer.apply([np.zeros_like(w) for w in model.get_weights()], model.trainable_weights)
+    assert int(model.optimizer.iterations) == 18
+
+    dense = keras.layers.Dense(3, activation="swish")
+    assert dense.activation.__name__ == "silu" and dense.get_config()["activation"] == "silu"
+    np.testing.assert_allclose(dense.activation(np.array([[-1.0, 0.0, 2.0]])),
+                               [[-0.26894143, 0.0, 1.761594]], rtol=1e-6)
+    assert [layer.activation.__name__ for layer in model.layers] == ["relu", "softmax"]
+    with pytest.raises(ValueError, match=r"^export: exporting a model \(format='tf_saved_model'\)"):
+        model.export("exported")
+
+
+def test_early_stopping_follows_keras_rules():
+    """baseline, start_from_epoch, min_delta, mode and patience on given val_loss sequences:
+    the epoch each run stops at and its best epoch, as Keras 3.15.1's EarlyStopping gave them
+    (driven the same way, epoch by epoch, with a stand-in model)."""
+    seqs = [[0.5, 0.4, 0.45, 0.46, 0.3, 0.31, 0.32], [0.9, 0.8, 0.7, 0.6, 0.5, 0.4],
+            [0.5, 0.6, 0.7, 0.4, 0.8, 0.9, 1.0], [0.3, 0.3, 0.3, 0.3],
+            [0.9, 0.5, 0.49, 0.48, 0.2, 0.6, 0.7, 0.8]]
+    configs = [{"patience": 1}, {"patience": 2, "baseline": 0.45}, {"patience": 1, "start_from_epoch": 2},
+               {"patience": 0}, {"patience": 1, "min_delta": 0.05},
+               {"patience": 2, "baseline": 0.1, "start_from_epoch": 1}, {"patience": 1, "mode": "max"},
+               {"patience": 1, "baseline": 0.6, "mode": "max"}]
+    keras_gave = [  # one row a config, one entry a sequence: [stop epoch, best epoch]
+        [2, 1], [None, 5], [1, 0], [1, 0], [5, 4],
+        [3, 1], [None, 5], [1, 0], [2, 0], [6, 4],
+        [3, 2], [None, 5], [4, 3], [3, 2], [5, 4],
+        [2, 1], [None, 5], [1, 0], [1, 0], [5, 4],
+        [2, 1], [None, 5], [1, 0], [1, 0], [2, 1],
+        [2, 1], [None, 5], [2, 1], [2, 1], [5, 4],
+        [1, 0], [1, 0], [3, 2], [1, 0], [1, 0],
+        [1, 0], [1, 0], [3, 2], [1, 0], [1, 0],
+    ]
+    got = []
+
+    class State:
+        stop = False
+
+    for config in configs:
+        for seq in seqs:
+            cb = callbacks.EarlyStopping(monitor="val_loss", **config)
+            cb.reset()
+            state, stop = State(), None
+            for epoch, value in enumerate(seq):
+                state.epoch = epoch + 1
+                cb.on_epoch_end(state, {"val_loss": value})
+                if state.stop:
+                    stop = epoch
+                    break
+            got.append([stop, cb.best_epoch])
+    assert got == keras_gave
+
+
+def test_csv_logger_writes_keras_columns_and_lines(data, tmp_path):
+    """As Keras 3.15.1 wrote them: without validation the val_ columns are there, NA; lines end
+    in \\r\\n (csv's excel dialect); append adds rows under the first header."""
+    x, y = data[0][:200], data[1][:200]
+    model = mlp()
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    path = tmp_path / "log.csv"
+    model.fit(x, y, epochs=2, verbose=0, callbacks=[callbacks.CSVLogger(path, separator=";", append=True)])
+    model.fit(x, y, validation_split=0.2, verbose=0,
+              callbacks=[callbacks.CSVLogger(path, separator=";", append=True)])
+    lines = path.read_bytes().split(b"\r\n")
+    assert lines[0] == b"epoch;accuracy;loss;val_accuracy;val_loss" and lines[-1] == b""
+    assert [line.split(b";")[0] for line in lines[1:-1]] == [b"0", b"1", b"0"]
+    assert lines[1].endswith(b";NA;NA") and lines[2].endswith(b";NA;NA") and b"NA" not in lines[3]
+
+
+class ArrayLike:
+    """What a pandas DataFrame or Series is to NumPy (shape and __array__, no dtype attribute):
+    Keras 3 reads any such object with np.asarray."""
+
+    def __init__(self, values: np.ndarray):
+        self.values, self.shape = values, values.shape
+
+    def __array__(self, dtype=None, copy=None):
+        return self.values if dtype is None else self.values.astype(dtype)
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+
+def test_array_likes_such_as_dataframes_are_read_as_arrays(data):
+    x, y = data[0][:128], data[1][:128]
+    model = mlp()
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    history = model.fit(ArrayLike(x), ArrayLike(y), validation_data=(ArrayLike(x), ArrayLike(y)), verbose=0)
+    assert set(history.history) == {"accuracy", "loss", "val_accuracy", "val_loss"}
+    np.testing.assert_array_equal(model.predict(ArrayLike(x), verbose=0), model.predict(x, verbose=0))
+    assert model.evaluate(ArrayLike(x), ArrayLike(y), verbose=0) == model.evaluate(x, y, verbose=0)
+    with pytest.raises(ValueError, match="expected a batch of inputs"):
+        model.predict(ArrayLike(np.array([["a"] * 784], dtype=object)), verbose=0)
+
+
+def test_summary_show_trainable_and_wrapped_cells_as_keras(capsys):
+    """tests/fixtures/keras/summary_trainable_wrap.txt is what Keras 3.15.1 (JAX, not a
+    terminal: 80 columns) printed for these calls, colours stripped: the Trainable column, cells
+    wrapped at spaces, words wider than their column cut with '…'."""
+    from pathlib import Path
+
+    from digitnet import keras
+
+    m = keras.Sequential([keras.Input((784,)), keras.layers.Normalization(mean=0.5, variance=0.1),
+                          keras.layers.Dense(16, activation="relu"), keras.layers.Dropout(0.2),
+                          keras.layers.Dense(10, activation="softmax")], name="s")
+    m.summary(show_trainable=True)
+    keras.Sequential([keras.layers.Dense(16), keras.layers.Dense(10)], name="u").summary(show_trainable=True)
+    m.summary()
+    m = keras.Sequential([keras.Input((784,)),
+                          keras.layers.Dense(16, name="a_very_long_layer_name_for_testing_the_wrap"),
+                          keras.layers.Dense(10, activation="softmax", name="hidden_layer_number_two")],
+                         name="s")
+    m.summary()
+    m.summary(show_trainable=True)
+    want = (Path(__file__).parent / "fixtures/keras/summary_trainable_wrap.txt").read_text()
+    assert capsys.readouterr().out == want

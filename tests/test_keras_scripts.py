@@ -122,3 +122,43 @@ def test_public_script_runs_as_on_keras(name, fashion_mirror):
         # One epoch on 12,000 images leaves a model early in training, where the random draws
         # move test accuracy by a few points (both sides' runs to the end: docs/keras.md).
         assert got["accuracy"] > want["accuracy"] - 0.06, (got["accuracy"], want["accuracy"])
+
+
+# Public-style scripts that use what digitnet.keras does not run: each must stop at that line
+# with a one-line ValueError naming the feature (Keras runs them; TensorBoard needs TensorFlow).
+REFUSED = Path(__file__).parent / "fixtures/keras/refused"
+REFUSALS = {
+    "class_weight_imbalanced": "fit: class_weight is not supported",
+    "steps_per_epoch": "fit: steps_per_epoch is not supported",
+    "tensorboard_callback": "TensorBoard: the TensorBoard callback is not supported",
+    "batchnorm_mlp": "BatchNormalization: normalization layers are not supported",
+}
+
+
+@pytest.mark.parametrize("name", sorted(REFUSALS))
+def test_unsupported_script_is_refused_in_one_line(name):
+    keras.utils.clear_session()
+    path = REFUSED / f"{name}.py"
+    got = run_script(path, keras, digitnet_source(path.read_text()), quick=True, small=True)
+    kind, message = got["error"]
+    assert issubclass(getattr(keras.errors, kind), ValueError), got["traceback"]
+    assert message.startswith(REFUSALS[name]) and "\n" not in message, message
+    # The refusal comes at the script's line that uses the feature, before any training.
+    assert not any(line.startswith("Epoch") for line in got["lines"]), got["lines"]
+
+
+def test_refused_scripts_are_all_tested():
+    assert sorted(p.stem for p in REFUSED.glob("*.py")) == sorted(REFUSALS)
+
+
+def test_tensorflow_keras_imports_are_rewritten_on_both_sides():
+    from scripts.keras_scripts import keras_source
+
+    source = ("from tensorflow import keras\nfrom tensorflow.keras import layers\n"
+              "from tensorflow.keras.models import Sequential\nimport tensorflow as tf\n")
+    assert digitnet_source(source).splitlines() == [
+        "from digitnet import keras", "from digitnet.keras import layers",
+        "from digitnet.keras.models import Sequential", "import tensorflow as tf"]
+    assert keras_source(source).splitlines() == [
+        "import keras", "from keras import layers", "from keras.models import Sequential",
+        "import tensorflow as tf"]

@@ -20,6 +20,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import jax
 import numpy as np
 
 from digitnet import callbacks as engine_callbacks
@@ -144,27 +145,45 @@ class LambdaCallback(Callback):
 
 
 class EarlyStopping(train.EarlyStopping):
-    """Keras' EarlyStopping, run by the engine's (so it can keep the best weights cheaply)."""
+    """Keras' EarlyStopping, run by the engine's (so it can keep the best weights cheaply), with
+    Keras 3's rules: epochs before `start_from_epoch` are not watched; an improvement that does
+    not beat `baseline` does not reset the wait; no stop after the first epoch."""
 
     def __init__(self, monitor: str = "val_loss", min_delta: float = 0.0, patience: int = 0,
                  verbose: int = 0, mode: str = "auto", baseline: float | None = None,
                  restore_best_weights: bool = False, start_from_epoch: int = 0):
-        if baseline is not None or start_from_epoch:
-            raise KerasValueError("EarlyStopping: baseline and start_from_epoch are not supported")
         super().__init__(patience, monitor, restore_best_weights, abs(min_delta))
         self.mode = monitor_sign(monitor, mode)
         self.verbose = verbose
-        self.stopped_epoch = 0
+        self.baseline, self.start_from_epoch = baseline, int(start_from_epoch)
+        self.stopped_epoch = self.best_epoch = 0
+
+    def reset(self) -> None:
+        """At each fit's start (not at each compiled stretch of it), as Keras' on_train_begin:
+        the callback can be reused across fits."""
+        self.best, self.best_params, self.wait = math.inf, None, 0
+        self.stopped_epoch = self.best_epoch = 0
+
+    def improves(self, value: float, reference: float) -> bool:
+        return self.mode * value < reference - self.min_delta
 
     def on_epoch_end(self, state: Any, logs: dict[str, float]) -> None:
-        if self.best == math.inf:
-            self.best_epoch = state.epoch - 1
-        before = self.best
-        super().on_epoch_end(state, logs)
-        if self.best != before:
-            self.best_epoch = state.epoch - 1
-        if state.stop and not self.stopped_epoch:
-            self.stopped_epoch = state.epoch - 1
+        epoch, value = state.epoch - 1, logs.get(self.monitor)
+        if value is None or epoch < self.start_from_epoch:
+            return
+        if self.restore_best and self.best_params is None:
+            self.best_params, self.best_epoch = jax.tree.map(np.array, state.weights()), epoch
+        self.wait += 1
+        if self.improves(value, self.best):
+            self.best, self.best_epoch = self.mode * value, epoch
+            if self.restore_best:
+                self.best_params = jax.tree.map(np.array, state.weights())
+            if self.baseline is None or self.improves(value, self.mode * self.baseline):
+                self.wait = 0
+            return
+        if self.wait >= self.patience and epoch > 0:
+            self.stopped_epoch = epoch
+            state.stop = True
 
     def on_train_end(self, state: Any) -> None:
         # As Keras 3: the stop, then the restoring (also when training ran to its end).
@@ -251,7 +270,8 @@ class ModelCheckpoint(Callback):
 
 
 class CSVLogger(Callback):
-    """Write each epoch's logs to a CSV file: epoch, then the logs' keys in sorted order."""
+    """Write each epoch's logs to a CSV file: epoch, then the logs' keys in sorted order (and
+    their val_ columns, NA, when the fit has no validation)."""
 
     def __init__(self, filename: str, separator: str = ",", append: bool = False):
         super().__init__()
@@ -269,8 +289,12 @@ class CSVLogger(Callback):
         logs = logs or {}
         if self.keys is None:
             self.keys = sorted(logs)
+            if self.keys and not any(k.startswith("val_") for k in self.keys):
+                # As Keras 3: val_ columns all the same (NA when there is no validation).
+                self.keys += [f"val_{k}" for k in self.keys]
+            # Keras writes csv's excel dialect: "\r\n" ends each line.
             self.writer = csv.DictWriter(self.file, fieldnames=["epoch", *self.keys],
-                                         delimiter=self.sep, lineterminator="\n")
+                                         delimiter=self.sep)
             if self.header:
                 self.writer.writeheader()
         self.writer.writerow({"epoch": epoch, **{k: logs.get(k, "NA") for k in self.keys}})
@@ -366,6 +390,35 @@ class TerminateOnNaN(Callback):
             self.model.stop_training = True
 
 
+class Unsupported(Callback):
+    """A Keras callback digitnet.keras does not run: making one is a one-line ValueError that
+    names it, rather than an AttributeError or a callback silently doing nothing."""
+
+    why = ""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        raise KerasValueError(f"{type(self).__name__}: {self.why}")
+
+
+class TensorBoard(Unsupported):
+    why = ("the TensorBoard callback is not supported (Keras writes its logs with TensorFlow's "
+           "summary writer); log the epochs with keras.callbacks.CSVLogger, or train with "
+           "`digitnet train --tensorboard DIR`")
+
+
+class BackupAndRestore(Unsupported):
+    why = ("resuming an interrupted fit is not supported by digitnet.keras; save with "
+           "keras.callbacks.ModelCheckpoint and load_model, or train with `digitnet train --resume`")
+
+
+class RemoteMonitor(Unsupported):
+    why = "posting logs to a server is not supported by digitnet.keras; use keras.callbacks.CSVLogger"
+
+
+class SwapEMAWeights(Unsupported):
+    why = "the optimizer's use_ema is not supported, so there are no EMA weights to swap"
+
+
 class Restart(Exception):
     """Raised at an epoch's start when the learning rate changed: fit starts a new stretch."""
 
@@ -400,6 +453,9 @@ class Run(engine_callbacks.Callback):
                     cb.on_train_begin(state, steps_per_epoch, epochs)
             return
         self.model.stop_training = False
+        for cb in self.callbacks:
+            if isinstance(cb, EarlyStopping):
+                cb.reset()
         for cb in self.keras_callbacks():
             cb.set_model(self.model)
             cb.set_params({"verbose": self.verbose, "epochs": self.epochs, "steps": self.steps})

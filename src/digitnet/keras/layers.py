@@ -99,6 +99,17 @@ class Layer:
     def built(self) -> bool:
         return True
 
+    @property
+    def trainable(self) -> bool:
+        """Always True: every weight trains (Normalization's statistics are not weights that
+        train, as in Keras). Freezing a layer is refused rather than silently ignored."""
+        return True
+
+    @trainable.setter
+    def trainable(self, value: Any) -> None:
+        if not value:
+            raise KerasValueError(f"{type(self).__name__}: trainable=False (frozen layers) is not supported")
+
     def output_shape_for(self, shape: tuple[Any, ...]) -> tuple[Any, ...]:
         """The output shape (batch first) for inputs of `shape`."""
         return shape
@@ -287,7 +298,7 @@ class Dense(Layer):
         if not isinstance(units, int | np.integer) or units < 1:
             raise KerasValueError(f"Dense: units must be a positive integer, got {units!r}")
         self.units = int(units)
-        self.activation = activation_name(activation, "Dense")
+        self.activation = ActivationFunction(activation_name(activation, "Dense"))
         # An activation layer given as the activation is saved as that layer, as Keras does.
         self.activation_layer = activation if isinstance(activation, Activation) else None
         if isinstance(activation, dict):
@@ -407,6 +418,19 @@ def activate(name: str, x: np.ndarray) -> np.ndarray:
 SUPPORTED_ACTIVATIONS = ", ".join((*ACTIVATION_NAMES, *ACTIVATION_ALIASES, "softmax"))
 
 
+class ActivationFunction(str):
+    """A layer's activation as Keras holds it, a function (`layer.activation(x)`,
+    `layer.activation.__name__`), that is also the spec's spelling of it ('relu',
+    'leaky_relu(negative_slope=0.1)')."""
+
+    @property
+    def __name__(self) -> str:  # type: ignore[override]
+        return self.split("(")[0]
+
+    def __call__(self, x: Any) -> Any:
+        return tensor(activate(str(self), np.asarray(x, np.float32)))
+
+
 def activation_name(value: Any, where: str) -> str:
     """The spec's spelling of an activation given as Keras takes it: a name ('swish' is
     'silu'), a keras.activations function, or an activation layer (LeakyReLU(0.1))."""
@@ -437,7 +461,7 @@ class Activation(Layer):
 
     def __init__(self, activation: Any, **kwargs: Any):
         super().__init__(**kwargs)
-        self.activation = activation_name(activation, "Activation")
+        self.activation = ActivationFunction(activation_name(activation, "Activation"))
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         return activate(self.activation, x)
@@ -454,7 +478,7 @@ class Activation(Layer):
     def use_options(self, name: str, **options: Any) -> None:
         """Run activation `name` with these options (and keep them as the layer's, by name)."""
         self.options = options
-        self.activation = activation_spelling(name, **options)
+        self.activation = ActivationFunction(activation_spelling(name, **options))
         for key, value in options.items():
             setattr(self, key, value)
 

@@ -26,6 +26,7 @@ import numpy as np
 
 from digitnet import artifacts
 from digitnet.callbacks import TrainState
+from digitnet.engine import steps_per_epoch as epoch_steps
 from digitnet.errors import TrainingDiverged
 from digitnet.keras import callbacks as cbs
 from digitnet.keras import losses, optimizers
@@ -69,6 +70,9 @@ class Model(Layer):
     """keras.Model: `Model(inputs, outputs)` (functional), or subclass it and define `call`."""
 
     class_name = "Functional"
+    # The batch dimension of the inputs a subclassed model was first built on (its first batch,
+    # as Keras builds it): Keras' summary shows the layers' shapes as built.
+    built_batch: int | None = None
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Model:
         # As in Keras 3, Model(inputs, outputs) makes a Functional (a subclass of Model).
@@ -184,6 +188,12 @@ class Model(Layer):
     @property
     def built(self) -> bool:
         return self._shape is not None
+
+    @property
+    def subclassed(self) -> bool:
+        """A keras.Model subclass defining call() (neither Sequential nor functional)."""
+        return (self.input_layer is None and not isinstance(self, Sequential)
+                and type(self).call is not Model.call)
 
     @property
     def inputs(self) -> list[KerasTensor]:
@@ -310,6 +320,8 @@ class Model(Layer):
         shape = tuple(input_shape)[1:] if input_shape is not None else self._declared_input_shape()
         if shape is None:
             raise KerasValueError("build needs an input shape, e.g. build((None, 784))")
+        if self._shape is None and input_shape is not None:
+            self.built_batch = tuple(input_shape)[0]
         self._build_layers(tuple(int(d) for d in shape))
 
     def _build_layers(self, shape: tuple[int, ...]) -> None:
@@ -371,7 +383,7 @@ class Model(Layer):
         """Print the layers, their output shapes and parameter counts, as Keras does."""
         from digitnet.keras.summary import summary_text
 
-        (print_fn or print)(summary_text(self))
+        (print_fn or print)(summary_text(self, show_trainable))
 
     def get_config(self) -> dict[str, Any]:
         from digitnet.keras.saving import model_config
@@ -574,6 +586,12 @@ class Model(Layer):
                 raise KerasFileError(f"{source}: layer {item.name!r} has weights of shapes {got}; "
                                      f"the model's {layer.name!r} needs {want}")
 
+    def export(self, filepath: Any = None, format: str = "tf_saved_model", **kwargs: Any) -> None:  # noqa: A002
+        """Keras' export to a TensorFlow SavedModel (or ONNX, OpenVINO): not digitnet.keras'."""
+        raise KerasValueError(f"export: exporting a model (format={format!r}) is not supported by "
+                              "digitnet.keras; save it with model.save('model.keras'), or export ONNX "
+                              "through digitnet.Model.from_keras (docs/keras.md)")
+
     def save(self, filepath: str | os.PathLike, overwrite: bool = True, zipped: Any = None) -> None:
         """'x.keras': Keras 3's archive; 'x.h5': the legacy full-model HDF5."""
         from digitnet.keras.saving import archive_bytes, write_legacy_model
@@ -690,9 +708,11 @@ class Model(Layer):
     def metric_names(self) -> list[str]:
         return [m if isinstance(m, str) else m.name for m in self.compiled_metrics]
 
-    def _inputs(self, x: Any) -> np.ndarray:
+    def _inputs(self, x: Any, batch_size: int | None = None) -> np.ndarray:
         if isinstance(x, list | tuple | dict) and not isinstance(x, np.ndarray):
             x = np.asarray(x) if isinstance(x, list) else x
+        elif not isinstance(x, np.ndarray) and hasattr(x, "__array__"):
+            x = np.asarray(x)  # as Keras: pandas DataFrames, torch tensors, anything array-like
         if not hasattr(x, "shape") or not hasattr(x, "dtype"):
             raise KerasValueError(f"expected a NumPy array of inputs (N, features), got "
                                   f"{type(x).__name__} (datasets and generators are not supported)")
@@ -701,6 +721,7 @@ class Model(Layer):
             raise KerasValueError(f"expected a batch of inputs (N, features) of numbers, got "
                                   f"{x.dtype} {x.shape}")
         if self._shape is None:
+            self.built_batch = min(batch_size, len(x)) if batch_size else len(x)
             self._build_layers(self._declared_input_shape() or tuple(x.shape[1:]))
         spec = self.spec
         if tuple(x.shape[1:]) != spec.input_shape:
@@ -714,6 +735,9 @@ class Model(Layer):
         return x
 
     def _targets(self, y: Any, n: int) -> np.ndarray:
+        if y is None:
+            raise KerasValueError("no targets: give y (the labels) with x; datasets and generators "
+                                  "that hold both are not supported")
         if self.loss is None:
             raise KerasValueError("compile the model with a loss before fit or evaluate, e.g. "
                                   "model.compile(optimizer='adam', loss='categorical_crossentropy', "
@@ -743,13 +767,12 @@ class Model(Layer):
         enable_compile_cache()
         if self.optimizer is None:
             raise KerasValueError("You must call `compile()` before using the model.")
-        if class_weight is not None or sample_weight is not None or steps_per_epoch is not None:
-            raise KerasValueError("fit: class_weight, sample_weight and steps_per_epoch are not supported")
-        if validation_steps is not None or validation_freq != 1:
-            raise KerasValueError("fit: validation_steps and validation_freq are not supported")
+        refuse_options("fit", class_weight=class_weight, sample_weight=sample_weight,
+                       steps_per_epoch=steps_per_epoch, validation_steps=validation_steps,
+                       validation_freq=None if validation_freq == 1 else validation_freq)
         if not isinstance(shuffle, bool):
             raise KerasValueError(f"fit: shuffle must be True or False, got {shuffle!r}")
-        x = self._inputs(x)
+        x = self._inputs(x, int(batch_size or 32))
         y_raw = np.asarray(y) if y is not None else None
         t = self._targets(y, len(x))
         validation = None
@@ -783,6 +806,7 @@ class Model(Layer):
             opt_state = make_optimizer(self._train_config(1, batch, shuffle), 1).init(params)
         state = TrainState(params=params, opt_state=opt_state, epoch=int(initial_epoch))
         run.on_train_begin(state)
+        cfg = self._train_config(int(epochs), batch, shuffle)
         while True:
             try:
                 # One compiled engine per learning rate: a callback that changes the rate
@@ -797,6 +821,7 @@ class Model(Layer):
                     raise
             break
         self.use_params(state.params)
+        self.optimizer._iterations += (state.epoch - int(initial_epoch)) * epoch_steps(len(x), cfg)
         self.optimizer.state = jax.tree.map(np.asarray, state.opt_state)
         self.optimizer.built_variables = "all"
         run.finish()
@@ -870,17 +895,16 @@ class Model(Layer):
             raise ValueError(f"Arguments not recognized: {kwargs}")
         self._require_own_steps()
         enable_compile_cache()
-        if sample_weight is not None or steps is not None:
-            raise KerasValueError("evaluate: sample_weight and steps are not supported")
+        refuse_options("evaluate", sample_weight=sample_weight, steps=steps)
         if self.loss is None:
             raise KerasValueError("You must call `compile()` before using the model")
-        x = self._inputs(x)
         batch = int(batch_size or 32)
+        x = self._inputs(x, batch)
         verbose = resolve(verbose)
         run = cbs.TestRun(self, list(callbacks or []), verbose, -(-len(x) // batch))
         run.begin()
         start = time.time()
-        logs = self._logs_for(x, np.asarray(y), batch, run)
+        logs = self._logs_for(x, None if y is None else np.asarray(y), batch, run)
         run.end(logs, start)
         if return_dict:
             return logs
@@ -893,10 +917,9 @@ class Model(Layer):
         softmax, else logits."""
         self._require_own_steps()
         enable_compile_cache()
-        if steps is not None:
-            raise KerasValueError("predict: steps is not supported")
-        x = self._inputs(x)
+        refuse_options("predict", steps=steps)
         batch = int(batch_size or 32)
+        x = self._inputs(x, batch)
         verbose = resolve(verbose)
         total = -(-len(x) // batch)
         bar = Progbar(total, verbose) if verbose else None
@@ -974,6 +997,27 @@ class Sequential(Model):
         if self._declared_input_shape() is not None and self._layers:
             self._build_layers(self._declared_input_shape())
         return layer
+
+
+# Why each refused fit/evaluate/predict argument is: digitnet's engine runs whole epochs over
+# NumPy arrays, every example weighing alike.
+REFUSED_OPTIONS = {
+    "class_weight": "per-class loss weights are not compiled into the engine (every example weighs "
+                    "alike)",
+    "sample_weight": "per-example loss weights are not compiled into the engine (every example "
+                     "weighs alike)",
+    "steps_per_epoch": "an epoch is one pass over the arrays given",
+    "validation_steps": "validation runs over all of the validation data",
+    "validation_freq": "validation runs after every epoch",
+    "steps": "it runs over all of the arrays given",
+}
+
+
+def refuse_options(method: str, **options: Any) -> None:
+    """A one-line ValueError naming the first refused argument that was given."""
+    for name, value in options.items():
+        if value is not None:
+            raise KerasValueError(f"{method}: {name} is not supported: {REFUSED_OPTIONS[name]}")
 
 
 def read_h5(source: Any, name: Path,

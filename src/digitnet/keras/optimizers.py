@@ -80,6 +80,7 @@ class Optimizer:
             else:
                 raise KerasValueError(f"{self.class_name}: unknown argument {key!r}")
         self.state: Any = None  # the engine's optimizer state, once trained
+        self._iterations = 0  # Keras' `iterations`: the steps applied so far (fit and apply)
         self._applied: Applied | None = None  # apply()'s own state and variables
         # What Keras would have built of this optimizer's variables: "all" (after fit, or loaded
         # from a .keras file), "scalars" (loaded from a legacy .h5), or None (not yet).
@@ -100,6 +101,19 @@ class Optimizer:
         if not rate > 0:
             raise KerasValueError(f"{self.class_name}: learning_rate must be positive, got {rate}")
         self._learning_rate = rate
+
+    @property
+    def iterations(self) -> Iterations:
+        """Keras' step counter, a variable (int(), .numpy(), .assign(n))."""
+        return Iterations(self)
+
+    @property
+    def steps_applied(self) -> int:
+        return self._iterations
+
+    @steps_applied.setter
+    def steps_applied(self, value: Any) -> None:
+        self._iterations = int(np.asarray(value))
 
     @property
     def lr(self) -> LearningRate:
@@ -191,6 +205,7 @@ class Optimizer:
         updates, applied.state = applied.tx.update(grads, applied.state, params)
         for v, p, u in zip(variables, params, updates, strict=True):
             v.assign(p + np.asarray(u))
+        self._iterations += 1
 
     def __repr__(self) -> str:
         return f"{self.class_name}(learning_rate={self._learning_rate:g})"
@@ -258,19 +273,42 @@ class Ftrl(Optimizer):
     defaults = own("ftrl")
 
 
-class LearningRate(Variable):
-    """The optimizer's learning rate as a Keras variable; assigning it sets the optimizer's."""
+class OptimizerScalar(Variable):
+    """One of the optimizer's scalars as a Keras variable: read from the optimizer's attribute
+    `held`, assigned through its attribute `assigned` (which checks the value)."""
 
-    def __init__(self, optimizer: Optimizer):
-        self.optimizer, self.name, self.trainable = optimizer, "learning_rate", False
+    held: ClassVar[str]
+    assigned: ClassVar[str]
+    kind: ClassVar[Any]
+
+    def __init__(self, optimizer: Optimizer, name: str):
+        self.optimizer, self.name, self.trainable = optimizer, name, False
 
     @property
     def _value(self) -> np.ndarray:  # type: ignore[override]
-        return np.array(self.optimizer._learning_rate, np.float32)
+        return np.array(getattr(self.optimizer, self.held), self.kind)
 
     @_value.setter
     def _value(self, value: Any) -> None:
-        self.optimizer.learning_rate = value
+        setattr(self.optimizer, self.assigned, value)
+
+
+class LearningRate(OptimizerScalar):
+    """The optimizer's learning rate as a Keras variable; assigning it sets the optimizer's."""
+
+    held, assigned, kind = "_learning_rate", "learning_rate", np.float32
+
+    def __init__(self, optimizer: Optimizer):
+        super().__init__(optimizer, "learning_rate")
+
+
+class Iterations(OptimizerScalar):
+    """The optimizer's step count as Keras' `iterations` variable (int64)."""
+
+    held, assigned, kind = "_iterations", "steps_applied", np.int64
+
+    def __init__(self, optimizer: Optimizer):
+        super().__init__(optimizer, "iteration")
 
 
 OPTIMIZERS: dict[str, type[Optimizer]] = {

@@ -3,11 +3,15 @@ then the totals."""
 
 from __future__ import annotations
 
+import textwrap
 from typing import Any
 
-from digitnet.keras.layers import Dense, InputLayer
+from digitnet.keras.layers import Activation, Dense, Dropout, InputLayer
 
 COLUMNS = (31, 22, 13)  # the text width of Keras' three columns (each padded by one space)
+# With show_trainable=True Keras adds a fourth column, "Trainable" (shown "Trai…"), centred.
+COLUMNS_TRAINABLE = (27, 21, 10, 5)
+ALIGN = ("<", "<", ">", "^")
 
 
 def size_text(count: int) -> str:
@@ -20,29 +24,40 @@ def size_text(count: int) -> str:
     return f"{size:.2f} {units[i]}"
 
 
-def rule(left: str, fill: str, middle: str, right: str) -> str:
-    return left + middle.join(fill * (w + 2) for w in COLUMNS) + right
+def rule(left: str, fill: str, middle: str, right: str, widths: tuple[int, ...] = COLUMNS) -> str:
+    return left + middle.join(fill * (w + 2) for w in widths) + right
 
 
-def row(edge: str, cells: tuple[str, str, str]) -> str:
-    name, shape, params = cells
-    return (f"{edge} {name:<{COLUMNS[0]}} {edge} {shape:<{COLUMNS[1]}} {edge} "
-            f"{params:>{COLUMNS[2]}} {edge}")
+def row(edge: str, cells: tuple[str, ...], widths: tuple[int, ...] = COLUMNS) -> str:
+    """One table row; a cell wider than its column wraps at spaces onto more lines, and a word
+    wider than it is cut short with '…', as rich (which draws Keras' table) does."""
+    wrapped = [[line if len(line) <= w else line[:w - 1] + "…"  # a word wider than its column
+                for line in textwrap.wrap(cell, w, break_long_words=False)] or [""]
+               for cell, w in zip(cells, widths, strict=False)]
+    height = max(len(lines) for lines in wrapped)
+    return "\n".join(
+        edge + edge.join(f" {(lines[i] if i < len(lines) else ''):{align}{w}} "
+                         for lines, align, w in zip(wrapped, ALIGN, widths, strict=False)) + edge
+        for i in range(height))
 
 
 def shape_text(shape: Any) -> str:
     return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ")"
 
 
-def summary_text(model: Any) -> str:
-    rows: list[tuple[str, str, str]] = []
+def summary_text(model: Any, show_trainable: bool = False) -> str:
+    rows: list[tuple[str, ...]] = []
     total = fixed = 0  # fixed: parameters not trained (Normalization's statistics)
     built = model.built or model._declared_input_shape() is not None
     if built:
         model._require_built()
-        shape: tuple[Any, ...] = (None, *model.input_shape[1:])
+        # A subclassed model's layers show the shapes they were built on, the batch included;
+        # layers Keras builds when made (no weights to build) have none to show: "?".
+        subclassed = model.subclassed
+        shape: tuple[Any, ...] = (model.built_batch if subclassed else None, *model.input_shape[1:])
         for layer in model.layers:
             shape = layer.output_shape_for(shape)
+            shown = "?" if subclassed and isinstance(layer, Dropout | Activation) else shape_text(shape)
             nested = hasattr(layer, "_atoms")  # a model inside the model
             count = (layer.count_params() if nested else
                      sum(w.size for w in layer.get_weights()) if isinstance(layer, Dense) else 0)
@@ -50,19 +65,22 @@ def summary_text(model: Any) -> str:
             count += frozen
             fixed += frozen
             total += count
-            rows.append((f"{layer.name} ({layer.class_name})", shape_text(shape), f"{count:,}"))
+            rows.append((f"{layer.name} ({layer.class_name})", shown, f"{count:,}",
+                         "Y" if layer.weights else "-"))
     else:
         for layer in model.layers:
             if isinstance(layer, InputLayer):
                 continue
-            rows.append((f"{layer.name} ({layer.class_name})", "?", "0 (unbuilt)"))
-    out = [f'Model: "{model.name}"', rule("┏", "━", "┳", "┓"),
-           row("┃", ("Layer (type)", "Output Shape", "Param #")), rule("┡", "━", "╇", "┩")]
+            rows.append((f"{layer.name} ({layer.class_name})", "?", "0 (unbuilt)", "-"))
+    widths = COLUMNS_TRAINABLE if show_trainable else COLUMNS
+    header = ("Layer (type)", "Output Shape", "Param #", "Trai…")
+    out = [f'Model: "{model.name}"', rule("┏", "━", "┳", "┓", widths),
+           row("┃", header, widths), rule("┡", "━", "╇", "┩", widths)]
     for i, cells in enumerate(rows):
         if i:
-            out.append(rule("├", "─", "┼", "┤"))
-        out.append(row("│", cells))
-    out.append(rule("└", "─", "┴", "┘"))
+            out.append(rule("├", "─", "┼", "┤", widths))
+        out.append(row("│", cells, widths))
+    out.append(rule("└", "─", "┴", "┘", widths))
     optimizer = getattr(model, "optimizer", None)
     extra = optimizer.variable_count(total - fixed) if built and optimizer is not None else None
     out += [f" Total params: {total + (extra or 0):,} ({size_text(total + (extra or 0))})",
