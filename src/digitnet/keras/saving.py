@@ -111,8 +111,13 @@ def write_legacy_model(f: h5py.File, model: Any, layers: list[LayerWeights]) -> 
 def check_directory(path: Path) -> None:
     """Refuse an archive whose central directory (read by zipfile.ZipFile whole, one object per
     entry) declares more members or bytes than a Keras model can have."""
+    # zipfile's own reader of the end record (private, in CPython 3.11-3.14): what ZipFile reads
+    # first. Without it, ZipFile's member limit below still applies, after its parse.
+    end_record = getattr(zipfile, "_EndRecData", None)
+    if end_record is None:
+        return
     with open(path, "rb") as f:
-        end = zipfile._EndRecData(f)  # type: ignore[attr-defined]  # what ZipFile reads first
+        end = end_record(f)
     if end is None:
         return  # ZipFile says why
     members, size = end[zipfile._ECD_ENTRIES_TOTAL], end[zipfile._ECD_SIZE]  # type: ignore[attr-defined]
