@@ -20,6 +20,7 @@ import glob
 import os
 import sys
 import tempfile
+import time
 
 
 def category(name: str) -> str:
@@ -69,6 +70,12 @@ def main(unroll: int = 2, split_rows: int = 0) -> None:
     shares: collections.Counter[str] = collections.Counter()
     for name, ns in total.items():
         shares[category(name)] += ns
+    from digitnet.tuning import machine, simd_flags
+
+    m = machine()
+    print(f"# python -m bench.step_profile {' '.join(sys.argv[1:])} "
+          f"({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}), {m['cpu']} "
+          f"({m.get('cpu_id')}), {m['cores']} cores, flags: {' '.join(simd_flags(m))}")
     print(f"# one tutorial epoch, {unroll} steps per loop iteration, gradient split {split_rows}, "
           f"NPROC={os.environ.get('NPROC', 'unset')}; load average "
           f"{os.getloadavg()[0]:.1f}; {sum(count.values())} op events traced")
