@@ -186,19 +186,20 @@ def create_app(model_dir: str | os.PathLike, limits: Limits | None = None, *, ma
             if not batch and len(body) <= INLINE_JSON_BYTES:
                 # The common case, 784 numbers, costs less than a trip to the thread pool.
                 doc = inputs.parse_json(body)
-                x = inputs.plain_pixels(doc, body, dim)
+                x = inputs.plain_pixels(doc, body, dim, shape=shape)
                 if x is not None:
                     return inline(x)
-                return lambda: inputs.from_json(doc, dim, limits.max_image_pixels)
+                return lambda: inputs.from_json(doc, dim, limits.max_image_pixels, shape)
             if batch:
                 def decode_batch() -> np.ndarray:
                     doc = inputs.parse_json(body)
-                    x = inputs.plain_pixels(doc, body, dim, limits.max_batch)
+                    x = inputs.plain_pixels(doc, body, dim, limits.max_batch, shape)
                     if x is not None:
                         return x
-                    return inputs.batch_from_json(doc, dim, limits.max_image_pixels, limits.max_batch)
+                    return inputs.batch_from_json(doc, dim, limits.max_image_pixels, limits.max_batch,
+                                                  shape)
                 return decode_batch
-            return lambda: inputs.from_json(inputs.parse_json(body), dim, limits.max_image_pixels)
+            return lambda: inputs.from_json(inputs.parse_json(body), dim, limits.max_image_pixels, shape)
         if ctype == "multipart/form-data":
             files = await uploaded_files(request, limits.max_batch, single=not batch)
             return lambda: inputs.images(files, limits.max_image_pixels)

@@ -40,8 +40,11 @@ def parse_json(body: bytes) -> dict[str, Any]:
     return doc
 
 
-def pixels(value: Any, dim: int, where: str = "pixels") -> np.ndarray:
-    """One image's pixel values, flat (dim,), checked: numbers, finite, within 0–255."""
+def pixels(value: Any, dim: int, where: str = "pixels", shape: tuple[int, ...] | None = None
+           ) -> np.ndarray:
+    """One image's pixel values, flat (dim,), checked: numbers, finite, within 0–255; given in
+    rows, as many rows of as many numbers as the model's 2-D input `shape` (16 rows of 49 are
+    784 numbers, but not a 28×28 image)."""
     flat: list[Any] = []
 
     def walk(v: Any, depth: int) -> None:
@@ -61,6 +64,9 @@ def pixels(value: Any, dim: int, where: str = "pixels") -> np.ndarray:
     for v in flat:
         if type(v) not in (int, float):  # bool is an int subclass but never a pixel
             raise ClientError(422, "invalid_pixels", f"{where} must contain only numbers, found {v!r}")
+    if rows and shape is not None and len(shape) == 2 and (len(value), rows[0]) != tuple(shape):
+        raise ClientError(422, "wrong_pixel_count", f"{where} in rows must be {shape[0]} rows of "
+                                                    f"{shape[1]} numbers, got {len(value)} rows of {rows[0]}")
     if len(flat) != dim:
         raise ClientError(422, "wrong_pixel_count",
                           f"{where} must have {dim} values (28×28), got {len(flat)}")
@@ -127,18 +133,20 @@ def images(named: list[tuple[str, bytes]], max_pixels: int) -> np.ndarray:
     return np.stack([image(data, max_pixels, name) for name, data in named])
 
 
-def from_json(doc: dict[str, Any], dim: int, max_pixels: int) -> np.ndarray:
+def from_json(doc: dict[str, Any], dim: int, max_pixels: int, shape: tuple[int, ...] | None = None
+              ) -> np.ndarray:
     """{"pixels": [...]} or {"image": "<base64>"} → (1, dim)."""
     keys = [k for k in ("pixels", "image") if k in doc]
     if len(keys) != 1:
         raise ClientError(422, "invalid_input",
                           'give exactly one of "pixels" (784 numbers 0–255) or "image" (base64 PNG/JPEG)')
     if keys[0] == "pixels":
-        return pixels(doc["pixels"], dim)[None]
+        return pixels(doc["pixels"], dim, shape=shape)[None]
     return image(base64_bytes(doc["image"]), max_pixels)[None]
 
 
-def batch_from_json(doc: dict[str, Any], dim: int, max_pixels: int, max_batch: int) -> np.ndarray:
+def batch_from_json(doc: dict[str, Any], dim: int, max_pixels: int, max_batch: int,
+                    shape: tuple[int, ...] | None = None) -> np.ndarray:
     """{"pixels": [[...], ...]} or {"images": ["<base64>", ...]} → (N, dim)."""
     keys = [k for k in ("pixels", "images") if k in doc]
     if len(keys) != 1:
@@ -152,7 +160,7 @@ def batch_from_json(doc: dict[str, Any], dim: int, max_pixels: int, max_batch: i
         raise ClientError(422, "invalid_pixels", '"pixels" must be a list of images, each a list of numbers')
     check_batch(len(items), max_batch)
     if keys[0] == "pixels":
-        return np.stack([pixels(v, dim, f"pixels[{i}]") for i, v in enumerate(items)])
+        return np.stack([pixels(v, dim, f"pixels[{i}]", shape) for i, v in enumerate(items)])
     return images([(f"images[{i}]", base64_bytes(v, f"images[{i}]")) for i, v in enumerate(items)],
                   max_pixels)
 
@@ -163,8 +171,8 @@ def check_batch(n: int, max_batch: int) -> None:
 
 
 
-def plain_pixels(doc: dict[str, Any], body: bytes, dim: int, max_batch: int | None = None
-                 ) -> np.ndarray | None:
+def plain_pixels(doc: dict[str, Any], body: bytes, dim: int, max_batch: int | None = None,
+                 shape: tuple[int, ...] | None = None) -> np.ndarray | None:
     """(n, dim) float32 for the common request, {"pixels": [dim numbers within 0–255]} (flat or
     in rows; with max_batch, a list of up to max_batch such images), in one NumPy conversion;
     None for anything else, which from_json / batch_from_json then check (and explain) value by
@@ -182,7 +190,8 @@ def plain_pixels(doc: dict[str, Any], body: bytes, dim: int, max_batch: int | No
         arr = arr[None]
     if arr.dtype.kind not in "iuf" or not 2 <= arr.ndim <= 3 or not 1 <= len(arr) <= most:
         return None
-    if arr[0].size != dim:
+    if arr[0].size != dim or arr.ndim == 3 and shape is not None and len(shape) == 2 \
+            and arr.shape[1:] != tuple(shape):
         return None
     if not (arr.min() >= 0 and arr.max() <= 255):  # also False for NaN
         return None
