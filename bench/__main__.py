@@ -406,13 +406,23 @@ def step_profile_section() -> list[str]:
     if not path.exists():
         return []
     header, *body = path.read_text().strip().splitlines()
+    shares = {cells[1]: float(cells[2]) for line in body
+              if len(cells := [c.strip() for c in line.split("|")]) == 4
+              and cells[2].replace(".", "", 1).isdigit()}
+    products = shares.get("matrix products (dot)", 0.0)
+    ynn = shares.get("YNNPACK fusions (small products + element-wise)", 0.0)
     return ["## Where a training step's time goes (bench/step_profile.py)", "",
             f"A separate run: {header.lstrip('# ')}.",
-            "Shares of the traced time of the compiled step's ops over one epoch. The products"
-            " (the floor's work) are under half; the rest is XLA's element-wise work, most of it"
-            " Adam's update of the 784×64 kernel, which XLA runs as separate passes (new first"
-            " and second moments, then the weights) over four 784×64 arrays that do not fit in"
-            " one core's L2 cache, and the input's (x − 127.5)/255 on 32×784 values per step.",
+            "Shares of the traced time of the compiled step's ops over one epoch. Plain products"
+            f" take {products:.0f}% and YNNPACK's fusions (products with element-wise work"
+            f" around them) {ynn:.0f}%; XLA's element-wise fusions take"
+            f" {shares.get('XLA element-wise fusions', 0.0):.0f}%. The largest of those is"
+            " Adam's update of the 784×64 kernel (in the optimised HLO, the loop fusion that"
+            " writes the new kernel from it, its two moments and the bias corrections): per"
+            " element two divisions and a square root, where each moment's own pass is two or"
+            " three multiplies and an add; its time over the moments' passes' (the op table) is"
+            " the cost of the divider, which the same bits cannot avoid. Then the input's (x − 127.5)/255"
+            " on 32×784 values per step.",
             "", *[line.lstrip("# ") for line in body], ""]
 
 
@@ -476,7 +486,7 @@ NOTES = {
         " two-thread pool gives the first kernel's gradient other bits than one thread, it offers"
         " one thread with that gradient split in two products (the pool's bits, about half the"
         " product's CPU time: the section on XLA's products below). Each chunk now gathers its"
-        " examples once, on a CPU with NumPy (same bits). Tried on this AVX2 EPYC and dropped"
+        " examples once, on a CPU with NumPy (same bits). Tried on an AVX2 EPYC and dropped"
         " (the same program or"
         " other bits): XLA's YNNPACK fusion types (none: other bits and slower; dot: the same"
         " program), `--xla_cpu_use_xnnpack`, `--xla_cpu_use_onednn`,"
@@ -493,7 +503,8 @@ NOTES = {
         " kernel, vectorised, in place) measured at most ~5% less CPU per epoch in a prototype"
         " and other last bits; not taken."
         " Two cores: the floor takes the faster of NumPy's 1- and 2-thread BLAS,"
-        " and 2-thread BLAS is about 1.5× faster than 1 thread, while XLA gains little from a"
+        " and 2-thread BLAS gains what the floor table's two rows show (1.21× on the AVX2 EPYC"
+        " of 2026-12-02 07:58 UTC, 1.12× on the AVX-512 Xeon of 13:10 UTC), while XLA gains little from a"
         " second core on GEMMs this small (compare the one-core row with digitnet's: the second"
         " core mostly adds CPU time). That second thread is XLA's CPU client pool (a thread per"
         " core, running independent parts of a step side by side); cut to one thread"

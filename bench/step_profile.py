@@ -2,8 +2,9 @@
 
     python -m bench.step_profile [unroll [split_rows]] > bench/results/cpu-step-profile.txt
 
-(split_rows > 0 with NPROC=1 in the environment: the settings `digitnet calibrate` chooses on a
-machine where one thread with the split gradient trains the default's bits.)
+Without arguments, the settings `digitnet train` runs with on this machine: its XLA threading,
+unroll and gradient split (`digitnet calibrate`'s choice, else the defaults), each chunk's
+examples gathered on the host.
 
 Trains one tutorial epoch (784-64-64-10, Adam, batch 32) under jax.profiler with XLA's per-thunk
 trace events on (`--xla_cpu_enable_xprof_traceme=true`, on top of digitnet's own XLA flags), reads
@@ -21,6 +22,7 @@ import os
 import sys
 import tempfile
 import time
+from dataclasses import replace
 
 
 def category(name: str) -> str:
@@ -33,22 +35,31 @@ def category(name: str) -> str:
     return "other (" + name.split(".")[0] + ")"
 
 
-def main(unroll: int = 2, split_rows: int = 0) -> None:
-    from digitnet.runtime import CPU_FLAGS
+def main(unroll: int | None = None, split_rows: int | None = None) -> None:
+    from digitnet.runtime import set_cpu_threading
+    from digitnet.spec import MLPSpec
+    from digitnet.trainconfig import TrainConfig
 
-    os.environ["XLA_FLAGS"] = " ".join([*CPU_FLAGS, "--xla_cpu_enable_xprof_traceme=true"])
+    spec, cfg = MLPSpec(), TrainConfig(epochs=1, validation="none")
+    # The threading `digitnet train` gets on this machine (its calibrated choice, if any).
+    set_cpu_threading(spec.sizes, cfg.batch_size)
+    os.environ["XLA_FLAGS"] += " --xla_cpu_enable_xprof_traceme=true"
     import jax
     from jax._src.lib import _profile_data
 
     import digitnet
     from digitnet.engine import EngineSettings
-    from digitnet.model import MLPSpec, preprocess_stats
-    from digitnet.train import TrainConfig, fit_arrays
+    from digitnet.model import preprocess_stats
+    from digitnet.train import fit_arrays
 
     ds = digitnet.load_dataset()
-    spec, cfg = MLPSpec(), TrainConfig(epochs=1, validation="none")
     stats = preprocess_stats(spec, ds.x_train)
-    settings = EngineSettings(unroll=unroll, split_rows=split_rows)
+    # The engine's settings for this machine (as fit uses them: on a CPU, each chunk's examples
+    # gathered on the host), with the unroll and split asked for.
+    settings = EngineSettings.default(spec.sizes, cfg.batch_size)
+    settings = replace(settings, unroll=unroll or settings.unroll,
+                       split_rows=settings.split_rows if split_rows is None else split_rows)
+    unroll, split_rows = settings.unroll, settings.split_rows
     fit_arrays(spec, cfg, ds.x_train, ds.y_train, stats, settings=settings)  # compiles
     with tempfile.TemporaryDirectory() as tmp:
         with jax.profiler.trace(tmp):
