@@ -148,7 +148,6 @@ def create_app(model_dir: str | os.PathLike, limits: Limits | None = None, *, ma
     metrics = Metrics(predictor.info, limits.max_batch, KNOWN_PATHS)
     if infer is None:
         infer = MicroBatcher(predictor, limits.max_batch, batch_wait_ms / 1000, metrics.batch.observe)
-    dim = predictor.model.spec.input_dim
     shape = predictor.model.spec.input_shape
     started = time.time()
     page = resources.files("digitnet.serve").joinpath("static/index.html").read_text()
@@ -186,20 +185,20 @@ def create_app(model_dir: str | os.PathLike, limits: Limits | None = None, *, ma
             if not batch and len(body) <= INLINE_JSON_BYTES:
                 # The common case, 784 numbers, costs less than a trip to the thread pool.
                 doc = inputs.parse_json(body)
-                x = inputs.plain_pixels(doc, body, dim, shape=shape)
+                x = inputs.plain_pixels(doc, body, shape)
                 if x is not None:
                     return inline(x)
-                return lambda: inputs.from_json(doc, dim, limits.max_image_pixels, shape)
+                return lambda: inputs.from_json(doc, shape, limits.max_image_pixels)
             if batch:
                 def decode_batch() -> np.ndarray:
                     doc = inputs.parse_json(body)
-                    x = inputs.plain_pixels(doc, body, dim, limits.max_batch, shape)
+                    x = inputs.plain_pixels(doc, body, shape, limits.max_batch)
                     if x is not None:
                         return x
-                    return inputs.batch_from_json(doc, dim, limits.max_image_pixels, limits.max_batch,
-                                                  shape)
+                    return inputs.batch_from_json(doc, shape, limits.max_image_pixels,
+                                                  limits.max_batch)
                 return decode_batch
-            return lambda: inputs.from_json(inputs.parse_json(body), dim, limits.max_image_pixels, shape)
+            return lambda: inputs.from_json(inputs.parse_json(body), shape, limits.max_image_pixels)
         if ctype == "multipart/form-data":
             files = await uploaded_files(request, limits.max_batch, single=not batch)
             return lambda: inputs.images(files, limits.max_image_pixels)

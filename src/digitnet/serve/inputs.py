@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import math
 from typing import Any
 
 import numpy as np
@@ -40,11 +41,16 @@ def parse_json(body: bytes) -> dict[str, Any]:
     return doc
 
 
-def pixels(value: Any, dim: int, where: str = "pixels", shape: tuple[int, ...] | None = None
-           ) -> np.ndarray:
-    """One image's pixel values, flat (dim,), checked: numbers, finite, within 0–255; given in
-    rows, as many rows of as many numbers as the model's 2-D input `shape` (16 rows of 49 are
-    784 numbers, but not a 28×28 image)."""
+def size_of(shape: tuple[int, ...]) -> tuple[int, str]:
+    """(values in one input of this shape, the shape as said: "28×28")."""
+    return math.prod(shape), "×".join(map(str, shape))
+
+
+def pixels(value: Any, shape: tuple[int, ...], where: str = "pixels") -> np.ndarray:
+    """One image's pixel values, flat, checked: numbers, finite, within 0–255, as many as the
+    model's input `shape` holds; given in rows, as many rows of as many numbers as its 2-D
+    `shape` (16 rows of 49 are 784 numbers, but not a 28×28 image)."""
+    dim, said = size_of(shape)
     flat: list[Any] = []
 
     def walk(v: Any, depth: int) -> None:
@@ -64,12 +70,12 @@ def pixels(value: Any, dim: int, where: str = "pixels", shape: tuple[int, ...] |
     for v in flat:
         if type(v) not in (int, float):  # bool is an int subclass but never a pixel
             raise ClientError(422, "invalid_pixels", f"{where} must contain only numbers, found {v!r}")
-    if rows and shape is not None and len(shape) == 2 and (len(value), rows[0]) != tuple(shape):
+    if rows and len(shape) == 2 and (len(value), rows[0]) != tuple(shape):
         raise ClientError(422, "wrong_pixel_count", f"{where} in rows must be {shape[0]} rows of "
                                                     f"{shape[1]} numbers, got {len(value)} rows of {rows[0]}")
     if len(flat) != dim:
         raise ClientError(422, "wrong_pixel_count",
-                          f"{where} must have {dim} values (28×28), got {len(flat)}")
+                          f"{where} must have {dim} values ({said}), got {len(flat)}")
     try:
         arr = np.asarray(flat, dtype=np.float64)
     except OverflowError:  # an int beyond float64's range
@@ -133,26 +139,25 @@ def images(named: list[tuple[str, bytes]], max_pixels: int) -> np.ndarray:
     return np.stack([image(data, max_pixels, name) for name, data in named])
 
 
-def from_json(doc: dict[str, Any], dim: int, max_pixels: int, shape: tuple[int, ...] | None = None
-              ) -> np.ndarray:
-    """{"pixels": [...]} or {"image": "<base64>"} → (1, dim)."""
+def from_json(doc: dict[str, Any], shape: tuple[int, ...], max_pixels: int) -> np.ndarray:
+    """{"pixels": [...]} or {"image": "<base64>"} → (1, values of `shape`)."""
     keys = [k for k in ("pixels", "image") if k in doc]
     if len(keys) != 1:
-        raise ClientError(422, "invalid_input",
-                          'give exactly one of "pixels" (784 numbers 0–255) or "image" (base64 PNG/JPEG)')
+        raise ClientError(422, "invalid_input", f'give exactly one of "pixels" ({size_of(shape)[0]}'
+                                                ' numbers 0–255) or "image" (base64 PNG/JPEG)')
     if keys[0] == "pixels":
-        return pixels(doc["pixels"], dim, shape=shape)[None]
+        return pixels(doc["pixels"], shape)[None]
     return image(base64_bytes(doc["image"]), max_pixels)[None]
 
 
-def batch_from_json(doc: dict[str, Any], dim: int, max_pixels: int, max_batch: int,
-                    shape: tuple[int, ...] | None = None) -> np.ndarray:
-    """{"pixels": [[...], ...]} or {"images": ["<base64>", ...]} → (N, dim)."""
+def batch_from_json(doc: dict[str, Any], shape: tuple[int, ...], max_pixels: int,
+                    max_batch: int) -> np.ndarray:
+    """{"pixels": [[...], ...]} or {"images": ["<base64>", ...]} → (N, values of `shape`)."""
     keys = [k for k in ("pixels", "images") if k in doc]
     if len(keys) != 1:
         raise ClientError(422, "invalid_input",
-                          'give exactly one of "pixels" (a list of images, each 784 numbers) '
-                          'or "images" (a list of base64 image files)')
+                          f'give exactly one of "pixels" (a list of images, each {size_of(shape)[0]}'
+                          ' numbers) or "images" (a list of base64 image files)')
     items = doc[keys[0]]
     if not isinstance(items, list) or not items:
         raise ClientError(422, "invalid_input", f'"{keys[0]}" must be a non-empty list')
@@ -160,7 +165,7 @@ def batch_from_json(doc: dict[str, Any], dim: int, max_pixels: int, max_batch: i
         raise ClientError(422, "invalid_pixels", '"pixels" must be a list of images, each a list of numbers')
     check_batch(len(items), max_batch)
     if keys[0] == "pixels":
-        return np.stack([pixels(v, dim, f"pixels[{i}]", shape) for i, v in enumerate(items)])
+        return np.stack([pixels(v, shape, f"pixels[{i}]") for i, v in enumerate(items)])
     return images([(f"images[{i}]", base64_bytes(v, f"images[{i}]")) for i, v in enumerate(items)],
                   max_pixels)
 
@@ -171,14 +176,15 @@ def check_batch(n: int, max_batch: int) -> None:
 
 
 
-def plain_pixels(doc: dict[str, Any], body: bytes, dim: int, max_batch: int | None = None,
-                 shape: tuple[int, ...] | None = None) -> np.ndarray | None:
-    """(n, dim) float32 for the common request, {"pixels": [dim numbers within 0–255]} (flat or
-    in rows; with max_batch, a list of up to max_batch such images), in one NumPy conversion;
+def plain_pixels(doc: dict[str, Any], body: bytes, shape: tuple[int, ...],
+                 max_batch: int | None = None) -> np.ndarray | None:
+    """(n, values of `shape`) float32 for the common request, {"pixels": [784 numbers within
+    0–255]} (flat or in the rows of a 2-D `shape`; with max_batch, a list of up to max_batch
+    such images), in one NumPy conversion;
     None for anything else, which from_json / batch_from_json then check (and explain) value by
     value. JSON true/false/null anywhere sends it the slow way, since NumPy would read them as
     numbers."""
-    value = doc.get("pixels")
+    value, dim = doc.get("pixels"), math.prod(shape)
     if len(doc) != 1 or type(value) is not list or b"true" in body or b"false" in body or b"null" in body:
         return None
     try:
@@ -190,8 +196,7 @@ def plain_pixels(doc: dict[str, Any], body: bytes, dim: int, max_batch: int | No
         arr = arr[None]
     if arr.dtype.kind not in "iuf" or not 2 <= arr.ndim <= 3 or not 1 <= len(arr) <= most:
         return None
-    if arr[0].size != dim or arr.ndim == 3 and shape is not None and len(shape) == 2 \
-            and arr.shape[1:] != tuple(shape):
+    if arr[0].size != dim or arr.ndim == 3 and len(shape) == 2 and arr.shape[1:] != tuple(shape):
         return None
     if not (arr.min() >= 0 and arr.max() <= 255):  # also False for NaN
         return None
