@@ -10,8 +10,10 @@ section there, between markers that `python -m bench` keeps.
 - kscan: in this process, the tutorial's model (784-64-64-10, Adam, batch 32, full MNIST) as a
   population of K members, two epochs; the second epoch's wall and CPU seconds per model-epoch
   (the first one compiles).
-- seeds: `digitnet train --quiet` against `digitnet train --seeds 1-8 --quiet`, process start to
-  saved model, after one warm-up of each (the compilation cache is warm), alternating.
+- seeds: `digitnet train --quiet` against `digitnet train --seeds 1-8 --quiet` (on a CPU of
+  several cores: a worker process per core), on one XLA device, and in one process split into a
+  device per core; process start to saved model, after one warm-up of each (the compilation
+  cache is warm), alternating.
 - sweep: examples/sweeps/tutorial.toml (35 trials) in one process and with --workers 2, with
   this code and with the code in --baseline-src (before populations), alternating; test
   accuracy mean ± std per point must agree within noise.
@@ -41,6 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "population.json"
 SWEEP = ROOT / "examples" / "sweeps" / "tutorial.toml"
 ONE_DEVICE = "train --seeds 1-8, one device"
+ONE_PROCESS = "train --seeds 1-8, one process"
 
 
 def load() -> float:
@@ -116,7 +119,9 @@ def seeds(rounds: int, extra_args: list[str], timeout: float | None) -> dict:
     dn = [sys.executable, "-m", "digitnet", "train", "--quiet", *extra_args]
     commands = {"one train": ([], {}), "train --seeds 1-8": (["--seeds", "1-8"], {}),
                 # the same population on one XLA device (runtime.population_devices off)
-                ONE_DEVICE: (["--seeds", "1-8"], {"DIGITNET_POPULATION_DEVICES": "1"})}
+                ONE_DEVICE: (["--seeds", "1-8"], {"DIGITNET_POPULATION_DEVICES": "1"}),
+                # in one process split into a device per core (no worker processes)
+                ONE_PROCESS: (["--seeds", "1-8"], {"DIGITNET_SEED_PROCESSES": "1"})}
     runs: dict[str, list[dict]] = {name: [] for name in commands}
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(rounds + 1):  # round 0 warms the compilation cache
@@ -128,7 +133,8 @@ def seeds(rounds: int, extra_args: list[str], timeout: float | None) -> dict:
     med = {name: statistics.median(x["wall"] for x in got) for name, got in runs.items()}
     return {"runs": runs, "median_wall": med,
             "ratio": round(med["train --seeds 1-8"] / med["one train"], 3),
-            "ratio_one_device": round(med[ONE_DEVICE] / med["one train"], 3)}
+            "ratio_one_device": round(med[ONE_DEVICE] / med["one train"], 3),
+            "ratio_one_process": round(med[ONE_PROCESS] / med["one train"], 3)}
 
 
 def point_stats(out: Path) -> dict[str, list[float]]:
@@ -247,14 +253,18 @@ def render(doc: dict) -> str:
                 "compilation cache; each command once to warm up, then alternating.", "",
                 "| command | wall s | CPU s | load |", "|---|---|---|---|"]
         for name, runs in sd["runs"].items():
-            cmd = {"one train": "train", ONE_DEVICE: "train --seeds 1-8"}.get(name, name)
-            env = "DIGITNET_POPULATION_DEVICES=1 " if name == ONE_DEVICE else ""
+            cmd = {"one train": "train", ONE_DEVICE: "train --seeds 1-8",
+                   ONE_PROCESS: "train --seeds 1-8"}.get(name, name)
+            env = {ONE_DEVICE: "DIGITNET_POPULATION_DEVICES=1 ",
+                   ONE_PROCESS: "DIGITNET_SEED_PROCESSES=1 "}.get(name, "")
             for r in runs:
                 out.append(f"| `{env}digitnet {cmd} --quiet` | {r['wall']:.1f} | {r['cpu']:.1f} | "
                            f"{r['load'][0]}–{r['load'][1]} |")
         out += ["", f"8 seeds ÷ one run, wall (medians): **{sd['ratio']:.2f}×** (target ≤ 3×)"
                 + (f"; on one XLA device: {sd['ratio_one_device']:.2f}×" if "ratio_one_device" in sd
-                   else "") + ".", ""]
+                   else "")
+                + (f"; in one process split into a device per core (no worker processes):"
+                   f" {sd['ratio_one_process']:.2f}×" if "ratio_one_process" in sd else "") + ".", ""]
     if "sweep" in doc:
         sw = doc["sweep"]
         trials = next((runs[0].get("trials") for runs in sw["runs"].values() if runs), None)

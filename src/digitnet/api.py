@@ -455,8 +455,11 @@ def fit_seeds(spec: MLPSpec | None, config: TrainConfig | None, dataset: str | D
               seeds: Iterable[int], *, data_dir: str | os.PathLike | None = None,
               out: str | os.PathLike | None = None, resume: bool = False, verbose: bool = True,
               callbacks: list[Callback] | None = None, recipe: str | None = None,
-              settings: EngineSettings | None = None, **options: Any) -> SeedRuns:
-    """fit() once per seed, all trained together (digitnet.population): see fit(seeds=...)."""
+              settings: EngineSettings | None = None, summary: bool = True,
+              **options: Any) -> SeedRuns:
+    """fit() once per seed, all trained together (digitnet.population): see fit(seeds=...).
+    summary=False writes no `out`/summary.json (a `train --seeds` worker's share of the seeds:
+    digitnet.cli.seed_workers writes the whole one)."""
     from concurrent.futures import ThreadPoolExecutor
     from dataclasses import replace
 
@@ -485,8 +488,8 @@ def fit_seeds(spec: MLPSpec | None, config: TrainConfig | None, dataset: str | D
     with ThreadPoolExecutor(max_workers=min(8, len(runs)), thread_name_prefix="digitnet-save") as pool:
         models = SeedRuns(pool.map(lambda r, m: finish_run(r, m.state, m.seconds / m.together,
                                                            population_doc(m)), runs, members))
-    models.summary = summarize(models, seeds, time.perf_counter() - t0)
-    if out_dir is not None:
+    models.summary = summarize([m.config for m in models], seeds, time.perf_counter() - t0)
+    if out_dir is not None and summary:
         art.write_json(out_dir / SUMMARY, models.summary)
     return models
 

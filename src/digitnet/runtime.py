@@ -6,6 +6,7 @@ Opt-outs (environment):
   DIGITNET_XLA_THREADS=auto  leave XLA's CPU threading at JAX's default
   DIGITNET_FUSED_STEP=0      train with XLA's step on a GPU too (see fused_step)
   DIGITNET_POPULATION_DEVICES=1  populations on one CPU device (see population_devices)
+  DIGITNET_SEED_PROCESSES=1  `train --seeds` in one process (see digitnet.cli.seed_workers)
   XLA_FLAGS                  flags given here are kept; ours are only added when absent
 """
 
@@ -58,6 +59,26 @@ def one_xla_thread() -> None:
     first computation; an NPROC the user set is kept."""
     for name, value in ONE_XLA_THREAD.items():
         os.environ.setdefault(name, value)
+
+
+def gpu_backend_possible() -> bool:
+    """Whether JAX may start on something other than the CPU, told before it starts: JAX_PLATFORMS
+    names another platform first, or (unset) a GPU plugin is installed (jax_plugins, or the
+    jax_cuda/jax_rocm packages)."""
+    import importlib.util
+    import pkgutil
+
+    platforms = os.environ.get("JAX_PLATFORMS", "").strip().lower()
+    if platforms:
+        return platforms.split(",")[0].strip() != "cpu"
+    if any(importlib.util.find_spec(name) is not None for name in
+           ("jax_cuda12_plugin", "jax_cuda13_plugin", "jax_rocm60_plugin", "jax_rocm7_plugin")):
+        return True
+    try:
+        spec = importlib.util.find_spec("jax_plugins")
+    except (ImportError, ValueError):
+        return False
+    return spec is not None and any(True for _ in pkgutil.iter_modules(spec.submodule_search_locations))
 
 
 def cpu_cores() -> int:

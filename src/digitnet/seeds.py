@@ -49,14 +49,19 @@ class SeedRuns(list):
     summary: dict[str, Any]
 
     def describe(self) -> str:
-        acc = self.summary["test_accuracy"]
-        return (f"test accuracy {acc['mean']:.4f} ± {acc['std']:.4f} (min {acc['min']:.4f}, "
-                f"max {acc['max']:.4f}) over {len(self)} seeds")
+        return describe(self.summary)
 
 
-def summarize(models: list[Any], seeds: list[int], wall_seconds: float) -> dict[str, Any]:
-    accs = [m.config["metrics"]["test_accuracy"] for m in models]
-    losses = [m.config["metrics"]["test_loss"] for m in models]
+def describe(summary: dict[str, Any]) -> str:
+    acc = summary["test_accuracy"]
+    return (f"test accuracy {acc['mean']:.4f} ± {acc['std']:.4f} (min {acc['min']:.4f}, "
+            f"max {acc['max']:.4f}) over {len(acc['values'])} seeds")
+
+
+def summarize(configs: list[dict[str, Any]], seeds: list[int], wall_seconds: float) -> dict[str, Any]:
+    """summary.json of the runs of `seeds`, from their config.json documents."""
+    accs = [c["metrics"]["test_accuracy"] for c in configs]
+    losses = [c["metrics"]["test_loss"] for c in configs]
     return {"format": FORMAT, "seeds": seeds, "runs": [f"seed-{s}" for s in seeds],
             "test_accuracy": {**stats_of(accs), "values": accs},
             "test_loss": {**stats_of(losses), "values": losses},

@@ -66,9 +66,13 @@ def setup_xla(args: argparse.Namespace) -> None:
     """XLA's CPU client for this command, before JAX starts (see digitnet/runtime.py): devices
     for a population, then the threading (a calibrated one only for the shapes it was
     calibrated on: training_shapes)."""
+    from digitnet.cli.seed_workers import workers_for
     from digitnet.runtime import population_devices, set_cpu_threading
 
-    population_devices(population_size(args))
+    members = population_size(args)
+    if workers_for(args, members) > 1:
+        return  # this process starts no JAX: its workers set theirs up (cli.seed_workers)
+    population_devices(members)
     set_cpu_threading(*(training_shapes(args) or (None, None)))
 
 

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from digitnet.cli import trace
+from digitnet.cli import seed_workers, trace
 from digitnet.cli.parser import UsageError
 
 
@@ -71,6 +71,18 @@ def resumed_options(run_dir: str | Path) -> dict[str, Any]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    if args.seeds is not None:
+        from digitnet.cli import population_size
+
+        workers = seed_workers.workers_for(args, population_size(args))
+        if workers > 1:  # before JAX: this process only starts the workers and sums them up
+            from digitnet.seeds import parse_seeds
+
+            check_many(args)
+            run = resolved_options(args, resumed_options(args.out) if args.resume and args.out
+                                   else {})[2]
+            return seed_workers.train_in_workers(args, parse_seeds(args.seeds), default_out(run),
+                                                 workers)
     if not any(getattr(args, k, None) for k in ("data_dir", "config", "resume", "recipe")):
         from digitnet.data.datasets import prefetch
 
@@ -88,9 +100,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             # killed before its first write: nothing to continue, so start it
             print(f"digitnet: nothing to resume in {args.out}; starting a new run", file=sys.stderr)
     spec, cfg, run = resolved_options(args, base)
-    data_name = Path(run["data_dir"]).expanduser().resolve().name if run.get("data_dir") else None
-    name = data_name or run.get("dataset", "mnist")
-    out = Path(run.get("out") or f"runs/{name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    out = default_out(run)
     history = out / art.HISTORY
     before = len(art.read_history(history)) if args.resume and history.exists() else 0
     if args.seeds is not None or args.ensemble is not None:
@@ -122,20 +132,38 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def default_out(run: dict[str, Any]) -> Path:
+    """The run directory: --out, else runs/<dataset>-<time>."""
+    data_name = Path(run["data_dir"]).expanduser().resolve().name if run.get("data_dir") else None
+    name = data_name or run.get("dataset", "mnist")
+    return Path(run.get("out") or f"runs/{name}-{time.strftime('%Y%m%d-%H%M%S')}")
+
+
+def check_many(args: argparse.Namespace) -> None:
+    if args.tensorboard:
+        raise UsageError("--tensorboard follows one run; it does not combine with --seeds or --ensemble")
+    if args.ensemble is not None and args.ensemble < 1:
+        raise UsageError("--ensemble must be at least 1")
+
+
 def train_many(args: argparse.Namespace, spec: Any, cfg: Any, run: dict[str, Any], out: Path) -> int:
     """train --seeds / --ensemble: one model per seed, trained together."""
     from digitnet.api import fit
     from digitnet.seeds import parse_seeds
 
-    if args.tensorboard:
-        raise UsageError("--tensorboard follows one run; it does not combine with --seeds or --ensemble")
-    if args.ensemble is not None and args.ensemble < 1:
-        raise UsageError("--ensemble must be at least 1")
-    seeds = (parse_seeds(args.seeds) if args.seeds is not None
-             else list(range(cfg.seed, cfg.seed + args.ensemble)))
+    check_many(args)
+    seeds = seed_workers.worker_seeds() or (parse_seeds(args.seeds) if args.seeds is not None
+                                            else list(range(cfg.seed, cfg.seed + args.ensemble)))
     if args.ensemble is not None and args.seeds is not None and len(seeds) != args.ensemble:
         raise UsageError(f"--ensemble {args.ensemble} but --seeds lists {len(seeds)} seeds")
     where = out / "members" if args.ensemble is not None else out
+    if seed_workers.worker_seeds() is not None:  # a share of the seeds: the parent sums them up
+        from digitnet.api import fit_seeds
+
+        fit_seeds(spec, cfg, run.get("dataset", "mnist"), seeds, data_dir=run.get("data_dir"),
+                  out=where, resume=args.resume, verbose=not args.quiet, recipe=args.recipe,
+                  summary=False)
+        return 0
     models = fit(spec, cfg, run.get("dataset", "mnist"), data_dir=run.get("data_dir"), out=where,
                  resume=args.resume, verbose=not args.quiet, recipe=args.recipe, seeds=seeds)
     for s, m in zip(seeds, models, strict=True):
