@@ -210,7 +210,11 @@ def measure(args: argparse.Namespace) -> dict:
     if not shutil.which("wrk"):
         sys.exit("bench/load_serve.py needs wrk: apt-get install -y wrk")
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    from digitnet.tuning import machine
+
+    m = machine()
     result: dict = {"started": started, "load_average_start": os.getloadavg(), "cpus": os.cpu_count(),
+                    "machine": {"cpu": m["cpu"], "cpu_id": m.get("cpu_id"), "cores": m["cores"]},
                     "command": "python bench/load_serve.py " + " ".join(sys.argv[1:]),
                     "settings": {k: getattr(args, k) for k in ("duration", "rounds", "connections",
                                                                "threads", "overload")},
@@ -287,7 +291,7 @@ def markdown(res: dict) -> str:
     s = res["settings"]
     la = res["load_average_start"]
     lines = [BEGIN, "",
-             f"Run of {res['started']} on {res['cpus']} CPU cores{busy(la[0])} (load average "
+             f"Run of {res['started']} on {where(res)}{busy(la[0])} (load average "
              f"{la[0]:.2f} at the start, {res['load_average_end'][0]:.2f} at the end), wrk with "
              f"{s['threads']} threads on the same cores, {s['rounds']} interleaved rounds of "
              f"{s['duration']} s per line "
@@ -327,6 +331,15 @@ def markdown(res: dict) -> str:
     return "\n".join(lines)
 
 
+def where(res: dict) -> str:
+    """The machine of a run: "a 2-core Intel(R) Xeon(R) Processor (GenuineIntel/6/167/1)"
+    (results from before the machine was recorded: "this 2-core machine")."""
+    m = res.get("machine")
+    if not m:
+        return "this 2-core machine"
+    return f"a {m['cores']}-core {m['cpu']}" + (f" ({m['cpu_id']})" if m.get("cpu_id") else "")
+
+
 def readme(res: dict) -> str:
     """The README's paragraph: the headline figures of the same run."""
     s, o = res["settings"], res["overload"]
@@ -337,7 +350,7 @@ def readme(res: dict) -> str:
     return "\n".join([
         BEGIN,
         f"Load ({res['started']}, `python bench/load_serve.py runs/tutorial`; wrk, {s['connections']} "
-        f"connections, on this 2-core machine{busy(la)}, load average {la:.1f}): one digit "
+        f"connections, on {where(res)}{busy(la)}, load average {la:.1f}): one digit "
         f"as JSON pixels, **{dn['req_per_s']:,.0f} req/s, {dn['req_per_s'] / fl['req_per_s']:.2f}× the "
         f"framework's floor** in the same run (FastAPI parsing the same JSON and answering a fixed answer: "
         f"{fl['req_per_s']:,.0f} req/s; {fo['req_per_s']:,.0f} with orjson), p50 {dn['p50']:.1f} ms, p99 "
