@@ -58,3 +58,42 @@ def test_the_rest_of_tensorflow_is_refused_by_name():
     np.testing.assert_array_equal(tf.one_hot(np.array([2, 0]), 3), np.eye(3)[[2, 0]])
     assert np.asarray(tf.cast(np.array([1.7]), tf.int32)).dtype == np.int32
     assert tf.keras.__version__.startswith("3.")
+
+
+# TensorFlow's own beginner quickstart (tensorflow.org/tutorials/quickstart/beginner), its import
+# line changed and one epoch instead of five.
+QUICKSTART = """
+print("TensorFlow version:", tf.__version__)
+mnist = tf.keras.datasets.mnist
+(x_train, y_train), (x_test, y_test) = mnist.load_data()
+x_train, x_test = x_train / 255.0, x_test / 255.0
+model = tf.keras.models.Sequential([
+  tf.keras.layers.Flatten(input_shape=(28, 28)),
+  tf.keras.layers.Dense(128, activation='relu'),
+  tf.keras.layers.Dropout(0.2),
+  tf.keras.layers.Dense(10)
+])
+predictions = model(x_train[:1]).numpy()
+probs = tf.nn.softmax(predictions).numpy()
+loss_fn = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+first_loss = loss_fn(y_train[:1], predictions).numpy()
+model.compile(optimizer='adam', loss=loss_fn, metrics=['accuracy'])
+model.fit(x_train, y_train, epochs=1, verbose=0)
+loss, acc = model.evaluate(x_test,  y_test, verbose=2)
+probability_model = tf.keras.Sequential([model, tf.keras.layers.Softmax()])
+five = probability_model(x_test[:5])
+"""
+
+
+def test_tensorflows_quickstart_runs_with_its_import_line_changed(capsys):
+    scope = run(QUICKSTART)
+    assert scope["predictions"].shape == (1, 10)
+    np.testing.assert_allclose(scope["probs"].sum(), 1.0, rtol=1e-6)
+    # the untrained model's loss on one image: -log of its softmax at the label
+    assert float(scope["first_loss"]) == pytest.approx(-np.log(scope["probs"][0, scope["y_train"][0]]),
+                                                       rel=1e-5)
+    assert scope["acc"] > 0.9
+    five = np.asarray(scope["five"])
+    np.testing.assert_allclose(five.sum(1), 1.0, rtol=1e-5)
+    assert five.argmax(1).tolist() == [7, 2, 1, 0, 4]
+    assert "TensorFlow version: 2.16.1" in capsys.readouterr().out
