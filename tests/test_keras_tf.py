@@ -57,7 +57,7 @@ def test_the_rest_of_tensorflow_is_refused_by_name():
     assert [d.device_type for d in tf.config.list_physical_devices()] == ["CPU"]
     np.testing.assert_array_equal(tf.one_hot(np.array([2, 0]), 3), np.eye(3)[[2, 0]])
     assert np.asarray(tf.cast(np.array([1.7]), tf.int32)).dtype == np.int32
-    assert tf.keras.__version__.startswith("3.")
+    assert tf.keras.__version__.startswith("3.") and tf.version.VERSION == tf.__version__
 
 
 # TensorFlow's own beginner quickstart (tensorflow.org/tutorials/quickstart/beginner), its import

@@ -21,6 +21,7 @@ from digitnet.keras.utils import set_random_seed
 # TensorFlow's first release whose tf.keras is Keras 3, the API digitnet.keras follows.
 __version__ = "2.16.1"
 
+version = SimpleNamespace(VERSION=__version__)  # print(tf.version.VERSION)
 random = SimpleNamespace(set_seed=set_random_seed)
 nn = SimpleNamespace(**{name: getattr(activations, name) for name in
                         ("relu", "relu6", "elu", "selu", "gelu", "sigmoid", "softmax", "softplus",
@@ -53,7 +54,7 @@ def list_physical_devices(device_type: str | None = None) -> list[PhysicalDevice
 config = SimpleNamespace(list_physical_devices=list_physical_devices)
 
 __all__ = ["__version__", "cast", "config", "constant", "convert_to_tensor", "keras", "nn", "one_hot",
-           "random", "reshape"]
+           "random", "reshape", "version"]
 
 
 def __getattr__(name: str) -> Any:
