@@ -75,7 +75,6 @@ def test_how_many_workers(monkeypatch, argv, env, workers):
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     monkeypatch.setattr(sys, "modules", {k: v for k, v in sys.modules.items() if k != "jax"})
-    monkeypatch.setattr("digitnet.cli.seed_workers.cpu_cores", lambda: 2, raising=False)
     monkeypatch.setattr("digitnet.runtime.cpu_cores", lambda: 2)
     monkeypatch.setattr("digitnet.runtime.gpu_backend_possible", lambda: False)
     assert workers_for(args, 8) == workers

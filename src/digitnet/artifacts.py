@@ -24,6 +24,7 @@ from digitnet.errors import ConfigError, ModelFileError
 from digitnet.files import TMP_SUFFIX
 from digitnet.files import atomic_write_bytes as atomic_write_bytes  # the run dir's writes
 from digitnet.files import atomic_write_files as atomic_write_files
+from digitnet.files import json_bytes as json_bytes  # JAX-free: cli.seed_workers writes with it
 from digitnet.model import MLPSpec, init_params
 from digitnet.optimizers import make_optimizer
 from digitnet.safefiles import MAX_JSON_BYTES as MAX_JSON_BYTES  # config.json's limit
@@ -62,8 +63,6 @@ def write_json(path: Path, obj: Any) -> None:
     atomic_write_bytes(path, json_bytes(obj))
 
 
-def json_bytes(obj: Any) -> bytes:
-    return (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode()
 
 
 def write_tensors(path: Path, tensors: dict[str, np.ndarray], meta: dict[str, str]) -> None:

@@ -3,15 +3,22 @@ either the old file or the new one, never half of one. Failures raise StorageErr
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from digitnet.errors import StorageError
 
 UMASK = os.umask(0o022)
 os.umask(UMASK)
 TMP_SUFFIX = ".tmp"
+
+
+def json_bytes(obj: Any) -> bytes:
+    """A JSON file's bytes, as digitnet writes config.json, summary.json and the like."""
+    return (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode()
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

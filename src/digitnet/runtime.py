@@ -88,17 +88,25 @@ def cpu_cores() -> int:
         return os.cpu_count() or 1
 
 
+def per_core(members: int, *caps: str) -> int:
+    """Into how many single-threaded parts, one per core, a population of `members` splits:
+    at most one per member, capped by DIGITNET_POPULATION_DEVICES and the other environment
+    variables named in `caps` (N: at most N; 1: not split)."""
+    limits = [os.environ.get(name, "").strip() for name in ("DIGITNET_POPULATION_DEVICES", *caps)]
+    return max(1, min(cpu_cores(), members, *(int(c) for c in limits if c.isdigit())))
+
+
 def population_devices(members: int) -> int:
     """Split XLA's CPU client into one single-threaded device per core (at most `members`), in
-    a process about to train populations (train --seeds, an in-process sweep): a population's
+    a process about to train populations (train --ensemble, train --seeds kept in one process:
+    cli.seed_workers, an in-process sweep): a population's
     members are then sharded over the devices, each core running whole members, which costs
     less CPU than one device's pool running a step's small ops side by side
     (docs/population.md). Must run before JAX starts; XLA_FLAGS or an NPROC the user set win.
     A lone model in such a process trains on one device, with the one-thread pool's bits (as
     in a sweep's worker). DIGITNET_POPULATION_DEVICES=N caps the devices (1: off). Returns the
     number of devices asked for (1: nothing changed)."""
-    cap = os.environ.get("DIGITNET_POPULATION_DEVICES", "").strip()
-    n = min(cpu_cores(), members, int(cap) if cap.isdigit() else 1 << 16)
+    n = per_core(members)
     given = os.environ.get("XLA_FLAGS", "")
     if n < 2 or "jax" in sys.modules or "xla_force_host_platform_device_count" in given:
         return 1

@@ -4,10 +4,11 @@ process split into a device per core.
 
 Why: XLA's CPU client with several devices runs them from one shared thread pool, and a device's
 work moves between its threads (and the cores' caches); on two cores a population of 8 tutorial
-models trained 14% slower per model that way than as two processes of 4 (bench/population_procs.py,
-docs/population.md). The workers are `digitnet train` itself, with the seeds they train in
-WORKER_ENV; each writes its seeds' run directories, and this process, which never starts JAX,
-then writes DIR/summary.json from their config.json files and prints what `train --seeds` prints.
+models trained 10–14% slower per model that way than as two processes of 4
+(bench/population_procs.py, docs/population.md). The workers are `digitnet train` itself,
+with the seeds they train in WORKER_ENV; each writes its seeds' run directories, and this
+process, which never starts JAX, then writes DIR/summary.json from their config.json files and
+prints what `train --seeds` prints.
 The first worker shows its training progress (unless --quiet); a worker's error is printed by the
 worker and ends the others.
 """
@@ -15,7 +16,6 @@ worker and ends the others.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -39,19 +39,17 @@ def workers_for(args: argparse.Namespace, members: int) -> int:
     would otherwise split this process into a device per core (members > 1: the CLI's
     population_size), on a CPU, before JAX starts; else 1. DIGITNET_SEED_PROCESSES=N caps the
     processes (1: this process, split into devices)."""
-    from digitnet.runtime import cpu_cores, gpu_backend_possible
+    from digitnet.runtime import gpu_backend_possible, per_core
 
     if args.command != "train" or args.seeds is None or args.ensemble is not None:
         return 1
     if worker_seeds() is not None or "jax" in sys.modules or gpu_backend_possible():
         return 1
-    caps = [os.environ.get(name, "").strip()
-            for name in ("DIGITNET_POPULATION_DEVICES", "DIGITNET_SEED_PROCESSES")]
-    return max(1, min(cpu_cores(), members, *(int(c) for c in caps if c.isdigit())))
+    return per_core(members, "DIGITNET_SEED_PROCESSES")
 
 
 def train_in_workers(args: argparse.Namespace, seeds: list[int], out: Path, workers: int) -> int:
-    from digitnet.files import atomic_write_bytes
+    from digitnet.files import atomic_write_bytes, json_bytes
     from digitnet.safefiles import read_json
     from digitnet.seeds import SUMMARY, describe, summarize
 
@@ -94,7 +92,7 @@ def train_in_workers(args: argparse.Namespace, seeds: list[int], out: Path, work
         return codes[failed] if codes[failed] > 0 else 1
     configs = [read_json(out / f"seed-{s}" / "config.json") for s in seeds]
     summary = summarize(configs, seeds, time.perf_counter() - t0)
-    atomic_write_bytes(out / SUMMARY, (json.dumps(summary, indent=2) + "\n").encode())
+    atomic_write_bytes(out / SUMMARY, json_bytes(summary))
     for s, config in zip(seeds, configs, strict=True):
         print(f"seed {s}: test accuracy {config['metrics']['test_accuracy']:.4f}")
     print(describe(summary) + f"  ({summary['wall_seconds']:.1f} s, {workers} processes)")

@@ -152,12 +152,13 @@ def train_many(args: argparse.Namespace, spec: Any, cfg: Any, run: dict[str, Any
     from digitnet.seeds import parse_seeds
 
     check_many(args)
-    seeds = seed_workers.worker_seeds() or (parse_seeds(args.seeds) if args.seeds is not None
-                                            else list(range(cfg.seed, cfg.seed + args.ensemble)))
+    share = seed_workers.worker_seeds()  # this process' seeds, when it is one of them
+    seeds = share or (parse_seeds(args.seeds) if args.seeds is not None
+                      else list(range(cfg.seed, cfg.seed + args.ensemble)))
     if args.ensemble is not None and args.seeds is not None and len(seeds) != args.ensemble:
         raise UsageError(f"--ensemble {args.ensemble} but --seeds lists {len(seeds)} seeds")
     where = out / "members" if args.ensemble is not None else out
-    if seed_workers.worker_seeds() is not None:  # a share of the seeds: the parent sums them up
+    if share is not None:  # the parent sums up all the workers' seeds
         from digitnet.api import fit_seeds
 
         fit_seeds(spec, cfg, run.get("dataset", "mnist"), seeds, data_dir=run.get("data_dir"),

@@ -41,16 +41,11 @@ def parse_json(body: bytes) -> dict[str, Any]:
     return doc
 
 
-def size_of(shape: tuple[int, ...]) -> tuple[int, str]:
-    """(values in one input of this shape, the shape as said: "28×28")."""
-    return math.prod(shape), "×".join(map(str, shape))
-
-
 def pixels(value: Any, shape: tuple[int, ...], where: str = "pixels") -> np.ndarray:
     """One image's pixel values, flat, checked: numbers, finite, within 0–255, as many as the
     model's input `shape` holds; given in rows, as many rows of as many numbers as its 2-D
     `shape` (16 rows of 49 are 784 numbers, but not a 28×28 image)."""
-    dim, said = size_of(shape)
+    dim = math.prod(shape)
     flat: list[Any] = []
 
     def walk(v: Any, depth: int) -> None:
@@ -75,7 +70,7 @@ def pixels(value: Any, shape: tuple[int, ...], where: str = "pixels") -> np.ndar
                                                     f"{shape[1]} numbers, got {len(value)} rows of {rows[0]}")
     if len(flat) != dim:
         raise ClientError(422, "wrong_pixel_count",
-                          f"{where} must have {dim} values ({said}), got {len(flat)}")
+                          f"{where} must have {dim} values ({'×'.join(map(str, shape))}), got {len(flat)}")
     try:
         arr = np.asarray(flat, dtype=np.float64)
     except OverflowError:  # an int beyond float64's range
@@ -143,7 +138,7 @@ def from_json(doc: dict[str, Any], shape: tuple[int, ...], max_pixels: int) -> n
     """{"pixels": [...]} or {"image": "<base64>"} → (1, values of `shape`)."""
     keys = [k for k in ("pixels", "image") if k in doc]
     if len(keys) != 1:
-        raise ClientError(422, "invalid_input", f'give exactly one of "pixels" ({size_of(shape)[0]}'
+        raise ClientError(422, "invalid_input", f'give exactly one of "pixels" ({math.prod(shape)}'
                                                 ' numbers 0–255) or "image" (base64 PNG/JPEG)')
     if keys[0] == "pixels":
         return pixels(doc["pixels"], shape)[None]
@@ -156,7 +151,7 @@ def batch_from_json(doc: dict[str, Any], shape: tuple[int, ...], max_pixels: int
     keys = [k for k in ("pixels", "images") if k in doc]
     if len(keys) != 1:
         raise ClientError(422, "invalid_input",
-                          f'give exactly one of "pixels" (a list of images, each {size_of(shape)[0]}'
+                          f'give exactly one of "pixels" (a list of images, each {math.prod(shape)}'
                           ' numbers) or "images" (a list of base64 image files)')
     items = doc[keys[0]]
     if not isinstance(items, list) or not items:
