@@ -66,6 +66,8 @@ ACCURACY = {
     "keras2_style_np_utils": "score[1]",
     "regularized_initializers": "test_acc",
     "binary_even_odd": "test_acc",
+    "class_weight_imbalanced": "test_acc",
+    "keras_io_imbalanced_binary": "recall_3",
 }
 # The lines Keras itself prints (progress, summaries, callbacks' messages), as opposed to the
 # scripts' own prints of arrays, whose layout depends on the values.

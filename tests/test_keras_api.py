@@ -310,7 +310,12 @@ def test_refused_arguments_and_callbacks_are_named_one_at_a_time(data):
     model.compile("sgd", "sparse_categorical_crossentropy", metrics=["accuracy"])
     before = model.get_weights()
     for call, says in [
-        (lambda: model.fit(x, y, class_weight={0: 2.0}), "fit: class_weight is not supported"),
+        (lambda: model.fit(x, y, class_weight=[1.0, 2.0]), "`class_weight` must be a dict-like mapping"),
+        (lambda: model.fit(x, y, class_weight={"three": 2.0}),
+         "`class_weight` must be a dictionary with integer keys"),
+        (lambda: model.fit(x, y, class_weight={3: -1.0}), "class_weight: the weight of class 3 must be"),
+        (lambda: model.fit(x, y, class_weight={0: 1.0}, sample_weight=np.ones(64)),
+         "You cannot `class_weight` and `sample_weight` at the same time"),
         (lambda: model.fit(x, y, sample_weight=np.ones(64)), "fit: sample_weight is not supported"),
         (lambda: model.fit(x, y, steps_per_epoch=2), "fit: steps_per_epoch is not supported"),
         (lambda: model.fit(x, y, validation_split=0.5, validation_steps=1),
@@ -504,3 +509,22 @@ def test_summary_show_trainable_and_wrapped_cells_as_keras(capsys):
     m.summary(show_trainable=True)
     want = (Path(__file__).parent / "fixtures/keras/summary_trainable_wrap.txt").read_text()
     assert capsys.readouterr().out == want
+
+
+def test_class_weight_keys_read_as_keras_does_and_all_ones_trains_the_same_bits(data):
+    """Keras (class_weight_to_sample_weights) reads keys with int(), gives a class left out the
+    weight 1 and ignores keys of no class: {0: 1, "1": 1.0, 12: 5} weighs every digit alike,
+    so it trains exactly the weights of no class_weight at all."""
+    from digitnet import keras
+
+    x, y = data[0][:256], data[1][:256]
+    runs = []
+    for class_weight in (None, {0: 1, "1": 1.0, 12: 5.0}, {"1": 0.0}):
+        keras.utils.set_random_seed(3)
+        model = mlp()
+        model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+        h = model.fit(x, y, epochs=1, batch_size=32, verbose=0, class_weight=class_weight)
+        runs.append((h.history["loss"][0], model.get_weights()))
+    (loss0, w0), (loss1, w1), (loss2, w2) = runs
+    assert loss1 == loss0 and all(np.array_equal(a, b) for a, b in zip(w0, w1, strict=True))
+    assert loss2 != loss0  # the string key "1" does reach class 1

@@ -128,7 +128,6 @@ def test_public_script_runs_as_on_keras(name, fashion_mirror):
 # with a one-line ValueError naming the feature (Keras runs them; TensorBoard needs TensorFlow).
 REFUSED = Path(__file__).parent / "fixtures/keras/refused"
 REFUSALS = {
-    "class_weight_imbalanced": "fit: class_weight is not supported",
     "steps_per_epoch": "fit: steps_per_epoch is not supported",
     "tensorboard_callback": "TensorBoard: the TensorBoard callback is not supported",
     "batchnorm_mlp": "BatchNormalization: normalization layers are not supported",

@@ -27,6 +27,7 @@ from digitnet.model import MLPSpec, Params, finite_logits, predict_logits, prepr
 from digitnet.runtime import enable_compile_cache
 from digitnet.seeds import SUMMARY, SeedRuns, summarize
 from digitnet.train import EarlyStopping, TrainConfig, fit_arrays
+from digitnet.trainconfig import with_class_weights
 
 
 class Model:
@@ -324,6 +325,8 @@ def setup_run(spec: MLPSpec | None, cfg: TrainConfig | None, dataset: str | Data
     spec = spec.for_data(ds.image_shape, ds.num_classes)
     split = validation_rows(len(ds.y_train), cfg)
     rows = None if split is None else split[0]
+    cfg = with_class_weights(cfg, ds.y_train if rows is None else ds.y_train[rows],
+                             spec.num_classes)
     val = (None if cfg.validation == "none" else (ds.x_test, ds.y_test) if split is None
            else (ds.x_train[split[1]], ds.y_train[split[1]]))
     # Members of a population that train on the same rows share their preprocessing stats.

@@ -25,11 +25,11 @@ import optax
 from digitnet import augment, hostrandom, runtime
 from digitnet.errors import TrainingDiverged
 from digitnet.knobs import SPEC_KNOBS
-from digitnet.metrics import hits, loss_values
+from digitnet.metrics import class_weighted, hits, loss_values
 from digitnet.model import MLPSpec, Params, forward, host_init_params, init_params
 from digitnet.optimizers import make_optimizer
 from digitnet.regularize import keras_max_norm, penalty
-from digitnet.trainconfig import HOST_ONLY
+from digitnet.trainconfig import HOST_ONLY, class_weight_values
 
 if TYPE_CHECKING:
     from digitnet.trainconfig import TrainConfig
@@ -320,6 +320,8 @@ class Engine:
                                         **dict(settings.kernels))
                 return out if per_batch else (*out[:4], None)
 
+        weights = class_weight_values(cfg.class_weight)
+        class_weights = None if weights is None else jnp.asarray(weights, jnp.float32)
         first_matmul = (split_grad_matmul(settings.split_rows)
                         if 0 < settings.split_rows < spec.sizes[0] else None)
 
@@ -328,6 +330,8 @@ class Engine:
                 xb = aug(jax.random.fold_in(k, AUGMENT_STREAM), xb)
             logits = forward(p, stats, xb, spec, k if use_dropout else None, first_matmul)
             losses = loss_values(logits, yb, loss, smoothing)
+            if class_weights is not None:  # Keras' class_weight: before the layers' penalties
+                losses = class_weighted(losses, yb, class_weights)
             if spec.regularized:  # Keras' kernel/bias penalties: part of the loss, per example
                 losses = losses + penalty(p, spec)
             return losses.mean(), (losses.sum(), hits(logits, yb), logits if outputs else None)

@@ -53,14 +53,14 @@ NUM_WARPS, NUM_WARPS_Q = 4, 8  # threads per program of P and of Q, in warps of 
 
 def applies(spec: MLPSpec, cfg: Any, batch: int, soft_labels: bool, augmented: bool) -> bool:
     """Whether a chunk of steps with this spec, config and batch size can run fused: a ReLU MLP
-    without dropout, plain Adam at a constant rate on cross-entropy of integer labels."""
+    without dropout, plain Adam at a constant rate on cross-entropy of integer labels, every class alike."""
     return (
         bool(spec.hidden) and spec.output == "softmax"
         and all(act == "relu" for act in spec.hidden_activations)
         and not spec.dropout and not spec.input_dropout and not spec.regularized and not spec.kernel_max_norm
         and cfg.optimizer == "adam" and not cfg.optimizer_options
         and cfg.schedule == "constant" and not cfg.weight_decay
-        and cfg.loss == "cross_entropy" and not cfg.label_smoothing
+        and cfg.loss == "cross_entropy" and not cfg.label_smoothing and not cfg.class_weight
         and not cfg.max_norm and not cfg.ema and not augmented and not soft_labels
         and batch in BATCHES
         and max(padded(n) for n in (*spec.hidden, spec.num_classes)) <= MAX_WIDTH

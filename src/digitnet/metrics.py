@@ -39,6 +39,17 @@ def loss_values(logits: jax.Array, targets: jax.Array, loss: str = "cross_entrop
     return ce
 
 
+def class_weighted(losses: jax.Array, targets: jax.Array, weights: jax.Array) -> jax.Array:
+    """Per-example losses times the weight of each example's class, as Keras' fit(class_weight=)
+    (its class_weight_to_sample_weights): the class is an integer label, a target row's argmax,
+    or a binary target rounded; a class without a weight weighs 1."""
+    if targets.ndim == 2 and targets.shape[1] > 1:
+        classes = jnp.argmax(targets, axis=-1)
+    else:
+        classes = jnp.round(targets.reshape(-1)).astype(jnp.int32)
+    return losses * jnp.take(weights, classes, mode="fill", fill_value=1.0)
+
+
 def binary_loss_values(logits: jax.Array, targets: jax.Array, loss: str,
                        smoothing: float) -> jax.Array:
     """loss_values for one sigmoid unit: binary cross-entropy on the logits (Keras' from_logits

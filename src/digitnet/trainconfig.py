@@ -114,6 +114,40 @@ def check_optimizer_options(optimizer: str, text: str) -> None:
                               f"null, got {value!r}")
 
 
+def class_weight_values(text: str) -> tuple[float, ...] | None:
+    """class_weight's explicit weights; None for '' (all alike) and 'balanced' (resolved from the
+    training labels by with_class_weights)."""
+    if text in ("", "balanced"):
+        return None
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise ConfigError(f"class_weight must be 'balanced' or comma-separated numbers, one per "
+                          f"class (1,1,5), got {text!r}") from None
+    if len(values) < 2 or not all(math.isfinite(v) and v >= 0 for v in values) or not any(values):
+        raise ConfigError(f"class_weight needs a finite weight ≥ 0 for each class (two or more, "
+                          f"not all 0), got {text!r}")
+    return values
+
+
+def with_class_weights(cfg: TrainConfig, labels: Any, classes: int) -> TrainConfig:
+    """cfg with class_weight as the engine reads it: 'balanced' made explicit from the labels
+    that train (sklearn's n / (classes × count of the class); 1 for a class with none), and the
+    number of weights checked against the classes."""
+    if cfg.class_weight == "balanced":
+        import numpy as np
+
+        labels = np.asarray(labels)
+        labels = labels.argmax(-1) if labels.ndim == 2 and labels.shape[1] > 1 else labels.reshape(-1)
+        counts = np.bincount(np.round(labels).astype(np.int64), minlength=classes)[:classes]
+        weights = [len(labels) / (classes * c) if c else 1.0 for c in counts.tolist()]
+        return dataclasses.replace(cfg, class_weight=",".join(repr(float(w)) for w in weights))
+    values = class_weight_values(cfg.class_weight)
+    if values is not None and len(values) != classes:
+        raise ConfigError(f"class_weight has {len(values)} weights; the model has {classes} classes")
+    return cfg
+
+
 @dataclass
 class TrainConfig:
     """How to train. The defaults are the tutorial's: Adam 1e-3, 5 epochs at batch 32."""
@@ -139,6 +173,10 @@ class TrainConfig:
     chunks_per_epoch: int = option(20, "how often per epoch the progress bar moves",
                                    host_only=True)
     loss: str = option("cross_entropy", "loss (mse: of the softmax probabilities)", choices=LOSSES)
+    class_weight: str = option("", "loss weight of each class, as Keras' fit(class_weight=...): "
+                               "comma-separated, one per class (1,1,5), or 'balanced' "
+                               "(n / (classes × count), from the training labels); empty = equal",
+                               group=REG)
     warmup: float = option(0.0, "cosine schedule: epochs of linear warm-up", group=REG)
     step_epochs: int = option(0, "step schedule: decay every N epochs (0: a third of the run)",
                               group=REG)
@@ -179,6 +217,7 @@ class TrainConfig:
             raise ConfigError("label_smoothing and ema must be in [0, 1)")
         if self.label_smoothing and self.loss != "cross_entropy":
             raise ConfigError(f"label smoothing applies to the cross-entropy loss, not {self.loss}")
+        class_weight_values(self.class_weight)
         if self.max_norm < 0 or self.warmup < 0 or self.step_epochs < 0 or not 0 < self.step_gamma <= 1:
             raise ConfigError("max_norm, warmup and step_epochs must be ≥ 0, step_gamma in (0, 1]")
         if min(getattr(self, k) for k in AUG_KEYS) < 0:

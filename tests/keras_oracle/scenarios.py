@@ -326,6 +326,41 @@ def s_binary_fit(keras):
             "weights": weights}
 
 
+def s_class_weight(keras):
+    """fit(class_weight=...): each example's loss times its class's weight (a class left out
+    weighs 1), for integer labels, one-hot rows and a binary head; plain
+    SGD, no shuffle, set weights: the same steps in both. The confusion counts beside."""
+    weights = {0: 2.0, 3: 0.5, 7: 3.0, 9: 0.0}
+    out = {}
+    for name, labels, loss in (("sparse", Y, "sparse_categorical_crossentropy"),
+                               ("onehot", np.eye(10, dtype=np.float32)[Y], "categorical_crossentropy")):
+        model = keras.Sequential([keras.Input((784,)), keras.layers.Dense(16, activation="tanh"),
+                                  keras.layers.Dense(10, activation="softmax")])
+        model.set_weights(W)
+        model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.5), loss=loss,
+                      metrics=["accuracy"])
+        h = model.fit(X, labels, epochs=2, batch_size=20, shuffle=False, verbose=0,
+                      class_weight=weights, validation_data=(X[:30], labels[:30]))
+        out[name] = {"history": {k: [round(v, 5) for v in vs] for k, vs in h.history.items()},
+                     "weights": arr(model.get_weights()[3])}
+    m = keras.metrics
+    binary = binary_model(keras, hidden_act="tanh")
+    binary.compile(optimizer=keras.optimizers.SGD(learning_rate=0.05), loss="binary_crossentropy",
+                   metrics=["accuracy", m.TruePositives(), m.FalsePositives(name="fp"),
+                            m.TrueNegatives(), m.FalseNegatives(thresholds=0.7)])
+    h = binary.fit(X, YB.reshape(-1, 1), epochs=2, batch_size=25, shuffle=False, verbose=0,
+                   class_weight={0: 0.25, 1: 4.0})
+    out["binary"] = {"history": {k: [round(v, 5) for v in vs] for k, vs in h.history.items()},
+                     "weights": arr(binary.get_weights()[3]),
+                     "evaluate": rounded(binary.evaluate(X, YB, verbose=0, return_dict=True))}
+    counts = [m.TruePositives(), m.FalsePositives(), m.TrueNegatives(thresholds=0.3), m.FalseNegatives()]
+    for c in counts:
+        c.update_state(YB[:12], [0.1, 0.8, 0.4, 0.6, 0.95, 0.2, 0.5, 0.35, 0.75, 0.05, 0.65, 0.3],
+                       sample_weight=np.arange(12) % 3)
+    out["counts"] = [float(c.result()) for c in counts]
+    return out
+
+
 def s_epoch_metrics(keras):
     """Training-log metrics accumulate over the epoch's batches with each step's weights."""
     ops = keras.ops

@@ -264,7 +264,8 @@ class BinaryCrossentropy(_wrapper(binary_crossentropy, "binary_crossentropy",  #
 
 
 class _Confusion(Metric):
-    """Precision and Recall of binary (or one-class) predictions at a threshold."""
+    """Counts of binary (or one-class) predictions at a threshold (a prediction above it is
+    positive, as Keras'), and what Precision and Recall make of them."""
 
     def __init__(self, thresholds: Any = None, top_k: Any = None, class_id: int | None = None,
                  name: str | None = None, dtype: Any = None):
@@ -276,6 +277,7 @@ class _Confusion(Metric):
         self.true_positives = self.add_weight("true_positives")
         self.false_positives = self.add_weight("false_positives")
         self.false_negatives = self.add_weight("false_negatives")
+        self.true_negatives = self.add_weight("true_negatives")
 
     def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
         p, t = np.asarray(y_pred, np.float32), np.asarray(y_true, np.float32)
@@ -288,6 +290,7 @@ class _Confusion(Metric):
         self.true_positives.assign_add(np.sum(w * (pos & t)))
         self.false_positives.assign_add(np.sum(w * (pos & ~t)))
         self.false_negatives.assign_add(np.sum(w * (~pos & t)))
+        self.true_negatives.assign_add(np.sum(w * (~pos & ~t)))
 
 
 class Precision(_Confusion):
@@ -300,6 +303,34 @@ class Recall(_Confusion):
     def result(self) -> Tensor:
         tp, fn = float(self.true_positives), float(self.false_negatives)
         return tensor(np.float32(tp / (tp + fn) if tp + fn else 0.0))
+
+
+class _Count(_Confusion):
+    """One cell of the confusion matrix, as Keras' TruePositives … FalseNegatives."""
+
+    cell = ""
+
+    def __init__(self, thresholds: Any = None, name: str | None = None, dtype: Any = None):
+        super().__init__(thresholds=thresholds, name=name, dtype=dtype)
+
+    def result(self) -> Tensor:
+        return tensor(np.float32(float(getattr(self, self.cell))))
+
+
+class TruePositives(_Count):
+    cell = "true_positives"
+
+
+class FalsePositives(_Count):
+    cell = "false_positives"
+
+
+class TrueNegatives(_Count):
+    cell = "true_negatives"
+
+
+class FalseNegatives(_Count):
+    cell = "false_negatives"
 
 
 # Metrics by the names compile() accepts, with the class each stands for.

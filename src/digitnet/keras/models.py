@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import time
 import warnings
@@ -767,7 +768,9 @@ class Model(Layer):
         enable_compile_cache()
         if self.optimizer is None:
             raise KerasValueError("You must call `compile()` before using the model.")
-        refuse_options("fit", class_weight=class_weight, sample_weight=sample_weight,
+        if class_weight is not None and sample_weight is not None:
+            raise KerasValueError("You cannot `class_weight` and `sample_weight` at the same time.")
+        refuse_options("fit", sample_weight=sample_weight,
                        steps_per_epoch=steps_per_epoch, validation_steps=validation_steps,
                        validation_freq=None if validation_freq == 1 else validation_freq)
         if not isinstance(shuffle, bool):
@@ -775,6 +778,7 @@ class Model(Layer):
         x = self._inputs(x, int(batch_size or 32))
         y_raw = np.asarray(y) if y is not None else None
         t = self._targets(y, len(x))
+        weighting = class_weight_text(class_weight, self.spec.num_classes)
         validation = None
         if validation_data is not None:
             if not isinstance(validation_data, tuple | list) or len(validation_data) != 2:
@@ -806,12 +810,12 @@ class Model(Layer):
             opt_state = make_optimizer(self._train_config(1, batch, shuffle), 1).init(params)
         state = TrainState(params=params, opt_state=opt_state, epoch=int(initial_epoch))
         run.on_train_begin(state)
-        cfg = self._train_config(int(epochs), batch, shuffle)
+        cfg = self._train_config(int(epochs), batch, shuffle, weighting)
         while True:
             try:
                 # One compiled engine per learning rate: a callback that changes the rate
                 # (LearningRateScheduler, ReduceLROnPlateau) ends the stretch at the next epoch.
-                cfg = self._train_config(int(epochs), batch, shuffle)
+                cfg = self._train_config(int(epochs), batch, shuffle, weighting)
                 state.stop = False
                 state = fit_arrays(self.spec, cfg, x, t, self._stats(), None, state, [run])
             except cbs.Restart:
@@ -839,9 +843,10 @@ class Model(Layer):
                 "supported; digitnet.keras trains, evaluates and predicts with its compiled engine "
                 "(a chain of layers, a built-in loss and metrics)")
 
-    def _train_config(self, epochs: int, batch: int, shuffle: bool) -> TrainConfig:
+    def _train_config(self, epochs: int, batch: int, shuffle: bool,
+                      class_weight: str = "") -> TrainConfig:
         return TrainConfig(epochs=epochs, batch_size=batch, validation="none", seed=self._fit_seed(),
-                           shuffle=shuffle, loss=self._engine_loss(),
+                           shuffle=shuffle, loss=self._engine_loss(), class_weight=class_weight,
                            label_smoothing=self.label_smoothing, **self.optimizer.train_options())
 
     def _fit_seed(self) -> int:
@@ -1000,10 +1005,8 @@ class Sequential(Model):
 
 
 # Why each refused fit/evaluate/predict argument is: digitnet's engine runs whole epochs over
-# NumPy arrays, every example weighing alike.
+# NumPy arrays, every example of a class weighing alike.
 REFUSED_OPTIONS = {
-    "class_weight": "per-class loss weights are not compiled into the engine (every example weighs "
-                    "alike)",
     "sample_weight": "per-example loss weights are not compiled into the engine (every example "
                      "weighs alike)",
     "steps_per_epoch": "an epoch is one pass over the arrays given",
@@ -1011,6 +1014,39 @@ REFUSED_OPTIONS = {
     "validation_freq": "validation runs after every epoch",
     "steps": "it runs over all of the arrays given",
 }
+
+
+def class_weight_text(class_weight: Any, classes: int) -> str:
+    """fit's class_weight as TrainConfig.class_weight: one weight per class, 1 for a class the
+    mapping leaves out, as Keras 3 (class_weight_to_sample_weights: keys are class indices, or
+    what int() reads as one; keys of no class match no label)."""
+    if class_weight is None:
+        return ""
+    if not hasattr(class_weight, "items") or not hasattr(class_weight, "get"):
+        raise KerasValueError("`class_weight` must be a dict-like mapping of class indices to "
+                              f"weights. Received: class_weight={class_weight} of type "
+                              f"{type(class_weight)}.")
+    weights = [1.0] * classes
+    for key, value in class_weight.items():
+        try:
+            index = int(key)
+        except (TypeError, ValueError):
+            raise KerasValueError("`class_weight` must be a dictionary with integer keys "
+                                  f"representing class indices. Received an invalid key: {key!r} "
+                                  f"of type {type(key)}.") from None
+        try:
+            weight = float(value)
+        except (TypeError, ValueError):
+            raise KerasValueError(f"class_weight: the weight of class {index} must be a number, "
+                                  f"got {value!r}") from None
+        if not (math.isfinite(weight) and weight >= 0):
+            raise KerasValueError(f"class_weight: the weight of class {index} must be a finite "
+                                  f"number ≥ 0 in digitnet.keras, got {value!r}")
+        if 0 <= index < classes:
+            weights[index] = weight
+    if not any(weights):
+        raise KerasValueError("class_weight: every class weighs 0; nothing would train")
+    return ",".join(repr(w) for w in weights)
 
 
 def refuse_options(method: str, **options: Any) -> None:
