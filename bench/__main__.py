@@ -12,6 +12,7 @@ measurement is its own process, one after another.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import os
 import platform
@@ -53,7 +54,10 @@ def machine() -> dict:
 
     m = tuning.machine()
     entry = tuning.chosen()
-    return {**m, "key": tuning.machine_key(m), "simd": tuning.simd_flags(m),
+    key = tuning.machine_key(m)
+    # Not part of the machine key, but of the cold start: its 0.7.0 loads in ~0.45 s.
+    m["versions"] = {**m["versions"], "ml_dtypes": importlib.metadata.version("ml_dtypes")}
+    return {**m, "key": key, "simd": tuning.simd_flags(m),
             "jax_backend": jax.default_backend(), "os": platform.platform(),
             "calibration": None if entry is None else
             {k: entry[k] for k in ("threading", "unroll", "split_rows", "sizes", "batch", "when")
@@ -347,12 +351,17 @@ SETTINGS = [
     " on the shapes at hand (`--hidden`, `--batch-size`; default the tutorial's), reports the"
     " bits one epoch trains, then the workers take turns: each round, every candidate trains one"
     " epoch, in an order rotated round by round, so that load from other processes hits all"
-    " alike. A candidate replaces the default only if it trains the default's exact bits, its"
+    " alike. Each epoch trains as `digitnet train` does (each chunk's examples gathered on the"
+    " host; before 2026-12-02 the workers timed an in-program gather that training never runs)."
+    " A candidate replaces the default only if it trains the default's exact bits, its"
     " best epoch is at least 3% faster than the default's best, and it beats the default in"
     " most rounds, paired; so a choice never changes a result and is never slower than the"
     " default as far as the measurement can tell. Of the candidates within 3% of the fastest such"
     " one, the fewest steps per loop iteration wins (a longer loop body costs compile time on"
-    " every cold start). The choice is stored in"
+    " every cold start). Failing such a candidate, one with the default's bits and fewer steps"
+    " per loop iteration that is as fast (its best epoch no slower than the default's, and no"
+    " slower in at least half the rounds) replaces it: the same epochs, and a loop body that"
+    " compiles in about half the time. The choice is stored in"
     " `<home>/calibration.json` under a key made of the CPU's model name, vendor/family/model/"
     "stepping, every CPU flag, the cores this process may use and the versions of Python, JAX,"
     " jaxlib, NumPy, Optax and digitnet: another CPU or an upgrade finds no choice and runs the"

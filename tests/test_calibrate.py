@@ -57,6 +57,20 @@ def test_the_default_stays_unless_a_candidate_is_clearly_faster_with_the_same_bi
     assert calibrate.decide(tie, tie_bits, DEFAULT)[0] == "one-thread/unroll-2"
 
 
+def test_a_shorter_loop_body_as_fast_as_the_default_replaces_it():
+    """No candidate clearly faster, but one with fewer steps per loop iteration is as fast: it
+    is chosen, since it compiles in about half the time; slower, or other bits, it is not."""
+    bits = {DEFAULT: True, "one-thread/unroll-1": True, "default/unroll-4": True}
+    even = rounds(default__unroll_2=[1.0, 1.02, 1.05, 1.0], one_thread__unroll_1=[0.99, 1.03, 1.0, 1.0],
+                  default__unroll_4=[0.99, 1.0, 1.0, 1.0])
+    assert calibrate.decide(even, bits, DEFAULT)[0] == "one-thread/unroll-1"
+    assert calibrate.decide(even, {**bits, "one-thread/unroll-1": False}, DEFAULT)[0] == DEFAULT
+    slower = rounds(default__unroll_2=[1.0, 1.0, 1.0], one_thread__unroll_1=[1.01, 0.99, 1.02])
+    assert calibrate.decide(slower, bits, DEFAULT)[0] == DEFAULT  # its best round is slower
+    losing = rounds(default__unroll_2=[1.0, 1.0, 1.0, 1.0], one_thread__unroll_1=[0.95, 1.1, 1.1, 1.1])
+    assert calibrate.decide(losing, bits, DEFAULT)[0] == DEFAULT  # slower in most rounds
+
+
 def test_the_machine_key_covers_the_cpu_its_flags_cores_and_versions():
     m = tuning.machine()
     assert m["cpu"] and m["cores"] >= 1 and m["versions"]["jax"] and m["versions"]["digitnet"]
