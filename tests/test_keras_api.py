@@ -528,3 +528,53 @@ def test_class_weight_keys_read_as_keras_does_and_all_ones_trains_the_same_bits(
     (loss0, w0), (loss1, w1), (loss2, w2) = runs
     assert loss1 == loss0 and all(np.array_equal(a, b) for a, b in zip(w0, w1, strict=True))
     assert loss2 != loss0  # the string key "1" does reach class 1
+
+
+def test_auc_counts_each_threshold_and_reads_the_curve():
+    """AUC's confusion counts against a plain loop over its thresholds (a prediction above one is
+    positive); a perfect ranking scores 1, a reversed one 0 (Keras' own values: scenario auc)."""
+    from digitnet import keras
+
+    rng = np.random.default_rng(5)
+    pred, true, weight = rng.random(200), rng.integers(0, 2, 200), rng.integers(0, 3, 200)
+    auc = keras.metrics.AUC(num_thresholds=9)
+    auc.update_state(true, pred, sample_weight=weight)
+    for i, t in enumerate(np.float32(auc.thresholds)):
+        above = pred.astype(np.float32) > t
+        assert float(auc.true_positives.numpy()[i]) == pytest.approx(np.sum(weight * (above & (true == 1))))
+        assert float(auc.true_negatives.numpy()[i]) == pytest.approx(np.sum(weight * (~above & (true == 0))))
+    ranked = np.linspace(0.01, 0.99, 50)
+    for curve in ("ROC", "PR"):
+        perfect = keras.metrics.AUC(curve=curve)
+        perfect.update_state(ranked > 0.5, ranked)
+        assert float(perfect.result()) == pytest.approx(1.0, abs=0.02)
+    backwards = keras.metrics.AUC()
+    backwards.update_state(ranked < 0.5, ranked)
+    assert float(backwards.result()) == pytest.approx(0.0, abs=0.02)
+    with pytest.raises(ValueError, match="multi_label"):
+        keras.metrics.AUC(multi_label=True)
+
+
+def test_output_bias_from_an_array_and_the_bias_variable():
+    """TensorFlow's imbalanced-data tutorial: Dense(bias_initializer=Constant(np.log([p/n]))),
+    then `layer.bias.assign([0.0])` on a model whose bias_initializer is None (Keras draws that
+    bias with glorot_uniform and saves None)."""
+    from digitnet import keras
+
+    bias = np.log([0.02])
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="relu"),
+                              keras.layers.Dense(1, activation="sigmoid",
+                                                 bias_initializer=keras.initializers.Constant(bias))])
+    assert model.get_weights()[3].tolist() == pytest.approx(bias.tolist())
+    config = model.layers[-1].get_config()["bias_initializer"]["config"]["value"]
+    assert config == {"class_name": "__numpy__", "config": {"value": bias.tolist(), "dtype": "float64"}}
+    plain = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, bias_initializer=None)])
+    drawn = plain.get_weights()[1]
+    assert np.all(drawn != 0) and np.all(np.abs(drawn) <= np.sqrt(6 / 4))  # glorot over (2,)
+    assert plain.layers[-1].get_config()["bias_initializer"] is None
+    plain.layers[-1].bias.assign([0.0, 0.0])
+    assert plain.get_weights()[1].tolist() == [0.0, 0.0]
+    assert plain.layers[-1].kernel.numpy().shape == (4, 2)
+    with pytest.raises(ValueError, match="Constant: a value of shape"):
+        keras.Sequential([keras.Input((4,)), keras.layers.Dense(
+            3, bias_initializer=keras.initializers.Constant([1.0, 2.0]))])

@@ -361,6 +361,36 @@ def s_class_weight(keras):
     return out
 
 
+def s_auc(keras):
+    """AUC over its curves, summations, thresholds and weights, alone and in a binary fit (the
+    TensorFlow imbalanced-data tutorial's METRICS, class_weight, plain SGD, no shuffle)."""
+    m = keras.metrics
+    pred = np.array([0.1, 0.8, 0.4, 0.6, 0.95, 0.2, 0.5, 0.35, 0.75, 0.05, 0.65, 0.3, 0.5, 1.0, 0.0])
+    true = np.array([0, 1, 0, 1, 1, 0, 1, 0, 0, 0, 1, 1, 0, 1, 0])
+    weight = np.arange(15) % 4
+    made = {"default": m.AUC(), "pr": m.AUC(curve="PR"), "three": m.AUC(num_thresholds=3),
+            "minoring": m.AUC(num_thresholds=10, summation_method="minoring"),
+            "majoring_pr": m.AUC(num_thresholds=7, curve="PR", summation_method="majoring"),
+            "prgain": m.AUC(curve="PRGAIN"), "given": m.AUC(thresholds=[0.7, 0.3, 0.5]),
+            "logits": m.AUC(from_logits=True)}
+    out = {}
+    for name, auc in made.items():
+        auc.update_state(true, (pred - 0.5) * 6 if name == "logits" else pred)
+        auc.update_state(true[:9], pred[:9] if name != "logits" else (pred[:9] - 0.5) * 6,
+                         sample_weight=weight[:9])
+        out[name] = round(float(auc.result()), 6)
+    out["thresholds"] = arr(made["given"].thresholds)
+    out["name"] = made["default"].name
+    binary = binary_model(keras, hidden_act="tanh")
+    binary.compile(optimizer=keras.optimizers.SGD(learning_rate=0.05), loss="binary_crossentropy",
+                   metrics=[m.BinaryAccuracy(name="accuracy"), m.AUC(name="auc"),
+                            m.AUC(name="prc", curve="PR")])
+    h = binary.fit(X, YB, epochs=2, batch_size=25, shuffle=False, verbose=0,
+                   class_weight={0: 0.5, 1: 2.0}, validation_data=(X[:40], YB[:40]))
+    out["fit"] = {k: [round(v, 5) for v in vs] for k, vs in h.history.items()}
+    return out
+
+
 def s_epoch_metrics(keras):
     """Training-log metrics accumulate over the epoch's batches with each step's weights."""
     ops = keras.ops

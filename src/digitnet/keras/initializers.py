@@ -8,6 +8,7 @@ one `digitnet train` draws for the same MLP.
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 import jax
@@ -84,14 +85,38 @@ class Ones(Initializer):
 
 
 class Constant(Initializer):
+    """A number, or an array broadcast to the weight's shape (TensorFlow's imbalanced-data
+    tutorial: `Constant(np.log([pos / neg]))` for an output bias), as Keras'."""
+
     class_name = "Constant"
     defaults = {"value": 0.0}
 
-    def __init__(self, value: float = 0.0, **options: Any):
-        super().__init__(value=value, **options)
+    def __init__(self, value: Any = 0.0, **options: Any):
+        if isinstance(value, dict) and value.get("class_name") == "__numpy__":  # a Keras config
+            value = value.get("config", {}).get("value")
+        try:
+            array = np.asarray(value, np.float64)
+        except (TypeError, ValueError):
+            array = np.array(np.nan)
+        if array.size == 0 or not np.all(np.isfinite(array)):
+            raise KerasValueError(f"Constant: value must be a finite number or array, got {value!r}")
+        self.array = None if array.ndim == 0 else array
+        super().__init__(value=float(array) if array.ndim == 0 else 0.0, **options)
 
     def draw(self, key: jax.Array, shape: tuple[int, ...]) -> np.ndarray:
-        return np.full(shape, self.options["value"], np.float32)
+        if self.array is None:
+            return np.full(shape, self.options["value"], np.float32)
+        try:
+            return np.array(np.broadcast_to(self.array.astype(np.float32), shape))
+        except ValueError:
+            raise KerasValueError(f"Constant: a value of shape {self.array.shape} does not fit a "
+                                  f"weight of shape {shape}") from None
+
+    def get_config(self) -> dict[str, Any]:
+        if self.array is None:
+            return super().get_config()
+        return {"value": {"class_name": "__numpy__",
+                          "config": {"value": self.array.tolist(), "dtype": "float64"}}}
 
 
 class RandomNormal(Initializer):
@@ -150,9 +175,26 @@ class VarianceScaling(Initializer):
 
     def draw(self, key: jax.Array, shape: tuple[int, ...]) -> np.ndarray:
         o = self.options
-        dist = "normal" if o["distribution"] == "untruncated_normal" else o["distribution"]
-        init = jax.nn.initializers.variance_scaling(o["scale"], o["mode"], dist)
-        return np.asarray(init(key, shape, np.float32))
+        return scaled_draw(key, shape, o["scale"], o["mode"], o["distribution"])
+
+
+def scaled_draw(key: jax.Array, shape: tuple[int, ...], scale: float, mode: str,
+                distribution: str) -> np.ndarray:
+    """Keras' VarianceScaling draw, by JAX's initializer of the same fan modes and distributions
+    ('untruncated_normal' is JAX's 'normal'); a vector (a bias) has its length as both fans, as
+    in Keras, where JAX would refuse it."""
+    dist = "normal" if distribution == "untruncated_normal" else distribution
+    if len(shape) == 1:
+        std = math.sqrt(scale / shape[0])
+        if dist == "uniform":
+            values = jax.random.uniform(key, shape, np.float32, -std * math.sqrt(3), std * math.sqrt(3))
+        elif dist == "truncated_normal":  # the constant: the std of a unit normal cut at ±2
+            values = jax.random.truncated_normal(key, -2, 2, shape, np.float32) * (std / .87962566103423978)
+        else:
+            values = jax.random.normal(key, shape, np.float32) * std
+        return np.asarray(values, np.float32)
+    init = jax.nn.initializers.variance_scaling(scale, mode, dist)
+    return np.asarray(init(key, shape, np.float32))
 
 
 def _preset(name: str) -> type[VarianceScaling]:
@@ -162,8 +204,7 @@ def _preset(name: str) -> type[VarianceScaling]:
         Initializer.__init__(self, seed=seed, **options)
 
     def draw(self: Any, key: jax.Array, shape: tuple[int, ...]) -> np.ndarray:
-        init = jax.nn.initializers.variance_scaling(scale, mode, distribution)
-        return np.asarray(init(key, shape, np.float32))
+        return scaled_draw(key, shape, scale, mode, distribution)
 
     return type(name, (VarianceScaling,), {"class_name": name, "__init__": __init__, "draw": draw,
                                             "defaults": {"seed": None}})
@@ -193,8 +234,19 @@ glorot_uniform, glorot_normal, he_uniform, he_normal, lecun_uniform, lecun_norma
     GlorotUniform, GlorotNormal, HeUniform, HeNormal, LecunUniform, LecunNormal)
 
 
+class LayerDefault(GlorotUniform):  # type: ignore[misc, valid-type]
+    """What a layer given `initializer=None` draws: Keras' add_weight default, glorot_uniform,
+    for a bias too (Keras 3's Dense(bias_initializer=None) draws its bias so); saved as None."""
+
+    def serialize(self) -> None:  # type: ignore[override]
+        return None
+
+
 def get(identifier: Any, where: str = "initializer") -> Initializer:
-    """An initializer from a name ('he_normal'), a class, an instance, or a Keras config."""
+    """An initializer from a name ('he_normal'), a class, an instance, or a Keras config; None
+    is the layer's default, as in Keras (LayerDefault)."""
+    if identifier is None:
+        return LayerDefault()
     if isinstance(identifier, Initializer):
         return identifier
     if isinstance(identifier, type) and issubclass(identifier, Initializer):

@@ -149,13 +149,13 @@ class Layer:
 class LayerVariable(Variable):
     """One of a layer's weight arrays as a Keras variable: `.numpy()`, `.assign(new)`, `.path`."""
 
-    def __init__(self, layer: Layer, attr: str):
-        self.layer, self.attr, self.name, self.trainable = layer, attr, attr, True
+    def __init__(self, layer: Layer, attr: str, name: str):
+        self.layer, self.attr, self.name, self.trainable = layer, attr, name, True
         self.scope = ""  # the Sequential model the layer was built in, as Keras' path has it
 
     @property
     def path(self) -> str:
-        return f"{self.scope}{self.layer.name}/{self.attr}"
+        return f"{self.scope}{self.layer.name}/{self.name}"
 
     @property
     def _value(self) -> np.ndarray:  # type: ignore[override]
@@ -167,6 +167,23 @@ class LayerVariable(Variable):
 
     def __repr__(self) -> str:
         return f"<Variable path={self.path}, shape={self.shape}, dtype=float32>"
+
+
+class WeightAttribute:
+    """`layer.kernel` / `layer.bias` as Keras has them: a variable over the layer's own array
+    (`layer.bias.assign([0.0])`, `.numpy()`), which the model trains and saves; None before the
+    layer is built. Assigning an array sets it."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name, self.store = name, "_" + name
+
+    def __get__(self, layer: Any, owner: type | None = None) -> Any:
+        if layer is None:
+            return self
+        return None if getattr(layer, self.store) is None else LayerVariable(layer, self.store, self.name)
+
+    def __set__(self, layer: Any, value: Any) -> None:
+        setattr(layer, self.store, None if value is None else np.asarray(value, np.float32))
 
 
 class KerasTensor:
@@ -315,32 +332,35 @@ class Dense(Layer):
         self.bias_regularizer = regularizers.get(bias_regularizer, "Dense bias_regularizer")
         self.kernel_initializer = initializers.get(kernel_initializer, "Dense kernel_initializer")
         self.bias_initializer = initializers.get(bias_initializer, "Dense bias_initializer")
-        self.kernel: np.ndarray | None = None
-        self.bias: np.ndarray | None = None
+        self._kernel: np.ndarray | None = None
+        self._bias: np.ndarray | None = None
+
+    kernel = WeightAttribute()
+    bias = WeightAttribute()
 
     def get_weights(self) -> list[np.ndarray]:
-        if self.kernel is None or self.bias is None:
+        if self._kernel is None or self._bias is None:
             return []
-        return [np.array(self.kernel), np.array(self.bias)]
+        return [np.array(self._kernel), np.array(self._bias)]
 
     @property
     def weights(self) -> list[Any]:
         """kernel and bias as Keras variables (reading and assigning the layer's arrays)."""
-        if self.kernel is None:
+        if self._kernel is None:
             return []
-        return [LayerVariable(self, "kernel"), LayerVariable(self, "bias")]
+        return [self.kernel, self.bias]
 
     @property
     def trainable_weights(self) -> list[Any]:
         return self.weights
 
     def set_weights(self, weights: list[np.ndarray]) -> None:
-        if self.kernel is None or self.bias is None:
+        if self._kernel is None or self._bias is None:
             raise KerasValueError(f"layer {self.name!r} is not built yet; build the model first")
         if len(weights) != 2:
             raise KerasValueError(f"layer {self.name!r} expects 2 weights (kernel, bias), got {len(weights)}")
         new = [np.asarray(w, np.float32) for w in weights]
-        for old, w, what in ((self.kernel, new[0], "kernel"), (self.bias, new[1], "bias")):
+        for old, w, what in ((self._kernel, new[0], "kernel"), (self._bias, new[1], "bias")):
             if w.shape != old.shape:
                 raise KerasValueError(f"layer {self.name!r}: {what} shape {w.shape} does not match "
                                       f"{old.shape}")
@@ -349,12 +369,12 @@ class Dense(Layer):
 
     @property
     def built(self) -> bool:
-        return self.kernel is not None
+        return self._kernel is not None
 
     def build(self, input_shape: Any) -> None:
         """Create the kernel and bias for inputs with input_shape[-1] features."""
         fan_in = int(tuple(input_shape)[-1])
-        if self.kernel is not None and self.kernel.shape[0] == fan_in:
+        if self._kernel is not None and self._kernel.shape[0] == fan_in:
             return
         self.kernel, self.bias = self.initial_weights(self.kernel_initializer.key(), fan_in)
 
@@ -382,7 +402,7 @@ class Dense(Layer):
         if x.ndim != 2:
             raise KerasValueError(f"Dense layer {self.name!r} expects inputs (N, features), got {x.shape}")
         self.build(x.shape)
-        return activate(self.activation, x @ self.kernel + self.bias)
+        return activate(self.activation, x @ self._kernel + self._bias)
 
     def get_config(self) -> dict[str, Any]:
         layer = self.activation_layer

@@ -333,6 +333,100 @@ class FalseNegatives(_Count):
     cell = "false_negatives"
 
 
+AUC_CURVES = ("ROC", "PR", "PRGAIN")
+AUC_SUMMATIONS = ("interpolation", "minoring", "majoring")
+
+
+class AUC(Metric):
+    """Keras' AUC: the area under the ROC (or precision-recall) curve, from confusion counts at
+    num_thresholds thresholds (evenly spaced in (0, 1), plus -ε and 1 + ε) accumulated over the
+    batches, a prediction above a threshold counting as positive; predictions and labels are
+    flattened (multi_label=False). The same formulas as Keras' result(), in NumPy."""
+
+    def __init__(self, num_thresholds: int = 200, curve: str = "ROC",
+                 summation_method: str = "interpolation", name: str | None = None,
+                 dtype: Any = None, thresholds: Any = None, multi_label: bool = False,
+                 num_labels: Any = None, label_weights: Any = None, from_logits: bool = False):
+        super().__init__(name, dtype)
+        if multi_label or num_labels is not None or label_weights is not None:
+            raise KerasValueError("AUC: multi_label, num_labels and label_weights are not "
+                                  "supported (one curve over all outputs)")
+        curve, summation = str(curve).upper(), str(summation_method).lower()
+        if curve not in AUC_CURVES:
+            raise KerasValueError(f'Invalid AUC curve value "{curve}". Expected values are '
+                                  "['ROC', 'PR', 'PRGAIN']")
+        if summation not in AUC_SUMMATIONS:
+            raise KerasValueError(f'Invalid AUC summation method value "{summation_method}". '
+                                  "Expected values are ['interpolation', 'majoring', 'minoring']")
+        if thresholds is not None:
+            inner = sorted(float(t) for t in thresholds)
+        else:
+            if int(num_thresholds) <= 1:
+                raise KerasValueError("Argument `num_thresholds` must be an integer > 1. "
+                                      f"Received: num_thresholds={num_thresholds}")
+            n = int(num_thresholds)
+            inner = [(i + 1) * 1.0 / (n - 1) for i in range(n - 2)]
+        self.curve, self.summation_method, self._from_logits = curve, summation, bool(from_logits)
+        self._thresholds = np.array([0.0 - EPSILON, *inner, 1.0 + EPSILON])
+        self.num_thresholds = len(self._thresholds)
+        shape = (self.num_thresholds,)
+        self.true_positives = self.add_weight("true_positives", shape)
+        self.false_positives = self.add_weight("false_positives", shape)
+        self.true_negatives = self.add_weight("true_negatives", shape)
+        self.false_negatives = self.add_weight("false_negatives", shape)
+
+    @property
+    def thresholds(self) -> list[float]:
+        return list(self._thresholds)
+
+    def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
+        p = np.asarray(y_pred, np.float32)
+        if self._from_logits:
+            p = (1 / (1 + np.exp(-p.astype(np.float64)))).astype(np.float32)
+        t = np.asarray(y_true, np.float32).reshape(p.shape).astype(bool).ravel()
+        w = (np.ones(p.shape, np.float64) if sample_weight is None else np.broadcast_to(
+            np.asarray(sample_weight, np.float64).reshape(p.shape[:1] + (1,) * (p.ndim - 1)),
+            p.shape)).ravel()
+        p = p.ravel()
+        order = np.argsort(p, kind="stable")
+        # For each threshold, the weight of the predictions at or below it (sorted once).
+        below = np.searchsorted(p[order], self._thresholds.astype(np.float32), side="right")
+        pos = np.concatenate([[0.0], np.cumsum((w * t)[order])])
+        neg = np.concatenate([[0.0], np.cumsum((w * ~t)[order])])
+        self.true_positives.assign_add(pos[-1] - pos[below])
+        self.false_positives.assign_add(neg[-1] - neg[below])
+        self.false_negatives.assign_add(pos[below])
+        self.true_negatives.assign_add(neg[below])
+
+    def result(self) -> Tensor:
+        tp, fp, tn, fn = (np.asarray(v, np.float64) for v in (
+            self.true_positives, self.false_positives, self.true_negatives, self.false_negatives))
+
+        def ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:  # Keras' divide_no_nan
+            return np.divide(a, b, out=np.zeros_like(a), where=b != 0)
+
+        if self.curve == "PR" and self.summation_method == "interpolation":
+            # Davis & Goadrich's interpolation, in Keras' closed form (interpolate_pr_auc).
+            dtp, p = tp[:-1] - tp[1:], tp + fp
+            slope = ratio(dtp, np.maximum(p[:-1] - p[1:], 0))
+            intercept = tp[1:] - slope * p[1:]
+            p_ratio = np.where((p[:-1] > 0) & (p[1:] > 0), ratio(p[:-1], np.maximum(p[1:], 0)), 1.0)
+            terms = ratio(slope * (dtp + intercept * np.log(p_ratio)), np.maximum(tp[1:] + fn[1:], 0))
+            return tensor(np.float32(terms.sum()))
+        recall = ratio(tp, tp + fn)
+        if self.curve == "ROC":
+            x, y = ratio(fp, fp + tn), recall
+        elif self.curve == "PR":
+            x, y = recall, ratio(tp, tp + fp)
+        else:  # PRGAIN
+            scale = ratio(tp + fn, tn + fp)
+            x = np.maximum(np.where(tp == 0, 0.0, 1.0 - scale * ratio(fn, tp)), 0.0)
+            y = np.where(tp == 0, 1.0, 1.0 - scale * ratio(fp, tp))
+        heights = {"interpolation": (y[:-1] + y[1:]) / 2, "minoring": np.minimum(y[:-1], y[1:]),
+                   "majoring": np.maximum(y[:-1], y[1:])}[self.summation_method]
+        return tensor(np.float32(np.sum((x[:-1] - x[1:]) * heights)))
+
+
 # Metrics by the names compile() accepts, with the class each stands for.
 BY_NAME: dict[str, type[Metric]] = {
     "categorical_accuracy": CategoricalAccuracy,
@@ -345,7 +439,9 @@ BY_NAME: dict[str, type[Metric]] = {
     "categorical_crossentropy": CategoricalCrossentropy,
     "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
     "binary_crossentropy": BinaryCrossentropy,
-    "precision": Precision, "recall": Recall,
+    "precision": Precision, "recall": Recall, "auc": AUC,
+    "true_positives": TruePositives, "false_positives": FalsePositives,
+    "true_negatives": TrueNegatives, "false_negatives": FalseNegatives,
 }
 # The accuracy family: counted by the engine's training step (argmax of the output against
 # the label, or against the argmax of a target row).

@@ -347,7 +347,7 @@ class Model(Layer):
         else:
             keys = jax.random.split(jax.random.key(0), max(len(todo), 1))
         for i, (layer, fan_in) in enumerate(todo):
-            if (layer.kernel is not None and layer.kernel.shape == (fan_in, layer.units)
+            if (layer._kernel is not None and layer._kernel.shape == (fan_in, layer.units)
                     and not (spec is not None and getattr(layer, "provisional", False))):
                 continue  # built before, with the same shape: keep its weights
             default = layer.kernel_initializer.default and spec is not None
@@ -368,7 +368,7 @@ class Model(Layer):
                 "build((None, features)), or call fit/predict on data first")
 
     def params(self) -> list[dict[str, np.ndarray]]:
-        return [{"kernel": d.kernel, "bias": d.bias} for d in self._dense()]
+        return [{"kernel": d._kernel, "bias": d._bias} for d in self._dense()]
 
     def use_params(self, params: list[dict[str, Any]]) -> None:
         for layer, p in zip(self._dense(), params, strict=True):
