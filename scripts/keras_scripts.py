@@ -69,6 +69,7 @@ ACCURACY = {
     "class_weight_imbalanced": "test_acc",
     "keras_io_imbalanced_binary": "recall_3",
     "tf_imbalanced_data": "test_acc",
+    "keras_io_sample_weighting": "results[1]",
 }
 # The lines Keras itself prints (progress, summaries, callbacks' messages), as opposed to the
 # scripts' own prints of arrays, whose layout depends on the values.

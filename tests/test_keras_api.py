@@ -316,13 +316,16 @@ def test_refused_arguments_and_callbacks_are_named_one_at_a_time(data):
         (lambda: model.fit(x, y, class_weight={3: -1.0}), "class_weight: the weight of class 3 must be"),
         (lambda: model.fit(x, y, class_weight={0: 1.0}, sample_weight=np.ones(64)),
          "You cannot `class_weight` and `sample_weight` at the same time"),
-        (lambda: model.fit(x, y, sample_weight=np.ones(64)), "fit: sample_weight is not supported"),
+        (lambda: model.fit(x, y, sample_weight=np.ones(63)),
+         "sample_weight must hold one weight per example: 64 examples"),
+        (lambda: model.fit(x, y, sample_weight=np.full(64, np.nan)), "sample_weight contains NaN"),
         (lambda: model.fit(x, y, steps_per_epoch=2), "fit: steps_per_epoch is not supported"),
         (lambda: model.fit(x, y, validation_split=0.5, validation_steps=1),
          "fit: validation_steps is not supported"),
         (lambda: model.fit(x, y, validation_split=0.5, validation_freq=2),
          "fit: validation_freq is not supported"),
-        (lambda: model.evaluate(x, y, sample_weight=np.ones(64)), "evaluate: sample_weight is not supported"),
+        (lambda: model.evaluate(x, y, sample_weight=np.ones((64, 2))),
+         "sample_weight must hold one weight per example"),
         (lambda: model.evaluate(x, y, steps=1), "evaluate: steps is not supported"),
         (lambda: model.predict(x, steps=1), "predict: steps is not supported"),
         (lambda: model.fit(x), "no targets: give y"),
@@ -578,3 +581,25 @@ def test_output_bias_from_an_array_and_the_bias_variable():
     with pytest.raises(ValueError, match="Constant: a value of shape"):
         keras.Sequential([keras.Input((4,)), keras.layers.Dense(
             3, bias_initializer=keras.initializers.Constant([1.0, 2.0]))])
+
+
+def test_sample_weight_of_two_is_plain_sgd_at_twice_the_rate(data):
+    """A loss weighted by 2 has gradients of twice the size: plain SGD at rate r with every
+    sample weight 2 takes exactly the steps of rate 2r unweighted (doubling is exact in floats);
+    the reported loss is doubled and the accuracy is not."""
+    from digitnet import keras
+
+    x, y = data[0][:256], data[1][:256]
+    runs = []
+    for rate, weights in ((0.1, np.full(256, 2.0)), (0.2, None)):
+        keras.utils.set_random_seed(4)
+        model = mlp()
+        model.compile(keras.optimizers.SGD(learning_rate=rate), "sparse_categorical_crossentropy",
+                      metrics=["accuracy"])
+        h = model.fit(x, y, epochs=1, batch_size=32, verbose=0, sample_weight=weights)
+        runs.append((h.history, model.get_weights(),
+                     model.evaluate(x, y, verbose=0, sample_weight=weights)))
+    (h2, w2, e2), (h1, w1, e1) = runs
+    assert all(np.array_equal(a, b) for a, b in zip(w2, w1, strict=True))
+    assert h2["accuracy"] == h1["accuracy"] and h2["loss"][0] == pytest.approx(2 * h1["loss"][0])
+    assert e2[0] == pytest.approx(2 * e1[0]) and e2[1] == e1[1]

@@ -208,7 +208,7 @@ class Engine:
         if not self.settings.host_gather:
             return x, y, order
         rows = np.asarray(order)[start:start + steps * batch]
-        return np.take(x, rows, axis=0), np.take(y, rows, axis=0), rows
+        return np.take(x, rows, axis=0), jax.tree.map(lambda a: np.take(a, rows, axis=0), y), rows
 
     def precompile(self, stats: Any, x: Any, y: Any,
                    chunks: list[tuple[int, int, int]], per_batch: bool = False,
@@ -219,7 +219,7 @@ class Engine:
             params, opt_state, key = self.state_shapes()
             for steps, batch in dict.fromkeys((steps, batch) for _, steps, batch in chunks):
                 rows = steps * batch if self.settings.host_gather else len(x)
-                xs, ys = (jax.ShapeDtypeStruct((rows, *a.shape[1:]), a.dtype) for a in (x, y))
+                xs, ys = (jax.tree.map(partial(rows_of, rows), a) for a in (x, y))
                 order = jax.ShapeDtypeStruct((rows,), jnp.int32)
                 self.train_chunk.lower(params, opt_state, stats, xs, ys, order, 0, key,
                                        steps=steps, batch=batch, per_batch=per_batch,
@@ -304,11 +304,13 @@ class Engine:
 
     def _train_chunk(self, params, opt_state, stats, x, y, order, start, key, knobs=None, *,
                      steps, batch, settings, per_batch=False, outputs=False):
-        """One chunk of training steps; `knobs`: a population member's traced settings."""
+        """One chunk of training steps; `knobs`: a population member's traced settings. `y`:
+        the targets, or (targets, per-example loss weights) (fit_arrays' sample_weight)."""
         spec, cfg, tx, aug = self.with_knobs(knobs or {})
         loss, smoothing = cfg.loss, cfg.label_smoothing
         use_dropout = bool(self.spec.dropout) or bool(self.spec.input_dropout)
-        if settings.fused and not knobs and not outputs:
+        weighted = isinstance(y, tuple)
+        if settings.fused and not knobs and not outputs and not weighted:
             from digitnet import fused  # Pallas: only where the fused step may run
 
             if fused.applies(spec, self.cfg, batch, soft_labels=y.ndim == 2,
@@ -325,13 +327,16 @@ class Engine:
         first_matmul = (split_grad_matmul(settings.split_rows)
                         if 0 < settings.split_rows < spec.sizes[0] else None)
 
-        def loss_fn(p, xb, yb, k):
+        def loss_fn(p, xb, targets, k):
+            yb, wb = targets if weighted else (targets, None)
             if aug is not None:
                 xb = aug(jax.random.fold_in(k, AUGMENT_STREAM), xb)
             logits = forward(p, stats, xb, spec, k if use_dropout else None, first_matmul)
             losses = loss_values(logits, yb, loss, smoothing)
             if class_weights is not None:  # Keras' class_weight: before the layers' penalties
                 losses = class_weighted(losses, yb, class_weights)
+            if wb is not None:  # Keras' sample_weight, likewise
+                losses = losses * wb
             if spec.regularized:  # Keras' kernel/bias penalties: part of the loss, per example
                 losses = losses + penalty(p, spec)
             return losses.mean(), (losses.sum(), hits(logits, yb), logits if outputs else None)
@@ -344,12 +349,12 @@ class Engine:
             rows, xs, ys = order, x, y
         else:
             rows = jax.lax.dynamic_slice(order, (start,), (steps * batch,))
-            xs, ys = x[rows], y[rows]
+            xs, ys = x[rows], jax.tree.map(lambda v: v[rows], y)
 
         def step(carry, i):
             p, s, loss_sum, correct = carry
             xb = jax.lax.dynamic_slice_in_dim(xs, i * batch, batch)
-            yb = jax.lax.dynamic_slice_in_dim(ys, i * batch, batch)
+            yb = jax.tree.map(lambda v: jax.lax.dynamic_slice_in_dim(v, i * batch, batch), ys)
             k = jax.random.fold_in(key, start + i * batch)
             # Loss and accuracy come from the same forward pass as the gradient, as in Keras.
             (_, (batch_loss, batch_hits, logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
@@ -369,6 +374,11 @@ class Engine:
             step, (params, opt_state, zero, jnp.zeros((), jnp.int32)), jnp.arange(steps),
             unroll=settings.scan_unroll(steps, draws=use_dropout or aug is not None))
         return params, opt_state, loss_sum, correct, per_step
+
+
+def rows_of(rows: int, a: Any) -> jax.ShapeDtypeStruct:
+    """The shape of `rows` rows of array a."""
+    return jax.ShapeDtypeStruct((rows, *a.shape[1:]), a.dtype)
 
 
 def engine_for(spec: MLPSpec, cfg: TrainConfig, steps_per_epoch: int,

@@ -125,9 +125,11 @@ def fit_arrays(
     state: TrainState | None = None,
     callbacks: Sequence[Callback] = (),
     settings: EngineSettings | None = None,
+    sample_weight: np.ndarray | None = None,
 ) -> TrainState:
     """Train on arrays x (N, ...) of raw inputs and y (N,) of integer labels, or (N, classes)
-    of target rows (soft labels).
+    of target rows (soft labels). `sample_weight` (N,): each example's loss weight, as Keras'
+    fit(sample_weight=...).
 
     Pass `state` (from a checkpoint) to resume: epochs before `state.epoch` are skipped, and
     since every epoch's shuffle and dropout masks derive from (seed, epoch), the result is the
@@ -143,6 +145,8 @@ def fit_arrays(
     epoch_steps = steps_per_epoch(n, cfg)
     engine = engine_for(spec, cfg, epoch_steps, settings)
     y = np.asarray(y, np.float32 if np.ndim(y) == 2 else np.int32)
+    if sample_weight is not None:  # the engine's targets become (targets, weights)
+        y = (y, np.asarray(sample_weight, np.float32).reshape(n))
     # Deskewing is deterministic: done once here, not in every step (it rounds to uint8, so
     # the step sees the same pixels either way).
     xd = deskew_dataset(x.reshape(n, *spec.input_shape)) if spec.deskew else jax.device_put(x)

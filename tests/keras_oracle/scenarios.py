@@ -361,6 +361,37 @@ def s_class_weight(keras):
     return out
 
 
+def s_sample_weight(keras):
+    """fit(sample_weight=...) and evaluate(sample_weight=...): each example's loss times its
+    weight, the metrics unweighted; with validation_split the weights are split with the data
+    (keras.io's guide: weight 2 for the digit 5). Plain SGD, no shuffle, set weights."""
+    weights = np.where(Y == 5, 2.0, 1.0) * (0.5 + (np.arange(len(Y)) % 3) / 4)
+    out = {}
+    for name, kwargs in (("plain", {}), ("split", {"validation_split": 0.3}),
+                         ("column", {"sample_weight_2d": True}),
+                         ("triple", {"validation_data": (X[:30], Y[:30], weights[:30])})):
+        model = keras.Sequential([keras.Input((784,)), keras.layers.Dense(16, activation="tanh"),
+                                  keras.layers.Dense(10, activation="softmax")])
+        model.set_weights(W)
+        model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.2),
+                      loss="sparse_categorical_crossentropy", metrics=["sparse_categorical_accuracy"])
+        sw = weights.reshape(-1, 1) if kwargs.pop("sample_weight_2d", False) else weights
+        h = model.fit(X, Y, epochs=2, batch_size=20, shuffle=False, verbose=0, sample_weight=sw,
+                      **kwargs)
+        out[name] = {"history": {k: [round(v, 5) for v in vs] for k, vs in h.history.items()},
+                     "weights": arr(model.get_weights()[3]),
+                     "evaluate": arr(model.evaluate(X, Y, sample_weight=weights, verbose=0)),
+                     "unweighted": arr(model.evaluate(X, Y, verbose=0))}
+    binary = binary_model(keras, hidden_act="tanh")
+    binary.compile(optimizer=keras.optimizers.SGD(learning_rate=0.05), loss="binary_crossentropy",
+                   metrics=["accuracy"])
+    h = binary.fit(X, YB, epochs=2, batch_size=25, shuffle=False, verbose=0,
+                   sample_weight=np.linspace(0, 2, len(YB)))
+    out["binary"] = {"history": {k: [round(v, 5) for v in vs] for k, vs in h.history.items()},
+                     "weights": arr(binary.get_weights()[3])}
+    return out
+
+
 def s_auc(keras):
     """AUC over its curves, summations, thresholds and weights, alone and in a binary fit (the
     TensorFlow imbalanced-data tutorial's METRICS, class_weight, plain SGD, no shuffle)."""

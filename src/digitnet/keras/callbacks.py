@@ -534,7 +534,9 @@ class Run(engine_callbacks.Callback):
         if self.validation is not None:
             test = TestRun(self.model, self.keras_callbacks(), 0, 0, in_fit=True)
             test.begin()
-            val = self.model._logs_for(*self.validation, self.val_batch_size, test, prefix="val_")
+            x, y, *weights = self.validation  # (x, y) or, split off with sample_weight, (x, y, w)
+            val = self.model._logs_for(x, y, self.val_batch_size, test, prefix="val_",
+                                       weights=weights[0] if weights else None)
             test.end({k[4:]: v for k, v in val.items()}, time.time())
             klogs.update(val)
         klogs = dict(sorted(klogs.items()))

@@ -770,7 +770,7 @@ class Model(Layer):
             raise KerasValueError("You must call `compile()` before using the model.")
         if class_weight is not None and sample_weight is not None:
             raise KerasValueError("You cannot `class_weight` and `sample_weight` at the same time.")
-        refuse_options("fit", sample_weight=sample_weight,
+        refuse_options("fit",
                        steps_per_epoch=steps_per_epoch, validation_steps=validation_steps,
                        validation_freq=None if validation_freq == 1 else validation_freq)
         if not isinstance(shuffle, bool):
@@ -779,19 +779,25 @@ class Model(Layer):
         y_raw = np.asarray(y) if y is not None else None
         t = self._targets(y, len(x))
         weighting = class_weight_text(class_weight, self.spec.num_classes)
+        weights = example_weights(sample_weight, len(x))
         validation = None
         if validation_data is not None:
-            if not isinstance(validation_data, tuple | list) or len(validation_data) != 2:
-                raise KerasValueError("validation_data must be a pair (x_val, y_val)")
+            if not isinstance(validation_data, tuple | list) or len(validation_data) not in (2, 3):
+                raise KerasValueError("validation_data must be a pair (x_val, y_val) or a triple "
+                                      "(x_val, y_val, val_sample_weight)")
             vx = self._inputs(validation_data[0])
             validation = (vx, np.asarray(validation_data[1]))
             self._targets(validation[1], len(vx))
+            if len(validation_data) == 3 and validation_data[2] is not None:
+                validation = (*validation, example_weights(validation_data[2], len(vx)))
         elif validation_split:
             if not 0 < validation_split < 1:
                 raise KerasValueError(f"validation_split must be in (0, 1), got {validation_split}")
             cut = int(len(x) * (1 - validation_split))  # the last examples, before shuffling, as Keras
             x, t, validation = x[:cut], t[:cut], (x[cut:], y_raw[cut:])
             y_raw = y_raw[:cut]
+            if weights is not None:  # the held-out examples keep theirs: val_loss is weighted
+                validation, weights = (*validation, weights[cut:]), weights[:cut]
         verbose = resolve(verbose)
         batch = int(batch_size or 32)
         user = list(callbacks or [])
@@ -817,7 +823,8 @@ class Model(Layer):
                 # (LearningRateScheduler, ReduceLROnPlateau) ends the stretch at the next epoch.
                 cfg = self._train_config(int(epochs), batch, shuffle, weighting)
                 state.stop = False
-                state = fit_arrays(self.spec, cfg, x, t, self._stats(), None, state, [run])
+                state = fit_arrays(self.spec, cfg, x, t, self._stats(), None, state, [run],
+                                   sample_weight=weights)
             except cbs.Restart:
                 continue
             except TrainingDiverged:
@@ -856,14 +863,17 @@ class Model(Layer):
         return self._seed
 
     def _logs_for(self, x: np.ndarray, y: Any, batch_size: int, callbacks: Any = None,
-                  prefix: str = "") -> dict[str, float]:
+                  prefix: str = "", weights: np.ndarray | None = None) -> dict[str, float]:
         """loss and metrics over (x, y), batch by batch as Keras evaluates (running sums); test
-        batch hooks of `callbacks` see each batch's running values."""
+        batch hooks of `callbacks` see each batch's running values. `weights`: each example's
+        loss weight (evaluate's sample_weight; the metrics stay unweighted, as Keras')."""
         t = self._targets(y, len(x))
         out = self._outputs(x)
         logits = predict_logits(self.spec, self.params(), self._stats(), x)
         per = np.asarray(compiled_loss_values(logits, t, loss=self._engine_loss(),
                                               smoothing=self.label_smoothing), np.float64)
+        if weights is not None:
+            per = per * weights
         if self.spec.regularized:  # Keras reports the loss with the layers' penalties
             per = per + float(penalty(self.params(), self.spec, np))
         if self.spec.output == "sigmoid":
@@ -900,16 +910,17 @@ class Model(Layer):
             raise ValueError(f"Arguments not recognized: {kwargs}")
         self._require_own_steps()
         enable_compile_cache()
-        refuse_options("evaluate", sample_weight=sample_weight, steps=steps)
+        refuse_options("evaluate", steps=steps)
         if self.loss is None:
             raise KerasValueError("You must call `compile()` before using the model")
         batch = int(batch_size or 32)
         x = self._inputs(x, batch)
+        weights = example_weights(sample_weight, len(x))
         verbose = resolve(verbose)
         run = cbs.TestRun(self, list(callbacks or []), verbose, -(-len(x) // batch))
         run.begin()
         start = time.time()
-        logs = self._logs_for(x, None if y is None else np.asarray(y), batch, run)
+        logs = self._logs_for(x, None if y is None else np.asarray(y), batch, run, weights=weights)
         run.end(logs, start)
         if return_dict:
             return logs
@@ -1005,15 +1016,32 @@ class Sequential(Model):
 
 
 # Why each refused fit/evaluate/predict argument is: digitnet's engine runs whole epochs over
-# NumPy arrays, every example of a class weighing alike.
+# NumPy arrays.
 REFUSED_OPTIONS = {
-    "sample_weight": "per-example loss weights are not compiled into the engine (every example "
-                     "weighs alike)",
     "steps_per_epoch": "an epoch is one pass over the arrays given",
     "validation_steps": "validation runs over all of the validation data",
     "validation_freq": "validation runs after every epoch",
     "steps": "it runs over all of the arrays given",
 }
+
+
+def example_weights(sample_weight: Any, n: int) -> np.ndarray | None:
+    """fit's or evaluate's sample_weight: one finite weight per example, (N,) or (N, 1)."""
+    if sample_weight is None:
+        return None
+    try:
+        w = np.asarray(sample_weight, np.float64)
+    except (TypeError, ValueError):
+        raise KerasValueError(f"sample_weight must be an array of numbers, got "
+                              f"{type(sample_weight).__name__}") from None
+    if w.ndim == 2 and w.shape[1] == 1:
+        w = w[:, 0]
+    if w.ndim != 1 or len(w) != n:
+        raise KerasValueError(f"sample_weight must hold one weight per example: {n} examples, "
+                              f"got an array of shape {w.shape}")
+    if not np.isfinite(w).all():
+        raise KerasValueError("sample_weight contains NaN or infinite values")
+    return w.astype(np.float32)
 
 
 def class_weight_text(class_weight: Any, classes: int) -> str:
