@@ -80,11 +80,107 @@ FIXED = [
     ("run dirs (7)", "NaN kernels, an infinite preprocessing scale, a negative input_shape, "
      "`\"deskew\": \"false\"` loaded, then predicted NaN", "attack",
      "weights and preprocessing checked finite at load; every model field strictly typed"),
+    ('Keras files (1)',
+     'a config declaring `Dense(20000…150000)` (within the parameter limit) over small weights '
+     'built the whole model before comparing shapes: 4–5 s of CPU and ~1.5 GiB, or out of '
+     'memory; `load_weights` read every dataset before comparing shapes; a small dataset '
+     'stored in one huge compressed chunk was inflated whole; any HDF5 filter id was tried '
+     '(HDF5 looks for a plugin library)',
+     'attack (b21bba9)',
+     '`keras.saving.check_declared_weights`: the Dense shapes a config declares against the '
+     "weight datasets' shapes before any model is built or array read; `load_weights` compares "
+     'shapes before reading; `h5weights.check_storage`: numeric types of ≤ 8 bytes, chunks ≤ '
+     '64 MiB, filters deflate/shuffle/fletcher32/LZF only'),
+    ('run dirs (1)',
+     'a weights.safetensors larger than its config needs (an extra 160 MB tensor) was read '
+     'whole and loaded',
+     'attack (b21bba9)',
+     "`artifacts.weights_bytes`: a run's (an ensemble's, a checkpoint's) weights file may hold "
+     'its parameters, preprocessing and a header, nothing more; the size is checked before '
+     'reading'),
+    ('Keras files',
+     'h5py\'s RuntimeError on a corrupt HDF5 structure ("bad symbol table node version", '
+     '"invalid datatype size") escaped `load_model` as a traceback; found when the fuzzer\'s '
+     'seed files had other layer names (dense_2, … after another test built models in the same '
+     'process)',
+     'fuzz (on b21bba9 too)',
+     'KerasFileError'),
     ("HTTP (8)", "the Host header was never checked (DNS rebinding)", "attack",
      "`serve.guard.HostGuard`: localhost names only when bound to loopback (`--allowed-hosts`), "
      "a 400 JSON answer otherwise"),
+    ('checkpoints',
+     '`train --resume` over a checkpoint whose `__metadata__` history was JSON nested 100,000 '
+     'deep, or not a list of rows: RecursionError / AttributeError tracebacks; an epoch of -5 '
+     'or 10¹², rows of strings, NaN or unknown fields were accepted and written back',
+     'probe (attack branch)',
+     '`artifacts.checkpoint_progress`: epoch 0…100,000, at most that many rows of known fields '
+     'holding finite numbers'),
+    ('sweeps',
+     'a 21-byte sweep file `repeats = 1000000000`, or a grid of 6 axes × 199 values: '
+     'MemoryError tracebacks; `samples = 10**9`, 100,000 seeds over 999 points: over 60 s',
+     'probe',
+     '`sweep.MAX_TRIALS` (10,000) counted before any list of trials is built'),
+    ('sweeps',
+     'a results.json of `trials: [1]`, no `groups`, a metric `"x"`: KeyError/TypeError '
+     'tracebacks in `digitnet report`; a `run_dir` of `/etc` or `../x` was followed out of the '
+     'sweep folder',
+     'probe',
+     '`sweep.read_results` checks every field the report and `--resume` read; `run_dir` must '
+     'be `trials/ID`'),
+    ('IDX',
+     'bytes after the end of a .gz (junk, or a second gzip member of any size) were ignored',
+     'reading',
+     'refused, as extra bytes after a raw IDX file are'),
+    ('Keras files',
+     'zipfile parses a .keras central directory whole (one object per entry) before the '
+     '64-member check: 10⁶ entries in 47 MB cost 15 s of CPU',
+     'probe',
+     "the end record's member count and directory size checked first "
+     '(`saving.check_directory`)'),
+    ('images',
+     "decoders work row by row: a 31 kB PNG of 1×16,000,000 px (within serve's pixel limit) "
+     'cost 1.2 s of CPU per request; a 42 kB TIFF of 1×30,000,000 px 0.8 s and 186 MB',
+     'probe',
+     '`images.MAX_SIDE` (32,768 px a side), before decoding'),
+    ('run dirs, service',
+     'a 13 MB history.csv of 500,000 rows loaded; GET /model rendered it each time: 1.5 s of '
+     'CPU and 340 MB of peak RSS per request (a 45 MB answer); `report` 21 s more CPU',
+     'probe',
+     'at most 100,000 rows (one per epoch); /model rendered once at start'),
+    ('ensembles',
+     'members matched to tensors by scanning every tensor name per member: a 1.6 MB '
+     'config.json of 8,000 one-layer members took 55 s to load (quadratic)',
+     'reading, then probe',
+     'one pass over the tensors; at most 1,024 members (`ensemble.MAX_MEMBERS`), checked '
+     'before reading'),
+    ('service',
+     'httptools bounds no header: one endless header value grew in memory until the header '
+     'deadline, on every connection',
+     'probe',
+     'request line and headers at most 64 KiB (`server.MAX_HEAD_BYTES`): 431 JSON, connection '
+     'closed'),
+    ('service',
+     'a 16 kB blank 4096² PNG fits 256 times in the 8 MiB body: one `/predict/batch` cost ~28 '
+     's of CPU',
+     'probe',
+     'the images of one request may declare at most 4 × `--max-image-pixels`, summed from '
+     'their headers before any decode (413 `images_too_large`)'),
+    ('service',
+     'JSON pixels as 29 ragged rows (28 of 27 values, one of 28), or 27 rows then 28 bare '
+     'numbers, were flattened and classified (200)',
+     'probe',
+     'rows must all be lists of one length (422 `invalid_pixels`)'),
 ]
 
+
+# Where the attacks above live in the default test suite.
+TESTS_HOLDING_THEM = (
+    '`tests/test_attack_surfaces.py` and `tests/serving/test_attack_requests.py` hold these '
+    'attacks (each library case bounded to 1 s of CPU and 64 MiB of peak RSS), with 67 '
+    'hostile requests that already got the right 4xx JSON answer (multipart without boundary, '
+    'unterminated, 2,000 parts, non-UTF-8 names; odd Content-Types; BOM, UTF-16, lone '
+    'surrogates, NaN/Infinity literals, 1e400; method confusion; 5,000-parameter query '
+    'strings; traversal under /static).')
 
 TITLES = {1: "memory amplified before any limit", 2: "5xx from the service", 3: "CPU bombs",
           4: "slow clients", 5: "files that point elsewhere", 6: "tracebacks instead of one line",
@@ -315,6 +411,7 @@ def write_report(results: dict[str, Any], path: Path, command: str) -> None:
               "*probe* = a hand-made input; *reading* = found reading the code.", "",
               row("area", "failure", "found by", "fix"), row("---", "---", "---", "---")]
     lines += [row(*item) for item in FIXED]
+    lines += ["", TESTS_HOLDING_THEM]
     if "load" not in results:
         lines += ["", "## Not covered here", "", "The load test (`--parts load`) has not run.",
                   ""]
