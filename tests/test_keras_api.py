@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -23,6 +26,8 @@ def _fresh_layer_names():
     clear_session()
 
 
+
+FIXTURES = Path(__file__).parent / "fixtures" / "keras"
 
 @pytest.fixture(scope="module")
 def data():
@@ -330,7 +335,8 @@ def test_refused_arguments_and_callbacks_are_named_one_at_a_time(data):
         (lambda: model.predict(x, steps=1), "predict: steps is not supported"),
         (lambda: model.fit(x), "no targets: give y"),
         (lambda: model.evaluate(x), "no targets: give y"),
-        (lambda: keras.callbacks.TensorBoard(log_dir="logs", histogram_freq=1), "TensorBoard: "),
+        (lambda: keras.callbacks.TensorBoard(log_dir="logs", write_images=True),
+         "TensorBoard: write_images is not supported"),
         (lambda: keras.callbacks.BackupAndRestore("backup"), "BackupAndRestore: "),
         (lambda: keras.callbacks.RemoteMonitor(), "RemoteMonitor: "),
         (lambda: keras.callbacks.SwapEMAWeights(), "SwapEMAWeights: "),
@@ -603,3 +609,51 @@ def test_sample_weight_of_two_is_plain_sgd_at_twice_the_rate(data):
     assert all(np.array_equal(a, b) for a, b in zip(w2, w1, strict=True))
     assert h2["accuracy"] == h1["accuracy"] and h2["loss"][0] == pytest.approx(2 * h1["loss"][0])
     assert e2[0] == pytest.approx(2 * e1[0]) and e2[1] == e1[1]
+
+
+def tensorboard_events(root) -> dict:
+    """{split: {tag: {step: value or None}}} from the event files under root/train, root/validation."""
+    from tests.test_tracking import read_events
+
+    out: dict = {}
+    for split in ("train", "validation"):
+        tags: dict = {}
+        for path in sorted((root / split).glob("events*")):
+            for event in read_events(path):
+                for v in event.summary.value:
+                    value = v.simple_value if v.HasField("simple_value") else None
+                    tags.setdefault(v.tag, {})[event.step] = value
+        out[split] = tags
+    return out
+
+
+@pytest.mark.parametrize("update_freq", ["epoch", 40])
+def test_tensorboard_writes_keras_tags_and_the_history(tmp_path, update_freq):
+    """TensorBoard(log_dir, histogram_freq=1) writes the tags and steps real Keras 3.15.1 writes
+    for the same fit and evaluate (tests/fixtures/keras/tensorboard_tags.json), with the
+    history's values. With an integer update_freq Keras also skips the epoch logs unless the
+    epoch's last batch count divides by it (a quirk of its record_if): digitnet writes them."""
+    pytest.importorskip("tensorboardX")
+    from digitnet import keras
+
+    want = json.loads((FIXTURES / "tensorboard_tags.json").read_text())[str(update_freq)]
+    x, y = mnist.train_images()[:3000] / 255.0, mnist.train_labels()[:3000]  # as Keras' run
+    model = keras.Sequential([keras.Input((28, 28)), keras.layers.Flatten(),
+                              keras.layers.Dense(32, activation="relu"),
+                              keras.layers.Dense(10, activation="softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    tb = keras.callbacks.TensorBoard(log_dir=tmp_path, histogram_freq=1, update_freq=update_freq)
+    h = model.fit(x, y, epochs=2, batch_size=32, validation_data=(x[:500], y[:500]),
+                  callbacks=[tb], verbose=0)
+    ev = model.evaluate(x[:500], y[:500], callbacks=[tb], verbose=0, return_dict=True)
+    got = tensorboard_events(tmp_path)
+    for split, tags in want.items():
+        for tag, steps in tags.items():
+            assert sorted(got[split][tag]) == steps, (split, tag)
+    train, val = got["train"], got["validation"]
+    for epoch in (0, 1):
+        assert train["epoch_loss"][epoch] == pytest.approx(h.history["loss"][epoch], rel=1e-6)
+        assert val["epoch_accuracy"][epoch] == pytest.approx(h.history["val_accuracy"][epoch])
+        assert train["epoch_learning_rate"][epoch] == pytest.approx(0.001)
+    assert val["evaluation_loss_vs_iterations"][188] == pytest.approx(ev["loss"], rel=1e-6)
+    assert "sequential/dense/kernel/histogram" in train and "keras" in train

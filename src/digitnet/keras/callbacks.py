@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 import time
 import warnings
 from pathlib import Path
@@ -400,10 +401,117 @@ class Unsupported(Callback):
         raise KerasValueError(f"{type(self).__name__}: {self.why}")
 
 
-class TensorBoard(Unsupported):
-    why = ("the TensorBoard callback is not supported (Keras writes its logs with TensorFlow's "
-           "summary writer); log the epochs with keras.callbacks.CSVLogger, or train with "
-           "`digitnet train --tensorboard DIR`")
+class TensorBoard(Callback):
+    """Keras' TensorBoard callback, written with tensorboardX (no TensorFlow) to Keras' folders
+    and tags: log_dir/train and log_dir/validation event files holding `epoch_<log>` each epoch
+    (and `epoch_learning_rate`), `evaluation_<log>_vs_iterations` after each validation,
+    `batch_<log>` every `update_freq` batches, and `<weight path>/histogram` every
+    `histogram_freq` epochs; with write_graph, the model's JSON as Keras' conceptual graph
+    (`keras`). Checked against Keras 3.15.1's files (tests/test_keras_api.py)."""
+
+    def __init__(self, log_dir: Any = "logs", histogram_freq: int = 0, write_graph: bool = True,
+                 write_images: bool = False, write_steps_per_second: bool = False,
+                 update_freq: Any = "epoch", profile_batch: Any = 0, embeddings_freq: int = 0,
+                 embeddings_metadata: Any = None):
+        super().__init__()
+        try:
+            from tensorboardX import SummaryWriter
+        except ImportError:
+            raise KerasValueError("TensorBoard: writing TensorBoard logs needs tensorboardX: pip "
+                                  "install 'digitnet[tensorboard]' (or 'digitnet[all]')") from None
+        for option, value in (("write_images", write_images), ("profile_batch", profile_batch),
+                              ("embeddings_freq", embeddings_freq),
+                              ("embeddings_metadata", embeddings_metadata)):
+            if value:
+                raise KerasValueError(f"TensorBoard: {option} is not supported (scalars and "
+                                      "weight histograms are)")
+        update_freq = 1 if update_freq == "batch" else update_freq
+        if update_freq != "epoch" and not (isinstance(update_freq, int) and update_freq > 0):
+            raise KerasValueError(f"TensorBoard: update_freq must be 'epoch', 'batch' or a "
+                                  f"positive integer, got {update_freq!r}")
+        if not isinstance(histogram_freq, int) or histogram_freq < 0:
+            raise KerasValueError(f"TensorBoard: histogram_freq must be an integer ≥ 0, got "
+                                  f"{histogram_freq!r}")
+        self.log_dir, self.histogram_freq, self.update_freq = str(log_dir), histogram_freq, update_freq
+        self.write_graph, self.write_steps_per_second = write_graph, write_steps_per_second
+        self._summary_writer = SummaryWriter
+        self._writers: dict[str, Any] = {}
+        self._global_train_batch = 0
+        self._steps_before = self._epochs_done = 0
+        self._in_fit = False
+        self._epoch_start = time.time()
+
+    def _writer(self, split: str) -> Any:
+        if split not in self._writers:
+            # Keras' file names carry the pid and a count: a second writer in the same second
+            # (evaluate after fit) must not replace the first one's file.
+            TensorBoard._files += 1
+            self._writers[split] = self._summary_writer(
+                logdir=os.path.join(self.log_dir, split),
+                filename_suffix=f".{os.getpid()}.{TensorBoard._files}.v2")
+        return self._writers[split]
+
+    _files = 0
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self._global_train_batch, self._epochs_done, self._in_fit = 0, 0, True
+        self._steps_before = int(self.model.optimizer.iterations)
+        if self.write_graph:  # Keras' conceptual graph: the model's JSON, as TensorBoard reads it
+            from tensorboardX.proto.summary_pb2 import Summary, SummaryMetadata
+            from tensorboardX.proto.tensor_pb2 import TensorProto
+
+            meta = SummaryMetadata(plugin_data=SummaryMetadata.PluginData(
+                plugin_name="graph_keras_model", content=b"1"))
+            graph = TensorProto(dtype="DT_STRING", string_val=[self.model.to_json().encode()])
+            summary = Summary(value=[Summary.Value(tag="keras", metadata=meta, tensor=graph)])
+            self._writer("train")._get_file_writer().add_summary(summary, 0)
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._epoch_start = time.time()
+
+    def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
+        self._global_train_batch += 1
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        if self.update_freq == "epoch" or self._global_train_batch % self.update_freq:
+            return
+        for name, value in (logs or {}).items():
+            self._writer("train").add_scalar(f"batch_{name}", value, self._global_train_batch)
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        logs = logs or {}
+        self._epochs_done += 1
+        train = {k: v for k, v in logs.items() if not k.startswith("val_")}
+        train["learning_rate"] = float(np.asarray(self.model.optimizer.learning_rate))
+        if self.write_steps_per_second:
+            seconds = max(time.time() - self._epoch_start, 1e-9)
+            train["steps_per_second"] = self.params.get("steps", 0) / seconds
+        for name, value in train.items():
+            self._writer("train").add_scalar(f"epoch_{name}", value, epoch)
+        for name, value in logs.items():
+            if name.startswith("val_"):
+                self._writer("validation").add_scalar(f"epoch_{name[4:]}", value, epoch)
+        if self.histogram_freq and epoch % self.histogram_freq == 0:
+            for weight in self.model.weights:  # their paths name the model, as Keras'
+                self._writer("train").add_histogram(
+                    f"{weight.path.replace(':', '_')}/histogram", np.asarray(weight), epoch)
+        for writer in self._writers.values():
+            writer.flush()
+
+    def on_test_end(self, logs: dict | None = None) -> None:
+        # Keras' step: the optimizer's iterations. In fit they are counted once fit ends, so
+        # here they are the steps before fit plus those of this epoch and the ones before it.
+        step = (self._steps_before + (self._epochs_done + 1) * self.params.get("steps", 0)
+                if self._in_fit else int(self.model.optimizer.iterations))
+        for name, value in (logs or {}).items():
+            self._writer("validation").add_scalar(f"evaluation_{name}_vs_iterations", value, step)
+        self._writer("validation").flush()
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        self._in_fit = False
+        for writer in self._writers.values():
+            writer.close()
+        self._writers = {}
 
 
 class BackupAndRestore(Unsupported):
@@ -593,6 +701,8 @@ def wants_batches(callbacks: list[Any]) -> bool:
         if not isinstance(cb, Callback) or isinstance(cb, ProgbarLogger | History):
             continue
         if isinstance(cb, ModelCheckpoint) and cb.save_freq == "epoch":
+            continue
+        if isinstance(cb, TensorBoard) and cb.update_freq == "epoch":
             continue
         for hook in BATCH_HOOKS:
             if hook in vars(cb) or getattr(type(cb), hook) is not getattr(Callback, hook):
