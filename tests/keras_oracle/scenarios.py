@@ -422,6 +422,18 @@ def s_auc(keras):
     return out
 
 
+def s_metric_names(keras):
+    """Metrics that share a name are logged as name, name_1, … (Keras' compile)."""
+    m = keras.metrics
+    model = binary_model(keras, hidden_act="tanh")
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.05), loss="binary_crossentropy",
+                  metrics=["auc", "auc", m.Precision(name="p"), m.Recall(name="p"), "accuracy"])
+    h = model.fit(X, YB, epochs=1, batch_size=25, shuffle=False, verbose=0,
+                  validation_data=(X[:40], YB[:40]))
+    return {"history": {k: [round(v, 5) for v in vs] for k, vs in h.history.items()},
+            "evaluate": rounded(model.evaluate(X, YB, verbose=0, return_dict=True))}
+
+
 def s_epoch_metrics(keras):
     """Training-log metrics accumulate over the epoch's batches with each step's weights."""
     ops = keras.ops

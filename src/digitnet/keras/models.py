@@ -114,6 +114,7 @@ class Model(Layer):
         self.loss_object: losses.Loss | None = None
         self.label_smoothing = 0.0
         self.compiled_metrics: list[Any] = []
+        self._log_names: list[str] = []
         self._made_metrics: dict[str, kmetrics.Metric] = {}
         self.stop_training = False
         self.history: cbs.History | None = None
@@ -670,9 +671,16 @@ class Model(Layer):
         items = [metrics] if isinstance(metrics, str) else list(metrics or [])
         self.compiled_metrics = [kmetrics.get(m) for m in items]
         self._made_metrics: dict[str, kmetrics.Metric] = {}  # metric names resolved per output
-        names = [m if isinstance(m, str) else m.name for m in self.compiled_metrics]
-        if len(set(names)) != len(names):
-            raise KerasValueError(f"compile: two metrics named alike ({', '.join(names)})")
+        # Keras logs a repeated name as name_1, name_2, … (metrics=['auc', 'auc'], or two
+        # metrics given one name).
+        self._log_names: list[str] = []
+        for m in self.compiled_metrics:
+            name = base = m if isinstance(m, str) else m.name
+            k = 0
+            while name in self._log_names:
+                k += 1
+                name = f"{base}_{k}"
+            self._log_names.append(name)
         self.optimizer = optimizers.get(optimizer)
         self.loss_object = losses.get_object(loss) if loss is not None else None
         self.loss = self.loss_object.keras_name if self.loss_object else None
@@ -685,13 +693,12 @@ class Model(Layer):
         binary = self.spec is not None and self.spec.output == "sigmoid"
         kind = self.output_kind if binary else None
         out: list[tuple[str, kmetrics.Metric | None]] = []
-        for m in self.compiled_metrics:
-            name = m if isinstance(m, str) else m.name
+        for m, name in zip(self.compiled_metrics, self._log_names, strict=True):
             if not binary:
                 out.append((name, None if kmetrics.engine_counted(m) else m))
             elif isinstance(m, str):
-                counted = name in ("accuracy", "acc") and kind == "sigmoid"
-                cls = kmetrics.BinaryAccuracy if name in ("accuracy", "acc") else kmetrics.BY_NAME[name]
+                counted = m in ("accuracy", "acc") and kind == "sigmoid"
+                cls = kmetrics.BinaryAccuracy if m in ("accuracy", "acc") else kmetrics.BY_NAME[m]
                 made = self._made_metrics.setdefault(name, cls(name=name))
                 out.append((name, None if counted else made))
             else:
@@ -707,7 +714,7 @@ class Model(Layer):
 
     @property
     def metric_names(self) -> list[str]:
-        return [m if isinstance(m, str) else m.name for m in self.compiled_metrics]
+        return list(self._log_names)
 
     def _inputs(self, x: Any, batch_size: int | None = None) -> np.ndarray:
         if isinstance(x, list | tuple | dict) and not isinstance(x, np.ndarray):
