@@ -434,6 +434,19 @@ def s_metric_names(keras):
             "evaluate": rounded(model.evaluate(X, YB, verbose=0, return_dict=True))}
 
 
+def s_validation_freq(keras):
+    """validation_freq: validation after every n-th epoch, or after the listed epochs."""
+    out = {}
+    for name, freq in (("every_2", 2), ("listed", [1, 3])):
+        model = binary_model(keras, hidden_act="tanh")
+        model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.05), loss="binary_crossentropy",
+                      metrics=["accuracy"])
+        h = model.fit(X, YB, epochs=4, batch_size=25, shuffle=False, verbose=0,
+                      validation_data=(X[:40], YB[:40]), validation_freq=freq)
+        out[name] = {k: [round(v, 5) for v in vs] for k, vs in h.history.items()}
+    return out
+
+
 def s_epoch_metrics(keras):
     """Training-log metrics accumulate over the epoch's batches with each step's weights."""
     ops = keras.ops

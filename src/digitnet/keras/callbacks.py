@@ -536,9 +536,10 @@ class Run(engine_callbacks.Callback):
     epoch's metrics and validation, and keeps the model's weights current for the callbacks."""
 
     def __init__(self, model: Any, callbacks: list[Any], verbose: int, epochs: int,
-                 train: tuple[np.ndarray, Any], validation: Any, batch_size: int, val_batch_size: int):
+                 train: tuple[np.ndarray, Any], validation: Any, batch_size: int, val_batch_size: int,
+                 validation_freq: int | list[int] = 1):
         self.model, self.callbacks, self.verbose, self.epochs = model, callbacks, verbose, epochs
-        self.train, self.validation = train, validation
+        self.train, self.validation, self.validation_freq = train, validation, validation_freq
         self.batch_size, self.val_batch_size = batch_size, val_batch_size
         self.steps = -(-len(train[0]) // batch_size)
         self.begun = -1  # the last epoch whose begin hooks ran
@@ -639,7 +640,11 @@ class Run(engine_callbacks.Callback):
     def on_epoch_end(self, state: Any, logs: dict[str, float]) -> None:
         self.model.use_params(state.params)
         klogs = self.running(float(logs["loss"]), float(logs["accuracy"]))
-        if self.validation is not None:
+        # As Keras' validation_freq: validation after every validation_freq-th epoch, or after
+        # the (1-based) epochs listed.
+        freq = self.validation_freq
+        due = state.epoch in freq if isinstance(freq, list) else state.epoch % freq == 0
+        if self.validation is not None and due:
             test = TestRun(self.model, self.keras_callbacks(), 0, 0, in_fit=True)
             test.begin()
             x, y, *weights = self.validation  # (x, y) or, split off with sample_weight, (x, y, w)

@@ -778,8 +778,12 @@ class Model(Layer):
         if class_weight is not None and sample_weight is not None:
             raise KerasValueError("You cannot `class_weight` and `sample_weight` at the same time.")
         refuse_options("fit",
-                       steps_per_epoch=steps_per_epoch, validation_steps=validation_steps,
-                       validation_freq=None if validation_freq == 1 else validation_freq)
+                       steps_per_epoch=steps_per_epoch, validation_steps=validation_steps)
+        if not isinstance(validation_freq, int | list) or isinstance(validation_freq, bool):
+            raise KerasValueError("Expected `validation_freq` to be a list or int. Received: "
+                                  f"validation_freq={validation_freq} of the type {type(validation_freq)}.")
+        if isinstance(validation_freq, int) and validation_freq < 1:
+            raise KerasValueError(f"validation_freq must be at least 1, got {validation_freq}")
         if not isinstance(shuffle, bool):
             raise KerasValueError(f"fit: shuffle must be True or False, got {shuffle!r}")
         x = self._inputs(x, int(batch_size or 32))
@@ -816,7 +820,8 @@ class Model(Layer):
         run_class = cbs.BatchRun if cbs.wants_batches(user) else cbs.Run
         run = run_class(self, [*user, self.history] + ([cbs.ProgbarLogger()] if verbose else []),
                       verbose=verbose, epochs=int(epochs), train=(x, y_raw), validation=validation,
-                      batch_size=batch, val_batch_size=int(validation_batch_size or batch))
+                      batch_size=batch, val_batch_size=int(validation_batch_size or batch),
+                      validation_freq=validation_freq)
         params = self.params()
         opt_state = self.optimizer.state
         if opt_state is None:
@@ -1027,7 +1032,6 @@ class Sequential(Model):
 REFUSED_OPTIONS = {
     "steps_per_epoch": "an epoch is one pass over the arrays given",
     "validation_steps": "validation runs over all of the validation data",
-    "validation_freq": "validation runs after every epoch",
     "steps": "it runs over all of the arrays given",
 }
 
