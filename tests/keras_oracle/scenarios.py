@@ -447,6 +447,31 @@ def s_validation_freq(keras):
     return out
 
 
+def s_f_scores(keras):
+    """F1Score / FBetaScore over one-hot targets: each average, a threshold, sample weights,
+    alone and as a fit's and evaluate's metrics."""
+    m = keras.metrics
+    onehot = np.eye(10, dtype=np.float32)[Y]
+    probs = np.exp(X[:, :10] * 4) / np.exp(X[:, :10] * 4).sum(1, keepdims=True)
+    out = {}
+    made = {"none": m.F1Score(), "micro": m.F1Score(average="micro"),
+            "macro": m.F1Score(average="macro"), "weighted": m.F1Score(average="weighted"),
+            "beta": m.FBetaScore(average="macro", beta=2.0), "threshold": m.F1Score(threshold=0.2)}
+    for name, metric in made.items():
+        metric.update_state(onehot[:60], probs[:60])
+        metric.update_state(onehot[60:], probs[60:], sample_weight=np.arange(40) % 3)
+        out[name] = arr(metric.result())
+    model = keras.Sequential([keras.Input((784,)), keras.layers.Dense(16, activation="tanh"),
+                              keras.layers.Dense(10, activation="softmax")])
+    model.set_weights(W)
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.5), loss="categorical_crossentropy",
+                  metrics=[m.F1Score(average="macro"), m.F1Score(average="weighted", name="wf1")])
+    h = model.fit(X, onehot, epochs=2, batch_size=20, shuffle=False, verbose=0)
+    out["fit"] = {k: [round(v, 5) for v in vs] for k, vs in h.history.items()}
+    out["evaluate"] = rounded(model.evaluate(X, onehot, verbose=0, return_dict=True))
+    return out
+
+
 def s_epoch_metrics(keras):
     """Training-log metrics accumulate over the epoch's batches with each step's weights."""
     ops = keras.ops

@@ -333,6 +333,81 @@ class FalseNegatives(_Count):
     cell = "false_negatives"
 
 
+class FBetaScore(Metric):
+    """Keras' FBetaScore over one-hot targets (N, classes): a prediction is the row's maximum
+    (threshold None) or every output above `threshold`; per class (average None), or averaged:
+    'micro' (counts pooled), 'macro', 'weighted' (by each class's count). Keras' formulas."""
+
+    def __init__(self, average: str | None = None, beta: float = 1.0, threshold: float | None = None,
+                 name: str | None = "fbeta_score", dtype: Any = None):
+        super().__init__(name, dtype)
+        if average not in (None, "micro", "macro", "weighted"):
+            raise KerasValueError("Invalid `average` argument value. Expected one of: "
+                                  f"{{None, 'micro', 'macro', 'weighted'}}. Received: average={average}")
+        if not isinstance(beta, float) or beta <= 0.0:
+            raise KerasValueError(f"Invalid `beta` argument value. It should be a Python float > 0. "
+                                  f"Received: beta={beta} of type '{type(beta)}'")
+        if threshold is not None and (not isinstance(threshold, float) or not 0.0 < threshold <= 1.0):
+            raise KerasValueError("Invalid `threshold` argument value. It should be a Python float "
+                                  f"with 0 < threshold <= 1. Received: threshold={threshold}")
+        self.average, self.beta, self.threshold = average, beta, threshold
+        self.counts: dict[str, np.ndarray] | None = None
+
+    def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
+        t, p = np.asarray(y_true, np.float32), np.asarray(y_pred, np.float32)
+        if t.ndim != 2 or p.ndim != 2:
+            raise KerasValueError("FBetaScore expects 2D inputs with shape (batch_size, output_dim). "
+                                  f"Received input shapes: y_pred.shape={p.shape} and "
+                                  f"y_true.shape={t.shape}.")
+        if self.threshold is None:
+            p = (p >= p.max(axis=-1, keepdims=True)) & (np.abs(p) > 1e-9)
+        else:
+            p = p > self.threshold
+        p = p.astype(np.float32)
+        w = None if sample_weight is None else np.asarray(sample_weight, np.float32).reshape(-1, 1)
+        axis = None if self.average == "micro" else 0
+
+        def total(v: np.ndarray) -> np.ndarray:
+            return np.sum(v if w is None else v * w, axis=axis)
+
+        new = {"tp": total(p * t), "fp": total(p * (1 - t)), "fn": total((1 - p) * t), "weights": total(t)}
+        self.counts = new if self.counts is None else {k: self.counts[k] + v for k, v in new.items()}
+
+    def reset_state(self) -> None:
+        self.counts = None
+
+    def result(self) -> Tensor:
+        if self.counts is None:
+            return tensor(np.float32(0.0))
+        c = {k: v.astype(np.float32) for k, v in self.counts.items()}
+        precision = c["tp"] / (c["tp"] + c["fp"] + np.float32(EPSILON))
+        recall = c["tp"] / (c["tp"] + c["fn"] + np.float32(EPSILON))
+        b2 = np.float32(self.beta ** 2)
+        score = (precision * recall) / (b2 * precision + recall + np.float32(EPSILON)) * (1 + b2)
+        if self.average == "weighted":
+            score = np.sum(score * c["weights"] / (np.sum(c["weights"]) + np.float32(EPSILON)))
+        elif self.average is not None:
+            score = np.mean(score)
+        return tensor(np.asarray(score, np.float32))
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "average": self.average, "beta": self.beta,
+                "threshold": self.threshold}
+
+
+class F1Score(FBetaScore):
+    """FBetaScore with beta 1 (Keras' F1Score)."""
+
+    def __init__(self, average: str | None = None, threshold: float | None = None,
+                 name: str | None = "f1_score", dtype: Any = None):
+        super().__init__(average=average, beta=1.0, threshold=threshold, name=name, dtype=dtype)
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.pop("beta")
+        return config
+
+
 AUC_CURVES = ("ROC", "PR", "PRGAIN")
 AUC_SUMMATIONS = ("interpolation", "minoring", "majoring")
 
@@ -439,7 +514,8 @@ BY_NAME: dict[str, type[Metric]] = {
     "categorical_crossentropy": CategoricalCrossentropy,
     "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
     "binary_crossentropy": BinaryCrossentropy,
-    "precision": Precision, "recall": Recall, "auc": AUC,
+    "precision": Precision, "recall": Recall, "auc": AUC, "f1_score": F1Score,
+    "fbeta_score": FBetaScore,
     "true_positives": TruePositives, "false_positives": FalsePositives,
     "true_negatives": TrueNegatives, "false_negatives": FalseNegatives,
 }
