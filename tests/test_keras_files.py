@@ -358,3 +358,25 @@ def test_keras_files_with_activation_layers_and_functional_chains_load(name, tmp
         model.save(out)
         again = load_model(out)
         np.testing.assert_allclose(again.predict(LAYERS_X, verbose=0), want, atol=1e-6)
+
+
+def test_a_compile_config_listing_thousands_of_metrics_is_refused(tmp_path):
+    """Each metric a saved compile config lists is built at load (an AUC holds four arrays of
+    200 thresholds): a config of 100,000 'auc' strings (0.8 MB) is refused before any is."""
+    model = Sequential([Dense(4, activation="relu", input_shape=(3,)), Dense(2, activation="softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["auc"])
+    good = tmp_path / "good.keras"
+    model.save(good)
+    assert load_model(good).metric_names == ["auc"]
+    bad = tmp_path / "bad.keras"
+    with zipfile.ZipFile(good) as src, zipfile.ZipFile(bad, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item)
+            if item.filename == "config.json":
+                config = json.loads(data)
+                config["compile_config"]["metrics"] = ["auc"] * 100_000
+                data = json.dumps(config).encode()
+            dst.writestr(item, data)
+    with pytest.raises(KerasFileError, match="lists over 64 metrics") as err:
+        load_model(bad)
+    assert "\n" not in str(err.value)

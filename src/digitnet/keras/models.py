@@ -1153,7 +1153,7 @@ def load_model(filepath: str | os.PathLike, custom_objects: Any = None, compile:
     if found is None and not model._flat() and model.built:
         found = model._read_by_paths(source, path)
     model.assign(found if found is not None else read_h5(source, path, checked), path)
-    options = compile_options(training) if compile else None
+    options = compile_options(training, path) if compile else None
     if options is not None:
         try:
             model.compile(**options)

@@ -32,6 +32,9 @@ MAX_DIRECTORY_BYTES = MAX_MEMBERS * 4096
 MAX_LAYERS = 1000
 MAX_RATIO = 200  # uncompressed / compressed; weights barely compress, zip bombs do
 MAX_JSON = 16 << 20  # characters of a model's JSON description (as the archive's config.json)
+# Metrics a saved compile config may list: each is built when the model loads (an AUC holds
+# four arrays of its thresholds), so a 16 MiB list of them must not be.
+MAX_METRICS = 64
 KERAS_MODULES = ("keras", "keras.layers", "keras.models", "keras.initializers", "keras.optimizers",
                  "keras.losses", "keras.metrics")
 
@@ -335,14 +338,16 @@ def layer_from_entry(entry: Any, source: Path, make_model: Any = None, depth: in
         raise KerasFileError(f"{source}: bad {kind} config ({exc})") from None
 
 
-def compile_options(config: dict[str, Any]) -> dict[str, Any] | None:
+def compile_options(config: dict[str, Any], source: Any = "") -> dict[str, Any] | None:
     """compile() arguments from a .keras compile_config or a legacy training_config."""
     if not isinstance(config, dict) or config.get("loss") is None:
         return None
     optimizer = config.get("optimizer", config.get("optimizer_config"))
-    metrics = []
+    metrics: list[Any] = []
     for m in config.get("metrics") or []:
         metrics += m if isinstance(m, list) else [m]  # Keras 2 nests them per output
+        if len(metrics) > MAX_METRICS:
+            raise KerasFileError(f"{source}: its compile config lists over {MAX_METRICS} metrics")
     return {"optimizer": optimizer, "loss": config["loss"], "metrics": metrics}
 
 
