@@ -52,6 +52,8 @@ def test_the_epoch_loss_is_the_weighted_mean_of_the_examples_losses(mnist, tmp_p
     ce = -np.log(p[np.arange(len(p)), ds.y_train])
     assert model.history[0]["loss"] == pytest.approx(np.mean(weights[ds.y_train] * ce), rel=1e-5)
     assert model.history[0]["loss"] != pytest.approx(np.mean(ce), rel=1e-3)
+    notes = json.loads((tmp_path / "run" / "config.json").read_text())["metrics"]["loss_notes"]
+    assert "weighted by its class" in notes["loss"] and notes["test_loss"] == "unweighted"
 
 
 def test_weights_of_one_train_the_unweighted_bits(mnist):

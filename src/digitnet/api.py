@@ -393,6 +393,12 @@ def finish_run(run: RunSetup, state: TrainState, train_seconds: float,
             "loss": f"training objective: cross-entropy with label smoothing {run.cfg.label_smoothing:g}",
             "val_loss": f"cross-entropy with label smoothing {run.cfg.label_smoothing:g}",
             "test_loss": "plain cross-entropy"}
+    if run.cfg.class_weight:  # the training loss is weighted, the others are not (as Keras')
+        notes = config_doc["metrics"].setdefault("loss_notes", {})
+        notes["loss"] = (notes.get("loss", "training objective") + "; each example's loss "
+                         "weighted by its class (class_weight)")
+        notes.setdefault("val_loss", "unweighted")
+        notes.setdefault("test_loss", "unweighted")
     model = Model(run.spec, params, run.stats, config_doc, state.history)
     if run.run_dir is not None:
         model.save(run.run_dir)
