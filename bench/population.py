@@ -156,6 +156,11 @@ def sweep(rounds: int, baseline_src: str | None, sweep_file: Path, extra_args: l
         ways = {"before, one process": (baseline_src, 1),
                 "before, --workers 2": (baseline_src, 2), **ways}
     res: dict[str, list[dict]] = {w: [] for w in ways}
+    commit = None
+    if baseline_src:  # which code 'before' is, when it is a git checkout
+        got = subprocess.run(["git", "-C", baseline_src, "rev-parse", "--short", "HEAD"],
+                             capture_output=True, text=True)
+        commit = got.stdout.strip() if got.returncode == 0 else None
     with tempfile.TemporaryDirectory() as tmp:
         for src in dict.fromkeys(src for src, _ in ways.values()):  # warm the compilation cache
             timed([sys.executable, "-m", "digitnet", "sweep", str(sweep_file), "--out", f"{tmp}/warm",
@@ -171,17 +176,20 @@ def sweep(rounds: int, baseline_src: str | None, sweep_file: Path, extra_args: l
                 got["trials"] = len(json.loads((out / "results.json").read_text())["trials"])
                 print(name, r, got["wall"], got["cpu"], got["load"], flush=True)
                 res[name].append(got)
-            save(sweep_summary(res, sweep_file, r + 1 < rounds))
-    return sweep_summary(res, sweep_file, False)
+            save(sweep_summary(res, sweep_file, r + 1 < rounds, commit))
+    return sweep_summary(res, sweep_file, False, commit)
 
 
-def sweep_summary(res: dict[str, list[dict]], sweep_file: Path, partial: bool) -> dict:
+def sweep_summary(res: dict[str, list[dict]], sweep_file: Path, partial: bool,
+                  baseline_commit: str | None = None) -> dict:
     med = {w: statistics.median(x["wall"] for x in runs) for w, runs in res.items() if runs}
     where = sweep_file.resolve()
     out: dict = {"file": str(where.relative_to(ROOT) if where.is_relative_to(ROOT) else where),
                  "runs": res, "median_wall": med}
     if partial:
         out["partial"] = True
+    if baseline_commit:
+        out["baseline_commit"] = baseline_commit
     before = [v for w, v in med.items() if w.startswith("before")]
     if before and any(w.startswith("populations") for w in med):
         out["speedup_vs_faster_before"] = round(min(before) / min(
@@ -277,7 +285,17 @@ def render(doc: dict) -> str:
                 out.append(f"| {name} | {r['wall']:.1f} | {r['cpu']:.1f} | {r['load'][0]}–{r['load'][1]} |")
         if "speedup_vs_faster_before" in sw:
             out += ["", "Faster way before ÷ faster way with populations, wall (medians): "
-                    f"**{sw['speedup_vs_faster_before']:.2f}×** (target ≥ 2×).", ""]
+                    f"**{sw['speedup_vs_faster_before']:.2f}×** (target ≥ 2×)."]
+            if "baseline_commit" in sw:
+                out[-1] += f" 'Before' is commit {sw['baseline_commit']}."
+            cpu = {w: statistics.median(r["cpu"] for r in runs) for w, runs in sw["runs"].items()
+                   if runs}
+            busy = ", ".join(f"{w} {cpu[w]:.0f} CPU s over {sw['median_wall'][w]:.0f} s"
+                             for w in cpu)
+            out += ["", f"CPU seconds of all processes against wall seconds (medians): {busy}. "
+                    "Where the cores are busy for the whole sweep, its wall time can fall only as "
+                    "far as its CPU time does: a population saves each trial's process start, "
+                    "compilation and per-step dispatch, not the arithmetic of its steps.", ""]
         if sw.get("partial"):
             out += ["", "(Partial: the bench stopped before its last round.)", ""]
         if "note" in sw:
