@@ -2,11 +2,13 @@
 MNIST, each variant an EngineSettings (and optionally other TrainConfig fields).
 
     python -m bench.step_ab [--rounds N] VARIANT VARIANT ...
-    VARIANT = name[:field=value,...]   fields of EngineSettings (unroll, split_rows, host_gather;
-                                       default unroll=2, host_gather=1, split_rows from --split)
+    VARIANT = name[:field=value,...]   fields of EngineSettings (unroll, split_rows, host_gather,
+                                       mask_block; default unroll=2, host_gather=1, split_rows
+                                       from --split)
                                        or of TrainConfig (optimizer, momentum, ...)
 
     NPROC=1 python -m bench.step_ab --split 740 xla-gather:host_gather=0 host-gather:host_gather=1
+    python -m bench.step_ab --dropout 0.2 per-step:mask_block=0 blocks:mask_block=64
 
 Every variant first trains one epoch (compiling) and reports whether its weights equal the first
 variant's bit for bit; then each round trains one epoch of every variant, the order rotated
@@ -54,6 +56,8 @@ def main() -> None:
     ap.add_argument("variants", nargs="+")
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--split", type=int, default=0, help="split_rows for every variant (default 0)")
+    ap.add_argument("--dropout", type=float, default=0.0, help="dropout after each hidden layer")
+    ap.add_argument("--input-dropout", type=float, default=0.0, help="dropout on the inputs")
     args = ap.parse_args()
 
     from digitnet.runtime import set_cpu_threading
@@ -68,7 +72,7 @@ def main() -> None:
     from digitnet.train import TrainConfig, fit_arrays
 
     ds = digitnet.load_dataset()
-    spec = MLPSpec()
+    spec = MLPSpec(dropout=args.dropout, input_dropout=args.input_dropout)
     stats = preprocess_stats(spec, ds.x_train)
     variants = [parse_variant(v, args.split) for v in args.variants]
 

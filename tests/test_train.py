@@ -204,6 +204,31 @@ def test_loop_unrolling_changes_speed_not_the_training(mnist):
     assert unrolled.history[-1]["loss"] == pytest.approx(plain.history[-1]["loss"], rel=1e-5)
 
 
+def test_dropout_masks_drawn_by_the_block_train_what_each_step_drawing_its_own_trains(mnist):
+    # EngineSettings.mask_block draws a block of steps' dropout masks in one batched draw from
+    # the steps' own keys: the same masks, so the same training, bit for bit. 1600 examples
+    # are 50 steps a chunk: blocks of 16 leave a remainder of 2 steps.
+    from digitnet.engine import EngineSettings
+
+    small = subset(mnist, 1600)
+    spec = MLPSpec(hidden=(32, 16), dropout=(0.3, 0.0), input_dropout=0.2)
+    cfg = TrainConfig(epochs=2, seed=4, validation="none")
+    assert EngineSettings(mask_block=16).mask_block_steps(50, 32 * (32 + 784)) == 16
+    assert EngineSettings(mask_block=16).mask_block_steps(50, 0) == 0  # no dropout: no blocks
+    assert EngineSettings(mask_block=0).mask_block_steps(50, 100) == 0
+    runs = {block: digitnet.fit(spec, cfg, small, verbose=False,
+                                settings=EngineSettings(unroll=1, mask_block=block))
+            for block in (0, 16)}
+    for a, b in zip(weights_of(runs[0]), weights_of(runs[16]), strict=True):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(runs[0].history, runs[16].history, strict=True):
+        assert (a["loss"], a["accuracy"]) == (b["loss"], b["accuracy"])
+    # without dropout in training, a model trains differently (the masks do reach the step)
+    plain = digitnet.fit(MLPSpec(hidden=(32, 16)), cfg, small, verbose=False,
+                         settings=EngineSettings(unroll=1, mask_block=16))
+    assert not np.array_equal(weights_of(plain)[0], weights_of(runs[16])[0])
+
+
 def test_a_split_first_gradient_changes_speed_not_the_training(mnist):
     # EngineSettings.split_rows computes the first kernel's gradient as two products: the same
     # sums, so the same training up to the rounding of the products' kernels (on this CPU's

@@ -24,9 +24,9 @@ import optax
 
 from digitnet import augment, hostrandom, runtime
 from digitnet.errors import TrainingDiverged
-from digitnet.knobs import SPEC_KNOBS
+from digitnet.knobs import SPEC_KNOBS, active
 from digitnet.metrics import class_weighted, hits, loss_values
-from digitnet.model import MLPSpec, Params, forward, host_init_params, init_params
+from digitnet.model import MLPSpec, Params, dropout_masks, forward, host_init_params, init_params
 from digitnet.optimizers import make_optimizer
 from digitnet.regularize import keras_max_norm, penalty
 from digitnet.trainconfig import HOST_ONLY, class_weight_values
@@ -37,6 +37,9 @@ if TYPE_CHECKING:
 # Training steps per iteration of the compiled loop, by JAX backend: more amortises the loop's
 # fixed cost per iteration, at the price of a longer compilation (docs/performance.md).
 DEFAULT_UNROLL = MappingProxyType({"cpu": 2, "gpu": 5})
+# A block of steps' dropout masks (EngineSettings.mask_block) stays within this many bytes per
+# model: cache-sized, and small beside the chunk's data.
+MASK_BLOCK_BYTES = 4 << 20
 
 # Folded into a batch's key for its augmentation draws; dropout uses small layer indices.
 AUGMENT_STREAM = 0x6A09E667
@@ -62,6 +65,10 @@ class EngineSettings:
     (Engine.chunk_data: NumPy) and passes the chunk's rows instead of the whole training set;
     the default on a CPU, where the device's memory is the host's and XLA's gather of uint8
     rows costs several times NumPy's. The same examples, so the same bits.
+    mask_block: with dropout, the steps whose keep masks are drawn together, in one batched
+    draw before they run (at most MASK_BLOCK_BYTES of masks): the same masks from the same
+    keys, drawn by one large vectorised op instead of many small ones, and steps without draws
+    in them unroll as others do. 0: each step draws its own.
     """
 
     unroll: int = 1
@@ -69,9 +76,11 @@ class EngineSettings:
     kernels: tuple[tuple[str, int], ...] = ()
     split_rows: int = 0
     host_gather: bool = False
+    mask_block: int = 64
 
     def __post_init__(self) -> None:
-        if self.unroll < 1 or self.split_rows < 0 or self.fused not in (None, "gpu", "interpret"):
+        if (self.unroll < 1 or self.split_rows < 0 or self.mask_block < 0
+                or self.fused not in (None, "gpu", "interpret")):
             raise ValueError(f"bad engine settings {self}")
 
     @classmethod
@@ -87,6 +96,12 @@ class EngineSettings:
             unroll, split = chosen_settings(sizes, batch) or (unroll, split)
         return cls(unroll=unroll, fused=runtime.fused_step(), split_rows=split,
                    host_gather=backend == "cpu")
+
+    def mask_block_steps(self, steps: int, mask_bytes: int) -> int:
+        """Steps per block of drawn-together dropout masks (0: each step draws its own)."""
+        if not self.mask_block or not mask_bytes:
+            return 0
+        return max(1, min(steps, self.mask_block, MASK_BLOCK_BYTES // mask_bytes))
 
     def scan_unroll(self, steps: int, draws: bool = False) -> int:
         """Steps per loop iteration for a chunk of `steps`."""
@@ -327,11 +342,11 @@ class Engine:
         first_matmul = (split_grad_matmul(settings.split_rows)
                         if 0 < settings.split_rows < spec.sizes[0] else None)
 
-        def loss_fn(p, xb, targets, k):
+        def loss_fn(p, xb, targets, k, masks):
             yb, wb = targets if weighted else (targets, None)
             if aug is not None:
                 xb = aug(jax.random.fold_in(k, AUGMENT_STREAM), xb)
-            logits = forward(p, stats, xb, spec, k if use_dropout else None, first_matmul)
+            logits = forward(p, stats, xb, spec, k if use_dropout else None, first_matmul, masks)
             losses = loss_values(logits, yb, loss, smoothing)
             if class_weights is not None:  # Keras' class_weight: before the layers' penalties
                 losses = class_weighted(losses, yb, class_weights)
@@ -351,14 +366,18 @@ class Engine:
             rows = jax.lax.dynamic_slice(order, (start,), (steps * batch,))
             xs, ys = x[rows], jax.tree.map(lambda v: v[rows], y)
 
-        def step(carry, i):
+        def step_key(i):
+            return jax.random.fold_in(key, start + i * batch)
+
+        def step(carry, i_masks):
+            i, masks = i_masks
             p, s, loss_sum, correct = carry
             xb = jax.lax.dynamic_slice_in_dim(xs, i * batch, batch)
             yb = jax.tree.map(lambda v: jax.lax.dynamic_slice_in_dim(v, i * batch, batch), ys)
-            k = jax.random.fold_in(key, start + i * batch)
+            k = step_key(i)
             # Loss and accuracy come from the same forward pass as the gradient, as in Keras.
             (_, (batch_loss, batch_hits, logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-                p, xb, yb, k)
+                p, xb, yb, k, masks)
             updates, s = tx.update(grads, s, p)
             new = optax.apply_updates(p, updates)
             if spec.kernel_max_norm:  # Keras' MaxNorm kernel constraints, after the update
@@ -370,9 +389,29 @@ class Engine:
             return carry, (batch_loss, batch_hits) if per_batch else None
 
         zero = jnp.zeros((), jnp.float32)
-        (params, opt_state, loss_sum, correct), per_step = jax.lax.scan(
-            step, (params, opt_state, zero, jnp.zeros((), jnp.int32)), jnp.arange(steps),
-            unroll=settings.scan_unroll(steps, draws=use_dropout or aug is not None))
+        carry = (params, opt_state, zero, jnp.zeros((), jnp.int32))
+        rates = [*(spec.dropout or [0.0] * len(spec.hidden)), spec.input_dropout]
+        mask_bytes = batch * sum(w for w, r in zip([*spec.hidden, spec.input_dim], rates, strict=True)
+                                 if active(r)) if use_dropout else 0
+        block = settings.mask_block_steps(steps, mask_bytes)
+        unroll = settings.scan_unroll(steps, draws=aug is not None or (use_dropout and not block))
+        if not block:
+            carry, per_step = jax.lax.scan(step, carry, (jnp.arange(steps), None), unroll=unroll)
+        else:
+            # Each block's masks in one draw (vmap of the step's own draw: the same masks).
+            def run(carry, first, n):
+                i = first + jnp.arange(n)
+                masks = jax.vmap(lambda j: dropout_masks(spec, step_key(j), batch))(i)
+                return jax.lax.scan(step, carry, (i, masks), unroll=min(unroll, n))
+
+            blocks, rest = divmod(steps, block)
+            carry, per_step = jax.lax.scan(lambda c, b: run(c, b * block, block), carry,
+                                           jnp.arange(blocks))
+            per_step = jax.tree.map(lambda v: v.reshape(-1, *v.shape[2:]), per_step)
+            if rest:
+                carry, tail = run(carry, blocks * block, rest)
+                per_step = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), per_step, tail)
+        params, opt_state, loss_sum, correct = carry
         return params, opt_state, loss_sum, correct, per_step
 
 

@@ -20,6 +20,9 @@ from digitnet.knobs import active
 from digitnet.spec import MLP, MLPSpec, parse_activation  # noqa: F401  (MLP: the public name)
 
 Params = list[dict[str, jax.Array]]
+# Dropout's keep masks for one batch: hidden layer i's at index i, the input's last (None where a
+# layer has no dropout).
+Masks = list[jax.Array | None]
 
 ACTIVATIONS = {
     "relu": jax.nn.relu,
@@ -129,38 +132,51 @@ def forward(
     spec: MLPSpec,
     dropout_key: jax.Array | None = None,
     first_matmul: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
+    masks: Masks | None = None,
 ) -> jax.Array:
     """Logits for a batch of raw inputs x (uint8 or float, any shape with N first).
     first_matmul: the first layer's product, if not `@` (the engine's, for how its gradient
-    is computed: digitnet.engine.split_grad_matmul)."""
-    h = layer_outputs(params, stats, x, spec, dropout_key, first_matmul)[-1]
+    is computed: digitnet.engine.split_grad_matmul). masks: dropout_masks(spec, dropout_key,
+    N), drawn beforehand (the engine draws a block of steps' masks at once)."""
+    h = layer_outputs(params, stats, x, spec, dropout_key, first_matmul, masks)[-1]
     return h @ params[-1]["kernel"] + params[-1]["bias"]
+
+
+def dropout_masks(spec: MLPSpec, key: jax.Array, n: int) -> Masks:
+    """The keep masks of a training batch of n rows, drawn from `key` (each layer's from its
+    own fold of it: hidden layer i's from index i, the input's from index len(hidden))."""
+    rates = [spec.dropout[i] if spec.dropout else 0.0 for i in range(len(spec.hidden))]
+    widths = [*spec.hidden, spec.input_dim]
+    return [jax.random.bernoulli(jax.random.fold_in(key, i), 1 - rate, (n, width))
+            if active(rate) else None
+            for i, (rate, width) in enumerate(zip([*rates, spec.input_dropout], widths, strict=True))]
 
 
 def layer_outputs(params: Params, stats: dict[str, jax.Array], x: jax.Array, spec: MLPSpec,
                   dropout_key: jax.Array | None = None,
                   first_matmul: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
-                  ) -> list[jax.Array]:
-    """The preprocessed inputs, then each hidden layer's output: what the last layer sees."""
+                  masks: Masks | None = None) -> list[jax.Array]:
+    """The preprocessed inputs, then each hidden layer's output: what the last layer sees.
+    Dropout applies when a dropout_key (or its masks) is given: in training."""
     if spec.deskew:
         x = deskew(x.reshape(x.shape[0], *spec.input_shape))
     h = (x.reshape(x.shape[0], -1).astype(jnp.float32) - stats["shift"]) * stats["scale"]
-    if dropout_key is not None and active(spec.input_dropout):
-        # Index len(hidden) is free: hidden layer i's mask uses index i.
-        h = dropout(h, spec.input_dropout, jax.random.fold_in(dropout_key, len(spec.hidden)))
+    if masks is None and dropout_key is not None:
+        masks = dropout_masks(spec, dropout_key, h.shape[0])
+    if masks is not None and masks[-1] is not None:
+        h = dropout(h, spec.input_dropout, masks[-1])
     outputs = [h]
     for i, (layer, act) in enumerate(zip(params[:-1], spec.hidden_activations, strict=True)):
         z = first_matmul(h, layer["kernel"]) if i == 0 and first_matmul else h @ layer["kernel"]
         h = activation_fn(act)(z + layer["bias"])
-        rate = spec.dropout[i] if spec.dropout else 0.0
-        if dropout_key is not None and active(rate):
-            h = dropout(h, rate, jax.random.fold_in(dropout_key, i))
+        if masks is not None and masks[i] is not None:
+            h = dropout(h, spec.dropout[i], masks[i])
         outputs.append(h)
     return outputs
 
 
-def dropout(h: jax.Array, rate: float, key: jax.Array) -> jax.Array:
-    keep = jax.random.bernoulli(key, 1 - rate, h.shape)
+def dropout(h: jax.Array, rate: float, keep: jax.Array) -> jax.Array:
+    """Inverted dropout: the kept units scaled by 1 / (1 - rate), the others zeroed."""
     return jnp.where(keep, h / (1 - rate), 0.0)
 
 
