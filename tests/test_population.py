@@ -19,7 +19,7 @@ from digitnet.data.datasets import load_dataset
 from digitnet.engine import EngineSettings
 from digitnet.errors import ConfigError
 from digitnet.model import MLPSpec, preprocess_stats
-from digitnet.population import Member, fit_members, group_key, knob_values, max_members
+from digitnet.population import Member, fit_members, group_key, knob_values, max_members, member_bytes
 from digitnet.seeds import parse_seeds
 from digitnet.train import TrainConfig, fit_arrays
 
@@ -147,6 +147,9 @@ def test_a_diverging_member_fails_alone(small):
 def test_memory_splits_a_population_into_parts(small):
     assert max_members(SPEC, CFG, 2000, memory=1) == 1
     assert max_members(SPEC, CFG, 2000, memory=10**12) > 1000
+    # a member with dropout also holds a block of its masks (EngineSettings.mask_block)
+    drop = replace(SPEC, dropout=(0.5,) * len(SPEC.hidden), input_dropout=0.2)
+    assert member_bytes(drop, CFG, 2000) > member_bytes(SPEC, CFG, 2000) + 64 * CFG.batch_size * 784
     members = [Member(SPEC, replace(CFG, seed=s), preprocess_stats(SPEC, small.x_train))
                for s in (1, 2, 3)]
     fit_members(members, small.x_train, small.y_train, parts=2, settings=FAST)

@@ -108,6 +108,13 @@ class EngineSettings:
         return 1 if draws else max(1, min(steps, self.unroll))
 
 
+def mask_elements(spec: MLPSpec, batch: int) -> int:
+    """How many dropout keep-mask entries (one byte each) a training step of `batch` draws."""
+    rates = [*(spec.dropout or [0.0] * len(spec.hidden)), spec.input_dropout]
+    return batch * sum(w for w, r in zip([*spec.hidden, spec.input_dim], rates, strict=True)
+                       if active(r))
+
+
 def split_grad_matmul(rows: int) -> Any:
     """x @ w whose gradient for w is computed as two products, over rows [0, rows) and
     [rows, fan_in) of w, concatenated: the same sums as one product, but XLA's CPU dot
@@ -390,10 +397,7 @@ class Engine:
 
         zero = jnp.zeros((), jnp.float32)
         carry = (params, opt_state, zero, jnp.zeros((), jnp.int32))
-        rates = [*(spec.dropout or [0.0] * len(spec.hidden)), spec.input_dropout]
-        mask_bytes = batch * sum(w for w, r in zip([*spec.hidden, spec.input_dim], rates, strict=True)
-                                 if active(r)) if use_dropout else 0
-        block = settings.mask_block_steps(steps, mask_bytes)
+        block = settings.mask_block_steps(steps, mask_elements(spec, batch))
         unroll = settings.scan_unroll(steps, draws=aug is not None or (use_dropout and not block))
         if not block:
             carry, per_step = jax.lax.scan(step, carry, (jnp.arange(steps), None), unroll=unroll)

@@ -28,7 +28,7 @@ import numpy as np
 from digitnet.artifacts import Checkpoint
 from digitnet.callbacks import Callback, TrainState
 from digitnet.deskew import deskew_dataset
-from digitnet.engine import Engine, EngineSettings, all_finite, engine_for, epoch_chunks
+from digitnet.engine import Engine, EngineSettings, all_finite, engine_for, epoch_chunks, mask_elements
 from digitnet.errors import ConfigError, DigitnetError
 from digitnet.knobs import SPEC_KNOBS, TRAIN_KNOBS, nonzero_pattern
 from digitnet.model import MLPSpec
@@ -147,12 +147,15 @@ def population_engine(engine: Engine) -> PopulationEngine:
 def member_bytes(spec: MLPSpec, cfg: TrainConfig, n_train: int) -> int:
     """A generous estimate of the device memory one more member takes: parameters, gradients,
     updates and optimizer state (with an EMA), one batch's activations and their gradients
-    (more with augmentation), and its epoch's example order."""
+    (more with augmentation), a block of dropout masks with the random bits they are drawn
+    from, and its epoch's example order."""
     params = spec.num_params * 4
     width = spec.input_dim + 2 * sum(spec.hidden) + spec.num_classes
     acts = cfg.batch_size * width * 4 * (12 if cfg.aug_shift or cfg.aug_rotate or cfg.aug_scale
                                          or cfg.aug_shear or cfg.elastic_alpha else 3)
-    return 8 * params + 2 * acts + 8 * n_train
+    per_step = mask_elements(spec, cfg.batch_size)
+    masks = 9 * per_step * EngineSettings().mask_block_steps(EngineSettings().mask_block, per_step)
+    return 8 * params + 2 * acts + masks + 8 * n_train
 
 
 def device_memory() -> int:
