@@ -180,3 +180,20 @@ def test_trace_phases_marks_a_train_run_from_start_to_exit(tmp_path):
     assert any(rec.get("span") == "backend_compile_duration" for rec in records)
     assert run_cli("train", "--epochs", "1", "--hidden", "16", "--quiet",
                    "--out", str(tmp_path / "quiet")).stderr == ""
+
+
+def test_a_reader_that_stops_reading_ends_the_command_quietly(tmp_path):
+    # `digitnet runs DIR | head -0`: the pipe closes before the command prints. No traceback,
+    # the shell's code for a broken pipe (128 + SIGPIPE).
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.Popen([sys.executable, "-m", "digitnet", "runs", str(tmp_path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait() == 141 and err == "", err
