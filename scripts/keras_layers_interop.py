@@ -1,5 +1,6 @@
-"""Keras files of models with Activation/ReLU/Softmax layers and of functional (binary) chains,
-both ways: written by one side (digitnet.keras or real Keras 3), read by the other.
+"""Keras files of models with Activation/ReLU/Softmax layers, of functional (binary) chains, of
+the scaling layers and options (layers_more) and of BatchNormalization (layers_bn), both ways:
+written by one side (digitnet.keras or real Keras 3), read by the other.
 
     PYTHONPATH=src python scripts/keras_layers_interop.py write DIR digitnet
     KERAS_BACKEND=jax /work/venvs/keras/bin/python scripts/keras_layers_interop.py write DIR2 keras
@@ -55,6 +56,23 @@ MORE = [("layers_more.keras", "layers_more"), ("layers_more_model.h5", "layers_m
         ("layers_more.weights.h5", "layers_more")]
 
 
+def batchnorm_model(keras):
+    """BatchNormalization of a layer's pre-activations and of another's outputs (its own
+    momentum and epsilon), before a Dropout, as public MLP scripts write it."""
+    keras.utils.set_random_seed(0)
+    L = keras.layers
+    model = keras.Sequential([keras.Input((784,)), L.Dense(32), L.BatchNormalization(),
+                              L.Activation("relu"), L.Dense(16, activation="relu"),
+                              L.BatchNormalization(momentum=0.9, epsilon=0.01), L.Dropout(0.2),
+                              L.Dense(10, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+BATCHNORM = [("layers_bn.keras", "layers_bn"), ("layers_bn_model.h5", "layers_bn"),
+             ("layers_bn.weights.h5", "layers_bn")]
+
+
 def main() -> None:
     what, folder, side = sys.argv[1:4]
     if side == "digitnet":
@@ -74,36 +92,41 @@ def main() -> None:
         more.save(f"{folder}/layers_more_model.h5")
         more.save_weights(f"{folder}/layers_more.weights.h5")
         np.save(f"{folder}/layers_more.npy", more.predict(X.reshape(-1, 28, 28) * 255, verbose=0))
+        bn = batchnorm_model(keras)  # trained a little: moving averages away from their start
+        bn.fit(X, np.arange(len(X)) % 10, epochs=3, batch_size=5, shuffle=False, verbose=0)
+        bn.save(f"{folder}/layers_bn.keras")
+        bn.save(f"{folder}/layers_bn_model.h5")
+        bn.save_weights(f"{folder}/layers_bn.weights.h5")
+        np.save(f"{folder}/layers_bn.npy", bn.predict(X, verbose=0))
         return
-    more = more_model(keras)
-    for name, pred in MORE:
-        try:
-            if name.endswith(".weights.h5"):
-                model = more
-                model.set_weights([np.zeros_like(w) for w in model.get_weights()])
-                model.load_weights(f"{folder}/{name}")
-            else:
-                model = keras.models.load_model(f"{folder}/{name}")
-            delta = np.abs(model.predict(X.reshape(-1, 28, 28) * 255, verbose=0)
-                           - np.load(f"{folder}/{pred}.npy")).max()
-            print(side, "reads", name, "ok", f"max |Δp| {delta:.2e}",
-                  [type(layer).__name__ for layer in model.layers])
-        except Exception as exc:  # noqa: BLE001 - reported, for each file
-            print(side, "reads", name, "FAILED", type(exc).__name__, str(exc)[:300])
-    for name, pred in [("layers_act.keras", "layers_act"), ("layers_act_model.h5", "layers_act"),
-                       ("layers_binary.keras", "layers_binary"), ("layers_act.weights.h5", "layers_act")]:
-        try:
-            if name.endswith(".weights.h5"):
-                model = act
-                model.load_weights(f"{folder}/{name}")
-            else:
-                model = keras.models.load_model(f"{folder}/{name}")
-            delta = np.abs(model.predict(X, verbose=0) - np.load(f"{folder}/{pred}.npy")).max()
-            print(side, "reads", name, "ok", f"max |Δp| {delta:.2e}",
-                  [type(layer).__name__ for layer in model.layers])
-        except Exception as exc:  # noqa: BLE001 - reported, for each file
-            print(side, "reads", name, "FAILED", type(exc).__name__, str(exc)[:300])
+    def fresh_more():
+        model = more_model(keras)
+        model.set_weights([np.zeros_like(w) for w in model.get_weights()])
+        return model
 
+    read_back(keras, side, folder, BATCHNORM, lambda: batchnorm_model(keras), X)
+    read_back(keras, side, folder, MORE, fresh_more, X.reshape(-1, 28, 28) * 255)
+    read_back(keras, side, folder, [("layers_act.keras", "layers_act"), ("layers_act_model.h5", "layers_act"),
+                                    ("layers_binary.keras", "layers_binary"),
+                                    ("layers_act.weights.h5", "layers_act")], lambda: act, X)
+
+
+def read_back(keras, side: str, folder: str, files: list[tuple[str, str]], model_for_weights,
+              inputs: np.ndarray) -> None:
+    """Load each file (a .weights.h5 into model_for_weights()) and print the largest |Δ| of its
+    predictions on `inputs` against what the writer predicted."""
+    for name, pred in files:
+        try:
+            if name.endswith(".weights.h5"):
+                model = model_for_weights()
+                model.load_weights(f"{folder}/{name}")
+            else:
+                model = keras.models.load_model(f"{folder}/{name}")
+            delta = np.abs(model.predict(inputs, verbose=0) - np.load(f"{folder}/{pred}.npy")).max()
+            print(side, "reads", name, "ok", f"max |Δp| {delta:.2e}",
+                  [type(layer).__name__ for layer in model.layers])
+        except Exception as exc:  # noqa: BLE001 - reported, for each file
+            print(side, "reads", name, "FAILED", type(exc).__name__, str(exc)[:300])
 
 if __name__ == "__main__":
     main()

@@ -71,6 +71,8 @@ ACCURACY = {
     "tf_imbalanced_data": "test_acc",
     "keras_io_sample_weighting": "results[1]",
     "tf_tensorboard_get_started": "model.evaluate(x_test, y_test, verbose=0)[1]",
+    "batchnorm_mlp": "test_acc",
+    "kaggle_batchnorm_dropout": "score[1]",
 }
 # The lines Keras itself prints (progress, summaries, callbacks' messages), as opposed to the
 # scripts' own prints of arrays, whose layout depends on the values.

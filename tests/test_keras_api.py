@@ -227,7 +227,7 @@ def test_outside_an_mlp_is_refused_by_name(data):
     x, y = data
     for make, says in [(lambda: keras.layers.Conv2D(8, 3), "Conv2D: convolution layers are not supported"),
                        (lambda: keras.layers.LSTM(8), "LSTM: recurrent layers are not supported"),
-                       (lambda: keras.layers.BatchNormalization(), "normalization layers")]:
+                       (lambda: keras.layers.LayerNormalization(), "LayerNormalization: normalization")]:
         with pytest.raises(ValueError, match=says):
             make()
     inputs = keras.Input((784,))

@@ -129,7 +129,6 @@ def test_public_script_runs_as_on_keras(name, fashion_mirror):
 REFUSED = Path(__file__).parent / "fixtures/keras/refused"
 REFUSALS = {
     "steps_per_epoch": "fit: steps_per_epoch is not supported",
-    "batchnorm_mlp": "BatchNormalization: normalization layers are not supported",
 }
 
 

@@ -252,7 +252,7 @@ def load(path: str | os.PathLike) -> Any:
         raise ModelFileError(f"{path / art.CONFIG}: not a digitnet run config")
     spec = art.spec_from_config(config, path)
     tensors, _ = art.read_tensors(path / art.WEIGHTS, art.weights_bytes([spec]))
-    params = art.tensors_to_params(tensors, spec.sizes, path / art.WEIGHTS)
+    params = art.tensors_to_params(tensors, spec, path / art.WEIGHTS)
     stats = art.read_stats(tensors, spec, path / art.WEIGHTS)
     return Model(spec, params, stats, config, art.read_history(path / art.HISTORY))
 

@@ -25,7 +25,7 @@ from digitnet.files import TMP_SUFFIX
 from digitnet.files import atomic_write_bytes as atomic_write_bytes  # the run dir's writes
 from digitnet.files import atomic_write_files as atomic_write_files
 from digitnet.files import json_bytes as json_bytes  # JAX-free: cli.seed_workers writes with it
-from digitnet.model import MLPSpec, init_params
+from digitnet.model import BATCHNORM_WEIGHTS, MLPSpec, init_params
 from digitnet.optimizers import make_optimizer
 from digitnet.safefiles import MAX_JSON_BYTES as MAX_JSON_BYTES  # config.json's limit
 from digitnet.safefiles import read_json as read_json  # JAX-free: the CLI reads runs before JAX starts
@@ -106,13 +106,16 @@ def params_to_tensors(params: list[dict[str, Any]], prefix: str = "") -> dict[st
             for i, layer in enumerate(params) for name, v in layer.items()}
 
 
-def tensors_to_params(tensors: dict[str, np.ndarray], sizes: list[int], path: Path,
+def tensors_to_params(tensors: dict[str, np.ndarray], spec: MLPSpec, path: Path,
                       prefix: str = "") -> list[dict[str, np.ndarray]]:
-    """Rebuild the layer list, checking every shape against the spec."""
+    """Rebuild the layer list, checking every shape against the spec (a batch-normalised hidden
+    layer holds its normalization's weights too)."""
     params = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+    for i, (a, b) in enumerate(zip(spec.sizes[:-1], spec.sizes[1:], strict=True)):
         layer = {}
-        for name, shape in (("kernel", (a, b)), ("bias", (b,))):
+        extra = [(name, (b,)) for name, _ in BATCHNORM_WEIGHTS] if i < len(spec.hidden) and \
+            spec.batchnorm_of(i) else []
+        for name, shape in (("kernel", (a, b)), ("bias", (b,)), *extra):
             key = f"{prefix}dense_{i}.{name}"
             if key not in tensors:
                 raise ModelFileError(f"{path}: missing tensor {key}")
@@ -190,7 +193,7 @@ def load_checkpoint(run_dir: Path, spec: MLPSpec, cfg: TrainConfig, n_train: int
     # Weights, optimizer state and the history in the metadata: nothing larger is read.
     limit = weights_bytes([spec]) + sum(int(np.size(v)) * 8 for v in leaves) + (16 << 20)
     tensors, meta = read_tensors(path, min(limit, MAX_TENSOR_BYTES))
-    params = tensors_to_params(tensors, spec.sizes, path, prefix="params.")
+    params = tensors_to_params(tensors, spec, path, prefix="params.")
     restored = []
     for i, leaf in enumerate(leaves):
         v = tensors.get(f"opt.{i}")

@@ -26,7 +26,15 @@ from digitnet import augment, hostrandom, runtime
 from digitnet.errors import TrainingDiverged
 from digitnet.knobs import SPEC_KNOBS, active
 from digitnet.metrics import class_weighted, hits, loss_values
-from digitnet.model import MLPSpec, Params, dropout_masks, forward, host_init_params, init_params
+from digitnet.model import (
+    MLPSpec,
+    Params,
+    dropout_masks,
+    forward,
+    host_init_params,
+    init_params,
+    update_moving_stats,
+)
 from digitnet.optimizers import make_optimizer
 from digitnet.regularize import keras_max_norm, penalty
 from digitnet.trainconfig import HOST_ONLY, class_weight_values
@@ -353,7 +361,9 @@ class Engine:
             yb, wb = targets if weighted else (targets, None)
             if aug is not None:
                 xb = aug(jax.random.fold_in(k, AUGMENT_STREAM), xb)
-            logits = forward(p, stats, xb, spec, k if use_dropout else None, first_matmul, masks)
+            batch_stats: list | None = [] if spec.batchnorm else None
+            logits = forward(p, stats, xb, spec, k if use_dropout else None, first_matmul, masks,
+                             batch_stats)
             losses = loss_values(logits, yb, loss, smoothing)
             if class_weights is not None:  # Keras' class_weight: before the layers' penalties
                 losses = class_weighted(losses, yb, class_weights)
@@ -361,7 +371,8 @@ class Engine:
                 losses = losses * wb
             if spec.regularized:  # Keras' kernel/bias penalties: part of the loss, per example
                 losses = losses + penalty(p, spec)
-            return losses.mean(), (losses.sum(), hits(logits, yb), logits if outputs else None)
+            return losses.mean(), (losses.sum(), hits(logits, yb), logits if outputs else None,
+                                   batch_stats)
 
         # The chunk's examples, gathered in training order once: a step then reads its batch as
         # one contiguous slice, which XLA fuses into the input's conversion, instead of a gather
@@ -383,10 +394,12 @@ class Engine:
             yb = jax.tree.map(lambda v: jax.lax.dynamic_slice_in_dim(v, i * batch, batch), ys)
             k = step_key(i)
             # Loss and accuracy come from the same forward pass as the gradient, as in Keras.
-            (_, (batch_loss, batch_hits, logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-                p, xb, yb, k, masks)
+            (_, (batch_loss, batch_hits, logits, batch_stats)), grads = jax.value_and_grad(
+                loss_fn, has_aux=True)(p, xb, yb, k, masks)
             updates, s = tx.update(grads, s, p)
             new = optax.apply_updates(p, updates)
+            if batch_stats:  # Keras' BatchNormalization: its moving averages follow the batches
+                new = update_moving_stats(spec, new, p, batch_stats)
             if spec.kernel_max_norm:  # Keras' MaxNorm kernel constraints, after the update
                 new = keras_max_norm(new, spec.kernel_max_norm)
             carry = (new, s, loss_sum + batch_loss, correct + batch_hits)

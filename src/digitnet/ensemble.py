@@ -156,7 +156,7 @@ def from_config(config: dict[str, Any], path: Path, member: type) -> Ensemble:
     models = []
     for i, (doc, spec) in enumerate(zip(members, specs, strict=True)):
         mine = by_member.get(f"member_{i}", {})
-        params = art.tensors_to_params(mine, spec.sizes, path / art.WEIGHTS)
+        params = art.tensors_to_params(mine, spec, path / art.WEIGHTS)
         stats = art.read_stats(mine, spec, path / art.WEIGHTS)
         models.append(member(spec, params, stats, {"dataset": config.get("dataset", {}), **doc}))
     rest = {k: v for k, v in config.items() if k not in ("members", "format", "format_version")}

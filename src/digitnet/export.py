@@ -177,11 +177,35 @@ def network_nodes(model: Model, prefix: str, logits: str) -> tuple[list, list]:
                   helper.make_node("Add", [f"{p}dense_{i}_mm", f"{p}dense_{i}.bias"], [pre])]
         if i < last:  # dropout is identity at inference
             h = f"{p}h{i + 1}"
-            nodes += activation_nodes(spec.hidden_activations[i], pre, h, helper)
+            where = spec.batchnorm_of(i)
+            norm = batchnorm_nodes(layer, spec.batchnorm_epsilon[i] if where else 0.0,
+                                   f"{p}batch_normalization_{i}", helper)
+            if where == "before":
+                nodes += norm[1](pre, f"{pre}_normalized")
+                pre = f"{pre}_normalized"
+            act_out = f"{h}_activated" if where == "after" else h
+            nodes += activation_nodes(spec.hidden_activations[i], pre, act_out, helper)
+            if where == "after":
+                nodes += norm[1](act_out, h)
+            inits += norm[0]
     if spec.output_units == 1:  # one sigmoid unit z: the class scores (0, z), as Model.logits
         nodes += [helper.make_node("Sub", [pre, pre], [f"{p}zero"]),
                   helper.make_node("Concat", [f"{p}zero", pre], [logits], axis=1)]
     return nodes, inits
+
+
+def batchnorm_nodes(layer: dict[str, Any], epsilon: float, name: str, helper: Any) -> tuple[list, Any]:
+    """A batch normalization at inference as ONNX weights and a node maker (x, out) → nodes:
+    x · inv + res per unit, with inv = gamma / √(moving variance + ε) and res = beta − moving
+    mean · inv, as Keras computes it (none for a layer without one)."""
+    if not epsilon:
+        return [], lambda x, out: []
+    var = np.asarray(layer["moving_variance"], np.float32)
+    inv = (np.float32(1.0) / np.sqrt(var + np.float32(epsilon))) * np.asarray(layer["gamma"], np.float32)
+    res = -np.asarray(layer["moving_mean"], np.float32) * inv + np.asarray(layer["beta"], np.float32)
+    return ([const(f"{name}.inv", inv), const(f"{name}.res", res)],
+            lambda x, out: [helper.make_node("Mul", [x, f"{name}.inv"], [f"{out}_scaled"]),
+                            helper.make_node("Add", [f"{out}_scaled", f"{name}.res"], [out])])
 
 
 def to_onnx(model: Model, opset: int = MIN_OPSET, name: str = "digitnet") -> Any:

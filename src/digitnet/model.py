@@ -17,7 +17,12 @@ import numpy as np
 from digitnet.deskew import deskew, deskew_dataset
 from digitnet.errors import DigitnetError
 from digitnet.knobs import active
-from digitnet.spec import MLP, MLPSpec, parse_activation  # noqa: F401  (MLP: the public name)
+from digitnet.spec import (  # noqa: F401  (MLP: the public name)
+    BATCHNORM_WEIGHTS,
+    MLP,
+    MLPSpec,
+    parse_activation,
+)
 
 Params = list[dict[str, jax.Array]]
 # Dropout's keep masks for one batch: hidden layer i's at index i, the input's last (None where a
@@ -85,13 +90,14 @@ def activation_fn(spelling: str) -> Callable[[jax.Array], jax.Array]:
 
 
 def init_params(spec: MLPSpec, key: jax.Array) -> Params:
-    """Glorot-uniform kernels and zero biases, as Keras' Dense does by default."""
+    """Glorot-uniform kernels and zero biases, as Keras' Dense does by default (and a batch
+    normalization's initial weights, as Keras' BatchNormalization's)."""
     glorot = jax.nn.initializers.glorot_uniform()
     keys = jax.random.split(key, len(spec.sizes) - 1)
-    return [
+    return with_batchnorm(spec, [
         {"kernel": glorot(k, (a, b), jnp.float32), "bias": jnp.zeros((b,), jnp.float32)}
         for k, a, b in zip(keys, spec.sizes[:-1], spec.sizes[1:], strict=True)
-    ]
+    ], jnp)
 
 
 def host_init_params(spec: MLPSpec, key: np.ndarray) -> list[dict[str, np.ndarray]]:
@@ -100,8 +106,50 @@ def host_init_params(spec: MLPSpec, key: np.ndarray) -> list[dict[str, np.ndarra
     from digitnet import hostrandom
 
     keys = hostrandom.split(key, len(spec.sizes) - 1)
-    return [{"kernel": hostrandom.glorot_uniform(k, a, b), "bias": np.zeros((b,), np.float32)}
-            for k, a, b in zip(keys, spec.sizes[:-1], spec.sizes[1:], strict=True)]
+    return with_batchnorm(spec, [{"kernel": hostrandom.glorot_uniform(k, a, b),
+                                  "bias": np.zeros((b,), np.float32)}
+                                 for k, a, b in zip(keys, spec.sizes[:-1], spec.sizes[1:], strict=True)],
+                          np)
+
+
+def with_batchnorm(spec: MLPSpec, params: list[dict[str, Any]], xp: Any) -> list[dict[str, Any]]:
+    """params with each batch-normalised hidden layer's initial gamma, beta and moving averages."""
+    for i, layer in enumerate(params[:-1]):
+        if spec.batchnorm_of(i):
+            n = layer["bias"].shape[0]
+            layer.update({name: xp.full((n,), value, xp.float32) for name, value in BATCHNORM_WEIGHTS})
+    return params
+
+
+def batch_norm(h: jax.Array, layer: dict[str, jax.Array], epsilon: float,
+               batch_stats: list[tuple[jax.Array, jax.Array]] | None) -> jax.Array:
+    """Keras' BatchNormalization of h (N, units), operation for operation as Keras 3 computes it
+    on JAX: in training (batch_stats a list, to which the batch's mean and variance are
+    appended), by the batch's statistics; in inference by the layer's moving averages."""
+    if batch_stats is not None:
+        mean, variance = jnp.mean(h, axis=0), jnp.var(h, axis=0)
+        batch_stats.append((mean, variance))
+    else:
+        mean, variance = layer["moving_mean"], layer["moving_variance"]
+    inv = jax.lax.rsqrt(variance + epsilon) * layer["gamma"]
+    return h * inv + (-mean * inv + layer["beta"])
+
+
+def update_moving_stats(spec: MLPSpec, params: Params, old: Params,
+                        batch_stats: list[tuple[jax.Array, jax.Array]]) -> Params:
+    """params with each batch normalization's moving averages moved towards the batch's
+    statistics from `old`'s, as Keras' layer assigns them in a training step."""
+    stats = iter(batch_stats)
+    out = []
+    for i, (layer, before) in enumerate(zip(params, old, strict=True)):
+        if i < len(spec.hidden) and spec.batchnorm_of(i):
+            mean, variance = next(stats)
+            m = spec.batchnorm_momentum[i]
+            layer = {**layer,
+                     "moving_mean": before["moving_mean"] * m + mean * (1.0 - m),
+                     "moving_variance": before["moving_variance"] * m + variance * (1.0 - m)}
+        out.append(layer)
+    return out
 
 
 def preprocess_stats(spec: MLPSpec, x_train: np.ndarray) -> dict[str, np.ndarray]:
@@ -133,12 +181,14 @@ def forward(
     dropout_key: jax.Array | None = None,
     first_matmul: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
     masks: Masks | None = None,
+    batch_stats: list[tuple[jax.Array, jax.Array]] | None = None,
 ) -> jax.Array:
     """Logits for a batch of raw inputs x (uint8 or float, any shape with N first).
     first_matmul: the first layer's product, if not `@` (the engine's, for how its gradient
     is computed: digitnet.engine.split_grad_matmul). masks: dropout_masks(spec, dropout_key,
-    N), drawn beforehand (the engine draws a block of steps' masks at once)."""
-    h = layer_outputs(params, stats, x, spec, dropout_key, first_matmul, masks)[-1]
+    N), drawn beforehand (the engine draws a block of steps' masks at once). batch_stats: in
+    training, a list that each batch normalization appends its batch's statistics to."""
+    h = layer_outputs(params, stats, x, spec, dropout_key, first_matmul, masks, batch_stats)[-1]
     return h @ params[-1]["kernel"] + params[-1]["bias"]
 
 
@@ -155,9 +205,11 @@ def dropout_masks(spec: MLPSpec, key: jax.Array, n: int) -> Masks:
 def layer_outputs(params: Params, stats: dict[str, jax.Array], x: jax.Array, spec: MLPSpec,
                   dropout_key: jax.Array | None = None,
                   first_matmul: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
-                  masks: Masks | None = None) -> list[jax.Array]:
+                  masks: Masks | None = None,
+                  batch_stats: list[tuple[jax.Array, jax.Array]] | None = None) -> list[jax.Array]:
     """The preprocessed inputs, then each hidden layer's output: what the last layer sees.
-    Dropout applies when a dropout_key (or its masks) is given: in training."""
+    Dropout applies when a dropout_key (or its masks) is given: in training; batch
+    normalization uses the batch's statistics when batch_stats (a list) is given."""
     if spec.deskew:
         x = deskew(x.reshape(x.shape[0], *spec.input_shape))
     h = (x.reshape(x.shape[0], -1).astype(jnp.float32) - stats["shift"]) * stats["scale"]
@@ -168,7 +220,13 @@ def layer_outputs(params: Params, stats: dict[str, jax.Array], x: jax.Array, spe
     outputs = [h]
     for i, (layer, act) in enumerate(zip(params[:-1], spec.hidden_activations, strict=True)):
         z = first_matmul(h, layer["kernel"]) if i == 0 and first_matmul else h @ layer["kernel"]
-        h = activation_fn(act)(z + layer["bias"])
+        z = z + layer["bias"]
+        where = spec.batchnorm_of(i)
+        if where == "before":
+            z = batch_norm(z, layer, spec.batchnorm_epsilon[i], batch_stats)
+        h = activation_fn(act)(z)
+        if where == "after":
+            h = batch_norm(h, layer, spec.batchnorm_epsilon[i], batch_stats)
         if masks is not None and masks[i] is not None:
             h = dropout(h, spec.dropout[i], masks[i])
         outputs.append(h)

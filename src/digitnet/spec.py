@@ -44,6 +44,17 @@ OUTPUTS = ("softmax", "sigmoid")
 PENALTIES = ("kernel_l1", "kernel_l2", "bias_l1", "bias_l2")
 # Per-Dense-layer options written into a run's files only where set.
 PER_DENSE = (*PENALTIES, "kernel_max_norm")
+# Batch normalization of a hidden layer (Keras' BatchNormalization after a Dense): of its
+# pre-activations ("before" the activation) or of its outputs ("after"), or none.
+BATCHNORM = ("none", "before", "after")
+# Per-hidden-layer batch-normalization options, written into a run's files only where set.
+PER_BATCHNORM = ("batchnorm", "batchnorm_momentum", "batchnorm_epsilon")
+# Keras' BatchNormalization defaults.
+BN_MOMENTUM, BN_EPSILON = 0.99, 1e-3
+# A batch-normalised layer's weights beside its kernel and bias, in Keras' order, and their
+# initial values (Keras' gamma_initializer, beta_initializer, moving_mean_initializer and
+# moving_variance_initializer: ones, zeros, zeros, ones).
+BATCHNORM_WEIGHTS = (("gamma", 1.0), ("beta", 0.0), ("moving_mean", 0.0), ("moving_variance", 1.0))
 
 
 def activation_spelling(name: str, **options: Any) -> str:
@@ -160,6 +171,20 @@ class MLPSpec:
                                                 "MaxNorm constraint; 0 = none)", cli=False,
                                                 group="regularisation")
 
+    # Keras' BatchNormalization after a hidden Dense layer: normalised by the batch's mean and
+    # variance in training, by their moving averages (momentum) in inference, then scaled and
+    # shifted by a trained gamma and beta (model.batch_norm).
+    batchnorm: tuple[str, ...] = option((), "batch normalization of each hidden layer: 'before' "
+                                        "its activation, 'after' it, or 'none' (one value for "
+                                        "all layers or one per layer)", per_layer=True,
+                                        choices=BATCHNORM, parse=parse_list(str))
+    batchnorm_momentum: tuple[float, ...] = option((), "momentum of each batch normalization's "
+                                                   f"moving averages (default {BN_MOMENTUM})",
+                                                   per_layer=True, parse=parse_list(float))
+    batchnorm_epsilon: tuple[float, ...] = option((), "epsilon added to each batch "
+                                                  f"normalization's variance (default {BN_EPSILON})",
+                                                  per_layer=True, parse=parse_list(float))
+
     def __post_init__(self) -> None:
         # Strict types: a model file saying "deskew": "false" or "hidden": [64.5] is refused,
         # not read as something else (digitnet.budget bounds the sizes).
@@ -190,6 +215,7 @@ class MLPSpec:
             if any(f < 0 for f in factors):
                 raise ConfigError(f"{name} factors must be ≥ 0, got {list(factors)}")
             object.__setattr__(self, name, factors if any(factors) else ())
+        self._check_batchnorm()
         if self.output == "sigmoid" and self.num_classes != 2:
             raise ConfigError(f"a sigmoid output is for two classes, not {self.num_classes}")
         if not isinstance(self.deskew, bool):
@@ -202,6 +228,33 @@ class MLPSpec:
         if not 1 <= len(self.input_shape) <= 3:
             raise ConfigError(f"input_shape must have 1 to 3 dimensions, got {self.input_shape}")
         check_layer_sizes(self.sizes, "model")
+
+    def _check_batchnorm(self) -> None:
+        layers = len(self.hidden)
+        if not isinstance(self.batchnorm, list | tuple | str):
+            raise ConfigError(f"batchnorm must be a list of 'none', 'before' or 'after', got "
+                              f"{self.batchnorm!r}")
+        where = per_layer(self.batchnorm, layers, "batchnorm")
+        for w in where:
+            choose("batchnorm", w, BATCHNORM)
+        on = any(w != "none" for w in where)
+        momentum = float_tuple(per_layer(self.batchnorm_momentum, layers, "batchnorm_momentum"),
+                               "batchnorm_momentum") or (BN_MOMENTUM,) * layers
+        epsilon = float_tuple(per_layer(self.batchnorm_epsilon, layers, "batchnorm_epsilon"),
+                              "batchnorm_epsilon") or (BN_EPSILON,) * layers
+        if any(not 0.0 <= m <= 1.0 for m in momentum):
+            raise ConfigError(f"batchnorm_momentum must be in [0, 1], got {list(momentum)}")
+        if any(not e > 0.0 for e in epsilon):
+            raise ConfigError(f"batchnorm_epsilon must be > 0, got {list(epsilon)}")
+        # Stored only where some layer normalises, and then in full, one value per layer.
+        object.__setattr__(self, "batchnorm", where if on else ())
+        object.__setattr__(self, "batchnorm_momentum", momentum if on else ())
+        object.__setattr__(self, "batchnorm_epsilon", epsilon if on else ())
+
+    def batchnorm_of(self, i: int) -> str:
+        """Where hidden layer i normalises: 'before' or 'after' its activation, or '' (none)."""
+        where = self.batchnorm[i] if self.batchnorm else "none"
+        return "" if where == "none" else where
 
     @property
     def regularized(self) -> bool:
@@ -226,14 +279,22 @@ class MLPSpec:
 
     @property
     def num_params(self) -> int:
-        return sum(a * b + b for a, b in zip(self.sizes[:-1], self.sizes[1:], strict=True))
+        """Every weight, as Keras counts them: kernels, biases and, per batch normalization,
+        its gamma, beta and two moving averages."""
+        return sum(a * b + b for a, b in zip(self.sizes[:-1], self.sizes[1:], strict=True)) + \
+            sum(4 * n for i, n in enumerate(self.hidden) if self.batchnorm_of(i))
+
+    @property
+    def non_trainable_params(self) -> int:
+        """The batch normalizations' moving averages: updated in training, not by gradients."""
+        return sum(2 * n for i, n in enumerate(self.hidden) if self.batchnorm_of(i))
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         # Penalties only where there are some: a run's files stay as before (and readable by
         # digitnet versions before them).
         return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()
-                if k not in PER_DENSE or v}
+                if k not in (*PER_DENSE, *PER_BATCHNORM) or v}
 
     def for_data(self, image_shape: tuple[int, ...], num_classes: int) -> MLPSpec:
         """This spec as fit trains it on images of `image_shape` in `num_classes` classes: the
@@ -261,6 +322,9 @@ class MLPSpec:
             last = i == len(self.hidden)
             act = self.output if last else self.hidden_activations[i]
             rows.append((f"dense_{i} (Dense, {act})", f"(None, {b})", a * b + b))
+            if not last and self.batchnorm_of(i):
+                rows.append((f"batch_normalization_{i} ({self.batchnorm_of(i)} {act})",
+                             f"(None, {b})", 4 * b))
             if not last and self.dropout and self.dropout[i]:
                 rows.append((f"dropout_{i} (Dropout {self.dropout[i]:g})", f"(None, {b})", 0))
         width = max(len(r[0]) for r in rows) + 2
@@ -269,7 +333,11 @@ class MLPSpec:
         out = [f"Model: MLP, input {self.input_shape} → {self.input_dim}, preprocess {prep}",
                line, f"{'Layer (type)':<{width}}{'Output Shape':<16}{'Param #':>14}", line]
         out += [f"{name:<{width}}{shape:<16}{n:>14,}" for name, shape, n in rows]
-        out += [line, f"Total params: {self.num_params:,}", f"Trainable params: {self.num_params:,}"]
+        frozen = self.non_trainable_params
+        out += [line, f"Total params: {self.num_params:,}",
+                f"Trainable params: {self.num_params - frozen:,}"]
+        if frozen:
+            out.append(f"Non-trainable params: {frozen:,}")
         return "\n".join(out)
 
 

@@ -265,4 +265,51 @@ def s_max_norm(keras):
             "call": arr(C.MaxNorm(1.0)(W[2][:, :3]))}
 
 
+def batch_norm_model(keras):
+    """784-16-12-10 with a BatchNormalization of the first layer's pre-activations (an Activation
+    layer after it) and of the second layer's outputs (its own momentum and epsilon), given
+    weights: gamma, beta and the moving averages away from their initial values."""
+    L = keras.layers
+    model = keras.Sequential([keras.Input((784,)), L.Dense(16), L.BatchNormalization(),
+                              L.Activation("relu"), L.Dense(12, activation="tanh"),
+                              L.BatchNormalization(momentum=0.9, epsilon=0.01), L.Dropout(0.0),
+                              L.Dense(10)])
+    rng = np.random.default_rng(11)
+    norm = [rng.uniform(0.5, 1.5, n).astype(np.float32) for n in (16, 16, 12, 12)]
+    shift = [rng.normal(0, 0.2, n).astype(np.float32) for n in (16, 16, 12, 12)]
+    model.set_weights([W[0], W[1], norm[0], shift[0], shift[1], norm[1],
+                       rng.normal(0, 0.3, (16, 12)).astype(np.float32), shift[2],
+                       norm[2], shift[3], shift[2] * 0.5, norm[3], W[2][:12], W[3]])
+    return model
+
+
+def s_batch_norm(keras):
+    """Keras' BatchNormalization in an MLP: inference by the moving averages, training by the
+    batch's statistics with the moving averages following (SGD, no shuffling: the losses, the
+    weights and the moving averages after two epochs are Keras'), its weights, their paths and
+    trainability, the summary's counts, its config."""
+    model = batch_norm_model(keras)
+    before = model.predict(X[:8], verbose=0)
+    model.compile(optimizer=keras.optimizers.SGD(0.1),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    model.summary()
+    history = model.fit(X, Y, epochs=2, batch_size=25, shuffle=False, verbose=0)
+    w = model.get_weights()
+    norm = model.layers[1]
+    return {"before": arr(before), "loss": [round(v, 4) for v in history.history["loss"]],
+            "accuracy": [round(v, 4) for v in history.history["accuracy"]],
+            "kernel": arr(w[0][:3, :4]), "gamma": arr(w[2]), "beta": arr(w[3]),
+            "moving_mean": arr(w[4]), "moving_variance": arr(w[5]),
+            "second": [arr(a) for a in w[8:12]], "out_kernel": arr(w[12][:3, :4]),
+            "after": arr(model.predict(X[:8], verbose=0)),
+            "evaluate": [round(v, 4) for v in model.evaluate(X, Y, verbose=0)],
+            "layer_call": arr(norm(np.asarray(X[:2] @ w[0] + w[1]))),
+            "paths": [v.path for v in model.weights],
+            "trainable": [v.path for v in model.trainable_weights],
+            "non_trainable": [v.path for v in model.non_trainable_weights],
+            "count": model.count_params(),
+            "config": {k: v for k, v in norm.get_config().items() if k not in ("name", "dtype")}}
+
+
 SCENARIOS = {name[2:]: fn for name, fn in globals().items() if name.startswith("s_")}

@@ -50,7 +50,8 @@ class LayerWeights:
 
 
 # The names of a layer's weights in legacy files (Dense: kernel, bias).
-WEIGHT_NAMES = {"Normalization": ("mean", "variance", "count")}
+WEIGHT_NAMES = {"Normalization": ("mean", "variance", "count"),
+                "BatchNormalization": ("gamma", "beta", "moving_mean", "moving_variance")}
 
 
 def h5_bytes(write: Any) -> bytes:
@@ -224,11 +225,19 @@ def find_keras3(layers: h5py.Group, source: str) -> list[LayerWeights]:
             name = attr_text(vars_.attrs.get("name", path))
             found.append(((0, int(stats.group(1) or 0)), LayerWeights("Normalization", name, arrays)))
             continue
+        norm = re.fullmatch(r"batch_normalization(?:_(\d+))?", path)
+        if norm is not None and arrays:  # gamma, beta, moving_mean, moving_variance
+            if len(arrays) != 4:
+                raise KerasFileError(f"{source}: layers/{path} holds {len(arrays)} arrays, not 4")
+            name = attr_text(vars_.attrs.get("name", path))
+            found.append(((2, int(norm.group(1) or 0)), LayerWeights("BatchNormalization", name, arrays)))
+            continue
         match = re.fullmatch(r"dense(?:_(\d+))?", path)
         if match is None:
             if arrays:
-                raise KerasFileError(f"{source}: layer {path!r} has weights; only Dense layers "
-                                     "with weights are supported")
+                raise KerasFileError(f"{source}: layer {path!r} has weights; only Dense, "
+                                     "BatchNormalization and Normalization layers with weights are "
+                                     "supported")
             continue
         name = attr_text(vars_.attrs.get("name", path))
         found.append(((1, int(match.group(1) or 0)), LayerWeights("Dense", name, arrays)))
@@ -244,8 +253,10 @@ def find_legacy(f: h5py.Group, source: str) -> list[LayerWeights]:
         weight_names = attr_list(group, "weight_names", source)
         if not weight_names:
             continue
-        # A Normalization's statistics: 'normalization/mean' (Keras 3) or '…/mean:0' (Keras 2)
-        stats = weight_names[0].rsplit("/", 1)[-1].split(":")[0] == "mean"
+        # A Normalization's statistics: 'normalization/mean' (Keras 3) or '…/mean:0' (Keras 2);
+        # a BatchNormalization's weights begin with its gamma
+        first = weight_names[0].rsplit("/", 1)[-1].split(":")[0]
+        stats = first == "mean"
         # A model inside the model is one entry holding its layers' weights, each named
         # <model>/<layer>/kernel: one LayerWeights per layer, in order.
         by_layer: dict[str, list[Any]] = {}
@@ -254,7 +265,7 @@ def find_legacy(f: h5py.Group, source: str) -> list[LayerWeights]:
                 raise KerasFileError(f"{source}: {name}/{w} is missing")
             owner = w.rsplit("/", 1)[0] if w.count("/") > 1 else name
             by_layer.setdefault(owner, []).append(dataset(group[w], f"{source}: {name}/{w}", small=stats))
-        kind = "Normalization" if stats else "Dense"
+        kind = "Normalization" if stats else "BatchNormalization" if first == "gamma" else "Dense"
         out += [LayerWeights(kind, owner.rsplit("/", 1)[-1] if owner != name else name, arrays)
                 for owner, arrays in by_layer.items()]
     return out

@@ -1,5 +1,5 @@
-"""`keras.layers` for MLPs: Input, Flatten, Dense, Dropout, Activation, Softmax, ReLU, LeakyReLU,
-ELU, and Rescaling at the front.
+"""`keras.layers` for MLPs: Input, Flatten, Dense, BatchNormalization, Dropout, Activation, Softmax,
+ReLU, LeakyReLU, ELU, and Rescaling and Normalization at the front.
 
 A layer holds its configuration and, once its model is built, its weights as NumPy arrays;
 training runs on the engine, over the whole model at once (see models.Model). Calling a layer
@@ -21,7 +21,12 @@ from digitnet.keras import constraints, initializers, regularizers
 from digitnet.keras.backend import Variable, tensor
 from digitnet.keras.errors import KerasValueError
 from digitnet.model import activation_fn
-from digitnet.spec import ACTIVATION_ALIASES, ACTIVATION_NAMES, activation_spelling, parse_activation
+from digitnet.spec import (
+    ACTIVATION_ALIASES,
+    ACTIVATION_NAMES,
+    activation_spelling,
+    parse_activation,
+)
 
 DTYPE_POLICY = {"module": "keras", "class_name": "DTypePolicy", "config": {"name": "float32"},
                 "registered_name": None}
@@ -693,6 +698,127 @@ class Normalization(Layer):
                 "variance": np.asarray(self.input_variance).tolist() if given else None}
 
 
+class BatchNormalization(Layer):
+    """Keras' BatchNormalization after a Dense layer (before or after its activation): in
+    training the batch's mean and variance normalise each unit and moving averages of them
+    follow (momentum); in inference the moving averages do; then gamma scales and beta shifts.
+    It trains inside the engine with its Dense layer (MLPSpec.batchnorm, model.batch_norm)."""
+
+    class_name = "BatchNormalization"
+    WEIGHTS = ("gamma", "beta", "moving_mean", "moving_variance")
+
+    def __init__(self, axis: int = -1, momentum: float = 0.99, epsilon: float = 1e-3,
+                 center: bool = True, scale: bool = True, beta_initializer: Any = "zeros",
+                 gamma_initializer: Any = "ones", moving_mean_initializer: Any = "zeros",
+                 moving_variance_initializer: Any = "ones", beta_regularizer: Any = None,
+                 gamma_regularizer: Any = None, beta_constraint: Any = None,
+                 gamma_constraint: Any = None, renorm: bool = False, renorm_clipping: Any = None,
+                 renorm_momentum: float = 0.99, synchronized: bool = False, **kwargs: Any):
+        super().__init__(**kwargs)
+        if axis not in (-1, 1):
+            raise KerasValueError(f"BatchNormalization: axis={axis!r} is not supported (only -1: "
+                                  "the units of the Dense layer before it)")
+        for option, value, default in (("center", center, True), ("scale", scale, True),
+                                       ("renorm", renorm, False), ("synchronized", synchronized, False),
+                                       ("beta_regularizer", beta_regularizer, None),
+                                       ("gamma_regularizer", gamma_regularizer, None),
+                                       ("beta_constraint", beta_constraint, None),
+                                       ("gamma_constraint", gamma_constraint, None),
+                                       ("renorm_clipping", renorm_clipping, None)):
+            if value != default:
+                raise KerasValueError(f"BatchNormalization: {option}={value!r} is not supported")
+        momentum, epsilon = float(momentum), float(epsilon)
+        if not 0.0 <= momentum <= 1.0 or not epsilon > 0.0:
+            raise KerasValueError(f"BatchNormalization: momentum must be in [0, 1] and epsilon > 0, "
+                                  f"got {momentum}, {epsilon}")
+        self.axis, self.momentum, self.epsilon = -1, momentum, epsilon
+        self.renorm_momentum = float(renorm_momentum)
+        self.initializers = {name: initializers.get(value, f"BatchNormalization {name}_initializer")
+                             for name, value in (("gamma", gamma_initializer), ("beta", beta_initializer),
+                                                 ("moving_mean", moving_mean_initializer),
+                                                 ("moving_variance", moving_variance_initializer))}
+        for name in self.WEIGHTS:
+            setattr(self, "_" + name, None)
+
+    gamma = WeightAttribute()
+    beta = WeightAttribute()
+    moving_mean = WeightAttribute()
+    moving_variance = WeightAttribute()
+
+    @property
+    def built(self) -> bool:
+        return self._gamma is not None
+
+    def build(self, input_shape: Any) -> None:
+        """Create the four weights for inputs with input_shape[-1] units (Keras' initializers)."""
+        units = int(tuple(input_shape)[-1])
+        if self._gamma is not None and self._gamma.shape == (units,):
+            return
+        for name in self.WEIGHTS:
+            init = self.initializers[name]
+            seeded = init.options.get("seed") is not None  # ones and zeros need no draw
+            setattr(self, name, init.draw(init.key() if seeded else jax.random.key(0), (units,)))
+
+    def get_weights(self) -> list[np.ndarray]:
+        if self._gamma is None:
+            return []
+        return [np.array(getattr(self, "_" + name)) for name in self.WEIGHTS]
+
+    def set_weights(self, weights: list[np.ndarray]) -> None:
+        if self._gamma is None:
+            raise KerasValueError(f"layer {self.name!r} is not built yet; build the model first")
+        if len(weights) != 4:
+            raise KerasValueError(f"layer {self.name!r} expects 4 weights (gamma, beta, moving_mean, "
+                                  f"moving_variance), got {len(weights)}")
+        new = [np.asarray(w, np.float32) for w in weights]
+        if any(w.shape != self._gamma.shape for w in new):
+            raise KerasValueError(f"layer {self.name!r}: weights of shapes {[w.shape for w in new]} do "
+                                  f"not match {self._gamma.shape}")
+        for name, w in zip(self.WEIGHTS, new, strict=True):
+            setattr(self, name, w)
+
+    @property
+    def weights(self) -> list[Any]:
+        if self._gamma is None:
+            return []
+        out = [getattr(self, name) for name in self.WEIGHTS]
+        for v in out[2:]:
+            v.trainable = False
+        return out
+
+    @property
+    def trainable_weights(self) -> list[Any]:
+        return self.weights[:2]
+
+    @property
+    def non_trainable_weights(self) -> list[Any]:
+        return self.weights[2:]
+
+    def __call__(self, inputs: Any, training: Any = None, **kwargs: Any) -> Any:
+        if training and not isinstance(inputs, KerasTensor):
+            raise KerasValueError("BatchNormalization called with training=True outside fit is not "
+                                  "supported (its batch statistics are the engine's, in fit)")
+        return super().__call__(inputs, **kwargs)
+
+    def engine_weights(self) -> dict[str, np.ndarray]:
+        return {name: getattr(self, "_" + name) for name in self.WEIGHTS}
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """Inference: by the moving averages, as Keras computes it."""
+        self.build(x.shape)
+        inv = (np.float32(1.0) / np.sqrt(self._moving_variance + np.float32(self.epsilon))) * self._gamma
+        return x * inv + (-self._moving_mean * inv + self._beta)
+
+    def get_config(self) -> dict[str, Any]:
+        out = {**super().get_config(), "axis": self.axis, "momentum": self.momentum,
+               "epsilon": self.epsilon, "center": True, "scale": True}
+        for name in ("beta", "gamma", "moving_mean", "moving_variance"):
+            out[f"{name}_initializer"] = self.initializers[name].serialize()
+        return {**out, "beta_regularizer": None, "gamma_regularizer": None, "beta_constraint": None,
+                "gamma_constraint": None, "synchronized": False, "renorm": False,
+                "renorm_clipping": None, "renorm_momentum": self.renorm_momentum}
+
+
 def input_stats(layers: list[Layer], input_shape: tuple[int, ...]) -> dict[str, np.ndarray]:
     """The engine's input transform (x - shift) · scale, per input feature, for the scaling
     layers at the front of a model (identity without them): their affine maps composed, each
@@ -718,7 +844,8 @@ class Unsupported:
     def __init__(self, *args: Any, **kwargs: Any):
         raise KerasValueError(f"{type(self).__name__}: {self.feature} are not supported; "
                               "digitnet.keras runs multilayer perceptrons (Input, Rescaling, Flatten, "
-                              "Dense, Dropout, Activation, Softmax, ReLU, LeakyReLU, ELU)")
+                              "Normalization, Dense, BatchNormalization, Dropout, Activation, Softmax, ReLU, "
+                              "LeakyReLU, ELU)")
 
 
 def _unsupported(feature: str, *names: str) -> dict[str, type]:
@@ -733,7 +860,7 @@ _REFUSED = {
     **_unsupported("recurrent layers", "LSTM", "GRU", "SimpleRNN", "Bidirectional", "RNN"),
     **_unsupported("merge layers (branching graphs)", "Concatenate", "Add", "Multiply", "Average",
                    "Subtract", "Maximum", "Minimum", "Dot"),
-    **_unsupported("normalization layers", "BatchNormalization", "LayerNormalization",
+    **_unsupported("normalization layers other than BatchNormalization", "LayerNormalization",
                    "GroupNormalization", "UnitNormalization"),
     **_unsupported("noise layers", "GaussianNoise", "GaussianDropout", "AlphaDropout"),
     **_unsupported("spatial dropout layers (for convolutions)", "SpatialDropout1D",
@@ -751,7 +878,8 @@ globals().update(_REFUSED)
 
 # The layers a saved model may name, by Keras class name.
 LAYER_CLASSES: dict[str, type[Layer]] = {c.class_name: c for c in (
-    InputLayer, Flatten, Dropout, Dense, Activation, Softmax, ReLU, LeakyReLU, ELU, Rescaling, Normalization)}
+    InputLayer, Flatten, Dropout, Dense, Activation, Softmax, ReLU, LeakyReLU, ELU, Rescaling, Normalization,
+    BatchNormalization)}
 
 
 from digitnet.keras.utils import unique_name  # noqa: E402  (utils imports nothing from here)

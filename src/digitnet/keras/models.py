@@ -45,6 +45,7 @@ from digitnet.keras.h5weights import (
 )
 from digitnet.keras.layers import (
     Activation,
+    BatchNormalization,
     Dense,
     Dropout,
     Flatten,
@@ -62,7 +63,7 @@ from digitnet.model import MLPSpec, init_params, predict_logits
 from digitnet.optimizers import make_optimizer
 from digitnet.regularize import penalty
 from digitnet.runtime import enable_compile_cache
-from digitnet.spec import PER_DENSE
+from digitnet.spec import BN_EPSILON, BN_MOMENTUM, PER_DENSE
 from digitnet.train import fit_arrays
 from digitnet.trainconfig import TrainConfig
 
@@ -265,6 +266,10 @@ class Model(Layer):
                     raise KerasValueError(f"{layer.class_name} layer {layer.name!r} follows a Dense layer "
                                           f"that already has activation {dense[-1][1]!r}")
                 dense[-1][1] = layer.activation
+            elif isinstance(layer, BatchNormalization) and dense and not rates[-1] and len(dense[-1]) == 2:
+                # of the pre-activations while the Dense is linear so far (an Activation layer
+                # may follow), else of its outputs
+                dense[-1].append(("before" if dense[-1][1] == "linear" else "after", layer))
             elif isinstance(layer, Dropout) and not dense and not input_rate:
                 input_rate = layer.rate
             elif isinstance(layer, Dropout) and dense and not rates[-1]:
@@ -277,11 +282,14 @@ class Model(Layer):
                     where = "first"
                 if hasattr(layer, "affine"):
                     where = "before the first Dense layer (and before an input Dropout)"
+                if isinstance(layer, BatchNormalization):
+                    where = ("right after a hidden Dense layer (before or after its activation, "
+                             "before its Dropout; once)")
                 raise KerasValueError(f"{layer.class_name} layer {layer.name!r} is only supported "
                                       f"{where}, in an MLP")
         if not dense:
             raise KerasValueError("the model needs at least one Dense layer")
-        last, act = dense[-1]
+        last, act = dense[-1][0], dense[-1][1]
         binary = last.units == 1 and act in ("linear", "sigmoid")
         if not binary and (act not in ("linear", "softmax") or last.units < 2):
             raise KerasValueError(
@@ -290,7 +298,11 @@ class Model(Layer):
                 f"outputting a logit or a sigmoid probability; got {act!r} with {last.units} units")
         if rates[-1]:
             raise KerasValueError("a Dropout after the last Dense layer is not supported")
-        for layer, hidden in dense[:-1]:
+        if len(dense[-1]) > 2:
+            raise KerasValueError(f"BatchNormalization layer {dense[-1][2][1].name!r} after the last "
+                                  "Dense layer is not supported: batch normalization is for hidden "
+                                  "layers")
+        for layer, hidden, *_ in dense[:-1]:
             if hidden == "softmax":
                 raise KerasValueError(f"activation {hidden!r} is only supported on the last Dense "
                                       f"layer, not on {layer.name!r}")
@@ -298,12 +310,17 @@ class Model(Layer):
             raise KerasValueError(
                 f"inputs of shape {input_shape} need a Flatten() first layer, or reshape them to "
                 f"(N, {int(np.prod(input_shape))})")
-        acts = tuple(a for _, a in dense[:-1])
-        spec = MLPSpec(input_shape=input_shape, hidden=tuple(d.units for d, _ in dense[:-1]),
+        acts = tuple(d[1] for d in dense[:-1])
+        norms = [d[2] if len(d) > 2 else None for d in dense[:-1]]
+        batchnorm = {"batchnorm": tuple(n[0] if n else "none" for n in norms),
+                     "batchnorm_momentum": tuple(n[1].momentum if n else BN_MOMENTUM for n in norms),
+                     "batchnorm_epsilon": tuple(n[1].epsilon if n else BN_EPSILON for n in norms)}
+        spec = MLPSpec(input_shape=input_shape, hidden=tuple(d[0].units for d in dense[:-1]),
                        num_classes=2 if binary else last.units, activation=acts[0] if acts else "relu",
                        activations=acts, dropout=tuple(rates[:-1]), input_dropout=input_rate,
                        preprocess="none", output="sigmoid" if binary else "softmax",
-                       **{name: tuple(d.penalties()[name] for d, _ in dense) for name in PER_DENSE})
+                       **batchnorm,
+                       **{name: tuple(d[0].penalties()[name] for d in dense) for name in PER_DENSE})
         return spec, act if act in ("softmax", "sigmoid") else "logits"
 
     @property
@@ -338,6 +355,8 @@ class Model(Layer):
             if isinstance(layer, Dense):
                 todo.append((layer, int(current[-1])))
             current = layer.output_shape_for(current)
+            if isinstance(layer, BatchNormalization):
+                layer.build(current)
         try:  # the engine's initial weights for the MLP this is, as digitnet train draws them
             spec: MLPSpec | None = self._plan(shape)[0]
         except KerasValueError:
@@ -368,12 +387,27 @@ class Model(Layer):
                 "this model has not yet been built: give the first layer an input_shape, call "
                 "build((None, features)), or call fit/predict on data first")
 
+    def _batchnorms(self) -> list[BatchNormalization | None]:
+        """Per Dense layer, the BatchNormalization that follows it (None: none)."""
+        out: list[BatchNormalization | None] = []
+        for layer in self._atoms():
+            if isinstance(layer, Dense):
+                out.append(None)
+            elif isinstance(layer, BatchNormalization) and out and out[-1] is None:
+                out[-1] = layer
+        return out
+
     def params(self) -> list[dict[str, np.ndarray]]:
-        return [{"kernel": d._kernel, "bias": d._bias} for d in self._dense()]
+        """The engine's weights: per Dense layer its kernel and bias, and the weights of the
+        BatchNormalization after it."""
+        return [{"kernel": d._kernel, "bias": d._bias, **(bn.engine_weights() if bn else {})}
+                for d, bn in zip(self._dense(), self._batchnorms(), strict=True)]
 
     def use_params(self, params: list[dict[str, Any]]) -> None:
-        for layer, p in zip(self._dense(), params, strict=True):
+        for layer, bn, p in zip(self._dense(), self._batchnorms(), params, strict=True):
             layer.kernel, layer.bias = np.asarray(p["kernel"]), np.asarray(p["bias"])
+            if bn is not None:
+                bn.set_weights([np.asarray(p[name]) for name in bn.WEIGHTS])
 
     def count_params(self) -> int:
         self._require_built()
@@ -424,25 +458,31 @@ class Model(Layer):
     def _weighted(self) -> list[Layer]:
         """The layers holding weights, in order: Dense layers and adapted Normalization layers."""
         return [layer for layer in self._atoms()
-                if isinstance(layer, Dense) or (isinstance(layer, Normalization) and layer.get_weights())]
+                if isinstance(layer, Dense | BatchNormalization)
+                or (isinstance(layer, Normalization) and layer.get_weights())]
 
     @property
     def weights(self) -> list[Any]:
         scope = f"{self.name}/" if self.class_name == "Sequential" else ""  # as Keras names them
         out = []
-        for layer in self._dense():
-            for v in layer.weights:
-                v.scope = scope
-                out.append(v)
+        for layer in self._atoms():
+            if isinstance(layer, Dense | BatchNormalization):
+                for v in layer.weights:
+                    v.scope = scope
+                    out.append(v)
         return out
 
     @property
     def trainable_weights(self) -> list[Any]:
-        return self.weights
+        return [v for v in self.weights if v.trainable]
+
+    @property
+    def non_trainable_weights(self) -> list[Any]:
+        return [v for v in self.weights if not v.trainable]
 
     @property
     def trainable_variables(self) -> list[Any]:
-        return self.weights
+        return self.trainable_weights
 
     @property
     def variables(self) -> list[Any]:
@@ -455,7 +495,8 @@ class Model(Layer):
             self._build_layers(self._declared_input_shape() or (first.shape[0],))
         self._require_built()
         held = self._weighted()
-        counts = [2 if isinstance(layer, Dense) else 3 for layer in held]
+        counts = [2 if isinstance(layer, Dense) else 4 if isinstance(layer, BatchNormalization) else 3
+                  for layer in held]
         if len(weights) != sum(counts):
             dense = self._dense()
             raise KerasValueError(f"the model has {sum(counts)} weight arrays "
@@ -555,12 +596,15 @@ class Model(Layer):
 
     def assign(self, found: list[LayerWeights], source: Path) -> None:
         self._check_found(found, source)
-        stats = [item for item in found if item.class_name == "Normalization"]
-        for layer, item in zip(self._adaptable_norms(), stats, strict=True):
-            layer.set_weights(item.arrays)
-        found = [item for item in found if item.class_name != "Normalization"]
-        for layer, item in zip(self._dense(), found, strict=True):
-            layer.set_weights(item.arrays)
+        for kind, layers in self._weight_kinds().items():
+            for layer, item in zip(layers, [i for i in found if i.class_name == kind], strict=True):
+                layer.set_weights(item.arrays)
+
+    def _weight_kinds(self) -> dict[str, list[Any]]:
+        """The layers a weights file fills, by the class the file names them by, each in order."""
+        return {"Normalization": self._adaptable_norms(), "Dense": self._dense(),
+                "BatchNormalization": [layer for layer in self._atoms()
+                                       if isinstance(layer, BatchNormalization)]}
 
     def _adaptable_norms(self) -> list[Any]:
         return [layer for layer in self._atoms()
@@ -573,15 +617,20 @@ class Model(Layer):
         if len(stats) != len(norms):
             raise KerasFileError(f"{source}: the file holds statistics for {len(stats)} Normalization "
                                  f"layers, the model has {len(norms)} adaptable ones")
-        found = [item for item in found if item.class_name != "Normalization"]
+        norms = [item for item in found if item.class_name == "BatchNormalization"]
+        found = [item for item in found if item.class_name == "Dense"]
         dense = self._dense()
         if len(found) != len(dense):
             raise KerasFileError(f"{source}: the file holds weights for {len(found)} layers, the "
                                  f"model has {len(dense)} Dense layers")
+        batchnorms = self._weight_kinds()["BatchNormalization"]
+        if len(norms) != len(batchnorms):
+            raise KerasFileError(f"{source}: the file holds weights for {len(norms)} "
+                                 f"BatchNormalization layers, the model has {len(batchnorms)}")
         if self._shape is None and found and found[0].arrays and found[0].arrays[0].ndim == 2:
             self._build_layers(self._declared_input_shape() or (found[0].arrays[0].shape[0],))
         self._require_built()
-        for layer, item in zip(dense, found, strict=True):
+        for layer, item in zip([*dense, *batchnorms], [*found, *norms], strict=True):
             want = [w.shape for w in layer.get_weights()]
             got = [a.shape for a in item.arrays]
             if got != want:

@@ -276,8 +276,9 @@ def check_declared_weights(layers: list[Layer], found: list[LayerWeights], sourc
     config that declares Dense(100000) over small weights costs nothing."""
     layers = plain(layers)  # models inside the model expanded: their Dense layers in order
     dense = [layer for layer in layers if isinstance(layer, Dense)]
-    # A Normalization's statistics (1-D, bounded by h5weights.dataset) are matched when assigned.
-    found = [item for item in found if item.class_name != "Normalization"]
+    # A Normalization's statistics and a BatchNormalization's weights (1-D, bounded by
+    # h5weights.dataset) are matched when assigned.
+    found = [item for item in found if item.class_name == "Dense"]
     if len(found) != len(dense):
         raise KerasFileError(f"{source}: the file holds weights for {len(found)} layers, its config "
                              f"declares {len(dense)} Dense layers")

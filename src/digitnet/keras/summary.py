@@ -6,7 +6,9 @@ from __future__ import annotations
 import textwrap
 from typing import Any
 
-from digitnet.keras.layers import Activation, Dense, Dropout, InputLayer
+import numpy as np
+
+from digitnet.keras.layers import Activation, BatchNormalization, Dense, Dropout, InputLayer
 
 COLUMNS = (31, 22, 13)  # the text width of Keras' three columns (each padded by one space)
 # With show_trainable=True Keras adds a fourth column, "Trainable" (shown "Trai…"), centred.
@@ -60,8 +62,9 @@ def summary_text(model: Any, show_trainable: bool = False) -> str:
             shown = "?" if subclassed and isinstance(layer, Dropout | Activation) else shape_text(shape)
             nested = hasattr(layer, "_atoms")  # a model inside the model
             count = (layer.count_params() if nested else
-                     sum(w.size for w in layer.get_weights()) if isinstance(layer, Dense) else 0)
-            frozen = sum(w.size for w in layer.non_trainable_weights) if not nested else 0
+                     sum(np.size(w) for w in layer.trainable_weights)
+                     if isinstance(layer, Dense | BatchNormalization) else 0)
+            frozen = sum(np.size(w) for w in layer.non_trainable_weights) if not nested else 0
             count += frozen
             fixed += frozen
             total += count
