@@ -72,8 +72,8 @@ def test_loss_values_match_their_definitions():
 
 def test_layer_and_model_errors_name_the_problem(data):
     x, y = data
-    with pytest.raises(ValueError, match="use_bias=False"):
-        layers.Dense(4, use_bias=False)
+    with pytest.raises(ValueError, match="use_bias must be True or False"):
+        layers.Dense(4, use_bias="no")
     with pytest.raises(ValueError, match="activity_regularizer"):
         layers.Dense(4, activity_regularizer="l2")
     with pytest.raises(ValueError, match="activation 'sparsemax'"):

@@ -189,7 +189,8 @@ def forward(
     N), drawn beforehand (the engine draws a block of steps' masks at once). batch_stats: in
     training, a list that each batch normalization appends its batch's statistics to."""
     h = layer_outputs(params, stats, x, spec, dropout_key, first_matmul, masks, batch_stats)[-1]
-    return h @ params[-1]["kernel"] + params[-1]["bias"]
+    z = h @ params[-1]["kernel"]
+    return z + params[-1]["bias"] if spec.has_bias(len(spec.hidden)) else z
 
 
 def dropout_masks(spec: MLPSpec, key: jax.Array, n: int) -> Masks:
@@ -220,7 +221,8 @@ def layer_outputs(params: Params, stats: dict[str, jax.Array], x: jax.Array, spe
     outputs = [h]
     for i, (layer, act) in enumerate(zip(params[:-1], spec.hidden_activations, strict=True)):
         z = first_matmul(h, layer["kernel"]) if i == 0 and first_matmul else h @ layer["kernel"]
-        z = z + layer["bias"]
+        if spec.has_bias(i):  # without one (Keras' use_bias=False) the bias stays zero, unused
+            z = z + layer["bias"]
         where = spec.batchnorm_of(i)
         if where == "before":
             z = batch_norm(z, layer, spec.batchnorm_epsilon[i], batch_stats)

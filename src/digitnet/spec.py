@@ -171,6 +171,10 @@ class MLPSpec:
                                                 "MaxNorm constraint; 0 = none)", cli=False,
                                                 group="regularisation")
 
+    # Keras' Dense(use_bias=False): one flag per Dense layer (the output layer last); such a
+    # layer's bias stays zero and is not added (a batch normalization after it shifts instead).
+    use_bias: tuple[bool, ...] = option((), "whether each Dense layer adds a bias (Keras' use_bias; "
+                                        "default: every layer)", cli=False)
     # Keras' BatchNormalization after a hidden Dense layer: normalised by the batch's mean and
     # variance in training, by their moving averages (momentum) in inference, then scaled and
     # shifted by a trained gamma and beta (model.batch_norm).
@@ -216,6 +220,12 @@ class MLPSpec:
                 raise ConfigError(f"{name} factors must be ≥ 0, got {list(factors)}")
             object.__setattr__(self, name, factors if any(factors) else ())
         self._check_batchnorm()
+        if not isinstance(self.use_bias, list | tuple) or not all(isinstance(b, bool) for b in self.use_bias):
+            raise ConfigError(f"use_bias must be true or false per Dense layer, got {self.use_bias!r}")
+        if self.use_bias and len(self.use_bias) != len(self.hidden) + 1:
+            raise ConfigError(f"use_bias needs one value per Dense layer ({len(self.hidden) + 1}), "
+                              f"got {len(self.use_bias)}")
+        object.__setattr__(self, "use_bias", tuple(self.use_bias) if not all(self.use_bias) else ())
         if self.output == "sigmoid" and self.num_classes != 2:
             raise ConfigError(f"a sigmoid output is for two classes, not {self.num_classes}")
         if not isinstance(self.deskew, bool):
@@ -251,6 +261,10 @@ class MLPSpec:
         object.__setattr__(self, "batchnorm_momentum", momentum if on else ())
         object.__setattr__(self, "batchnorm_epsilon", epsilon if on else ())
 
+    def has_bias(self, i: int) -> bool:
+        """Whether Dense layer i (the output layer is len(hidden)) adds its bias."""
+        return self.use_bias[i] if self.use_bias else True
+
     def batchnorm_of(self, i: int) -> str:
         """Where hidden layer i normalises: 'before' or 'after' its activation, or '' (none)."""
         where = self.batchnorm[i] if self.batchnorm else "none"
@@ -281,7 +295,8 @@ class MLPSpec:
     def num_params(self) -> int:
         """Every weight, as Keras counts them: kernels, biases and, per batch normalization,
         its gamma, beta and two moving averages."""
-        return sum(a * b + b for a, b in zip(self.sizes[:-1], self.sizes[1:], strict=True)) + \
+        return sum(a * b + b * self.has_bias(i)
+                   for i, (a, b) in enumerate(zip(self.sizes[:-1], self.sizes[1:], strict=True))) + \
             sum(4 * n for i, n in enumerate(self.hidden) if self.batchnorm_of(i))
 
     @property
@@ -294,7 +309,7 @@ class MLPSpec:
         # Penalties only where there are some: a run's files stay as before (and readable by
         # digitnet versions before them).
         return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()
-                if k not in (*PER_DENSE, *PER_BATCHNORM) or v}
+                if k not in (*PER_DENSE, *PER_BATCHNORM, "use_bias") or v}
 
     def for_data(self, image_shape: tuple[int, ...], num_classes: int) -> MLPSpec:
         """This spec as fit trains it on images of `image_shape` in `num_classes` classes: the
@@ -321,7 +336,8 @@ class MLPSpec:
         for i, (a, b) in enumerate(zip(self.sizes[:-1], self.sizes[1:], strict=True)):
             last = i == len(self.hidden)
             act = self.output if last else self.hidden_activations[i]
-            rows.append((f"dense_{i} (Dense, {act})", f"(None, {b})", a * b + b))
+            rows.append((f"dense_{i} (Dense, {act}{'' if self.has_bias(i) else ', no bias'})",
+                         f"(None, {b})", a * b + b * self.has_bias(i)))
             if not last and self.batchnorm_of(i):
                 rows.append((f"batch_normalization_{i} ({self.batchnorm_of(i)} {act})",
                              f"(None, {b})", 4 * b))

@@ -312,4 +312,25 @@ def s_batch_norm(keras):
             "config": {k: v for k, v in norm.get_config().items() if k not in ("name", "dtype")}}
 
 
+def s_use_bias(keras):
+    """Dense(use_bias=False) before a BatchNormalization (the textbook pairing) and as the output
+    layer: its weights, counts, config and training (SGD, two epochs) are Keras'."""
+    L = keras.layers
+    model = keras.Sequential([keras.Input((784,)), L.Dense(16, use_bias=False), L.BatchNormalization(),
+                              L.Activation("relu"), L.Dense(10, use_bias=False)])
+    w = [W[0], np.ones(16, np.float32), np.zeros(16, np.float32), np.zeros(16, np.float32),
+         np.ones(16, np.float32), W[2]]
+    model.set_weights(w)
+    model.compile(optimizer=keras.optimizers.SGD(0.1),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.summary()
+    history = model.fit(X, Y, epochs=2, batch_size=25, shuffle=False, verbose=0)
+    got = model.get_weights()
+    return {"shapes": [list(a.shape) for a in got], "loss": [round(v, 4) for v in history.history["loss"]],
+            "kernel": arr(got[0][:3, :4]), "beta": arr(got[2]), "out": arr(got[5][:3, :4]),
+            "bias": model.layers[0].bias is None, "use_bias": model.layers[0].get_config()["use_bias"],
+            "paths": [v.path for v in model.weights], "count": model.count_params(),
+            "predict": arr(model.predict(X[:4], verbose=0))}
+
+
 SCENARIOS = {name[2:]: fn for name, fn in globals().items() if name.startswith("s_")}

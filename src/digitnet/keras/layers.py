@@ -185,7 +185,9 @@ class WeightAttribute:
     def __get__(self, layer: Any, owner: type | None = None) -> Any:
         if layer is None:
             return self
-        return None if getattr(layer, self.store) is None else LayerVariable(layer, self.store, self.name)
+        if getattr(layer, self.store) is None or (self.name == "bias" and not layer.use_bias):
+            return None  # unbuilt, or a Dense(use_bias=False)
+        return LayerVariable(layer, self.store, self.name)
 
     def __set__(self, layer: Any, value: Any) -> None:
         setattr(layer, self.store, None if value is None else np.asarray(value, np.float32))
@@ -326,8 +328,11 @@ class Dense(Layer):
         if isinstance(activation, dict):
             self.activation_layer = LAYER_CLASSES[activation["class_name"]](
                 **(activation.get("config") or {}))
-        if not use_bias:
-            raise KerasValueError("Dense: use_bias=False is not supported (every Dense has a bias)")
+        if not isinstance(use_bias, bool | np.bool_):
+            raise KerasValueError(f"Dense: use_bias must be True or False, got {use_bias!r}")
+        # Without a bias the layer keeps a zero one for the engine, which never adds it; Keras'
+        # weights, files and counts have only the kernel.
+        self.use_bias = bool(use_bias)
         for option, value in (("activity_regularizer", activity_regularizer),
                               ("bias_constraint", bias_constraint)):
             if value is not None:
@@ -346,14 +351,19 @@ class Dense(Layer):
     def get_weights(self) -> list[np.ndarray]:
         if self._kernel is None or self._bias is None:
             return []
-        return [np.array(self._kernel), np.array(self._bias)]
+        return [np.array(self._kernel), np.array(self._bias)][:1 + self.use_bias]
 
     @property
     def weights(self) -> list[Any]:
         """kernel and bias as Keras variables (reading and assigning the layer's arrays)."""
         if self._kernel is None:
             return []
-        return [self.kernel, self.bias]
+        return [self.kernel, self.bias][:1 + self.use_bias]
+
+    @property
+    def weight_count(self) -> int:
+        """How many arrays the layer's weights are: kernel and bias, or the kernel alone."""
+        return 1 + self.use_bias
 
     @property
     def trainable_weights(self) -> list[Any]:
@@ -362,9 +372,13 @@ class Dense(Layer):
     def set_weights(self, weights: list[np.ndarray]) -> None:
         if self._kernel is None or self._bias is None:
             raise KerasValueError(f"layer {self.name!r} is not built yet; build the model first")
-        if len(weights) != 2:
-            raise KerasValueError(f"layer {self.name!r} expects 2 weights (kernel, bias), got {len(weights)}")
+        if len(weights) != self.weight_count:
+            what = "(kernel, bias)" if self.use_bias else "(kernel: use_bias=False)"
+            raise KerasValueError(f"layer {self.name!r} expects {self.weight_count} weights {what}, "
+                                  f"got {len(weights)}")
         new = [np.asarray(w, np.float32) for w in weights]
+        if not self.use_bias:
+            new.append(np.zeros_like(self._bias))
         for old, w, what in ((self._kernel, new[0], "kernel"), (self._bias, new[1], "bias")):
             if w.shape != old.shape:
                 raise KerasValueError(f"layer {self.name!r}: {what} shape {w.shape} does not match "
@@ -394,7 +408,8 @@ class Dense(Layer):
         bias_init = self.bias_initializer
         bias_key = (bias_init.key() if bias_init.options.get("seed") is not None
                     else jax.random.fold_in(key, 1))
-        return np.asarray(kernel, np.float32), bias_init.draw(bias_key, (self.units,))
+        bias = bias_init.draw(bias_key, (self.units,)) if self.use_bias else np.zeros(self.units, np.float32)
+        return np.asarray(kernel, np.float32), bias
 
     def output_shape_for(self, shape: tuple[Any, ...]) -> tuple[Any, ...]:
         if len(shape) != 2:
@@ -415,7 +430,7 @@ class Dense(Layer):
                        "config": layer.get_config(), "registered_name": None}
                       if layer is not None else self.activation)
         return {**super().get_config(), "units": self.units, "activation": activation,
-                "use_bias": True,
+                "use_bias": self.use_bias,
                 "kernel_initializer": self.kernel_initializer.serialize(),
                 "bias_initializer": self.bias_initializer.serialize(),
                 "kernel_regularizer": self.kernel_regularizer and self.kernel_regularizer.serialize(),
@@ -426,7 +441,8 @@ class Dense(Layer):
     def penalties(self) -> dict[str, float]:
         """The spec's penalty factors of this layer (kernel_l1 …), 0 where it has none."""
         out = {}
-        for what, reg in (("kernel", self.kernel_regularizer), ("bias", self.bias_regularizer)):
+        for what, reg in (("kernel", self.kernel_regularizer),
+                          ("bias", self.bias_regularizer if self.use_bias else None)):
             out[f"{what}_l1"] = reg.l1 if reg else 0.0
             out[f"{what}_l2"] = reg.l2 if reg else 0.0
         out["kernel_max_norm"] = float(self.kernel_constraint.max_value) if self.kernel_constraint else 0.0

@@ -319,7 +319,7 @@ class Model(Layer):
                        num_classes=2 if binary else last.units, activation=acts[0] if acts else "relu",
                        activations=acts, dropout=tuple(rates[:-1]), input_dropout=input_rate,
                        preprocess="none", output="sigmoid" if binary else "softmax",
-                       **batchnorm,
+                       **batchnorm, use_bias=tuple(d[0].use_bias for d in dense),
                        **{name: tuple(d[0].penalties()[name] for d in dense) for name in PER_DENSE})
         return spec, act if act in ("softmax", "sigmoid") else "logits"
 
@@ -495,8 +495,8 @@ class Model(Layer):
             self._build_layers(self._declared_input_shape() or (first.shape[0],))
         self._require_built()
         held = self._weighted()
-        counts = [2 if isinstance(layer, Dense) else 4 if isinstance(layer, BatchNormalization) else 3
-                  for layer in held]
+        counts = [layer.weight_count if isinstance(layer, Dense) else
+                  4 if isinstance(layer, BatchNormalization) else 3 for layer in held]
         if len(weights) != sum(counts):
             dense = self._dense()
             raise KerasValueError(f"the model has {sum(counts)} weight arrays "

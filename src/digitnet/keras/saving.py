@@ -291,7 +291,7 @@ def check_declared_weights(layers: list[Layer], found: list[LayerWeights], sourc
             item = next(items)
             got = [tuple(a.shape) for a in item.arrays]
             fan_in = current[-1] if current is not None else got[0][0] if got and len(got[0]) == 2 else -1
-            want = [(fan_in, layer.units), (layer.units,)]
+            want = [(fan_in, layer.units), (layer.units,)][:layer.weight_count]
             if got != want:
                 raise KerasFileError(f"{source}: layer {item.name!r} holds weights of shapes {got}; "
                                      f"the config's {layer.name!r} declares {want}")
