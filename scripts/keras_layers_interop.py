@@ -57,11 +57,12 @@ MORE = [("layers_more.keras", "layers_more"), ("layers_more_model.h5", "layers_m
 
 
 def batchnorm_model(keras):
-    """BatchNormalization of a layer's pre-activations and of another's outputs (its own
-    momentum and epsilon), before a Dropout, as public MLP scripts write it."""
+    """BatchNormalization of the inputs, of a bias-free layer's pre-activations and of another's
+    outputs (its own momentum and epsilon), before a Dropout, as public MLP scripts write it."""
     keras.utils.set_random_seed(0)
     L = keras.layers
-    model = keras.Sequential([keras.Input((784,)), L.Dense(32), L.BatchNormalization(),
+    model = keras.Sequential([keras.Input((784,)), L.BatchNormalization(momentum=0.8),
+                              L.Dense(32, use_bias=False), L.BatchNormalization(),
                               L.Activation("relu"), L.Dense(16, activation="relu"),
                               L.BatchNormalization(momentum=0.9, epsilon=0.01), L.Dropout(0.2),
                               L.Dense(10, activation="softmax")])

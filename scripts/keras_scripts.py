@@ -73,6 +73,7 @@ ACCURACY = {
     "tf_tensorboard_get_started": "model.evaluate(x_test, y_test, verbose=0)[1]",
     "batchnorm_mlp": "test_acc",
     "kaggle_batchnorm_dropout": "score[1]",
+    "geron_homl3_ch11_batchnorm": "test_acc",
 }
 # The lines Keras itself prints (progress, summaries, callbacks' messages), as opposed to the
 # scripts' own prints of arrays, whose layout depends on the values.

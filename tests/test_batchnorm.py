@@ -31,14 +31,18 @@ def test_reads_the_files_keras_wrote_and_writes_them_back(name, tmp_path):
     else:
         model = keras.models.load_model(FIXTURES / name)
     kinds = [type(layer).__name__ for layer in model.layers]
-    assert kinds == ["Dense", "BatchNormalization", "Activation", "Dense", "BatchNormalization",
-                     "Dropout", "Dense"]
-    assert model.spec.batchnorm == ("before", "after")
+    assert kinds == ["BatchNormalization", "Dense", "BatchNormalization", "Activation", "Dense",
+                     "BatchNormalization", "Dropout", "Dense"]
+    assert model.spec.batchnorm == ("before", "after") and model.spec.input_batchnorm
+    assert model.spec.input_batchnorm_momentum == 0.8 and model.spec.use_bias == (False, True, True)
+    assert model.layers[1].bias is None and len(model.get_weights()) == 4 + 1 + 4 + 2 + 4 + 2
     assert model.spec.batchnorm_momentum == (0.99, 0.9) and model.spec.batchnorm_epsilon == (1e-3, 0.01)
     want = np.load(FIXTURES / "layers_bn.npy")
     np.testing.assert_allclose(model.predict(X, verbose=0), want, atol=1e-6)
     # Keras trained it: its moving averages are no longer the initial zeros and ones
-    assert np.abs(model.layers[1].moving_mean.numpy()).max() > 1e-3
+    # (after normalised inputs and a bias-free layer, the second one's means stay near zero)
+    assert np.abs(model.layers[2].moving_variance.numpy() - 1).max() > 1e-3
+    assert np.abs(model.layers[0].moving_mean.numpy()).max() > 1e-3
     out = tmp_path / name
     if name.endswith(".weights.h5"):
         model.save_weights(out)
@@ -126,7 +130,7 @@ def test_a_keras_model_becomes_a_run_dir_served_exported_and_evaluated_alike(tmp
     want = np.load(FIXTURES / "layers_bn.npy")
     model.save(tmp_path / "run")
     run = digitnet.load(tmp_path / "run")
-    assert run.spec == model.spec and run.spec.non_trainable_params == 2 * (32 + 16)
+    assert run.spec == model.spec and run.spec.non_trainable_params == 2 * (784 + 32 + 16)
     np.testing.assert_allclose(run.predict_proba(X), want, atol=1e-6)
     sess = ort.InferenceSession(to_onnx(run).SerializeToString(), providers=["CPUExecutionProvider"])
     pixels = np.clip(X * 255, 0, 255).astype(np.uint8)
@@ -140,12 +144,13 @@ def test_a_keras_model_becomes_a_run_dir_served_exported_and_evaluated_alike(tmp
 def test_cli_trains_a_batch_normalized_model_and_its_moving_averages_follow(tmp_path):
     out = tmp_path / "bn"
     assert main(["train", "--hidden", "32,32", "--batchnorm", "before,after", "--batchnorm-momentum",
-                 "0.9", "--epochs", "1", "--quiet", "--out", str(out)]) == 0
+                 "0.9", "--input-batchnorm", "--epochs", "1", "--quiet", "--out", str(out)]) == 0
     model = digitnet.load(out)
     assert model.spec.batchnorm == ("before", "after") and model.spec.batchnorm_momentum == (0.9, 0.9)
+    assert model.spec.input_batchnorm and np.abs(model.params[0]["input_moving_mean"]).max() > 0.01
     assert model.config["metrics"]["test_accuracy"] > 0.9
     first = model.params[0]
-    assert np.abs(first["moving_mean"]).max() > 0.01 and np.abs(first["moving_variance"] - 1).max() > 0.01
+    assert np.abs(first["moving_variance"] - 1).max() > 0.01 and np.abs(first["moving_mean"]).max() > 0
     # a run without batch normalization writes none of its options (run files stay as before)
     assert "batchnorm" not in MLPSpec().to_dict()
 
@@ -169,7 +174,8 @@ def test_a_population_member_trains_as_it_does_alone(mnist):
 
 
 @pytest.mark.parametrize("layers, message", [
-    (lambda L: [L.BatchNormalization(), L.Dense(8), L.Dense(10)], "right after a hidden Dense"),
+    (lambda L: [L.Dropout(0.1), L.BatchNormalization(), L.Dense(8), L.Dense(10)],
+     "right after a hidden Dense"),
     (lambda L: [L.Dense(8, activation="relu"), L.Dropout(0.2), L.BatchNormalization(), L.Dense(10)],
      "right after a hidden Dense"),
     (lambda L: [L.Dense(8), L.BatchNormalization(), L.BatchNormalization(), L.Dense(10)],
@@ -188,6 +194,15 @@ def test_places_batch_normalization_cannot_go_are_refused_in_one_line(layers, me
 def test_options_it_does_not_run_are_refused_by_name(option):
     with pytest.raises(KerasValueError, match=f"BatchNormalization: {next(iter(option))}"):
         keras.layers.BatchNormalization(**option)
+
+
+def test_on_images_it_normalises_the_flat_inputs_only_after_flatten():
+    L = keras.layers
+    flat = keras.Sequential([keras.Input((28, 28)), L.Flatten(), L.BatchNormalization(), L.Dense(10)])
+    assert flat.spec.input_batchnorm
+    before = keras.Sequential([keras.Input((28, 28)), L.BatchNormalization(), L.Flatten(), L.Dense(10)])
+    with pytest.raises(KerasValueError, match="on the flat inputs"):
+        before.predict(X.reshape(-1, 28, 28), verbose=0)
 
 
 def test_called_on_arrays_it_computes_inference_and_refuses_training_mode():

@@ -25,7 +25,7 @@ from digitnet.files import TMP_SUFFIX
 from digitnet.files import atomic_write_bytes as atomic_write_bytes  # the run dir's writes
 from digitnet.files import atomic_write_files as atomic_write_files
 from digitnet.files import json_bytes as json_bytes  # JAX-free: cli.seed_workers writes with it
-from digitnet.model import BATCHNORM_WEIGHTS, MLPSpec, init_params
+from digitnet.model import BATCHNORM_WEIGHTS, INPUT, MLPSpec, init_params
 from digitnet.optimizers import make_optimizer
 from digitnet.safefiles import MAX_JSON_BYTES as MAX_JSON_BYTES  # config.json's limit
 from digitnet.safefiles import read_json as read_json  # JAX-free: the CLI reads runs before JAX starts
@@ -115,6 +115,8 @@ def tensors_to_params(tensors: dict[str, np.ndarray], spec: MLPSpec, path: Path,
         layer = {}
         extra = [(name, (b,)) for name, _ in BATCHNORM_WEIGHTS] if i < len(spec.hidden) and \
             spec.batchnorm_of(i) else []
+        if i == 0 and spec.input_batchnorm:
+            extra += [(INPUT + name, (a,)) for name, _ in BATCHNORM_WEIGHTS]
         for name, shape in (("kernel", (a, b)), ("bias", (b,)), *extra):
             key = f"{prefix}dense_{i}.{name}"
             if key not in tensors:

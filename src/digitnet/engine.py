@@ -361,7 +361,7 @@ class Engine:
             yb, wb = targets if weighted else (targets, None)
             if aug is not None:
                 xb = aug(jax.random.fold_in(k, AUGMENT_STREAM), xb)
-            batch_stats: list | None = [] if spec.batchnorm else None
+            batch_stats: list | None = [] if spec.batchnorm or spec.input_batchnorm else None
             logits = forward(p, stats, xb, spec, k if use_dropout else None, first_matmul, masks,
                              batch_stats)
             losses = loss_values(logits, yb, loss, smoothing)

@@ -20,6 +20,7 @@ from digitnet import __version__
 from digitnet import artifacts as art
 from digitnet.api import Model
 from digitnet.errors import ConfigError
+from digitnet.model import input_norm_weights
 from digitnet.spec import parse_activation
 
 FORMATS = ("onnx",)
@@ -167,6 +168,12 @@ def network_nodes(model: Model, prefix: str, logits: str) -> tuple[list, list]:
                                       f"{p}preprocess_shift"], [f"{p}shifted"]),
              helper.make_node("Mul", [f"{p}shifted", f"{p}preprocess_scale"], [f"{p}h0"])]
     h = f"{p}h0"
+    if spec.input_batchnorm:
+        weights, norm = batchnorm_nodes(input_norm_weights(model.params[0]), spec.input_batchnorm_epsilon,
+                                        f"{p}input_batch_normalization", helper)
+        inits += weights
+        nodes += norm(h, f"{p}h0_normalized")
+        h = f"{p}h0_normalized"
     last = len(model.params) - 1
     for i, layer in enumerate(model.params):
         inits += [const(f"{p}dense_{i}.kernel", np.asarray(layer["kernel"])),

@@ -58,7 +58,7 @@ def applies(spec: MLPSpec, cfg: Any, batch: int, soft_labels: bool, augmented: b
         bool(spec.hidden) and spec.output == "softmax"
         and all(act == "relu" for act in spec.hidden_activations)
         and not spec.dropout and not spec.input_dropout and not spec.regularized and not spec.kernel_max_norm
-        and not spec.batchnorm and not spec.use_bias
+        and not spec.batchnorm and not spec.use_bias and not spec.input_batchnorm
         and cfg.optimizer == "adam" and not cfg.optimizer_options
         and cfg.schedule == "constant" and not cfg.weight_decay
         and cfg.loss == "cross_entropy" and not cfg.label_smoothing and not cfg.class_weight

@@ -113,12 +113,25 @@ def host_init_params(spec: MLPSpec, key: np.ndarray) -> list[dict[str, np.ndarra
 
 
 def with_batchnorm(spec: MLPSpec, params: list[dict[str, Any]], xp: Any) -> list[dict[str, Any]]:
-    """params with each batch-normalised hidden layer's initial gamma, beta and moving averages."""
+    """params with each batch normalization's initial gamma, beta and moving averages: a hidden
+    layer's beside its kernel, the inputs' in the first layer's, named input_gamma, …"""
     for i, layer in enumerate(params[:-1]):
         if spec.batchnorm_of(i):
             n = layer["bias"].shape[0]
             layer.update({name: xp.full((n,), value, xp.float32) for name, value in BATCHNORM_WEIGHTS})
+    if spec.input_batchnorm:
+        params[0].update({INPUT + name: xp.full((spec.input_dim,), value, xp.float32)
+                          for name, value in BATCHNORM_WEIGHTS})
     return params
+
+
+# The prefix of the inputs' batch-normalization weights, kept in the first layer's dict.
+INPUT = "input_"
+
+
+def input_norm_weights(layer: dict[str, Any]) -> dict[str, Any]:
+    """The inputs' batch normalization's weights (from the first layer's dict), by their names."""
+    return {name: layer[INPUT + name] for name, _ in BATCHNORM_WEIGHTS}
 
 
 def batch_norm(h: jax.Array, layer: dict[str, jax.Array], epsilon: float,
@@ -141,13 +154,18 @@ def update_moving_stats(spec: MLPSpec, params: Params, old: Params,
     statistics from `old`'s, as Keras' layer assigns them in a training step."""
     stats = iter(batch_stats)
     out = []
+
+    def follow(layer: dict, before: dict, m: float, prefix: str = "") -> dict:
+        mean, variance = next(stats)
+        return {**layer,
+                prefix + "moving_mean": before[prefix + "moving_mean"] * m + mean * (1.0 - m),
+                prefix + "moving_variance": before[prefix + "moving_variance"] * m + variance * (1.0 - m)}
+
     for i, (layer, before) in enumerate(zip(params, old, strict=True)):
+        if i == 0 and spec.input_batchnorm:  # the inputs' statistics come first
+            layer = follow(layer, before, spec.input_batchnorm_momentum, INPUT)
         if i < len(spec.hidden) and spec.batchnorm_of(i):
-            mean, variance = next(stats)
-            m = spec.batchnorm_momentum[i]
-            layer = {**layer,
-                     "moving_mean": before["moving_mean"] * m + mean * (1.0 - m),
-                     "moving_variance": before["moving_variance"] * m + variance * (1.0 - m)}
+            layer = follow(layer, before, spec.batchnorm_momentum[i])
         out.append(layer)
     return out
 
@@ -214,6 +232,8 @@ def layer_outputs(params: Params, stats: dict[str, jax.Array], x: jax.Array, spe
     if spec.deskew:
         x = deskew(x.reshape(x.shape[0], *spec.input_shape))
     h = (x.reshape(x.shape[0], -1).astype(jnp.float32) - stats["shift"]) * stats["scale"]
+    if spec.input_batchnorm:
+        h = batch_norm(h, input_norm_weights(params[0]), spec.input_batchnorm_epsilon, batch_stats)
     if masks is None and dropout_key is not None:
         masks = dropout_masks(spec, dropout_key, h.shape[0])
     if masks is not None and masks[-1] is not None:

@@ -49,6 +49,8 @@ PER_DENSE = (*PENALTIES, "kernel_max_norm")
 BATCHNORM = ("none", "before", "after")
 # Per-hidden-layer batch-normalization options, written into a run's files only where set.
 PER_BATCHNORM = ("batchnorm", "batchnorm_momentum", "batchnorm_epsilon")
+# The inputs' batch-normalization options, written into a run's files only where it is on.
+INPUT_BATCHNORM = ("input_batchnorm", "input_batchnorm_momentum", "input_batchnorm_epsilon")
 # Keras' BatchNormalization defaults.
 BN_MOMENTUM, BN_EPSILON = 0.99, 1e-3
 # A batch-normalised layer's weights beside its kernel and bias, in Keras' order, and their
@@ -185,6 +187,12 @@ class MLPSpec:
     batchnorm_momentum: tuple[float, ...] = option((), "momentum of each batch normalization's "
                                                    f"moving averages (default {BN_MOMENTUM})",
                                                    per_layer=True, parse=parse_list(float))
+    input_batchnorm: bool = option(False, "batch normalization of the (preprocessed) inputs, "
+                                   "before the first layer (Keras' BatchNormalization after Flatten)")
+    input_batchnorm_momentum: float = option(BN_MOMENTUM, "momentum of the inputs' batch "
+                                             "normalization", cli=False)
+    input_batchnorm_epsilon: float = option(BN_EPSILON, "epsilon of the inputs' batch "
+                                            "normalization", cli=False)
     batchnorm_epsilon: tuple[float, ...] = option((), "epsilon added to each batch "
                                                   f"normalization's variance (default {BN_EPSILON})",
                                                   per_layer=True, parse=parse_list(float))
@@ -256,6 +264,15 @@ class MLPSpec:
             raise ConfigError(f"batchnorm_momentum must be in [0, 1], got {list(momentum)}")
         if any(not e > 0.0 for e in epsilon):
             raise ConfigError(f"batchnorm_epsilon must be > 0, got {list(epsilon)}")
+        if not isinstance(self.input_batchnorm, bool):
+            raise ConfigError(f"input_batchnorm must be true or false, got {self.input_batchnorm!r}")
+        m, e = float_tuple((self.input_batchnorm_momentum, self.input_batchnorm_epsilon),
+                           "input_batchnorm_momentum and _epsilon")
+        if not 0.0 <= m <= 1.0 or not e > 0.0:
+            raise ConfigError(f"input_batchnorm_momentum must be in [0, 1] and its epsilon > 0, got "
+                              f"{m}, {e}")
+        object.__setattr__(self, "input_batchnorm_momentum", m)
+        object.__setattr__(self, "input_batchnorm_epsilon", e)
         # Stored only where some layer normalises, and then in full, one value per layer.
         object.__setattr__(self, "batchnorm", where if on else ())
         object.__setattr__(self, "batchnorm_momentum", momentum if on else ())
@@ -297,19 +314,22 @@ class MLPSpec:
         its gamma, beta and two moving averages."""
         return sum(a * b + b * self.has_bias(i)
                    for i, (a, b) in enumerate(zip(self.sizes[:-1], self.sizes[1:], strict=True))) + \
-            sum(4 * n for i, n in enumerate(self.hidden) if self.batchnorm_of(i))
+            sum(4 * n for i, n in enumerate(self.hidden) if self.batchnorm_of(i)) + \
+            4 * self.input_dim * self.input_batchnorm
 
     @property
     def non_trainable_params(self) -> int:
         """The batch normalizations' moving averages: updated in training, not by gradients."""
-        return sum(2 * n for i, n in enumerate(self.hidden) if self.batchnorm_of(i))
+        return sum(2 * n for i, n in enumerate(self.hidden) if self.batchnorm_of(i)) + \
+            2 * self.input_dim * self.input_batchnorm
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        # Penalties only where there are some: a run's files stay as before (and readable by
-        # digitnet versions before them).
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()
-                if k not in (*PER_DENSE, *PER_BATCHNORM, "use_bias") or v}
+        # Options a model may leave unused are written only where it uses them: a run's files
+        # stay as before (and readable by digitnet versions before them).
+        written = {k: bool(d[k]) for k in (*PER_DENSE, *PER_BATCHNORM, "use_bias")}
+        written.update({k: self.input_batchnorm for k in INPUT_BATCHNORM})
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items() if written.get(k, True)}
 
     def for_data(self, image_shape: tuple[int, ...], num_classes: int) -> MLPSpec:
         """This spec as fit trains it on images of `image_shape` in `num_classes` classes: the
@@ -331,6 +351,8 @@ class MLPSpec:
     def summary(self) -> str:
         """A Keras-style table: layers, output shapes, parameter counts."""
         rows = []
+        if self.input_batchnorm:
+            rows.append(("input_batch_normalization", f"(None, {self.input_dim})", 4 * self.input_dim))
         if self.input_dropout:
             rows.append((f"input_dropout (Dropout {self.input_dropout:g})", f"(None, {self.input_dim})", 0))
         for i, (a, b) in enumerate(zip(self.sizes[:-1], self.sizes[1:], strict=True)):

@@ -312,6 +312,34 @@ def s_batch_norm(keras):
             "config": {k: v for k, v in norm.get_config().items() if k not in ("name", "dtype")}}
 
 
+def s_input_batch_norm(keras):
+    """Géron's batch-normalised MLP (Hands-On ML, ch. 11): a BatchNormalization of the flat
+    inputs after Flatten, then one after each hidden Dense(relu); SGD, two epochs, the losses,
+    weights, moving averages, predictions and summary are Keras'."""
+    L = keras.layers
+    model = keras.Sequential([keras.Input((28, 28)), L.Flatten(), L.BatchNormalization(momentum=0.95),
+                              L.Dense(16, activation="relu", kernel_initializer="he_normal"),
+                              L.BatchNormalization(), L.Dense(10, activation="softmax")])
+    rng = np.random.default_rng(5)
+    first = [rng.uniform(0.5, 1.5, 784), rng.normal(0, 0.1, 784), rng.uniform(0.3, 0.6, 784),
+             rng.uniform(0.05, 0.2, 784)]
+    hidden = [rng.uniform(0.5, 1.5, 16), rng.normal(0, 0.1, 16), np.zeros(16), np.ones(16)]
+    model.set_weights([np.asarray(a, np.float32) for a in
+                       [*first, W[0], W[1], *hidden, W[2], W[3]]])
+    model.compile(optimizer=keras.optimizers.SGD(0.05), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    model.summary()
+    history = model.fit(IMAGES, Y, epochs=2, batch_size=25, shuffle=False, verbose=0)
+    w = model.get_weights()
+    return {"loss": [round(v, 4) for v in history.history["loss"]],
+            "input_gamma": arr(w[0][:8]), "input_moving_mean": arr(w[2][:8]),
+            "input_moving_variance": arr(w[3][:8]), "kernel": arr(w[4][:3, :4]),
+            "moving_mean": arr(w[8]), "out": arr(w[10][:3, :4]),
+            "predict": arr(model.predict(IMAGES[:4], verbose=0)),
+            "evaluate": [round(v, 4) for v in model.evaluate(IMAGES, Y, verbose=0)],
+            "count": model.count_params()}
+
+
 def s_use_bias(keras):
     """Dense(use_bias=False) before a BatchNormalization (the textbook pairing) and as the output
     layer: its weights, counts, config and training (SGD, two epochs) are Keras'."""

@@ -101,6 +101,18 @@ class Layer:
         return []
 
     @property
+    def variables(self) -> list[Any]:
+        return self.weights
+
+    @property
+    def trainable_variables(self) -> list[Any]:
+        return self.trainable_weights
+
+    @property
+    def non_trainable_variables(self) -> list[Any]:
+        return self.non_trainable_weights
+
+    @property
     def built(self) -> bool:
         return True
 

@@ -59,7 +59,7 @@ from digitnet.keras.layers import (
 from digitnet.keras.progbar import Progbar, resolve
 from digitnet.keras.utils import next_seed, unique_name
 from digitnet.metrics import compiled_loss_values
-from digitnet.model import MLPSpec, init_params, predict_logits
+from digitnet.model import INPUT, MLPSpec, init_params, predict_logits
 from digitnet.optimizers import make_optimizer
 from digitnet.regularize import penalty
 from digitnet.runtime import enable_compile_cache
@@ -253,11 +253,15 @@ class Model(Layer):
         dense: list[list[Any]] = []  # [layer, activation]
         rates: list[float] = []
         input_rate = 0.0
+        input_norm: BatchNormalization | None = None
         for layer in atoms:
-            if isinstance(layer, Flatten) and not dense and not flatten and not input_rate:
+            if isinstance(layer, Flatten) and not dense and not flatten and not input_rate and not input_norm:
                 flatten = True
-            elif hasattr(layer, "affine") and not dense and not input_rate:
+            elif hasattr(layer, "affine") and not dense and not input_rate and not input_norm:
                 pass  # an input scaling layer: the engine's input transform (see _stats)
+            elif (isinstance(layer, BatchNormalization) and not dense and not input_rate
+                  and not input_norm and (flatten or len(input_shape) == 1)):
+                input_norm = layer  # of the flat inputs, after the scaling layers
             elif isinstance(layer, Dense):
                 dense.append([layer, layer.activation])
                 rates.append(0.0)
@@ -284,7 +288,8 @@ class Model(Layer):
                     where = "before the first Dense layer (and before an input Dropout)"
                 if isinstance(layer, BatchNormalization):
                     where = ("right after a hidden Dense layer (before or after its activation, "
-                             "before its Dropout; once)")
+                             "before its Dropout; once), or on the flat inputs (after Flatten and "
+                             "the scaling layers, before the first Dense and an input Dropout)")
                 raise KerasValueError(f"{layer.class_name} layer {layer.name!r} is only supported "
                                       f"{where}, in an MLP")
         if not dense:
@@ -320,6 +325,9 @@ class Model(Layer):
                        activations=acts, dropout=tuple(rates[:-1]), input_dropout=input_rate,
                        preprocess="none", output="sigmoid" if binary else "softmax",
                        **batchnorm, use_bias=tuple(d[0].use_bias for d in dense),
+                       input_batchnorm=input_norm is not None,
+                       input_batchnorm_momentum=input_norm.momentum if input_norm else BN_MOMENTUM,
+                       input_batchnorm_epsilon=input_norm.epsilon if input_norm else BN_EPSILON,
                        **{name: tuple(d[0].penalties()[name] for d in dense) for name in PER_DENSE})
         return spec, act if act in ("softmax", "sigmoid") else "logits"
 
@@ -387,27 +395,38 @@ class Model(Layer):
                 "this model has not yet been built: give the first layer an input_shape, call "
                 "build((None, features)), or call fit/predict on data first")
 
-    def _batchnorms(self) -> list[BatchNormalization | None]:
-        """Per Dense layer, the BatchNormalization that follows it (None: none)."""
+    def _batchnorms(self) -> tuple[BatchNormalization | None, list[BatchNormalization | None]]:
+        """The BatchNormalization of the inputs (before the first Dense), and per Dense layer
+        the one that follows it (None: none)."""
+        first: BatchNormalization | None = None
         out: list[BatchNormalization | None] = []
         for layer in self._atoms():
             if isinstance(layer, Dense):
                 out.append(None)
-            elif isinstance(layer, BatchNormalization) and out and out[-1] is None:
+            elif isinstance(layer, BatchNormalization) and not out:
+                first = layer
+            elif isinstance(layer, BatchNormalization) and out[-1] is None:
                 out[-1] = layer
-        return out
+        return first, out
 
     def params(self) -> list[dict[str, np.ndarray]]:
         """The engine's weights: per Dense layer its kernel and bias, and the weights of the
-        BatchNormalization after it."""
-        return [{"kernel": d._kernel, "bias": d._bias, **(bn.engine_weights() if bn else {})}
-                for d, bn in zip(self._dense(), self._batchnorms(), strict=True)]
+        BatchNormalization after it; the first layer's also the inputs' normalization's."""
+        first, after = self._batchnorms()
+        out = [{"kernel": d._kernel, "bias": d._bias, **(bn.engine_weights() if bn else {})}
+               for d, bn in zip(self._dense(), after, strict=True)]
+        if first is not None and out:
+            out[0].update({INPUT + k: v for k, v in first.engine_weights().items()})
+        return out
 
     def use_params(self, params: list[dict[str, Any]]) -> None:
-        for layer, bn, p in zip(self._dense(), self._batchnorms(), params, strict=True):
+        first, after = self._batchnorms()
+        for layer, bn, p in zip(self._dense(), after, params, strict=True):
             layer.kernel, layer.bias = np.asarray(p["kernel"]), np.asarray(p["bias"])
             if bn is not None:
                 bn.set_weights([np.asarray(p[name]) for name in bn.WEIGHTS])
+        if first is not None:
+            first.set_weights([np.asarray(params[0][INPUT + name]) for name in first.WEIGHTS])
 
     def count_params(self) -> int:
         self._require_built()
@@ -479,14 +498,6 @@ class Model(Layer):
     @property
     def non_trainable_weights(self) -> list[Any]:
         return [v for v in self.weights if not v.trainable]
-
-    @property
-    def trainable_variables(self) -> list[Any]:
-        return self.trainable_weights
-
-    @property
-    def variables(self) -> list[Any]:
-        return self.weights
 
     def set_weights(self, weights: list[Any]) -> None:
         weights = [np.asarray(w, np.float32) for w in weights]

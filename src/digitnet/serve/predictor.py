@@ -81,7 +81,7 @@ def numpy_forward(model: Any) -> Callable[[np.ndarray], np.ndarray] | None:
         return lambda x: np.log(np.maximum(np.mean([softmax(f(x)) for f in members], axis=0), tiny))
     spec = model.spec
     acts = [NUMPY_ACTIVATIONS.get(a) for a in spec.hidden_activations]
-    if spec.deskew or spec.batchnorm or any(a is None for a in acts):
+    if spec.deskew or spec.batchnorm or spec.input_batchnorm or any(a is None for a in acts):
         return None  # the compiled forward serves these
     shift = np.asarray(model.stats["shift"], np.float32)
     scale = np.asarray(model.stats["scale"], np.float32)
