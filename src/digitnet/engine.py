@@ -29,6 +29,7 @@ from digitnet.metrics import class_weighted, hits, loss_values
 from digitnet.model import (
     MLPSpec,
     Params,
+    dropout_layers,
     dropout_masks,
     forward,
     host_init_params,
@@ -118,9 +119,7 @@ class EngineSettings:
 
 def mask_elements(spec: MLPSpec, batch: int) -> int:
     """How many dropout keep-mask entries (one byte each) a training step of `batch` draws."""
-    rates = [*(spec.dropout or [0.0] * len(spec.hidden)), spec.input_dropout]
-    return batch * sum(w for w, r in zip([*spec.hidden, spec.input_dim], rates, strict=True)
-                       if active(r))
+    return batch * sum(width for rate, width in dropout_layers(spec) if active(rate))
 
 
 def split_grad_matmul(rows: int) -> Any:

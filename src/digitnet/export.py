@@ -20,7 +20,7 @@ from digitnet import __version__
 from digitnet import artifacts as art
 from digitnet.api import Model
 from digitnet.errors import ConfigError
-from digitnet.model import input_norm_weights
+from digitnet.model import batchnorm_affine, input_norm_weights
 from digitnet.spec import parse_activation
 
 FORMATS = ("onnx",)
@@ -168,11 +168,17 @@ def network_nodes(model: Model, prefix: str, logits: str) -> tuple[list, list]:
                                       f"{p}preprocess_shift"], [f"{p}shifted"]),
              helper.make_node("Mul", [f"{p}shifted", f"{p}preprocess_scale"], [f"{p}h0"])]
     h = f"{p}h0"
+
+    def normalize(weights: dict[str, Any], epsilon: float, name: str, x: str, out: str) -> None:
+        """A batch normalization at inference: out = x · inv + res per unit (batchnorm_affine)."""
+        inv, res = batchnorm_affine(weights, epsilon)
+        inits.extend([const(f"{name}.inv", inv), const(f"{name}.res", res)])
+        nodes.extend([helper.make_node("Mul", [x, f"{name}.inv"], [f"{out}_scaled"]),
+                      helper.make_node("Add", [f"{out}_scaled", f"{name}.res"], [out])])
+
     if spec.input_batchnorm:
-        weights, norm = batchnorm_nodes(input_norm_weights(model.params[0]), spec.input_batchnorm_epsilon,
-                                        f"{p}input_batch_normalization", helper)
-        inits += weights
-        nodes += norm(h, f"{p}h0_normalized")
+        normalize(input_norm_weights(model.params[0]), spec.input_batchnorm_epsilon,
+                  f"{p}input_batch_normalization", h, f"{p}h0_normalized")
         h = f"{p}h0_normalized"
     last = len(model.params) - 1
     for i, layer in enumerate(model.params):
@@ -184,35 +190,18 @@ def network_nodes(model: Model, prefix: str, logits: str) -> tuple[list, list]:
                   helper.make_node("Add", [f"{p}dense_{i}_mm", f"{p}dense_{i}.bias"], [pre])]
         if i < last:  # dropout is identity at inference
             h = f"{p}h{i + 1}"
-            where = spec.batchnorm_of(i)
-            norm = batchnorm_nodes(layer, spec.batchnorm_epsilon[i] if where else 0.0,
-                                   f"{p}batch_normalization_{i}", helper)
+            where, name = spec.batchnorm_of(i), f"{p}batch_normalization_{i}"
             if where == "before":
-                nodes += norm[1](pre, f"{pre}_normalized")
+                normalize(layer, spec.batchnorm_epsilon[i], name, pre, f"{pre}_normalized")
                 pre = f"{pre}_normalized"
             act_out = f"{h}_activated" if where == "after" else h
             nodes += activation_nodes(spec.hidden_activations[i], pre, act_out, helper)
             if where == "after":
-                nodes += norm[1](act_out, h)
-            inits += norm[0]
+                normalize(layer, spec.batchnorm_epsilon[i], name, act_out, h)
     if spec.output_units == 1:  # one sigmoid unit z: the class scores (0, z), as Model.logits
         nodes += [helper.make_node("Sub", [pre, pre], [f"{p}zero"]),
                   helper.make_node("Concat", [f"{p}zero", pre], [logits], axis=1)]
     return nodes, inits
-
-
-def batchnorm_nodes(layer: dict[str, Any], epsilon: float, name: str, helper: Any) -> tuple[list, Any]:
-    """A batch normalization at inference as ONNX weights and a node maker (x, out) → nodes:
-    x · inv + res per unit, with inv = gamma / √(moving variance + ε) and res = beta − moving
-    mean · inv, as Keras computes it (none for a layer without one)."""
-    if not epsilon:
-        return [], lambda x, out: []
-    var = np.asarray(layer["moving_variance"], np.float32)
-    inv = (np.float32(1.0) / np.sqrt(var + np.float32(epsilon))) * np.asarray(layer["gamma"], np.float32)
-    res = -np.asarray(layer["moving_mean"], np.float32) * inv + np.asarray(layer["beta"], np.float32)
-    return ([const(f"{name}.inv", inv), const(f"{name}.res", res)],
-            lambda x, out: [helper.make_node("Mul", [x, f"{name}.inv"], [f"{out}_scaled"]),
-                            helper.make_node("Add", [f"{out}_scaled", f"{name}.res"], [out])])
 
 
 def to_onnx(model: Model, opset: int = MIN_OPSET, name: str = "digitnet") -> Any:

@@ -148,6 +148,16 @@ def batch_norm(h: jax.Array, layer: dict[str, jax.Array], epsilon: float,
     return h * inv + (-mean * inv + layer["beta"])
 
 
+def batchnorm_affine(weights: dict[str, Any], epsilon: float) -> tuple[np.ndarray, np.ndarray]:
+    """A batch normalization at inference as (inv, res), its output x · inv + res per unit, in
+    NumPy float32 as Keras computes it: inv = gamma / √(moving variance + ε), res = beta − moving
+    mean · inv (ONNX export; digitnet.keras' layer called on arrays)."""
+    var, gamma = (np.asarray(weights[k], np.float32) for k in ("moving_variance", "gamma"))
+    inv = (np.float32(1.0) / np.sqrt(var + np.float32(epsilon))) * gamma
+    return inv, -np.asarray(weights["moving_mean"], np.float32) * inv + np.asarray(weights["beta"],
+                                                                                  np.float32)
+
+
 def update_moving_stats(spec: MLPSpec, params: Params, old: Params,
                         batch_stats: list[tuple[jax.Array, jax.Array]]) -> Params:
     """params with each batch normalization's moving averages moved towards the batch's
@@ -211,14 +221,17 @@ def forward(
     return z + params[-1]["bias"] if spec.has_bias(len(spec.hidden)) else z
 
 
+def dropout_layers(spec: MLPSpec) -> list[tuple[Any, int]]:
+    """(rate, width) of what dropout may apply to: each hidden layer's outputs, then the inputs."""
+    rates = [spec.dropout[i] if spec.dropout else 0.0 for i in range(len(spec.hidden))]
+    return list(zip([*rates, spec.input_dropout], [*spec.hidden, spec.input_dim], strict=True))
+
+
 def dropout_masks(spec: MLPSpec, key: jax.Array, n: int) -> Masks:
     """The keep masks of a training batch of n rows, drawn from `key` (each layer's from its
     own fold of it: hidden layer i's from index i, the input's from index len(hidden))."""
-    rates = [spec.dropout[i] if spec.dropout else 0.0 for i in range(len(spec.hidden))]
-    widths = [*spec.hidden, spec.input_dim]
     return [jax.random.bernoulli(jax.random.fold_in(key, i), 1 - rate, (n, width))
-            if active(rate) else None
-            for i, (rate, width) in enumerate(zip([*rates, spec.input_dropout], widths, strict=True))]
+            if active(rate) else None for i, (rate, width) in enumerate(dropout_layers(spec))]
 
 
 def layer_outputs(params: Params, stats: dict[str, jax.Array], x: jax.Array, spec: MLPSpec,

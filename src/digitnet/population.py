@@ -153,8 +153,8 @@ def member_bytes(spec: MLPSpec, cfg: TrainConfig, n_train: int) -> int:
     width = spec.input_dim + 2 * sum(spec.hidden) + spec.num_classes
     acts = cfg.batch_size * width * 4 * (12 if cfg.aug_shift or cfg.aug_rotate or cfg.aug_scale
                                          or cfg.aug_shear or cfg.elastic_alpha else 3)
-    per_step = mask_elements(spec, cfg.batch_size)
-    masks = 9 * per_step * EngineSettings().mask_block_steps(EngineSettings().mask_block, per_step)
+    per_step, settings = mask_elements(spec, cfg.batch_size), EngineSettings()
+    masks = 9 * per_step * settings.mask_block_steps(settings.mask_block, per_step)
     return 8 * params + 2 * acts + masks + 8 * n_train
 
 

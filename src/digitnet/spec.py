@@ -314,14 +314,18 @@ class MLPSpec:
         its gamma, beta and two moving averages."""
         return sum(a * b + b * self.has_bias(i)
                    for i, (a, b) in enumerate(zip(self.sizes[:-1], self.sizes[1:], strict=True))) + \
-            sum(4 * n for i, n in enumerate(self.hidden) if self.batchnorm_of(i)) + \
-            4 * self.input_dim * self.input_batchnorm
+            4 * self.normalized_units
+
+    @property
+    def normalized_units(self) -> int:
+        """Units with a batch normalization (the inputs' included): four weights each."""
+        return sum(n for i, n in enumerate(self.hidden) if self.batchnorm_of(i)) + \
+            self.input_dim * self.input_batchnorm
 
     @property
     def non_trainable_params(self) -> int:
         """The batch normalizations' moving averages: updated in training, not by gradients."""
-        return sum(2 * n for i, n in enumerate(self.hidden) if self.batchnorm_of(i)) + \
-            2 * self.input_dim * self.input_batchnorm
+        return 2 * self.normalized_units
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

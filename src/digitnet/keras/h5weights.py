@@ -25,6 +25,7 @@ import numpy as np
 from digitnet.budget import MAX_PARAMS, MEMORY_BUDGET, Budget
 from digitnet.keras.errors import KerasFileError
 from digitnet.keras.layers import snake_case
+from digitnet.spec import BATCHNORM_WEIGHTS
 
 # Written into the files' version attributes: the Keras release whose layout we mirror and
 # check against (docs/keras.md records that check).
@@ -51,7 +52,7 @@ class LayerWeights:
 
 # The names of a layer's weights in legacy files (Dense: kernel, bias).
 WEIGHT_NAMES = {"Normalization": ("mean", "variance", "count"),
-                "BatchNormalization": ("gamma", "beta", "moving_mean", "moving_variance")}
+                "BatchNormalization": tuple(name for name, _ in BATCHNORM_WEIGHTS)}
 
 
 def h5_bytes(write: Any) -> bytes:

@@ -20,10 +20,11 @@ from digitnet.errors import ConfigError
 from digitnet.keras import constraints, initializers, regularizers
 from digitnet.keras.backend import Variable, tensor
 from digitnet.keras.errors import KerasValueError
-from digitnet.model import activation_fn
+from digitnet.model import activation_fn, batchnorm_affine
 from digitnet.spec import (
     ACTIVATION_ALIASES,
     ACTIVATION_NAMES,
+    BATCHNORM_WEIGHTS,
     activation_spelling,
     parse_activation,
 )
@@ -733,7 +734,7 @@ class BatchNormalization(Layer):
     It trains inside the engine with its Dense layer (MLPSpec.batchnorm, model.batch_norm)."""
 
     class_name = "BatchNormalization"
-    WEIGHTS = ("gamma", "beta", "moving_mean", "moving_variance")
+    WEIGHTS = tuple(name for name, _ in BATCHNORM_WEIGHTS)
 
     def __init__(self, axis: int = -1, momentum: float = 0.99, epsilon: float = 1e-3,
                  center: bool = True, scale: bool = True, beta_initializer: Any = "zeros",
@@ -834,8 +835,8 @@ class BatchNormalization(Layer):
     def forward(self, x: np.ndarray) -> np.ndarray:
         """Inference: by the moving averages, as Keras computes it."""
         self.build(x.shape)
-        inv = (np.float32(1.0) / np.sqrt(self._moving_variance + np.float32(self.epsilon))) * self._gamma
-        return x * inv + (-self._moving_mean * inv + self._beta)
+        inv, res = batchnorm_affine(self.engine_weights(), self.epsilon)
+        return x * inv + res
 
     def get_config(self) -> dict[str, Any]:
         out = {**super().get_config(), "axis": self.axis, "momentum": self.momentum,
